@@ -1,0 +1,198 @@
+"""Writes to the clinical record. Every surface (command, admin, API, task) calls these."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import Max
+from django.utils.text import slugify
+
+from patients.fhir import codes
+from patients.fhir.parse import FhirError, ParsedBundle, parse_bundle
+from patients.fhir.store import store_bundle
+from patients.models import BundleImport, Condition, Encounter, ImportStatus, Organisation, Patient, Procedure
+
+
+@dataclass
+class BundleResult:
+    source: str
+    ok: bool
+    error: str = ""
+    counts: dict = field(default_factory=dict)
+    patient_external_ids: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"REJECTED {self.source}: {self.error}"
+        created = sum(c["created"] for k, c in self.counts.items() if k != "skipped")
+        updated = sum(c["updated"] for k, c in self.counts.items() if k != "skipped")
+        skipped = sum(self.counts.get("skipped", {}).values())
+        return f"imported {self.source}: {created} created, {updated} updated, {skipped} skipped"
+
+
+def organisation_get_or_create(*, slug: str, name: str = "") -> Organisation:
+    slug = slugify(slug)
+    if not slug:
+        raise ValueError("An organisation needs a slug of letters, digits or hyphens.")
+    organisation, _ = Organisation.objects.get_or_create(slug=slug, defaults={"name": name or slug.replace("-", " ").title()})
+    return organisation
+
+
+def read_bundle_file(path: Path) -> dict:
+    """Read a .json or .json.gz bundle, refusing oversized files before decoding them."""
+    limit = settings.PMLM_MAX_BUNDLE_BYTES
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read(limit + 1)
+        else:
+            with open(path, "rb") as handle:
+                raw = handle.read(limit + 1)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise FhirError(f"cannot be read: {exc}") from None
+    if len(raw) > limit:
+        raise FhirError(f"is larger than the {limit // (1024 * 1024)} MiB limit for one bundle")
+    return decode_bundle(raw)
+
+
+def decode_bundle(raw: bytes) -> dict:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FhirError(f"is not valid JSON: {exc}") from None
+
+
+def patient_import_bundle(*, organisation: Organisation, bundle, source: str, user=None,
+                          parsed: ParsedBundle | None = None) -> BundleResult:
+    """Import one Bundle all-or-nothing; the outcome is recorded as a BundleImport either way."""
+    started = time.monotonic()
+    result = BundleResult(source=source, ok=False)
+    try:
+        if parsed is None:
+            parsed = parse_bundle(bundle, max_entries=settings.PMLM_MAX_BUNDLE_ENTRIES)
+        with transaction.atomic():
+            result.counts = store_bundle(organisation, parsed)
+            result.patient_external_ids = sorted({r.fhir_id for r in parsed.of_type("Patient")})
+            touched = _touched_patient_ids(organisation, parsed)
+            patient_refresh_summary(patient_ids=touched)
+            result.ok = True
+            _record(organisation, result, user, started)
+    except FhirError as exc:
+        result.error = str(exc)
+    except DatabaseError as exc:  # refused by the database after all: still nothing written
+        result.error = f"the database refused the bundle: {exc}".strip()
+    if not result.ok:
+        _record(organisation, result, user, started)
+    return result
+
+
+def _record(organisation, result: BundleResult, user, started: float):
+    BundleImport.objects.create(
+        organisation=organisation,
+        source=result.source[:500],
+        status=ImportStatus.IMPORTED if result.ok else ImportStatus.REJECTED,
+        error=result.error,
+        counts=result.counts,
+        patient_external_ids=result.patient_external_ids,
+        imported_by=user if user is not None and user.is_authenticated else None,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def _touched_patient_ids(organisation, parsed: ParsedBundle) -> list[int]:
+    external = {r.fhir_id for r in parsed.of_type("Patient")} | {r.patient.fhir_id for r in parsed.records if r.patient}
+    return list(Patient.objects.filter(organisation=organisation, external_id__in=external).values_list("pk", flat=True))
+
+
+def bundle_paths(paths: list[str | Path]) -> list[Path]:
+    """Files named, and .json / .json.gz files inside folders named, in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".json", ".json.gz"))))
+        else:
+            found.append(path)
+    return found
+
+
+def fhir_import_paths(*, organisation: Organisation, paths: list[str | Path], user=None, on_result=None) -> list[BundleResult]:
+    """Import every bundle; a bad one is rejected alone and the others still import."""
+    results = []
+    for path in bundle_paths(paths):
+        try:
+            bundle = read_bundle_file(path)
+        except FhirError as exc:
+            result = BundleResult(source=str(path), ok=False, error=f"{path.name} {exc}")
+            _record(organisation, result, user, time.monotonic())
+        else:
+            result = patient_import_bundle(organisation=organisation, bundle=bundle, source=str(path), user=user)
+            if not result.ok:
+                result.error = f"{path.name}: {result.error}"
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+# --- the patient summary kept for lists ---------------------------------------------------------
+
+
+def patient_refresh_summary(*, patient_ids: list[int]):
+    """Recompute what lists filter on: the latest pregnancy episode and the last encounter."""
+    if not patient_ids:
+        return
+    starts: dict[int, list] = {}
+    for pid, code, onset, abatement in Condition.objects.filter(
+        patient_id__in=patient_ids, code__in=codes.PREGNANCY_CONDITION_CODES | codes.PREGNANCY_END_CONDITION_CODES
+    ).values_list("patient_id", "code", "onset_at", "abatement_at"):
+        starts.setdefault(pid, []).append((code, onset, abatement))
+    procedures: dict[int, list] = {}
+    for pid, performed in Procedure.objects.filter(
+        patient_id__in=patient_ids, code__in=codes.PREGNANCY_END_PROCEDURE_CODES
+    ).values_list("patient_id", "performed_start"):
+        if performed:
+            procedures.setdefault(pid, []).append(performed.date())
+    last_encounters = dict(
+        Encounter.objects.filter(patient_id__in=patient_ids)
+        .values("patient_id")
+        .annotate(last=Max("period_start"))
+        .values_list("patient_id", "last")
+    )
+    patients = list(Patient.objects.filter(pk__in=patient_ids))
+    for patient in patients:
+        start, end = pregnancy_episode(starts.get(patient.pk, []), procedures.get(patient.pk, []))
+        patient.pregnancy_start, patient.pregnancy_end = start, end
+        patient.last_encounter_at = last_encounters.get(patient.pk)
+    Patient.objects.bulk_update(patients, ["pregnancy_start", "pregnancy_end", "last_encounter_at"], batch_size=500)
+
+
+def pregnancy_episode(conditions: list[tuple], end_procedures: list[date]) -> tuple[date | None, date | None]:
+    """The latest pregnancy episode as (start, end) from (code, onset, abatement) conditions.
+
+    It starts at the onset of the latest pregnancy condition, reaching back to the onset of an
+    overlapping one (pre-eclampsia is recorded inside a normal pregnancy). It ends at the first
+    of: that condition's abatement, a later pregnancy-ending condition (miscarriage, ectopic) or
+    procedure (delivery, caesarean). End is None when nothing closed it; readers cap an open
+    episode at MAX_PREGNANCY_DAYS.
+    """
+    episodes = [(onset.date(), abatement.date() if abatement else None)
+                for code, onset, abatement in conditions if code in codes.PREGNANCY_CONDITION_CODES and onset]
+    if not episodes:
+        return None, None
+    latest = max(start for start, _ in episodes)
+    span = timedelta(days=codes.MAX_PREGNANCY_DAYS)
+    overlapping = [(s, e) for s, e in episodes if latest - span < s <= latest and (e is None or e >= latest)]
+    start = min(s for s, _ in overlapping)
+    ends = [e for s, e in overlapping if e is not None]
+    ends += [onset.date() for code, onset, _ in conditions
+             if code in codes.PREGNANCY_END_CONDITION_CODES and onset and onset.date() >= start]
+    ends += [d for d in end_procedures if d >= start]
+    return start, (min(ends) if ends else None)

@@ -1,0 +1,275 @@
+"""Data curation in the Django admin: search, filters, inlines, CSV export and change history.
+
+Curators only see and edit the organisations they belong to; superusers see everything.
+"""
+
+import csv
+
+from django.contrib import admin
+from django.http import StreamingHttpResponse
+from simple_history.admin import SimpleHistoryAdmin
+
+from patients import models as m
+from patients.services import import_job_queue
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@admin.action(description="Export selected rows as CSV")
+def export_csv(modeladmin, request, queryset):
+    fields = [f for f in queryset.model._meta.concrete_fields]
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow([f.name for f in fields])
+        for obj in queryset.iterator(chunk_size=2000):
+            yield writer.writerow([_csv_value(getattr(obj, f.attname)) for f in fields])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{queryset.model._meta.model_name}.csv"'
+    return response
+
+
+def _csv_value(value):
+    text = "" if value is None else str(value)
+    # Neutralise spreadsheet formulas (CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _curated_organisations(request):
+    if request.user.is_superuser:
+        return None
+    membership = getattr(request.user, "membership", None)
+    return [membership.organisation_id] if membership else []
+
+
+class CuratedAdmin(SimpleHistoryAdmin):
+    """History, CSV export and organisation scoping for every model of the record."""
+
+    actions = [export_csv]
+    list_per_page = 50
+    organisation_path = "organisation"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        allowed = _curated_organisations(request)
+        if allowed is None or self.organisation_path is None:
+            return queryset
+        return queryset.filter(**{f"{self.organisation_path}__in": allowed})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        allowed = _curated_organisations(request)
+        if allowed is not None:
+            related = db_field.related_model
+            if related is m.Organisation:
+                kwargs["queryset"] = m.Organisation.objects.filter(pk__in=allowed)
+            elif related is m.Patient:
+                kwargs["queryset"] = m.Patient.objects.filter(organisation__in=allowed)
+            elif related is m.Encounter:
+                kwargs["queryset"] = m.Encounter.objects.filter(organisation__in=allowed)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ClinicalRecordAdmin(CuratedAdmin):
+    readonly_fields = ("fhir_id", "created_at", "updated_at")
+    raw_id_fields = ("patient",)
+    list_select_related = ("patient",)
+    search_fields = ("fhir_id", "code", "display", "patient__external_id", "patient__family_name")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The FHIR id is what re-imports match on: it may be set once, never changed.
+        return self.readonly_fields if obj is not None else ("created_at", "updated_at")
+
+
+@admin.register(m.Organisation)
+class OrganisationAdmin(CuratedAdmin):
+    organisation_path = "pk"
+    list_display = ("name", "slug", "created_at")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(m.Membership)
+class MembershipAdmin(CuratedAdmin):
+    list_display = ("user", "organisation", "role", "created_at")
+    list_filter = ("role", "organisation")
+    search_fields = ("user__username", "user__email", "organisation__name")
+    raw_id_fields = ("user",)
+
+
+class EncounterInline(admin.TabularInline):
+    model = m.Encounter
+    fields = ("period_start", "display", "status", "fhir_id")
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    ordering = ("-period_start",)
+    max_num = 0
+    can_delete = False
+
+
+@admin.register(m.Patient)
+class PatientAdmin(CuratedAdmin):
+    list_display = ("family_name", "given_names", "birth_date", "external_id", "organisation", "pregnancy_start", "last_encounter_at")
+    list_filter = ("organisation", "gender", ("pregnancy_start", admin.EmptyFieldListFilter))
+    search_fields = ("family_name", "given_names", "external_id")
+    readonly_fields = ("external_id", "pregnancy_start", "pregnancy_end", "last_encounter_at", "created_at", "updated_at")
+    inlines = [EncounterInline]
+    date_hierarchy = "last_encounter_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else self.readonly_fields[1:]
+
+
+class ObservationInline(admin.TabularInline):
+    model = m.Observation
+    fields = ("code", "display", "value_quantity", "value_unit", "value_display", "effective_at", "fhir_id")
+    readonly_fields = ("fhir_id",)
+    raw_id_fields = ("patient",)
+    extra = 0
+    ordering = ("code",)
+
+
+@admin.register(m.Encounter)
+class EncounterAdmin(ClinicalRecordAdmin):
+    list_display = ("period_start", "display", "status", "patient", "fhir_id")
+    list_filter = ("status", "class_code", "code")
+    date_hierarchy = "period_start"
+    inlines = [ObservationInline]
+
+
+@admin.register(m.Observation)
+class ObservationAdmin(ClinicalRecordAdmin):
+    list_display = ("effective_at", "code", "display", "value_text", "patient")
+    list_filter = ("category", "status", "code_system")
+    raw_id_fields = ("patient", "encounter")
+    date_hierarchy = "effective_at"
+
+
+@admin.register(m.Condition)
+class ConditionAdmin(ClinicalRecordAdmin):
+    list_display = ("display", "code", "clinical_status", "onset_at", "abatement_at", "patient")
+    list_filter = ("clinical_status", "verification_status")
+    raw_id_fields = ("patient", "encounter")
+
+
+@admin.register(m.MedicationRequest)
+class MedicationRequestAdmin(ClinicalRecordAdmin):
+    list_display = ("display", "code", "status", "intent", "authored_at", "patient")
+    list_filter = ("status", "intent")
+    raw_id_fields = ("patient", "encounter")
+
+
+@admin.register(m.MedicationStatement)
+class MedicationStatementAdmin(ClinicalRecordAdmin):
+    list_display = ("display", "code", "status", "effective_start", "patient")
+    list_filter = ("status",)
+
+
+@admin.register(m.AllergyIntolerance)
+class AllergyIntoleranceAdmin(ClinicalRecordAdmin):
+    list_display = ("display", "code", "criticality", "clinical_status", "patient")
+    list_filter = ("criticality", "clinical_status", "allergy_type")
+
+
+@admin.register(m.Procedure)
+class ProcedureAdmin(ClinicalRecordAdmin):
+    list_display = ("display", "code", "status", "performed_start", "patient")
+    list_filter = ("status",)
+    raw_id_fields = ("patient", "encounter")
+
+
+@admin.register(m.Immunization)
+class ImmunizationAdmin(ClinicalRecordAdmin):
+    list_display = ("display", "code", "status", "occurred_at", "patient")
+    list_filter = ("status",)
+    raw_id_fields = ("patient", "encounter")
+
+
+@admin.register(m.CarePlan)
+class CarePlanAdmin(ClinicalRecordAdmin):
+    list_display = ("display", "status", "intent", "period_start", "patient")
+    list_filter = ("status", "intent")
+    raw_id_fields = ("patient", "encounter")
+
+
+@admin.register(m.LifestyleRecord)
+class LifestyleRecordAdmin(CuratedAdmin):
+    organisation_path = "patient__organisation"
+    list_display = ("recorded_at", "kind", "value", "quantity", "unit", "source", "patient")
+    list_filter = ("kind", "source")
+    search_fields = ("value", "patient__external_id", "patient__family_name")
+    raw_id_fields = ("patient",)
+    date_hierarchy = "recorded_at"
+
+
+@admin.register(m.CareItem)
+class CareItemAdmin(CuratedAdmin):
+    organisation_path = None  # the catalogue is shared by all organisations
+    list_display = ("name", "slug", "category", "active")
+    list_filter = ("category", "active")
+    search_fields = ("name", "slug", "description")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(m.CareRating)
+class CareRatingAdmin(CuratedAdmin):
+    organisation_path = "patient__organisation"
+    list_display = ("rated_on", "care_item", "rating", "source", "patient")
+    list_filter = ("care_item", "rating", "source")
+    search_fields = ("care_item__name", "patient__external_id", "patient__family_name")
+    raw_id_fields = ("patient",)
+
+
+@admin.register(m.PhysicianRecommendation)
+class PhysicianRecommendationAdmin(CuratedAdmin):
+    organisation_path = "patient__organisation"
+    list_display = ("written_at", "author", "source", "patient")
+    list_filter = ("source",)
+    search_fields = ("text", "author", "patient__external_id", "patient__family_name")
+    raw_id_fields = ("patient", "encounter")
+    date_hierarchy = "written_at"
+
+
+@admin.register(m.BundleImport)
+class BundleImportAdmin(CuratedAdmin):
+    list_display = ("started_at", "source", "status", "duration_ms", "organisation")
+    list_filter = ("status", "organisation")
+    search_fields = ("source", "error")
+    readonly_fields = [f.name for f in m.BundleImport._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(m.ImportJob)
+class ImportJobAdmin(CuratedAdmin):
+    """Upload a bundle; a Celery worker imports it and the row shows the outcome."""
+
+    list_display = ("created_at", "upload", "status", "progress", "message", "organisation")
+    list_filter = ("status", "organisation")
+    fields = ("organisation", "upload", "status", "progress", "message", "bundle_import", "created_by", "finished_at")
+    readonly_fields = ("status", "progress", "message", "bundle_import", "created_by", "finished_at")
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        if not change:
+            import_job_queue(job=obj)

@@ -17,7 +17,11 @@ from django.utils.text import slugify
 from patients.fhir import codes
 from patients.fhir.parse import FhirError, ParsedBundle, parse_bundle
 from patients.fhir.store import store_bundle
-from patients.models import BundleImport, Condition, Encounter, ImportStatus, Organisation, Patient, Procedure
+from django.utils import timezone
+
+from patients.models import (
+    BundleImport, Condition, Encounter, ImportJob, ImportStatus, JobStatus, Organisation, Patient, Procedure,
+)
 
 
 @dataclass
@@ -27,6 +31,7 @@ class BundleResult:
     error: str = ""
     counts: dict = field(default_factory=dict)
     patient_external_ids: list[str] = field(default_factory=list)
+    bundle_import_id: int | None = None
 
     def summary(self) -> str:
         if not self.ok:
@@ -94,7 +99,7 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
 
 
 def _record(organisation, result: BundleResult, user, started: float):
-    BundleImport.objects.create(
+    result.bundle_import_id = BundleImport.objects.create(
         organisation=organisation,
         source=result.source[:500],
         status=ImportStatus.IMPORTED if result.ok else ImportStatus.REJECTED,
@@ -103,7 +108,7 @@ def _record(organisation, result: BundleResult, user, started: float):
         patient_external_ids=result.patient_external_ids,
         imported_by=user if user is not None and user.is_authenticated else None,
         duration_ms=int((time.monotonic() - started) * 1000),
-    )
+    ).pk
 
 
 def _touched_patient_ids(organisation, parsed: ParsedBundle) -> list[int]:
@@ -140,6 +145,38 @@ def fhir_import_paths(*, organisation: Organisation, paths: list[str | Path], us
         if on_result:
             on_result(result)
     return results
+
+
+def import_job_create(*, organisation: Organisation, upload, user=None) -> ImportJob:
+    """Store an uploaded bundle and queue its import; the worker starts once the row is committed."""
+    job = ImportJob.objects.create(organisation=organisation, upload=upload, created_by=user)
+    import_job_queue(job=job)
+    return job
+
+
+def import_job_queue(*, job: ImportJob):
+    from patients.tasks import run_import_job
+
+    transaction.on_commit(lambda: run_import_job.delay(job.pk))
+
+
+def import_job_run(*, job_id: int) -> str:
+    """Run one import job. Safe to repeat: a finished job is left alone, and imports upsert."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status in (JobStatus.DONE, JobStatus.FAILED):
+            return job.status
+        job.status, job.progress, job.message = JobStatus.RUNNING, 10, "Importing"
+        job.save(update_fields=["status", "progress", "message"])
+    results = fhir_import_paths(organisation=job.organisation, paths=[job.upload.path], user=job.created_by)
+    result = results[0] if results else BundleResult(source=job.upload.name, ok=False, error="the upload is missing")
+    job.status = JobStatus.DONE if result.ok else JobStatus.FAILED
+    job.progress = 100
+    job.message = result.summary() if result.ok else result.error
+    job.bundle_import_id = result.bundle_import_id
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "progress", "message", "bundle_import", "finished_at"])
+    return job.status
 
 
 # --- the patient summary kept for lists ---------------------------------------------------------

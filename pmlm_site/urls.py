@@ -11,3 +11,7 @@ urlpatterns = [
     path("patients/", include("patients.urls")),
     path("admin/", admin.site.urls),
 ]
+
+admin.site.site_header = "PMLM clinic — curation"
+admin.site.site_title = "PMLM clinic curation"
+admin.site.index_title = "Records, catalogue and imports"

@@ -128,6 +128,7 @@ def _lifestyle(s: Snapshot, rng: random.Random, latent: str, timepoints: list[da
     first = timepoints[0]
     smoking_codes = [v for _, v in sorted(s.observations.get("72166-2", []))]
     smoker = bool(smoking_codes) and smoking_codes[-1] in SMOKER_CODES or any(c == "110483000" for c, _, _ in s.conditions)
+    ex_smoker = not smoker and "8517006" in smoking_codes
     cigarettes = rng.choice((5, 8, 10, 15, 20)) if smoker else 0
     secondhand = rng.random() < (0.35 if smoker else 0.12)
     alcohol = rng.choices(("none", "occasional", "weekly"), weights=(55, 35, 10))[0]
@@ -140,12 +141,12 @@ def _lifestyle(s: Snapshot, rng: random.Random, latent: str, timepoints: list[da
     style = {"self-tracker": "visual (charts and numbers)"}.get(latent, rng.choice(("direct", "reassuring", "visual (charts and numbers)")))
     decision = rng.choice(("shared decision-making", "clinician-led", "shared decision-making", "independent"))
 
-    note("tobacco", first, "daily smoker" if smoker else "never smoked", cigarettes if smoker else 0, "cigarettes/day")
+    note("tobacco", first, "daily smoker" if smoker else "ex-smoker" if ex_smoker else "never smoked", cigarettes, "cigarettes/day")
     note("secondhand_smoke", first, "exposed at home" if secondhand else "no exposure")
     note("alcohol", first, alcohol, {"none": 0, "occasional": 2, "weekly": 5}[alcohol], "drinks/week")
-    note("caffeine", first, "caffeine intake", caffeine, "mg/day")
-    note("activity", first, "moderate activity", activity, "min/week")
-    note("sleep", first, "sleep", sleep, "h/night")
+    note("caffeine", first, caffeine_words(caffeine), caffeine, "mg/day")
+    note("activity", first, activity_words(activity), activity, "min/week")
+    note("sleep", first, sleep_words(sleep), sleep, "h/night")
     note("diet", first, diet)
     if substances:
         note("substances", first, "cannabis occasionally")
@@ -177,13 +178,13 @@ def _lifestyle(s: Snapshot, rng: random.Random, latent: str, timepoints: list[da
             note("alcohol", when, "stopped drinking in pregnancy", 0, "drinks/week")
         if pregnant_since and caffeine > 200 and rng.random() < 0.5:
             caffeine = int(caffeine * rng.choice((0.4, 0.5, 0.7)))
-            note("caffeine", when, "caffeine intake", caffeine, "mg/day")
+            note("caffeine", when, caffeine_words(caffeine), caffeine, "mg/day")
         if rng.random() < (0.35 if fades else 0.2):
             activity = max(0, activity + rng.choice((-60, -30, 30, 60)) * (-1 if fades else 1))
-            note("activity", when, "moderate activity", activity, "min/week")
+            note("activity", when, activity_words(activity), activity, "min/week")
         if weeks is not None and weeks >= 28 and sleep >= 6.5 and rng.random() < 0.4:
             sleep = sleep - rng.choice((0.5, 1.0))
-            note("sleep", when, "sleep (late pregnancy)", sleep, "h/night")
+            note("sleep", when, sleep_words(sleep), sleep, "h/night")
         if diet != "balanced" and rng.random() < 0.15:
             diet = "balanced"
             note("diet", when, diet)
@@ -197,6 +198,18 @@ def _lifestyle(s: Snapshot, rng: random.Random, latent: str, timepoints: list[da
             decision = rng.choice(("shared decision-making", "clinician-led", "independent"))
             note("decision_style", when, decision)
     return records
+
+
+def caffeine_words(mg: float) -> str:
+    return "above the 300 mg/day limit" if mg > 300 else "within the 300 mg/day limit"
+
+
+def activity_words(minutes: float) -> str:
+    return "active (150+ min/week)" if minutes >= 150 else "somewhat active" if minutes >= 60 else "inactive"
+
+
+def sleep_words(hours: float) -> str:
+    return "short sleep" if hours < 6.5 else "adequate sleep"
 
 
 # --- needs and ratings ------------------------------------------------------------------------------

@@ -101,15 +101,15 @@ class _Reader:
         value = self.resource.get(name)
         if value is None:
             if required:
-                self.fail(name, "is required")
+                self.fail(self.path(name), "is required")
             return None
         if kind is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.fail(name, f"must be a number, got {type(value).__name__} {value!r:.40}")
+                self.fail(self.path(name), f"must be a number, got {type(value).__name__} {value!r:.40}")
             return float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            self.fail(name, f"must be {expected_article(expected)}, got {type(value).__name__}")
+            self.fail(self.path(name), f"must be {expected_article(expected)}, got {type(value).__name__}")
         return value
 
     def string(self, name: str, required: bool = False, default: str = "") -> str:
@@ -118,9 +118,9 @@ class _Reader:
 
     def sub(self, name: str, value, index: int | None = None) -> "_Reader":
         if not isinstance(value, dict):
-            self.fail(_path(name, index), f"must be an object, got {type(value).__name__}")
+            self.fail(self.path(_path(name, index)), f"must be an object, got {type(value).__name__}")
         reader = _Reader(value, self.label)
-        reader.prefix = _path(name, index)
+        reader.prefix = self.path(_path(name, index))
         return reader
 
     prefix = ""
@@ -184,12 +184,12 @@ class _Reader:
         value = self.get(name, list, required)
         for i, item in enumerate(value or []):
             if not isinstance(item, dict):
-                self.fail(_path(name, i), "must be an object")
+                self.fail(self.path(_path(name, i)), "must be an object")
             coding = self._codeable(item, self.path(_path(name, i)), False)
             if coding:
                 return coding
         if required:
-            self.fail(name, "needs at least one coded entry")
+            self.fail(self.path(name), "needs at least one coded entry")
         return None
 
     def status_code(self, name: str, required: bool = False) -> str:
@@ -251,7 +251,7 @@ def _value_fields(r: _Reader, prefix_code: bool = False) -> dict:
     """value[x] of an Observation or of one of its components."""
     present = [key for key in r.resource if key.startswith("value")]
     if len(present) > 1:
-        r.fail(present[1], "only one value[x] may be given")
+        r.fail(r.path(present[1]), "only one value[x] may be given")
     out = {
         "value_quantity": None,
         "value_unit": "",
@@ -280,7 +280,7 @@ def _value_fields(r: _Reader, prefix_code: bool = False) -> dict:
     elif key == "valueBoolean":
         out["value_boolean"] = r.get(key, bool)
     else:
-        r.fail(key, "is a value type the record does not keep")
+        r.fail(r.path(key), "is a value type the record does not keep")
     del value
     return out
 
@@ -340,7 +340,7 @@ def _patient(r: _Reader) -> dict:
         prefix = " ".join(p for p in (chosen.get("prefix", list) or []) if isinstance(p, str))
     gender = r.string("gender")
     if gender and gender not in {"female", "male", "other", "unknown"}:
-        r.fail("gender", f"must be female, male, other or unknown, got {gender!r:.20}")
+        r.fail(r.path("gender"), f"must be female, male, other or unknown, got {gender!r:.20}")
     identifiers = []
     for i, raw in enumerate(r.get("identifier", list) or []):
         ident = r.sub("identifier", raw, i)
@@ -391,7 +391,7 @@ def _encounter(r: _Reader) -> dict:
     kind = r.first_codeable("type")
     start, end = r.period("period")
     if start is None:
-        r.fail("period.start", "is required")
+        r.fail(r.path("period.start"), "is required")
     encounter_class = r.get("class", dict)
     class_code = ""
     if encounter_class is not None:
@@ -432,7 +432,7 @@ def _medication(r: _Reader) -> dict:
         ref = r.get("medicationReference", dict)
         display = ref.get("display") if isinstance(ref.get("display"), str) else ""
         return {"code_system": "", "code": "", "display": codes.clean_display(display)}
-    r.fail("medication[x]", "is required (medicationCodeableConcept or medicationReference)")
+    r.fail(r.path("medication[x]"), "is required (medicationCodeableConcept or medicationReference)")
 
 
 def _dosage_text(r: _Reader, name: str) -> str:
@@ -471,7 +471,7 @@ def _medication_statement(r: _Reader) -> dict:
 def _allergy(r: _Reader) -> dict:
     categories = r.get("category", list) or []
     if not all(isinstance(c, str) for c in categories):
-        r.fail("category", "must be a list of codes")
+        r.fail(r.path("category"), "must be a list of codes")
     return {
         **_coded(r.codeable("code", required=True)),
         "clinical_status": r.status_code("clinicalStatus"),
@@ -619,13 +619,13 @@ def _resolve(r: _Reader, name: str, index: dict, *, expected: str, required: boo
     if ref in index:
         resource_type, fhir_id = index[ref]
         if resource_type != expected:
-            r.fail(f"{name}.reference", f"must point to a {expected}, but {ref!r:.60} is a {resource_type}")
+            r.fail(r.path(f"{name}.reference"), f"must point to a {expected}, but {ref!r:.60} is a {resource_type}")
         return Reference(resource_type, fhir_id, in_bundle=True)
     if ref.startswith("urn:uuid:") or ref.startswith("#"):
         # A bundle-local reference that names no entry: the bundle is inconsistent.
-        r.fail(f"{name}.reference", f"{ref!r:.60} names no entry in this bundle")
+        r.fail(r.path(f"{name}.reference"), f"{ref!r:.60} names no entry in this bundle")
     parts = ref.rstrip("/").split("/")
     if len(parts) >= 2 and parts[-2] == expected and _ID_RE.match(parts[-1]):
         # "Patient/123" outside the bundle: the store looks for it among records already held.
         return Reference(expected, parts[-1], in_bundle=False)
-    r.fail(f"{name}.reference", f"{ref!r:.60} is not a reference to a {expected}")
+    r.fail(r.path(f"{name}.reference"), f"{ref!r:.60} is not a reference to a {expected}")

@@ -1,0 +1,141 @@
+"""Reads of the clinical record, always within the organisation of the person asking."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
+
+from patients import models as m
+from patients.fhir.codes import MAX_PREGNANCY_DAYS
+from patients.pregnancy import PregnancyStatus, pregnancy_status, start_window_for_trimester
+
+PAGE_ROLES = {m.Role.CLINICIAN, m.Role.CURATOR, m.Role.ADMIN}
+
+
+def membership_for(user) -> m.Membership:
+    """The caller's membership; people without one (or partner accounts on pages) get nothing."""
+    membership = getattr(user, "membership", None) if user.is_authenticated else None
+    if membership is None:
+        raise PermissionDenied("Your account is not a member of any organisation.")
+    return membership
+
+
+def page_membership_for(user) -> m.Membership:
+    membership = membership_for(user)
+    if membership.role not in PAGE_ROLES:
+        raise PermissionDenied("Partner service accounts use the API, not the clinic's pages.")
+    return membership
+
+
+def patient_list(*, organisation: m.Organisation, query: str = "", pregnant: bool | None = None,
+                 trimester: int | None = None, on: date) -> QuerySet[m.Patient]:
+    patients = m.Patient.objects.filter(organisation=organisation)
+    for term in query.split():
+        patients = patients.filter(
+            Q(given_names__icontains=term) | Q(family_name__icontains=term) | Q(external_id__istartswith=term)
+        )
+    pregnant_now = (
+        Q(pregnancy_start__lte=on, pregnancy_start__gt=on - timedelta(days=MAX_PREGNANCY_DAYS))
+        & (Q(pregnancy_end__isnull=True) | Q(pregnancy_end__gt=on))
+    )
+    if trimester is not None:
+        lower, upper = start_window_for_trimester(trimester, on)
+        patients = patients.filter(pregnant_now, pregnancy_start__gt=lower, pregnancy_start__lte=upper)
+    elif pregnant is True:
+        patients = patients.filter(pregnant_now)
+    elif pregnant is False:
+        patients = patients.exclude(pregnant_now)
+    return patients.order_by("family_name", "given_names", "pk")
+
+
+def patient_get(*, organisation: m.Organisation, pk: int) -> m.Patient:
+    """A patient of this organisation; any other patient does not exist for the caller (404)."""
+    try:
+        return m.Patient.objects.get(organisation=organisation, pk=pk)
+    except m.Patient.DoesNotExist:
+        raise Http404("No such patient in your organisation.") from None
+
+
+def patient_pregnancy(patient: m.Patient, on: date) -> PregnancyStatus:
+    return pregnancy_status(patient.pregnancy_start, patient.pregnancy_end, on)
+
+
+def age_on(birth_date: date | None, on: date) -> int | None:
+    if birth_date is None:
+        return None
+    return on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
+
+
+KEY_OBSERVATIONS = (
+    ("85354-9", "Blood pressure"), ("55284-4", "Blood pressure"), ("8480-6", "Systolic BP"), ("8462-4", "Diastolic BP"),
+    ("29463-7", "Weight"), ("8302-2", "Height"), ("39156-5", "BMI"), ("718-7", "Haemoglobin"),
+    ("2339-0", "Blood glucose"), ("2345-7", "Plasma glucose"), ("1558-6", "Fasting glucose"), ("72166-2", "Smoking status"),
+    ("20454-5", "Urine protein"), ("55283-6", "Fetal heart rate"), ("11881-0", "Fundal height"), ("49051-6", "Gestational age"),
+)
+
+
+def patient_latest_observations(patient: m.Patient) -> list[tuple[str, m.Observation]]:
+    """The latest value of each key vital and lab, in a clinician's reading order."""
+    codes = [code for code, _ in KEY_OBSERVATIONS]
+    latest: dict[str, m.Observation] = {}
+    for obs in m.Observation.objects.filter(patient=patient, code__in=codes).order_by("code", "-effective_at"):
+        latest.setdefault(obs.code, obs)
+    shown, labels = [], set()
+    for code, label in KEY_OBSERVATIONS:
+        if code in latest and label not in labels:
+            shown.append((label, latest[code]))
+            labels.add(label)
+    return shown
+
+
+def patient_encounters(patient: m.Patient, limit: int = 40):
+    return (
+        m.Encounter.objects.filter(patient=patient)
+        .annotate(observation_count=Count("observations"))
+        .select_related("physician_recommendation")
+        .order_by("-period_start")[:limit]
+    )
+
+
+def patient_lifestyle_timeline(patient: m.Patient) -> list[dict]:
+    """Each behaviour or preference with its history, newest first, marking changes."""
+    by_kind: dict[str, list[m.LifestyleRecord]] = {}
+    for record in m.LifestyleRecord.objects.filter(patient=patient).order_by("kind", "recorded_at"):
+        by_kind.setdefault(record.kind, []).append(record)
+    timeline = []
+    for kind, label in m.LifestyleKind.choices:
+        records = by_kind.get(kind)
+        if not records:
+            continue
+        timeline.append({
+            "kind": kind, "label": label, "current": records[-1], "history": list(reversed(records)),
+            "preference": kind in m.PREFERENCE_KINDS, "changes": len(records) - 1,
+        })
+    return timeline
+
+
+def patient_care_history(patient: m.Patient) -> list[dict]:
+    """Each care item she rated, with her ratings in time order and whether she kept it up."""
+    by_item: dict[int, dict] = {}
+    for rating in m.CareRating.objects.filter(patient=patient).select_related("care_item").order_by("rated_on", "pk"):
+        entry = by_item.setdefault(rating.care_item_id, {"item": rating.care_item, "ratings": []})
+        entry["ratings"].append(rating)
+    history = []
+    for entry in by_item.values():
+        scores = [r.rating for r in entry["ratings"]]
+        entry["latest"] = entry["ratings"][-1]
+        entry["engagement"] = care_engagement(scores)
+        history.append(entry)
+    return sorted(history, key=lambda e: (-e["latest"].rating, e["item"].name))
+
+
+def care_engagement(scores: list[int]) -> str:
+    """In words: what she engaged with, what she dropped."""
+    if (len(scores) >= 2 and scores[-1] <= scores[0] - 2) or scores[-1] <= 2:
+        return "dropped"
+    if len(scores) >= 2 and scores[-1] < scores[0]:
+        return "fading"
+    return "engaged" if scores[-1] >= 4 else "mixed"

@@ -119,6 +119,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "media/"  # never served publicly: uploads are clinical data
 WHITENOISE_USE_FINDERS = True  # serves static files without collectstatic in development
@@ -141,6 +142,8 @@ if CELERY_BROKER_URL == "filesystem://":
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+# Separate queues let several deployments (or test runs) share one broker without stealing work.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PMLM_CELERY_QUEUE", "pmlm")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -1,0 +1,115 @@
+"""Sign-in, the patient list and the patient page: each limited to the caller's organisation."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from patients.services import patient_import_bundle
+from tests import fhir_builders as fb
+
+
+def pregnant_bundle(pid, weeks, family):
+    onset = (timezone.now() - timedelta(weeks=weeks, days=1)).date().isoformat()
+    return fb.bundle(fb.patient(pid, family=family), fb.condition(f"{pid}-preg", pid, onset=onset))
+
+
+@pytest.fixture
+def cohort(organisation):
+    for pid, weeks, family in [("t1", 8, "Early"), ("t2", 20, "Middle"), ("t3", 33, "Late")]:
+        assert patient_import_bundle(organisation=organisation, bundle=pregnant_bundle(pid, weeks, family), source=pid).ok
+    ended = fb.bundle(fb.patient("done", family="Delivered"),
+                      fb.condition("done-preg", "done", onset="2023-01-01", abatement="2023-09-20"))
+    assert patient_import_bundle(organisation=organisation, bundle=ended, source="done").ok
+    return organisation
+
+
+def names(response):
+    return [row["patient"].family_name for row in response.context["rows"]]
+
+
+def test_the_home_page_sends_an_anonymous_visitor_to_sign_in(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == reverse("login")
+
+
+def test_pages_require_sign_in(client, imported_patient):
+    for url in (reverse("patients:list"), reverse("patients:detail", args=[imported_patient.pk])):
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_a_clinician_signs_in_and_lands_on_the_patient_list(client, clinician):
+    from tests.conftest import PASSWORD
+
+    response = client.post(reverse("login"), {"username": "dr-north", "password": PASSWORD})
+    assert response.status_code == 302 and response["Location"] == reverse("patients:list")
+
+
+def test_the_list_shows_only_patients_of_her_organisation(client_for, clinician, imported_patient, foreign_patient):
+    response = client_for(clinician).get(reverse("patients:list"))
+    assert names(response) == ["Rivera"]
+    assert response.context["rows"][0]["patient"] == imported_patient
+
+
+def test_search_by_name_or_external_id_answers_htmx_with_a_fragment(client_for, clinician, imported_patient, cohort):
+    client = client_for(clinician)
+    response = client.get(reverse("patients:list"), {"q": "rive"}, HTTP_HX_REQUEST="true")
+    assert names(response) == ["Rivera"]
+    assert b"<html" not in response.content and "HX-Request" in response["Vary"]
+    assert names(client.get(reverse("patients:list"), {"q": "pat-1"})) == ["Rivera"]
+    assert names(client.get(reverse("patients:list"), {"q": "nobody-here"})) == []
+    assert b"No patients match" in client.get(reverse("patients:list"), {"q": "nobody-here"}).content
+
+
+def test_filters_find_pregnant_patients_by_trimester(client_for, clinician, cohort):
+    client = client_for(clinician)
+    url = reverse("patients:list")
+    assert sorted(names(client.get(url, {"pregnant": "yes"}))) == ["Early", "Late", "Middle"]
+    assert names(client.get(url, {"pregnant": "no"})) == ["Delivered"]
+    assert names(client.get(url, {"trimester": "1"})) == ["Early"]
+    assert names(client.get(url, {"trimester": "2"})) == ["Middle"]
+    assert names(client.get(url, {"trimester": "3"})) == ["Late"]
+
+
+def test_an_invalid_filter_is_ignored_not_an_error(client_for, clinician, cohort):
+    response = client_for(clinician).get(reverse("patients:list"), {"trimester": "9", "pregnant": "maybe"})
+    assert response.status_code == 200 and len(names(response)) == 4
+
+
+def test_the_patient_page_shows_her_record(client_for, clinician, imported_patient):
+    response = client_for(clinician).get(reverse("patients:detail", args=[imported_patient.pk]))
+    content = response.content.decode()
+    assert response.status_code == 200
+    for expected in ("Ana Lucia Rivera", "Prenatal visit", "Normal pregnancy", "71.5 kg", "128/82 mmHg", "Never smoked"):
+        assert expected in content
+
+
+def test_a_colleague_with_another_role_may_read_the_record(client_for, curator, imported_patient):
+    assert client_for(curator).get(reverse("patients:detail", args=[imported_patient.pk])).status_code == 200
+
+
+def test_an_outsider_gets_404_for_another_organisations_patient(client_for, outsider, imported_patient):
+    response = client_for(outsider).get(reverse("patients:detail", args=[imported_patient.pk]))
+    assert response.status_code == 404
+    assert b"Rivera" not in response.content
+
+
+def test_a_partner_service_account_cannot_use_the_pages(client_for, partner, imported_patient):
+    client = client_for(partner)
+    assert client.get(reverse("patients:list")).status_code == 403
+    assert client.get(reverse("patients:detail", args=[imported_patient.pk])).status_code == 403
+
+
+def test_a_user_without_an_organisation_sees_nothing(client, db, imported_patient):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_user("loner", password="x-long-password-9"))
+    assert client.get(reverse("patients:list")).status_code == 403
+
+
+def test_sign_out_needs_a_post(client_for, clinician):
+    client = client_for(clinician)
+    assert client.get(reverse("logout")).status_code == 405
+    assert client.post(reverse("logout")).status_code == 302

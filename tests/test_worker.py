@@ -1,0 +1,78 @@
+"""A real Celery worker, on the configured broker, imports an uploaded bundle."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+
+from patients import models as m
+from patients.services import import_job_create, import_job_run
+from pmlm_site.celery import app as celery_app
+from tests import fhir_builders as fb
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgresql://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker():
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    previous_queue = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    env = dict(os.environ, DATABASE_URL=database_url(), PMLM_CELERY_QUEUE=queue, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+               PMLM_VAR_DIR=str(settings.VAR_DIR), DJANGO_DEBUG="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "pmlm_site", "worker", "--pool=solo", "--loglevel=INFO", "-Q", queue,
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    yield process
+    celery_app.conf.task_default_queue = previous_queue
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def wait_for(predicate, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_imports_an_uploaded_bundle_once(worker, organisation, clinician):
+    upload = SimpleUploadedFile("north.json", json.dumps(fb.small_bundle("pat-w")).encode())
+    job = import_job_create(organisation=organisation, upload=upload, user=clinician)
+    finished = wait_for(lambda: m.ImportJob.objects.get(pk=job.pk).status in (m.JobStatus.DONE, m.JobStatus.FAILED))
+    if not finished:
+        worker.terminate()
+        pytest.fail("the worker did not finish the job:\n" + worker.communicate(timeout=20)[0][-3000:])
+    job.refresh_from_db()
+    assert job.status == m.JobStatus.DONE, job.message
+    assert job.progress == 100 and job.bundle_import.status == m.ImportStatus.IMPORTED
+    assert organisation.patients.get().external_id == "pat-w"
+    # Delivered twice (a retry after a lost worker): the finished job is left alone.
+    observations = m.Observation.objects.count()
+    assert import_job_run(job_id=job.pk) == m.JobStatus.DONE
+    assert m.Observation.objects.count() == observations

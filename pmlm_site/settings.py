@@ -25,6 +25,9 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+# Nothing may download weights or data from a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 VAR_DIR = Path(os.environ.get("PMLM_VAR_DIR") or BASE_DIR / "var").resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 

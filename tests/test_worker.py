@@ -35,7 +35,7 @@ def worker():
     previous_queue = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
     env = dict(os.environ, DATABASE_URL=database_url(), PMLM_CELERY_QUEUE=queue, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-               PMLM_VAR_DIR=str(settings.VAR_DIR), DJANGO_DEBUG="1")
+               PMLM_VAR_DIR=str(settings.VAR_DIR), DJANGO_DEBUG="1", DATABASE_CONN_MAX_AGE="0")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "pmlm_site", "worker", "--pool=solo", "--loglevel=INFO", "-Q", queue,
          "--without-gossip", "--without-mingle", "--without-heartbeat"],

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the product on embedded defaults: SQLite and Celery's filesystem broker under var/,
+# a real Celery worker in the background, and the web server on http://127.0.0.1:${PORT:-8000}/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DJANGO_DEBUG="${DJANGO_DEBUG:-1}" HF_HUB_OFFLINE=1
+VAR="${PMLM_VAR_DIR:-var}"
+PORT="${PORT:-8000}"
+PY=.venv/bin/python
+mkdir -p "$VAR"
+
+$PY manage.py migrate --noinput -v 0
+if [ ! -s "$VAR/demo-password" ]; then
+  $PY -c "import secrets; print(secrets.token_urlsafe(12))" > "$VAR/demo-password"
+  chmod 600 "$VAR/demo-password"
+  rm -f "$VAR/.demo-seeded"
+fi
+PASSWORD="$(cat "$VAR/demo-password")"
+if [ ! -e "$VAR/.demo-seeded" ]; then
+  echo "Loading the demo cohort (241 Synthea patients; about half a minute)…"
+  $PY manage.py seed_demo --password "$PASSWORD"
+  touch "$VAR/.demo-seeded"
+fi
+
+.venv/bin/celery -A pmlm_site worker --pool=solo --loglevel=WARNING > "$VAR/celery-worker.log" 2>&1 &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null || true' EXIT INT TERM
+
+cat <<MSG
+
+  PMLM clinic is running:  http://127.0.0.1:${PORT}/
+  Sign in as demo-clinician (pages) or demo-curator (pages and /admin/), password: ${PASSWORD}
+  (the password is kept in ${VAR}/demo-password; a Celery worker logs to ${VAR}/celery-worker.log)
+  Stop with Ctrl+C.
+
+MSG
+$PY manage.py runserver "127.0.0.1:${PORT}" --noreload

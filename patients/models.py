@@ -178,19 +178,27 @@ class Observation(ClinicalRecord, CodedMixin):
 
     @property
     def value_text(self) -> str:
+        """The value as a clinician reads it: rounded, with its unit; blood pressure as S/D."""
         if self.value_quantity is not None:
-            return f"{self.value_quantity:g} {self.value_unit}".strip()
+            return f"{_rounded(self.value_quantity)} {self.value_unit}".strip()
         if self.value_display or self.value_code:
             return self.value_display or self.value_code
         if self.value_string:
             return self.value_string
         if self.value_boolean is not None:
             return "yes" if self.value_boolean else "no"
+        by_code = {c.get("code"): c.get("value_quantity") for c in self.components}
+        if by_code.get("8480-6") is not None and by_code.get("8462-4") is not None:
+            return f"{_rounded(by_code['8480-6'], 0)}/{_rounded(by_code['8462-4'], 0)} mmHg"
         return "; ".join(
-            f"{c.get('display') or c.get('code')}: {c.get('value_quantity'):g} {c.get('unit', '')}".strip()
+            f"{c.get('display') or c.get('code')}: {_rounded(c['value_quantity'])} {c.get('unit', '')}".strip()
             for c in self.components
             if c.get("value_quantity") is not None
         )
+
+
+def _rounded(value: float, digits: int = 1) -> str:
+    return f"{round(value, digits):g}"
 
 
 class Condition(ClinicalRecord, CodedMixin):

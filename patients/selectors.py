@@ -69,6 +69,11 @@ def age_on(birth_date: date | None, on: date) -> int | None:
     return on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
 
 
+def patient_age(patient: m.Patient, on: date) -> int | None:
+    """Her age today, or at death."""
+    return age_on(patient.birth_date, patient.deceased_at.date() if patient.deceased_at else on)
+
+
 KEY_OBSERVATIONS = (
     ("85354-9", "Blood pressure"), ("55284-4", "Blood pressure"), ("8480-6", "Systolic BP"), ("8462-4", "Diastolic BP"),
     ("29463-7", "Weight"), ("8302-2", "Height"), ("39156-5", "BMI"), ("718-7", "Haemoglobin"),

@@ -24,7 +24,7 @@ def patient_list(request):
     patients = selectors.patient_list(organisation=membership.organisation, on=today, **form.filters())
     page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [
-        {"patient": p, "age": selectors.age_on(p.birth_date, today), "pregnancy": selectors.patient_pregnancy(p, today)}
+        {"patient": p, "age": selectors.patient_age(p, today), "pregnancy": selectors.patient_pregnancy(p, today)}
         for p in page.object_list
     ]
     context = {"form": form, "page": page, "rows": rows, "query_string": _without_page(request.GET)}
@@ -48,7 +48,7 @@ def patient_detail(request, pk: int):
     today = timezone.now().date()
     context = {
         "patient": patient,
-        "age": selectors.age_on(patient.birth_date, today),
+        "age": selectors.patient_age(patient, today),
         "pregnancy": selectors.patient_pregnancy(patient, today),
         "latest_observations": selectors.patient_latest_observations(patient),
         "encounters": selectors.patient_encounters(patient),

@@ -113,3 +113,14 @@ def test_sign_out_needs_a_post(client_for, clinician):
     client = client_for(clinician)
     assert client.get(reverse("logout")).status_code == 405
     assert client.post(reverse("logout")).status_code == 302
+
+
+def test_values_are_rounded_and_blood_pressure_reads_systolic_over_diastolic(client_for, clinician, organisation):
+    panel = fb.bp_panel("bp-x", "pat-x", "pat-x-enc", systolic=119.1, diastolic=68.8)
+    panel["component"].reverse()  # Synthea lists diastolic first
+    bundle = fb.bundle(fb.patient("pat-x"), fb.encounter("pat-x-enc", "pat-x"), panel,
+                       fb.observation("w", "pat-x", "pat-x-enc", value={"valueQuantity": {"value": 64.5928, "unit": "kg"}}))
+    assert patient_import_bundle(organisation=organisation, bundle=bundle, source="x").ok
+    patient = organisation.patients.get(external_id="pat-x")
+    content = client_for(clinician).get(reverse("patients:detail", args=[patient.pk])).content.decode()
+    assert "119/69 mmHg" in content and "64.6 kg" in content

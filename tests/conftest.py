@@ -1,27 +1,27 @@
 import pytest
-from django.contrib.auth import get_user_model
 
-from patients.models import Membership, Organisation, Role
+from patients.models import Role
 from patients.services import patient_import_bundle
 from tests import fhir_builders as fb
+from tests.factories import MembershipFactory, OrganisationFactory, UserFactory
 
 PASSWORD = "a-long-test-password-1"
 
 
 def make_member(username, organisation, role, **extra):
-    user = get_user_model().objects.create_user(username=username, password=PASSWORD, **extra)
-    Membership.objects.create(user=user, organisation=organisation, role=role)
+    user = UserFactory(username=username, **extra)
+    MembershipFactory(user=user, organisation=organisation, role=role)
     return user
 
 
 @pytest.fixture
 def organisation(db):
-    return Organisation.objects.create(slug="north-clinic", name="North Clinic")
+    return OrganisationFactory(slug="north-clinic", name="North Clinic")
 
 
 @pytest.fixture
 def other_organisation(db):
-    return Organisation.objects.create(slug="south-clinic", name="South Clinic")
+    return OrganisationFactory(slug="south-clinic", name="South Clinic")
 
 
 @pytest.fixture

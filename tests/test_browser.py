@@ -4,12 +4,22 @@ import os
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
+from django.db import connections
+from pytest_django.live_server_helper import LiveServer
 
 from tests.conftest import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def live_server(transactional_db):
+    """A server per test, stopped before the test database goes: its threads hold no connection after."""
+    server = LiveServer("localhost")
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -21,10 +31,11 @@ def browser_page(monkeypatch):
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         yield page
         browser.close()
+        # Connections opened while Playwright's event loop ran belong to that context: close them here.
+        connections.close_all()
 
 
 @pytest.mark.browser
-@pytest.mark.django_db(transaction=True)
 def test_a_clinician_signs_in_searches_and_opens_a_patient(browser_page, live_server, clinician, imported_patient, foreign_patient):
     page = browser_page
     page.goto(live_server.url + "/")
@@ -50,7 +61,6 @@ def test_a_clinician_signs_in_searches_and_opens_a_patient(browser_page, live_se
 
 
 @pytest.mark.browser
-@pytest.mark.django_db(transaction=True)
 def test_a_wrong_password_is_refused_with_a_message(browser_page, live_server, clinician):
     page = browser_page
     page.goto(live_server.url + "/accounts/login/")

@@ -124,3 +124,18 @@ def test_values_are_rounded_and_blood_pressure_reads_systolic_over_diastolic(cli
     patient = organisation.patients.get(external_id="pat-x")
     content = client_for(clinician).get(reverse("patients:detail", args=[patient.pk])).content.decode()
     assert "119/69 mmHg" in content and "64.6 kg" in content
+
+
+def test_the_list_pages_through_a_large_organisation(client_for, clinician, organisation, other_organisation):
+    from tests.factories import PatientFactory
+
+    PatientFactory.create_batch(30, organisation=organisation)
+    PatientFactory.create_batch(5, organisation=other_organisation)
+    client = client_for(clinician)
+    first = client.get(reverse("patients:list"))
+    second = client.get(reverse("patients:list"), {"page": 2})
+    assert first.context["page"].paginator.count == 30
+    assert len(first.context["rows"]) == 25 and len(second.context["rows"]) == 5
+    shown = {row["patient"].pk for row in first.context["rows"] + second.context["rows"]}
+    assert shown == set(organisation.patients.values_list("pk", flat=True))
+    assert client.get(reverse("patients:list"), {"page": "abc"}).status_code == 200

@@ -138,3 +138,8 @@ def test_it_reads_fhir_dates_and_datetimes_in_utc(text, expected):
 def test_it_rejects_invalid_dates(text):
     with pytest.raises(FhirError):
         parse_datetime(text)
+
+
+def test_it_rejects_a_status_outside_the_fhir_value_set():
+    bundle = fb.with_resource(fb.small_bundle(), "pat-1-weight", lambda r: r.update(status="done-ish"))
+    reject(bundle, "Observation/pat-1-weight", "'status'", "is not one of")

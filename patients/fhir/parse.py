@@ -192,6 +192,13 @@ class _Reader:
             self.fail(self.path(name), "needs at least one coded entry")
         return None
 
+    def code(self, name: str, allowed: frozenset[str], required: bool = False) -> str:
+        """A FHIR `code` from a required value set (statuses, intents)."""
+        value = self.string(name, required)
+        if value and value not in allowed:
+            self.fail(self.path(name), f"{value!r:.30} is not one of: {', '.join(sorted(allowed))}")
+        return value
+
     def status_code(self, name: str, required: bool = False) -> str:
         """A status given as a code (R4) or as a CodeableConcept (clinicalStatus)."""
         value = self.resource.get(name)
@@ -242,6 +249,25 @@ def parse_datetime(value: str, label: str = "", field_name: str = "") -> datetim
         except ValueError:
             pass
     raise FhirError(f"is not a valid FHIR date or dateTime: {value!r:.40}", resource=label, field=field_name)
+
+
+# --- required value sets (FHIR R4) -------------------------------------------------------------
+
+OBSERVATION_STATUS = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
+                                "entered-in-error", "unknown"})
+ENCOUNTER_STATUS = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled",
+                              "entered-in-error", "unknown"})
+MEDICATION_REQUEST_STATUS = frozenset({"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped",
+                                       "draft", "unknown"})
+MEDICATION_REQUEST_INTENT = frozenset({"proposal", "plan", "order", "original-order", "reflex-order", "filler-order",
+                                       "instance-order", "option"})
+MEDICATION_STATEMENT_STATUS = frozenset({"active", "completed", "entered-in-error", "intended", "stopped", "on-hold",
+                                         "unknown", "not-taken"})
+PROCEDURE_STATUS = frozenset({"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
+                              "entered-in-error", "unknown"})
+IMMUNIZATION_STATUS = frozenset({"completed", "entered-in-error", "not-done"})
+CARE_PLAN_STATUS = frozenset({"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"})
+CARE_PLAN_INTENT = frozenset({"proposal", "plan", "order", "option"})
 
 
 # --- resource parsers ------------------------------------------------------------------------
@@ -299,7 +325,7 @@ def _observation(r: _Reader) -> dict:
         "code_system": code.system,
         "code": code.code,
         "display": code.display,
-        "status": r.string("status", required=True),
+        "status": r.code("status", OBSERVATION_STATUS, required=True),
         "category": category.code if category else "",
         "effective_at": r.datetime("effectiveDateTime") or r.datetime("effectiveInstant") or r.period("effectivePeriod")[0],
         "issued_at": r.datetime("issued"),
@@ -401,7 +427,7 @@ def _encounter(r: _Reader) -> dict:
         "code_system": kind.system if kind else "",
         "code": kind.code if kind else "",
         "display": kind.display if kind else "",
-        "status": r.string("status", required=True),
+        "status": r.code("status", ENCOUNTER_STATUS, required=True),
         "class_code": class_code,
         "period_start": start,
         "period_end": end,
@@ -450,8 +476,8 @@ def _dosage_text(r: _Reader, name: str) -> str:
 def _medication_request(r: _Reader) -> dict:
     return {
         **_medication(r),
-        "status": r.string("status", required=True),
-        "intent": r.string("intent", required=True),
+        "status": r.code("status", MEDICATION_REQUEST_STATUS, required=True),
+        "intent": r.code("intent", MEDICATION_REQUEST_INTENT, required=True),
         "authored_at": r.datetime("authoredOn"),
         "dosage_text": _dosage_text(r, "dosageInstruction"),
     }
@@ -461,7 +487,7 @@ def _medication_statement(r: _Reader) -> dict:
     start, end = r.period("effectivePeriod")
     return {
         **_medication(r),
-        "status": r.string("status", required=True),
+        "status": r.code("status", MEDICATION_STATEMENT_STATUS, required=True),
         "effective_start": r.datetime("effectiveDateTime") or start,
         "effective_end": end,
         "dosage_text": _dosage_text(r, "dosage"),
@@ -487,7 +513,7 @@ def _procedure(r: _Reader) -> dict:
     start, end = r.period("performedPeriod")
     return {
         **_coded(r.codeable("code", required=True)),
-        "status": r.string("status", required=True),
+        "status": r.code("status", PROCEDURE_STATUS, required=True),
         "performed_start": r.datetime("performedDateTime") or start,
         "performed_end": end,
     }
@@ -496,7 +522,7 @@ def _procedure(r: _Reader) -> dict:
 def _immunization(r: _Reader) -> dict:
     return {
         **_coded(r.codeable("vaccineCode", required=True)),
-        "status": r.string("status", required=True),
+        "status": r.code("status", IMMUNIZATION_STATUS, required=True),
         "occurred_at": r.datetime("occurrenceDateTime"),
     }
 
@@ -516,8 +542,8 @@ def _care_plan(r: _Reader) -> dict:
             activities.append({**_coded(coding), "status": detail.string("status")})
     return {
         **(_coded(category) if category else {"code_system": "", "code": "", "display": ""}),
-        "status": r.string("status", required=True),
-        "intent": r.string("intent", required=True),
+        "status": r.code("status", CARE_PLAN_STATUS, required=True),
+        "intent": r.code("intent", CARE_PLAN_INTENT, required=True),
         "period_start": start,
         "period_end": end,
         "activities": activities,

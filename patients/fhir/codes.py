@@ -36,17 +36,12 @@ def preferred_coding(codings: list[Coding]) -> Coding:
     return codings[0]
 
 
-# Encounter types that are antenatal (prenatal) care visits.
-PRENATAL_ENCOUNTER_CODES = frozenset({"424441002", "424619006"})  # prenatal initial visit, prenatal visit
-# Conditions that open a pregnancy episode, and those that end one.
-PREGNANCY_CONDITION_CODES = frozenset(
-    {"72892002", "398254007", "15938005", "198992004", "11687002", "16356006", "65147003", "47200007"}
+# Pregnancy episodes are read with the method's own code lists, so the list filter and the
+# prompt agree on who is pregnant.
+from prompting.pmlm.codes import (  # noqa: E402
+    MAX_PREGNANCY_DAYS,
+    PREGNANCY_CONDITIONS as PREGNANCY_CONDITION_CODES,
+    PREGNANCY_ENDING_CONDITIONS as PREGNANCY_END_CONDITION_CODES,
+    PREGNANCY_ENDING_PROCEDURES as PREGNANCY_END_PROCEDURE_CODES,
+    PRENATAL_VISITS as PRENATAL_ENCOUNTER_CODES,
 )
-PREGNANCY_END_CONDITION_CODES = frozenset(
-    {"19169002", "79586000", "35999006", "156073000"}  # miscarriage, tubal pregnancy, blighted ovum, ...
-)
-PREGNANCY_END_PROCEDURE_CODES = frozenset(
-    {"11466000", "31208007", "177184002", "236973005", "177141003"}  # caesarean, deliveries, induced delivery
-)
-# Longest a pregnancy episode is taken to last when no end was recorded.
-MAX_PREGNANCY_DAYS = 44 * 7

@@ -1,0 +1,189 @@
+"""Clinical state at the consultation: pregnancy and gestational age, G/P, latest values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import codes
+from .history import PatientHistory, Reading
+from .units import to_cm, to_g_dl, to_kg, to_mg_dl, to_mm_hg, to_weeks
+
+
+@dataclass(frozen=True)
+class Pregnancy:
+    pregnant: bool
+    gestational_days: int | None = None  # at the consultation; = days since the pregnancy started
+    basis: str = ""
+
+    @property
+    def weeks(self) -> int | None:
+        return None if self.gestational_days is None else self.gestational_days // 7
+
+    @property
+    def trimester(self) -> int | None:
+        if self.weeks is None:
+            return None
+        return 3 if self.weeks >= 28 else 2 if self.weeks >= 14 else 1
+
+    @property
+    def label(self) -> str:
+        if not self.pregnant:
+            return "not pregnant"
+        return f"{self.weeks}+{self.gestational_days % 7} weeks (trimester {self.trimester})"
+
+    def started_within(self, days_ago: int | None) -> bool:
+        """Was something `days_ago` recorded in this pregnancy?"""
+        return self.pregnant and days_ago is not None and days_ago <= self.gestational_days
+
+
+def _last_pregnancy_end(h: PatientHistory) -> int | None:
+    """Days since the most recent event that ends a pregnancy, if any."""
+    ends = [d.abated_days_ago for d in h.diagnosed(codes.PREGNANCY_CONDITIONS) if d.abated_days_ago is not None]
+    ends += [d.onset_days_ago for d in h.diagnosed(codes.PREGNANCY_ENDING_CONDITIONS) if d.onset_days_ago is not None]
+    ends += [p.days_ago for p in h.procedures if p.code in codes.PREGNANCY_ENDING_PROCEDURES and p.days_ago is not None]
+    return min(ends) if ends else None
+
+
+def current_pregnancy(h: PatientHistory) -> Pregnancy:
+    """Gestational age from, in order: a gestational-age observation carried forward by the days
+    since it, the last menstrual period, the start of the current pregnancy episode."""
+    last_end = _last_pregnancy_end(h)
+
+    def plausible(start_days_ago: int) -> bool:
+        ended = last_end is not None and last_end <= start_days_ago
+        return 0 <= start_days_ago <= codes.MAX_PREGNANCY_DAYS and not ended
+
+    for reading in h.of(codes.GESTATIONAL_AGE):
+        weeks = to_weeks(reading.quantity, reading.unit) if reading.quantity is not None else None
+        if weeks is None:
+            continue
+        start = round(weeks * 7) + reading.days_ago
+        if plausible(start):
+            return Pregnancy(True, start, f"gestational age {weeks:g} weeks recorded {reading.days_ago} days ago")
+        break  # only the latest gestational-age observation speaks for the current pregnancy
+    if h.lmp_days_ago is not None and plausible(h.lmp_days_ago):
+        return Pregnancy(True, h.lmp_days_ago, "last menstrual period")
+    onsets = [d.onset_days_ago for d in h.diagnosed(codes.PREGNANCY_CONDITIONS)
+              if d.onset_days_ago is not None and d.abated_days_ago is None and plausible(d.onset_days_ago)]
+    if onsets:
+        return Pregnancy(True, max(onsets), "start of the pregnancy episode")
+    return Pregnancy(False)
+
+
+@dataclass(frozen=True)
+class BloodPressure:
+    systolic: float
+    diastolic: float
+    days_ago: int
+    repeat: bool  # a repeat reading at the same visit decided
+
+
+def blood_pressures(h: PatientHistory) -> list[BloodPressure]:
+    """Paired systolic/diastolic readings, most recent first (the repeat first within a visit)."""
+    systolic = {(r.days_ago, r.encounter, r.sequence): r for r in h.of(codes.SYSTOLIC)}
+    diastolic = {(r.days_ago, r.encounter, r.sequence): r for r in h.of(codes.DIASTOLIC)}
+    pairs = []
+    for key, s in systolic.items():
+        d = diastolic.get(key)
+        s_val = to_mm_hg(s.quantity, s.unit) if s.quantity is not None else None
+        d_val = to_mm_hg(d.quantity, d.unit) if d and d.quantity is not None else None
+        if s_val is not None and d_val is not None:
+            pairs.append((key, s_val, d_val))
+    pairs.sort(key=lambda p: (p[0][0], -p[0][2]))
+    out = []
+    for (days_ago, encounter, _), s_val, d_val in pairs:
+        same_visit = [p for p in pairs if (p[0][1] == encounter if encounter is not None else p[0][0] == days_ago)]
+        out.append(BloodPressure(s_val, d_val, days_ago, repeat=len(same_visit) > 1))
+    if not out:
+        # Unpaired readings: the latest of each.
+        s, d = h.latest(codes.SYSTOLIC), h.latest(codes.DIASTOLIC)
+        if s and d and s.quantity is not None and d.quantity is not None:
+            out.append(BloodPressure(s.quantity, d.quantity, min(s.days_ago, d.days_ago), False))
+    return out
+
+
+def latest_quantity(h: PatientHistory, code_or_set, convert) -> tuple[float, Reading] | None:
+    for reading in h.of(code_or_set):
+        if reading.quantity is not None:
+            value = convert(reading.quantity, reading.unit)
+            if value is not None:
+                return value, reading
+    return None
+
+
+@dataclass(frozen=True)
+class Bmi:
+    value: float
+    basis: str
+    days_ago: int
+
+    @property
+    def category(self) -> str:
+        return "underweight" if self.value < 18.5 else "obese" if self.value >= 30 else "overweight" if self.value >= 25 else "normal weight"
+
+
+def body_mass_index(h: PatientHistory, pregnancy: Pregnancy) -> Bmi | None:
+    """From pre-pregnancy weight and height, else a BMI observation, else weight and height.
+    In pregnancy, values from before it started are preferred (gestational weight inflates BMI)."""
+    height = latest_quantity(h, codes.HEIGHT, to_cm)
+    pre = latest_quantity(h, codes.PRE_PREGNANCY_WEIGHT, to_kg)
+    if pre and height and height[0] > 0:
+        return Bmi(pre[0] / (height[0] / 100) ** 2, "pre-pregnancy weight and height", pre[1].days_ago)
+
+    def before_pregnancy(readings):
+        if not pregnancy.pregnant:
+            return readings
+        earlier = [r for r in readings if r.days_ago > pregnancy.gestational_days]
+        return earlier or readings
+
+    bmis = before_pregnancy([r for r in h.of(codes.BMI) if r.quantity is not None])
+    if bmis:
+        return Bmi(bmis[0].quantity, "BMI observation", bmis[0].days_ago)
+    weights = before_pregnancy([r for r in h.of(codes.WEIGHT) if r.quantity is not None and to_kg(r.quantity, r.unit)])
+    if weights and height and height[0] > 0:
+        kg = to_kg(weights[0].quantity, weights[0].unit)
+        return Bmi(kg / (height[0] / 100) ** 2, "weight and height", weights[0].days_ago)
+    return None
+
+
+def gravida_parity(h: PatientHistory, pregnancy: Pregnancy) -> tuple[int | None, int | None, str]:
+    """Recorded gravida and parity, else counted from pregnancy episodes in the record."""
+    g, p = h.latest(codes.GRAVIDA), h.latest(codes.PARITY)
+    if g and g.quantity is not None:
+        return int(g.quantity), (int(p.quantity) if p and p.quantity is not None else None), "recorded"
+    episodes = sorted({d.onset_days_ago for d in h.diagnosed(codes.PREGNANCY_CONDITIONS | codes.PREGNANCY_ENDING_CONDITIONS)
+                       if d.onset_days_ago is not None}, reverse=True)
+    merged: list[int] = []
+    for onset in episodes:  # conditions within 30 weeks of each other belong to one pregnancy
+        if not merged or merged[-1] - onset > 30 * 7:
+            merged.append(onset)
+    births = sum(1 for d in h.diagnosed(codes.PREGNANCY_CONDITIONS) if d.code == codes.NORMAL_PREGNANCY
+                 and d.onset_days_ago is not None and d.abated_days_ago is not None
+                 and d.onset_days_ago - d.abated_days_ago >= 24 * 7)
+    if not merged and not pregnancy.pregnant:
+        return None, None, ""
+    return max(len(merged), 1 if pregnancy.pregnant else 0), births, "counted from the record"
+
+
+LATEST_VALUES = (
+    ("Weight", codes.WEIGHT, to_kg, "kg", 1),
+    ("Haemoglobin", codes.HAEMOGLOBIN, to_g_dl, "g/dL", 1),
+    ("Fasting glucose", codes.FASTING_GLUCOSE, to_mg_dl, "mg/dL", 0),
+    ("Random glucose", codes.RANDOM_GLUCOSE, to_mg_dl, "mg/dL", 0),
+    ("Fetal heart rate", codes.FETAL_HEART_RATE, lambda v, u: v, "/min", 0),
+    ("Fundal height", codes.FUNDAL_HEIGHT, to_cm, "cm", 0),
+)
+
+
+def latest_values(h: PatientHistory) -> list[tuple[str, str, int]]:
+    """(label, value with unit, days ago) for the vitals and labs a clinician reads first."""
+    out = []
+    bps = blood_pressures(h)
+    if bps:
+        bp = bps[0]
+        out.append(("Blood pressure", f"{bp.systolic:.0f}/{bp.diastolic:.0f} mmHg", bp.days_ago))
+    for label, code, convert, unit, digits in LATEST_VALUES:
+        found = latest_quantity(h, code, convert)
+        if found:
+            out.append((label, f"{round(found[0], digits):g} {unit}", found[1].days_ago))
+    return out

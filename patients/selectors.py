@@ -11,6 +11,7 @@ from django.http import Http404
 from patients import models as m
 from patients.fhir.codes import MAX_PREGNANCY_DAYS
 from patients.pregnancy import PregnancyStatus, pregnancy_status, start_window_for_trimester
+from prompting.pmlm.trends import care_engagement
 
 PAGE_ROLES = {m.Role.CLINICIAN, m.Role.CURATOR, m.Role.ADMIN}
 
@@ -135,12 +136,3 @@ def patient_care_history(patient: m.Patient) -> list[dict]:
         entry["engagement"] = care_engagement(scores)
         history.append(entry)
     return sorted(history, key=lambda e: (-e["latest"].rating, e["item"].name))
-
-
-def care_engagement(scores: list[int]) -> str:
-    """In words: what she engaged with, what she dropped."""
-    if (len(scores) >= 2 and scores[-1] <= scores[0] - 2) or scores[-1] <= 2:
-        return "dropped"
-    if len(scores) >= 2 and scores[-1] < scores[0]:
-        return "fading"
-    return "engaged" if scores[-1] >= 4 else "mixed"

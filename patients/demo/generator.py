@@ -254,14 +254,14 @@ def _ratings(s: Snapshot, rng: random.Random, latent: str, needs: set[str], time
         if item.pregnancy_only and not ever_pregnant:
             continue
         specific = bool(item.needs & needs - {"any"})
-        p_offer = 0.85 if specific else 0.45 if "any" in item.needs else 0.06
+        p_offer = 0.9 if specific else 0.7 if "any" in item.needs else 0.06
         if rng.random() >= p_offer:
             continue
         suit = sum(p * w for p, w in zip(preference, item.profile)) / math.sqrt(sum(w * w for w in item.profile))
         latent_score = 3.0 + 1.4 * suit + (0.5 if specific else 0.0) + patient_bias + _item_bias(item) + rng.gauss(0, 0.5)
         first = _clip(latent_score)
         # Missing not at random: low ratings are reported less often.
-        if rng.random() >= 0.3 + 0.13 * (first - 1):
+        if rng.random() >= 0.45 + 0.12 * (first - 1):
             continue
         start = rng.randrange(len(dates))
         follow_ups = dates[start:start + rng.choice((1, 1, 2, 3))]

@@ -1,0 +1,116 @@
+"""What the method produces and what it is configured with: templates, peer models, prompts."""
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from patients.models import JobStatus, Organisation, Patient
+
+DEFAULT_INSTRUCTIONS = (
+    "You are an obstetrics and gynaecology decision-support assistant writing for a clinician. "
+    "Use the patient context below: her own record, patients like her, and the guidance sources. "
+    "Give specific, safe, evidence-based advice for the question; address every risk flag; respect her "
+    "preferences for detail and communication; say what to monitor and when to escalate. "
+    "Do not invent facts that are not in the context."
+)
+
+
+class PromptTemplate(models.Model):
+    """A versioned template for the personalised prompt; exactly one is active."""
+
+    version = models.CharField(max_length=40, unique=True)
+    instructions = models.TextField(default=DEFAULT_INSTRUCTIONS)
+    self_title = models.CharField(max_length=80, default="Her record")
+    peer_title = models.CharField(max_length=80, default="Patients like her")
+    knowledge_title = models.CharField(max_length=80, default="Guidance sources")
+    question_title = models.CharField(max_length=80, default="Question")
+    token_budget = models.PositiveIntegerField(default=900, help_text="Counted with the target model's tokenizer.")
+    active = models.BooleanField(default=False)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="one_active_prompt_template"),
+        ]
+
+    def __str__(self):
+        return f"Template {self.version}{' (active)' if self.active else ''}"
+
+
+class PeerModel(models.Model):
+    """One training run of the peer recommender: its artefact, parameters, metrics and progress."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="peer_models")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict, blank=True)
+    neighbour_method = models.CharField(max_length=20, blank=True)
+    cohort_size = models.PositiveIntegerField(default=0)
+    artefact = models.CharField(max_length=500, blank=True, help_text="Path of the pickled Surprise models under the var directory.")
+    training_seconds = models.FloatField(null=True, blank=True)
+    active = models.BooleanField(default=False, help_text="The model prompts use for this organisation.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "version"], name="peer_model_version_unique"),
+            models.UniqueConstraint(fields=["organisation"], condition=models.Q(active=True), name="one_active_peer_model"),
+        ]
+
+    def __str__(self):
+        return f"Peer model v{self.version} ({self.status})"
+
+
+class PeerProfile(models.Model):
+    """A patient's precomputed peers under one peer model (Surprise cannot do one user at a time)."""
+
+    class Basis(models.TextChoices):
+        RATINGS = "ratings", "Similar care-item ratings"
+        FEATURES = "features", "Similar clinical features (few ratings of her own)"
+
+    peer_model = models.ForeignKey(PeerModel, on_delete=models.CASCADE, related_name="profiles")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="peer_profiles")
+    basis = models.CharField(max_length=20, choices=Basis.choices)
+    neighbours = models.JSONField(default=list, help_text="[[patient pk, similarity], …], best first.")
+    predicted = models.JSONField(default=list, help_text="[[care item slug, predicted rating], …] for items she has not tried.")
+    recommended = models.JSONField(default=list, help_text="[[key item, share of neighbours], …] from their physicians.")
+    helped = models.JSONField(default=list, help_text="[[care item slug, mean rating, raters], …] among neighbours.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["peer_model", "patient"], name="peer_profile_unique")]
+
+
+class PersonalizedPrompt(models.Model):
+    """A prompt that was used, with what made it, so any guidance can be reproduced and audited."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="prompts")
+    question = models.TextField()
+    consultation_date = models.DateField()
+    template = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="prompts")
+    template_version = models.CharField(max_length=40)
+    peer_model = models.ForeignKey(PeerModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts")
+    peer_model_version = models.PositiveIntegerField(null=True, blank=True)
+    text = models.TextField()
+    sections = models.JSONField(default=list)
+    risk_flags = models.JSONField(default=list)
+    peers = models.JSONField(default=list)
+    token_count = models.PositiveIntegerField(default=0)
+    inputs_hash = models.CharField(max_length=64, help_text="SHA-256 of the history, question, template and peer profile.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["patient", "inputs_hash"], name="prompt_unique_inputs")]
+
+    def __str__(self):
+        return f"Prompt for {self.patient.external_id}: {self.question[:40]}"

@@ -1,0 +1,184 @@
+"""The personalised hard prompt: sections with provenance, ordered by priority, cut to a budget.
+
+Sections: `instructions`, `self` (her record), `peer` (patients like her), `knowledge` (retrieved
+guidance, when retrieval supplies it) and `question`. Every line has a priority; when the prompt
+is over its token budget, the least important lines go first (knowledge, then peers, then the
+less important parts of her record). Instructions, the question, her state and her risk flags
+are never cut. The finished text passes through the de-identification guard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, is_dataclass
+
+from .deidentify import scrub
+from .history import PatientHistory
+from .risk import RiskFlag, ago
+from .selfinformed import SelfInformed, habit_phrase, summarise
+
+NEVER_CUT = 0
+SOURCES = ("instructions", "self", "peer", "knowledge", "question")
+CUT_ORDER = ("knowledge", "peer", "self")
+
+
+@dataclass
+class TemplateSpec:
+    version: str
+    instructions: str
+    titles: dict[str, str]
+    token_budget: int
+
+
+@dataclass
+class PeerSummary:
+    basis: str  # "ratings" or "features"
+    similarities: list[float]
+    predicted: list[tuple[str, float]] = field(default_factory=list)  # (care item name, predicted rating)
+    helped: list[tuple[str, float, int]] = field(default_factory=list)  # (care item name, mean rating, raters)
+    recommended: list[tuple[str, float]] = field(default_factory=list)  # (key item, share of neighbours)
+    model_version: int | None = None
+
+    @property
+    def cohort_size(self) -> int:
+        return len(self.similarities)
+
+    @property
+    def mean_similarity(self) -> float:
+        return sum(self.similarities) / len(self.similarities) if self.similarities else 0.0
+
+
+@dataclass
+class Section:
+    source: str
+    title: str
+    lines: list[tuple[int, str]]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(text for _, text in self.lines)
+
+
+@dataclass
+class ComposedPrompt:
+    text: str
+    sections: list[dict]
+    risk_flags: list[RiskFlag]
+    peers: list[dict]
+    token_count: int
+    over_budget: bool
+    redactions: int
+    summary: SelfInformed
+
+
+def self_section(s: SelfInformed) -> list[tuple[int, str]]:
+    lines = []
+    facts = [f"Age {s.age}" if s.age is not None else "Age unknown"]
+    if s.gravida is not None:
+        facts.append(f"G{s.gravida} P{s.parity if s.parity is not None else '?'}")
+    if s.pregnancy.pregnant:
+        facts.append(f"pregnant, {s.pregnancy.label} ({s.pregnancy.basis})")
+    else:
+        facts.append("not pregnant")
+    if s.bmi:
+        facts.append(f"BMI {s.bmi.value:.1f} ({s.bmi.category})")
+    lines.append((NEVER_CUT, "- " + "; ".join(facts) + "."))
+    if s.flags:
+        lines.append((NEVER_CUT, "- Risk flags: " + "; ".join(f"{f.label} — {f.evidence}" for f in s.flags) + "."))
+    else:
+        lines.append((NEVER_CUT, "- Risk flags: none raised by the WHO antenatal rules."))
+    if s.latest:
+        lines.append((1, "- Latest results: " + "; ".join(f"{label} {value} ({ago(days)})" for label, value, days in s.latest) + "."))
+    if s.conditions:
+        lines.append((1, "- Active conditions: " + "; ".join(s.conditions[:12]) + "."))
+    if s.medicines:
+        lines.append((1, "- Current medicines: " + "; ".join(s.medicines[:10]) + "."))
+    if s.allergies:
+        lines.append((1, "- Allergies: " + "; ".join(s.allergies) + "."))
+    if s.preferences:
+        lines.append((1, "- Her preferences: " + "; ".join(habit_phrase(p) for p in s.preferences) + "."))
+    for trend in s.trends:
+        lines.append((2, f"- Trend: {trend.text}" + (f" {trend.forecast}" if trend.forecast else "")))
+    if s.lifestyle:
+        lines.append((2, "- Lifestyle now: " + "; ".join(habit_phrase(h) for h in s.lifestyle) + "."))
+    if s.engaged:
+        lines.append((3, "- Care she kept up: " + "; ".join(s.engaged) + "."))
+    if s.dropped:
+        lines.append((2, "- Care she dropped or is losing: " + "; ".join(s.dropped) + "."))
+    return lines
+
+
+def peer_section(p: PeerSummary | None) -> list[tuple[int, str]]:
+    if p is None or not p.cohort_size:
+        return [(NEVER_CUT, "- No peer model has been trained yet: no similar-patient information.")]
+    if p.basis == "features":
+        basis = ("She has too few care ratings of her own, so peers were matched on clinical features "
+                 "(age, parity, gestational age, BMI category, risk flags)")
+    else:
+        basis = "Peers were matched on similar care-item ratings (Surprise KNNBaseline)"
+    lines = [(NEVER_CUT, f"- {basis}: {p.cohort_size} similar patients, mean similarity {p.mean_similarity:.2f}.")]
+    if p.predicted:
+        lines.append((1, "- Predicted to help her (not yet tried; predicted rating out of 5): "
+                      + "; ".join(f"{name} {score:.1f}" for name, score in p.predicted) + "."))
+    if p.helped:
+        lines.append((2, "- What helped similar patients (mean rating, raters): "
+                      + "; ".join(f"{name} {mean:.1f} ({n})" for name, mean, n in p.helped) + "."))
+    if p.recommended:
+        lines.append((1, "- Their physicians most often recommended: "
+                      + "; ".join(f"{item} ({share:.0%})" for item, share in p.recommended) + "."))
+    return lines
+
+
+def compose(history: PatientHistory, question: str, template: TemplateSpec, *, peer: PeerSummary | None = None,
+            knowledge: list[str] = (), count_tokens: Callable[[str], int], identifiers: list[str] = (),
+            summary: SelfInformed | None = None) -> ComposedPrompt:
+    summary = summary or summarise(history)
+    sections = [
+        Section("instructions", template.titles.get("instructions", "Instructions"), [(NEVER_CUT, template.instructions)]),
+        Section("self", template.titles["self"], self_section(summary)),
+        Section("peer", template.titles["peer"], peer_section(peer)),
+        Section("knowledge", template.titles["knowledge"], [(3, f"[{n}] {passage}") for n, passage in enumerate(knowledge, 1)]),
+        Section("question", template.titles["question"], [(NEVER_CUT, question.strip())]),
+    ]
+    sections = [s for s in sections if s.lines]
+    text = _render(sections)
+    tokens = count_tokens(text)
+    while tokens > template.token_budget:
+        if not _drop_one_line(sections):
+            break
+        text = _render(sections)
+        tokens = count_tokens(text)
+    clean, redactions = scrub(text, identifiers)
+    clean_sections = [{"source": s.source, "title": s.title, "text": scrub(s.text, identifiers)[0]} for s in sections]
+    peers = [{"similarity": round(similarity, 4), "basis": peer.basis} for similarity in peer.similarities] if peer else []
+    return ComposedPrompt(clean, clean_sections, summary.flags, peers, count_tokens(clean) if redactions else tokens,
+                          tokens > template.token_budget, redactions, summary)
+
+
+def _render(sections: list[Section]) -> str:
+    return "\n\n".join(f"### {s.title}\n{s.text}" for s in sections if s.lines)
+
+
+def _drop_one_line(sections: list[Section]) -> bool:
+    for source in CUT_ORDER:
+        for section in sections:
+            if section.source != source:
+                continue
+            candidates = [i for i, (priority, _) in enumerate(section.lines) if priority != NEVER_CUT]
+            if candidates:
+                worst = max(candidates, key=lambda i: (section.lines[i][0], i))
+                del section.lines[worst]
+                return True
+    return False
+
+
+def inputs_hash(history: PatientHistory, question: str, template_version: str, peer: PeerSummary | None,
+                knowledge: list[str] = ()) -> str:
+    """A fingerprint of everything that made the prompt: the same inputs give the same prompt."""
+    payload = {
+        "history": asdict(history), "question": question.strip(), "template": template_version,
+        "peer": asdict(peer) if peer is not None and is_dataclass(peer) else None, "knowledge": list(knowledge),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

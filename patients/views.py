@@ -7,6 +7,9 @@ from django.views.decorators.http import require_GET
 
 from patients import selectors
 from patients.forms import PatientSearchForm
+from prompting.forms import PromptForm
+from prompting.pmlm.selfinformed import summarise
+from prompting.selectors import patient_history
 
 PAGE_SIZE = 25
 
@@ -48,6 +51,8 @@ def patient_detail(request, pk: int):
     today = timezone.now().date()
     context = {
         "patient": patient,
+        "summary": summarise(patient_history(patient, today)),
+        "prompt_form": PromptForm(),
         "age": selectors.patient_age(patient, today),
         "pregnancy": selectors.patient_pregnancy(patient, today),
         "latest_observations": selectors.patient_latest_observations(patient),

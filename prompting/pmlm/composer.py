@@ -79,7 +79,7 @@ def self_section(s: SelfInformed) -> list[tuple[int, str]]:
     if s.gravida is not None:
         facts.append(f"G{s.gravida} P{s.parity if s.parity is not None else '?'}")
     if s.pregnancy.pregnant:
-        facts.append(f"pregnant, {s.pregnancy.label} ({s.pregnancy.basis})")
+        facts.append(f"pregnant, {s.pregnancy.label} (from the {s.pregnancy.basis})")
     else:
         facts.append("not pregnant")
     if s.bmi:

@@ -29,7 +29,7 @@ class Pregnancy:
     def label(self) -> str:
         if not self.pregnant:
             return "not pregnant"
-        return f"{self.weeks}+{self.gestational_days % 7} weeks (trimester {self.trimester})"
+        return f"{self.weeks}+{self.gestational_days % 7} weeks, trimester {self.trimester}"
 
     def started_within(self, days_ago: int | None) -> bool:
         """Was something `days_ago` recorded in this pregnancy?"""
@@ -59,7 +59,7 @@ def current_pregnancy(h: PatientHistory) -> Pregnancy:
             continue
         start = round(weeks * 7) + reading.days_ago
         if plausible(start):
-            return Pregnancy(True, start, f"gestational age {weeks:g} weeks recorded {reading.days_ago} days ago")
+            return Pregnancy(True, start, f"gestational-age observation of {weeks:g} weeks, {reading.days_ago} days ago")
         break  # only the latest gestational-age observation speaks for the current pregnancy
     if h.lmp_days_ago is not None and plausible(h.lmp_days_ago):
         return Pregnancy(True, h.lmp_days_ago, "last menstrual period")

@@ -158,8 +158,8 @@ def adherence_trends(h: PatientHistory) -> list[Trend]:
             continue
         scores = [c.rating for c in experiences]
         if scores[-1] < scores[0]:
-            out.append(Trend("adherence", f"Adherence falling for {experiences[0].name.lower()}: rated {' → '.join(map(str, scores))} "
-                                          f"since {ago(experiences[0].days_ago)}.",
+            out.append(Trend("adherence", f"Adherence falling for {experiences[0].name.lower()}: rated {' → '.join(map(str, scores))}, "
+                                          f"first {ago(experiences[0].days_ago)}.",
                              "Likely to lapse without support at the next visit." if scores[-1] <= 2 else "", True))
     return out
 

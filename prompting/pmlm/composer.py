@@ -151,9 +151,10 @@ def compose(history: PatientHistory, question: str, template: TemplateSpec, *, p
         text = _render(sections)
         tokens = count_tokens(text)
     clean, redactions = scrub(text, identifiers)
-    clean_sections = [{"source": s.source, "title": s.title, "text": scrub(s.text, identifiers)[0]} for s in sections]
+    clean_sections = [{"source": s.source, "title": s.title, "text": scrub(s.text, identifiers)[0]} for s in sections if s.lines]
     peers = [{"similarity": round(similarity, 4), "basis": peer.basis} for similarity in peer.similarities] if peer else []
-    return ComposedPrompt(clean, clean_sections, summary.flags, peers, count_tokens(clean) if redactions else tokens,
+    flags = [RiskFlag(f.code, f.label, scrub(f.evidence, identifiers)[0]) for f in summary.flags]
+    return ComposedPrompt(clean, clean_sections, flags, peers, count_tokens(clean) if redactions else tokens,
                           tokens > template.token_budget, redactions, summary)
 
 

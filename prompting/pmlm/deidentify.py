@@ -20,8 +20,10 @@ _PATTERNS = [
     re.compile(r"\bhttps?://\S+"),
     re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),  # UUIDs (FHIR ids, MRNs)
     re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),  # social security numbers
-    re.compile(r"(?<![\w/.])\+?\(?\d{2,4}\)?[\s-]\d{3,4}[\s-]?\d{3,4}\b"),  # phone numbers
+    re.compile(r"\b[A-Z]{2,4}[-_]?\d{4,}\b"),  # record numbers such as MRN-4471, MRN00012
 ]
+# Phone numbers and other long identifiers: digit runs with separators, at least 7 digits.
+_LONG_NUMBER = re.compile(r"(?<![\w/.])\+?\(?\d[\d\s().-]{5,}\d(?![\w/])")
 
 
 def scrub(text: str, identifiers: list[str] = ()) -> tuple[str, int]:
@@ -37,7 +39,18 @@ def scrub(text: str, identifiers: list[str] = ()) -> tuple[str, int]:
     for pattern in _PATTERNS:
         text, n = pattern.subn(REDACTED, text)
         count += n
-    return text, count
+    long_numbers = 0
+
+    def redact_long_number(match: re.Match) -> str:
+        nonlocal long_numbers
+        found = match.group(0)
+        if sum(ch.isdigit() for ch in found) >= 7 and not found.isdigit():
+            long_numbers += 1
+            return REDACTED
+        return found
+
+    text = _LONG_NUMBER.sub(redact_long_number, text)
+    return text, count + long_numbers
 
 
 def leaks(text: str, identifiers: list[str]) -> list[str]:

@@ -27,8 +27,8 @@ RECOMMEND_AT = 4.0  # an estimate at least this high is a recommendation: predic
 class PeerParameters:
     k: int = 20
     svd_factors: int = 10
-    svd_epochs: int = 30
-    svd_lr: float = 0.005
+    svd_epochs: int = 50
+    svd_lr: float = 0.01
     svd_reg: float = 0.1
     test_fraction: float = 0.2
     knn_limit: int = 20000
@@ -238,7 +238,7 @@ def train_peer_model(ratings: list[Rating], features: dict[int, np.ndarray], par
         keys = list(features)
         position = {key: n for n, key in enumerate(keys)}
         matrix = np.vstack([features[key] for key in keys]).astype(float)
-        found = _cosine_top_k(_standardise(matrix), [position[key] for key in cold], params.k)
+        found = _closest(_standardise(matrix), [position[key] for key in cold], params.k)
         for key in cold:
             neighbours = [(keys[j], round(s, 4)) for j, s in found[position[key]]]
             profiles[key] = PeerProfile("features", neighbours, _neighbour_predictions(neighbours, rated, rated.get(key, {})))
@@ -251,6 +251,23 @@ def train_peer_model(ratings: list[Rating], features: dict[int, np.ndarray], par
     metrics["items"] = len(items)
     progress(100, "Done")
     return PeerTraining(params, metrics, profiles, method, svd, knn, timings)
+
+
+def _closest(vectors: np.ndarray, rows: list[int], k: int, block: int = 1024) -> dict[int, list[tuple[int, float]]]:
+    """The k nearest other rows by Euclidean distance, as similarity 1 / (1 + distance / √features)."""
+    squares = (vectors ** 2).sum(axis=1)
+    scale = np.sqrt(vectors.shape[1])
+    out = {}
+    for start in range(0, len(rows), block):
+        chunk = rows[start:start + block]
+        distances = np.sqrt(np.maximum(squares[chunk, None] + squares[None, :] - 2 * vectors[chunk] @ vectors.T, 0))
+        for offset, row in enumerate(chunk):
+            distances[offset, row] = np.inf
+        top = np.argpartition(distances, min(k, distances.shape[1] - 1), axis=1)[:, :k]
+        for offset, row in enumerate(chunk):
+            ranked = sorted((int(j), float(1 / (1 + distances[offset, j] / scale))) for j in top[offset] if np.isfinite(distances[offset, j]))
+            out[row] = sorted(ranked, key=lambda p: -p[1])
+    return out
 
 
 def _standardise(matrix: np.ndarray) -> np.ndarray:

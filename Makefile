@@ -24,5 +24,8 @@ demo: install
 test: install
 	scripts/test.sh
 
+bench: install
+	DJANGO_DEBUG=1 HF_HUB_OFFLINE=1 $(VENV)/bin/python bench/run.py
+
 clean-var:
 	rm -rf var

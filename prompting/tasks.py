@@ -8,3 +8,25 @@ from prompting.services import peer_model_train
 @shared_task(acks_late=True)
 def train_peer_model_task(peer_model_id: int) -> str:
     return peer_model_train(peer_model_id=peer_model_id).status
+
+
+@shared_task(acks_late=True)
+def run_guidance_task(guidance_id: int) -> str:
+    from prompting.guidance import guidance_request_run
+
+    return guidance_request_run(guidance_id=guidance_id).status
+
+
+@shared_task(acks_late=True)
+def run_comparison_task(run_id: int) -> str:
+    from prompting.guidance import comparison_run_execute
+
+    return comparison_run_execute(run_id=run_id).status
+
+
+@shared_task(acks_late=True)
+def index_knowledge_document_task(document_id: int) -> int:
+    from prompting.knowledge import knowledge_document_index
+    from prompting.models import KnowledgeDocument
+
+    return knowledge_document_index(document=KnowledgeDocument.objects.get(pk=document_id))

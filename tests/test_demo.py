@@ -16,7 +16,7 @@ from patients.selectors import patient_pregnancy
 
 @pytest.fixture
 def seeded(db):
-    return demo_seed(seed=3, limit=12, password="demo-password-1")
+    return demo_seed(seed=3, limit=12, password="demo-password-1", knowledge=False)
 
 
 def generated_counts():
@@ -47,7 +47,7 @@ def test_the_cohort_is_moved_to_the_present(seeded):
 
 def test_running_seed_demo_again_duplicates_nothing(seeded):
     before = generated_counts(), m.Observation.objects.count()
-    demo_seed(seed=3, limit=12, password="demo-password-1")
+    demo_seed(seed=3, limit=12, password="demo-password-1", knowledge=False)
     assert (generated_counts(), m.Observation.objects.count()) == before
 
 
@@ -55,18 +55,19 @@ def test_clinician_written_recommendations_survive_a_reseed(seeded):
     rec = m.PhysicianRecommendation.objects.first()
     rec.source, rec.text = m.RecordSource.CLINICIAN, "Written by hand."
     rec.save()
-    demo_seed(seed=3, limit=12, password="demo-password-1")
+    demo_seed(seed=3, limit=12, password="demo-password-1", knowledge=False)
     assert m.PhysicianRecommendation.objects.get(pk=rec.pk).text == "Written by hand."
 
 
-def test_the_command_prints_a_summary_with_a_generated_password(db, capsys):
+def test_the_command_prints_a_summary_with_a_generated_password_and_loads_the_knowledge_base(db, capsys):
     call_command("seed_demo", "--limit", "2")
     output = capsys.readouterr().out
     assert "Bundles imported: 2" in output and "(generated)" in output
+    assert "Knowledge: 158 WHO antenatal decision rules" in output
 
 
 def test_synthetic_patients_have_full_histories_and_many_are_pregnant(db):
-    summary = demo_seed(seed=5, limit=0, synthetic_patients=60, password="demo-password-1")
+    summary = demo_seed(seed=5, limit=0, synthetic_patients=60, password="demo-password-1", knowledge=False)
     assert summary.synthetic_patients == 60 and m.Patient.objects.count() == 60
     today = timezone.now().date()
     pregnant = [p for p in m.Patient.objects.all() if patient_pregnancy(p, today).pregnant]

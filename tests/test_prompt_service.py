@@ -81,7 +81,7 @@ def test_an_empty_or_oversized_question_is_refused(imported_patient):
 
 @pytest.fixture
 def trained(db):
-    demo_seed(seed=3, limit=30, password="demo-password-1", synthetic_patients=60)
+    demo_seed(seed=3, limit=30, password="demo-password-1", synthetic_patients=60, knowledge=False)
     organisation = pm.Organisation.objects.get(slug="demo-clinic")
     peer_model = peer_model_train(peer_model_id=peer_model_create(organisation=organisation).pk)
     return organisation, peer_model

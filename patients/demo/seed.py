@@ -51,6 +51,7 @@ class SeedSummary:
     care_ratings: int = 0
     recommendations: int = 0
     date_shift_days: int = 0
+    knowledge_documents: int = 0
 
     def lines(self) -> list[str]:
         lines = [
@@ -64,6 +65,7 @@ class SeedSummary:
             lines.append(f"Synthetic patients added: {self.synthetic_patients}")
         lines += [
             f"Patients: {self.patients}",
+            f"Knowledge: {self.knowledge_documents} WHO antenatal decision rules",
             f"Generated: {self.lifestyle_records} lifestyle records, {self.care_ratings} care ratings, "
             f"{self.recommendations} physician recommendations",
             "Users: " + ", ".join(username for username, _ in DEMO_USERS),
@@ -73,7 +75,7 @@ class SeedSummary:
 
 
 def demo_seed(*, seed: int = 7, limit: int | None = None, password: str | None = None, synthetic_patients: int = 0,
-              time_shift: bool = True, progress=None) -> SeedSummary:
+              time_shift: bool = True, knowledge: bool = True, progress=None) -> SeedSummary:
     progress = progress or (lambda message: None)
     organisation = organisation_get_or_create(slug=settings.PMLM_DEMO_ORGANISATION, name="Demo Women's Health Clinic")
     summary = SeedSummary(organisation=organisation.slug)
@@ -111,6 +113,12 @@ def demo_seed(*, seed: int = 7, limit: int | None = None, password: str | None =
             raise RuntimeError(f"synthetic patients could not be stored: {result.error}")
         summary.synthetic_patients += count
         progress(f"Synthetic patients {start + count}/{synthetic_patients}")
+
+    if knowledge:
+        from prompting.knowledge import knowledge_load_who
+
+        summary.knowledge_documents = knowledge_load_who()
+        progress(f"Loaded {summary.knowledge_documents} WHO antenatal decision rules as demo knowledge")
 
     patient_ids = list(m.Patient.objects.filter(organisation=organisation).order_by("pk").values_list("pk", flat=True))
     summary.patients = len(patient_ids)

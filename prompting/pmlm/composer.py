@@ -139,7 +139,8 @@ def compose(history: PatientHistory, question: str, template: TemplateSpec, *, p
         Section("instructions", template.titles.get("instructions", "Instructions"), [(NEVER_CUT, template.instructions)]),
         Section("self", template.titles["self"], self_section(summary)),
         Section("peer", template.titles["peer"], peer_section(peer)),
-        Section("knowledge", template.titles["knowledge"], [(3, f"[{n}] {passage}") for n, passage in enumerate(knowledge, 1)]),
+        # The best two passages weigh like her latest results; further ones go before her trends.
+        Section("knowledge", template.titles["knowledge"], [(1 if n <= 2 else 3, f"[{n}] {passage}") for n, passage in enumerate(knowledge, 1)]),
         Section("question", template.titles["question"], [(NEVER_CUT, question.strip())]),
     ]
     sections = [s for s in sections if s.lines]
@@ -163,16 +164,18 @@ def _render(sections: list[Section]) -> str:
 
 
 def _drop_one_line(sections: list[Section]) -> bool:
-    for source in CUT_ORDER:
-        for section in sections:
-            if section.source != source:
-                continue
-            candidates = [i for i, (priority, _) in enumerate(section.lines) if priority != NEVER_CUT]
-            if candidates:
-                worst = max(candidates, key=lambda i: (section.lines[i][0], i))
-                del section.lines[worst]
-                return True
-    return False
+    """Drop the least important line: highest priority number first; on a tie knowledge, then
+    peers, then her record; within a section the last line first."""
+    candidates = [
+        (priority, -CUT_ORDER.index(section.source), index, section)
+        for section in sections if section.source in CUT_ORDER
+        for index, (priority, _) in enumerate(section.lines) if priority != NEVER_CUT
+    ]
+    if not candidates:
+        return False
+    _, _, index, section = max(candidates, key=lambda c: c[:3])
+    del section.lines[index]
+    return True
 
 
 def inputs_hash(history: PatientHistory, question: str, template_version: str, peer: PeerSummary | None,

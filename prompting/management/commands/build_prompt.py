@@ -1,9 +1,8 @@
 import json
-from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from patients.models import Patient
+from prompting.management.commands._patients import parse_day, patient_by_external_id
 from prompting.services import PromptError, prompt_as_json, prompt_build
 
 
@@ -18,22 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print the JSON object (DESIGN.md).")
 
     def handle(self, *args, patient, question, at, org, as_json, **options):
-        at_date = None
-        if at:
-            try:
-                at_date = date.fromisoformat(at)
-            except ValueError:
-                raise CommandError(f"--at must be a date as YYYY-MM-DD, got {at!r}.") from None
-        matches = Patient.objects.filter(external_id=patient)
-        if org:
-            matches = matches.filter(organisation__slug=org)
-        found = list(matches.select_related("organisation")[:2])
-        if not found:
-            raise CommandError(f"No patient with id {patient!r}" + (f" in {org}" if org else "") + ".")
-        if len(found) > 1:
-            raise CommandError(f"Patient id {patient!r} exists in several organisations: name one with --org.")
+        at_date = parse_day(at)
+        record = patient_by_external_id(patient, org)
         try:
-            prompt = prompt_build(patient=found[0], question=question, at=at_date)
+            prompt = prompt_build(patient=record, question=question, at=at_date)
         except PromptError as exc:
             raise CommandError(str(exc)) from None
         if as_json:

@@ -1,0 +1,264 @@
+"""Guidance: the personalised prompt, grounded in retrieved guidance, answered by an LLM, checked.
+
+`guidance_request_create` is the one entry point (page, API, command, comparison runner);
+`guidance_request_run` does the work, in a Celery task or inline for `ask`. It is idempotent: a
+finished request is left alone and a retried one overwrites its own row, never adds another.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import date
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from patients import models as pm
+from prompting.knowledge import knowledge_search
+from prompting.llm import LLMError, build_backend
+from prompting.models import ComparisonResult, ComparisonRun, GuidanceRequest, LLMEndpoint
+from prompting.pmlm.deidentify import leaks, scrub
+from prompting.pmlm.safety import NOTICE, safety_warnings
+from prompting.pmlm.state import current_pregnancy
+from prompting.selectors import patient_history, patient_identifiers
+from prompting.services import PromptError, count_tokens, prompt_build
+
+SYSTEM_MESSAGE = ("You are a careful obstetrics and gynaecology decision-support assistant. Answer the clinician's question "
+                  "for this patient using only the context given. Cite guidance sources as [1], [2].")
+ANSWER_INSTRUCTION = "Answer for the clinician in at most 200 words, as short bullet points."
+RETRIEVED_PASSAGES = 3
+FLUSH_SECONDS = 0.5
+
+
+class GuidanceError(ValueError):
+    pass
+
+
+def endpoint_default() -> LLMEndpoint:
+    endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).first()
+    if endpoint is None:
+        raise GuidanceError("No default LLM endpoint is configured: a curator marks one as default in the admin.")
+    return endpoint
+
+
+def endpoint_named(name: str) -> LLMEndpoint:
+    endpoint = LLMEndpoint.objects.filter(name=name, active=True).first()
+    if endpoint is None:
+        names = ", ".join(LLMEndpoint.objects.filter(active=True).values_list("name", flat=True))
+        raise GuidanceError(f"No active LLM endpoint named {name!r} (configured: {names or 'none'}).")
+    return endpoint
+
+
+def guidance_request_create(*, patient: pm.Patient, question: str, at: date | None = None, endpoint: LLMEndpoint | None = None,
+                            use_retrieval: bool = True, user=None, idempotency_key: str = "",
+                            run_inline: bool = False) -> GuidanceRequest:
+    question = (question or "").strip()
+    if not question:
+        raise GuidanceError("Type a question.")
+    if len(question) > 2000:
+        raise GuidanceError("The question is longer than 2000 characters.")
+    endpoint = endpoint or endpoint_default()
+    if idempotency_key:
+        existing = GuidanceRequest.objects.filter(patient=patient, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():
+            guidance = GuidanceRequest.objects.create(
+                patient=patient, question=question, consultation_date=at or timezone.now().date(), endpoint=endpoint,
+                use_retrieval=use_retrieval, idempotency_key=idempotency_key,
+                created_by=user if user is not None and user.is_authenticated else None)
+            if not run_inline:
+                from prompting.tasks import run_guidance_task
+
+                transaction.on_commit(lambda: run_guidance_task.delay(guidance.pk))
+    except IntegrityError:  # the same key at the same moment
+        return GuidanceRequest.objects.get(patient=patient, idempotency_key=idempotency_key)
+    if run_inline:
+        guidance_request_run(guidance_id=guidance.pk)
+        guidance.refresh_from_db()
+    return guidance
+
+
+def _claim(guidance_id: int) -> GuidanceRequest | None:
+    with transaction.atomic():
+        guidance = GuidanceRequest.objects.select_for_update().select_related("patient", "endpoint").get(pk=guidance_id)
+        if guidance.status in (pm.JobStatus.DONE, pm.JobStatus.FAILED):
+            return None
+        guidance.status, guidance.started_at, guidance.text, guidance.error = pm.JobStatus.RUNNING, timezone.now(), "", ""
+        guidance.save(update_fields=["status", "started_at", "text", "error"])
+        return guidance
+
+
+def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
+    guidance = _claim(guidance_id)
+    if guidance is None:
+        return GuidanceRequest.objects.get(pk=guidance_id)
+    timings = {}
+    try:
+        _run(guidance, timings)
+    except (LLMError, GuidanceError, PromptError) as exc:
+        GuidanceRequest.objects.filter(pk=guidance.pk).update(
+            status=pm.JobStatus.FAILED, error=str(exc), finished_at=timezone.now(), timings=timings)
+    except Exception as exc:
+        GuidanceRequest.objects.filter(pk=guidance.pk).update(
+            status=pm.JobStatus.FAILED, error=f"Unexpected error: {exc.__class__.__name__}: {exc}"[:2000],
+            finished_at=timezone.now(), timings=timings)
+        raise
+    return GuidanceRequest.objects.get(pk=guidance_id)
+
+
+def _run(guidance: GuidanceRequest, timings: dict):
+    patient, endpoint = guidance.patient, guidance.endpoint
+    started = time.perf_counter()
+    passages = []
+    if guidance.use_retrieval:
+        history = patient_history(patient, guidance.consultation_date)
+        query = guidance.question + " " + _flag_words(patient, guidance.consultation_date)
+        passages = knowledge_search(query, k=RETRIEVED_PASSAGES)
+        timings["retrieval_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    step = time.perf_counter()
+    prompt = prompt_build(patient=patient, question=guidance.question, at=guidance.consultation_date,
+                          user=guidance.created_by, knowledge=[_passage_text(chunk) for chunk, _ in passages])
+    timings["prompt_ms"] = round((time.perf_counter() - step) * 1000, 1)
+    GuidanceRequest.objects.filter(pk=guidance.pk).update(prompt=prompt)
+
+    messages = [{"role": "system", "content": SYSTEM_MESSAGE},
+                {"role": "user", "content": f"{prompt.text}\n\n{ANSWER_INSTRUCTION}"}]
+    messages = _guard_identifiers(messages, endpoint, patient)
+
+    backend = build_backend(endpoint.kind, endpoint.settings, count_tokens=count_tokens)
+    buffer, last_flush = [], [time.monotonic()]
+
+    def on_token(token: str):
+        buffer.append(token)
+        if time.monotonic() - last_flush[0] >= FLUSH_SECONDS:
+            GuidanceRequest.objects.filter(pk=guidance.pk).update(text="".join(buffer))
+            last_flush[0] = time.monotonic()
+
+    step = time.perf_counter()
+    result = backend.generate(messages, max_tokens=endpoint.max_tokens, temperature=endpoint.temperature, on_token=on_token)
+    timings["llm_ms"] = round((time.perf_counter() - step) * 1000, 1)
+
+    step = time.perf_counter()
+    history = patient_history(patient, guidance.consultation_date)
+    warnings = [w.as_dict() for w in safety_warnings(history, current_pregnancy(history), result.text)]
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.text)}
+    citations = [{
+        "n": n, "chunk": chunk.pk, "document": chunk.document_id, "title": chunk.document.title,
+        "source": chunk.document.source, "excerpt": chunk.text[:400], "score": round(score, 3), "cited_in_text": n in cited,
+    } for n, (chunk, score) in enumerate(passages, 1)]
+    timings["safety_ms"] = round((time.perf_counter() - step) * 1000, 1)
+    timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    GuidanceRequest.objects.filter(pk=guidance.pk).update(
+        status=pm.JobStatus.DONE, text=result.text, backend=endpoint.kind, model=result.model, usage=result.usage,
+        latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, citations=citations, warnings=warnings, timings=timings,
+        finished_at=timezone.now())
+
+
+def _flag_words(patient: pm.Patient, at: date) -> str:
+    from prompting.pmlm.risk import risk_flags
+
+    return " ".join(f.label for f in risk_flags(patient_history(patient, at)))
+
+
+def _passage_text(chunk) -> str:
+    return f"{chunk.text} (Source: {chunk.document.title})"
+
+
+def _guard_identifiers(messages: list[dict], endpoint: LLMEndpoint, patient: pm.Patient) -> list[dict]:
+    """An endpoint that may not receive identifiable data gets nothing that names her."""
+    if endpoint.may_receive_identifiable_data:
+        return messages
+    identifiers = patient_identifiers(patient)
+    cleaned = [{**m, "content": scrub(m["content"], identifiers)[0]} for m in messages]
+    if any(leaks(m["content"], identifiers) for m in cleaned):
+        raise GuidanceError(f"Refused: the prompt still carried an identifier and {endpoint.name} may not receive identifiable data.")
+    return cleaned
+
+
+def guidance_as_json(guidance: GuidanceRequest) -> dict:
+    """The `ask --json` object (DESIGN.md), with status, warnings and the decision-support notice."""
+    return {
+        "status": guidance.status,
+        "guidance": guidance.text,
+        "citations": guidance.citations,
+        "backend": guidance.backend or guidance.endpoint.kind,
+        "endpoint": guidance.endpoint.name,
+        "model": guidance.model,
+        "usage": guidance.usage,
+        "latency_ms": guidance.latency_ms,
+        "prompt": guidance.prompt.text if guidance.prompt else "",
+        "warnings": guidance.warnings,
+        "notice": NOTICE,
+        "error": guidance.error,
+    }
+
+
+# --- comparison runner ----------------------------------------------------------------------------
+
+
+def comparison_run_create(*, organisation: pm.Organisation, patient_ids: list[str], questions: list[str],
+                          endpoint_names: list[str] | None = None, user=None, run_inline: bool = False) -> ComparisonRun:
+    names = endpoint_names or list(LLMEndpoint.objects.filter(active=True).values_list("name", flat=True))
+    for name in names:
+        endpoint_named(name)
+    missing = set(patient_ids) - set(pm.Patient.objects.filter(organisation=organisation, external_id__in=patient_ids)
+                                     .values_list("external_id", flat=True))
+    if missing:
+        raise GuidanceError(f"Not patients of {organisation.slug}: {', '.join(sorted(missing))}")
+    if not questions or not patient_ids:
+        raise GuidanceError("A comparison needs at least one patient and one question.")
+    run = ComparisonRun.objects.create(organisation=organisation, patient_ids=patient_ids, questions=questions,
+                                       endpoint_names=names, created_by=user)
+    if run_inline:
+        comparison_run_execute(run_id=run.pk)
+        run.refresh_from_db()
+    else:
+        from prompting.tasks import run_comparison_task
+
+        transaction.on_commit(lambda: run_comparison_task.delay(run.pk))
+    return run
+
+
+def comparison_run_execute(*, run_id: int, on_progress=None) -> ComparisonRun:
+    run = ComparisonRun.objects.get(pk=run_id)
+    if run.status == pm.JobStatus.DONE:
+        return run
+    ComparisonRun.objects.filter(pk=run.pk).update(status=pm.JobStatus.RUNNING)
+    patients = {p.external_id: p for p in pm.Patient.objects.filter(organisation=run.organisation, external_id__in=run.patient_ids)}
+    combos = [(pid, q, name, rag) for pid in run.patient_ids for q in run.questions for name in run.endpoint_names for rag in (True, False)]
+    for done, (pid, question, name, rag) in enumerate(combos, 1):
+        key = f"comparison-{run.pk}-{done}"
+        guidance = guidance_request_create(patient=patients[pid], question=question, endpoint=endpoint_named(name),
+                                           use_retrieval=rag, idempotency_key=key, run_inline=True, user=run.created_by)
+        ComparisonResult.objects.get_or_create(run=run, guidance=guidance, defaults={"endpoint_name": name, "use_retrieval": rag})
+        percent = int(done * 100 / len(combos))
+        message = f"{done}/{len(combos)}: {name}, retrieval {'on' if rag else 'off'}"
+        ComparisonRun.objects.filter(pk=run.pk).update(progress=percent, message=message)
+        if on_progress:
+            on_progress(percent, message)
+    run.refresh_from_db()
+    run.table = comparison_table(run)
+    run.status, run.finished_at = pm.JobStatus.DONE, timezone.now()
+    run.save(update_fields=["table", "status", "finished_at"])
+    return run
+
+
+def comparison_table(run: ComparisonRun) -> list[dict]:
+    rows = []
+    for name in run.endpoint_names:
+        endpoint = LLMEndpoint.objects.get(name=name)
+        for rag in (True, False):
+            results = [r.guidance for r in run.results.filter(endpoint_name=name, use_retrieval=rag).select_related("guidance")]
+            done = [g for g in results if g.status == pm.JobStatus.DONE]
+            rows.append({
+                "endpoint": name, "openness": endpoint.openness, "retrieval": rag, "requests": len(results),
+                "failed": len(results) - len(done),
+                "mean_latency_ms": round(sum(g.latency_ms or 0 for g in done) / len(done)) if done else None,
+                "mean_completion_tokens": round(sum((g.usage or {}).get("completion_tokens") or 0 for g in done) / len(done), 1) if done else None,
+                "citation_rate": round(sum(1 for g in done if any(c.get("cited_in_text") for c in g.citations)) / len(done), 3) if done else None,
+                "safety_warnings": sum(len(g.warnings) for g in done),
+            })
+    return rows

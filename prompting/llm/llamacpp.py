@@ -1,0 +1,79 @@
+"""In-process GGUF through llama-cpp-python: the embedded default (SmolLM2-135M-Instruct).
+
+A model is loaded once per process and per file, then shared; llama.cpp contexts are not
+thread-safe, so generations on one model take turns.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from .base import LLMError, LLMResult, Messages, TokenCallback
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, n_ctx: int, n_threads: int, seed: int):
+    from llama_cpp import Llama
+
+    return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False), threading.Lock()
+
+
+def default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class LlamaCppBackend:
+    kind = "llamacpp"
+
+    def __init__(self, *, model_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 7):
+        self.model_path = str(model_path)
+        if not Path(self.model_path).exists():
+            raise LLMError(f"the model file {self.model_path} does not exist")
+        self.model_name = Path(self.model_path).name
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or default_threads()
+        self.seed = seed
+
+    def model(self):
+        return _load(self.model_path, self.n_ctx, self.n_threads, self.seed)
+
+    def count_tokens(self, text: str) -> int:
+        llama, _ = self.model()
+        return len(llama.tokenize(text.encode(), add_bos=False, special=False))
+
+    def generate(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.2,
+                 on_token: TokenCallback | None = None) -> LLMResult:
+        llama, lock = self.model()
+        started = time.monotonic()
+        with lock:
+            try:
+                if on_token is None:
+                    out = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
+                                                       seed=self.seed)
+                    choice = out["choices"][0]
+                    text, finish, usage, ttft = choice["message"]["content"] or "", choice.get("finish_reason") or "", out.get("usage") or {}, None
+                else:
+                    parts, finish, ttft = [], "", None
+                    for event in llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
+                                                              seed=self.seed, stream=True):
+                        choice = event["choices"][0]
+                        token = (choice.get("delta") or {}).get("content") or ""
+                        if token:
+                            if ttft is None:
+                                ttft = int((time.monotonic() - started) * 1000)
+                            parts.append(token)
+                            on_token(token)
+                        finish = choice.get("finish_reason") or finish
+                    text = "".join(parts)
+                    prompt_tokens = sum(len(llama.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
+                    completion_tokens = len(llama.tokenize(text.encode(), add_bos=False)) if text else 0
+                    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                             "total_tokens": prompt_tokens + completion_tokens}
+            except ValueError as exc:  # e.g. the prompt does not fit the context window
+                raise LLMError(f"the local model refused the request: {exc}") from None
+        return LLMResult(text=text.strip(), model=self.model_name, usage={**usage, "counted": "local"},
+                         latency_ms=int((time.monotonic() - started) * 1000), ttft_ms=ttft, finish_reason=finish)

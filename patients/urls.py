@@ -9,4 +9,6 @@ urlpatterns = [
     path("", views.patient_list, name="list"),
     path("<int:pk>/", views.patient_detail, name="detail"),
     path("<int:pk>/prompt/", prompting_views.prompt_panel, name="prompt"),
+    path("<int:pk>/guidance/", prompting_views.guidance_create, name="guidance"),
+    path("<int:pk>/guidance/<int:guidance_id>/", prompting_views.guidance_detail, name="guidance-detail"),
 ]

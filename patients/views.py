@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET
 
 from patients import selectors
 from patients.forms import PatientSearchForm
-from prompting.forms import PromptForm
+from prompting.forms import GuidanceForm
 from prompting.pmlm.selfinformed import summarise
 from prompting.selectors import patient_history
 
@@ -52,7 +52,7 @@ def patient_detail(request, pk: int):
     context = {
         "patient": patient,
         "summary": summarise(patient_history(patient, today)),
-        "prompt_form": PromptForm(),
+        "prompt_form": GuidanceForm(),
         "age": selectors.patient_age(patient, today),
         "pregnancy": selectors.patient_pregnancy(patient, today),
         "latest_observations": selectors.patient_latest_observations(patient),

@@ -7,3 +7,14 @@ class PromptForm(forms.Form):
     question = forms.CharField(max_length=MAX_QUESTION_CHARS, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "e.g. What should we plan for her next visit?"}))
     at = forms.DateField(required=False, label="Consultation date", widget=forms.DateInput(attrs={"type": "date"}),
                          help_text="The record is read as of this date (default today).")
+
+
+class GuidanceForm(PromptForm):
+    endpoint = forms.ModelChoiceField(queryset=None, required=False, empty_label=None, label="LLM")
+    use_retrieval = forms.BooleanField(required=False, initial=True, label="Ground in guidance sources")
+
+    def __init__(self, *args, **kwargs):
+        from prompting.models import LLMEndpoint
+
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].queryset = LLMEndpoint.objects.filter(active=True)

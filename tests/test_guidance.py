@@ -141,3 +141,24 @@ def test_the_comparison_runner_covers_every_endpoint_with_and_without_retrieval(
     assert set(rows) == {("smollm2-local", True), ("smollm2-local", False), ("hospital", True), ("hospital", False)}
     assert rows[("hospital", True)]["citation_rate"] == 1.0 and rows[("hospital", False)]["citation_rate"] == 0.0
     assert all(r["failed"] == 0 and r["mean_latency_ms"] is not None for r in run.table)
+
+
+def test_the_patient_page_queues_guidance_and_follows_it_until_done(client_for, clinician, outsider, patient,
+                                                                     django_capture_on_commit_callbacks, monkeypatch):
+    from django.urls import reverse
+
+    queued = []
+    monkeypatch.setattr("prompting.tasks.run_guidance_task.delay", queued.append)
+    with ScriptedServer(("json", 200, completion("Repeat BP within a week."), {})) as server:
+        endpoint = openai_endpoint("hospital", server.base_url)
+        client = client_for(clinician)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(reverse("patients:guidance", args=[patient.pk]),
+                                   {"question": QUESTION, "endpoint": endpoint.pk}, HTTP_HX_REQUEST="true")
+        guidance = GuidanceRequest.objects.get()
+        assert queued == [guidance.pk] and b"Waiting for a worker" in response.content and b"hx-get" in response.content
+        guidance_request_run(guidance_id=guidance.pk)  # what the worker does
+    url = reverse("patients:guidance-detail", args=[patient.pk, guidance.pk])
+    done = client.get(url, HTTP_HX_REQUEST="true")
+    assert b"Repeat BP within a week." in done.content and b"hx-get" not in done.content and b"Decision support" in done.content
+    assert client_for(outsider).get(url).status_code == 404

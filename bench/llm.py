@@ -1,0 +1,89 @@
+"""Local generation speed against raw llama.cpp, and where a consultation's time goes.
+
+Run through bench/run.py (it sets PMLM_VAR_DIR to a seeded cohort)."""
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pmlm_site.settings")
+os.environ.setdefault("DJANGO_DEBUG", "1")
+
+import django  # noqa: E402
+
+django.setup()
+
+from patients import models as pm  # noqa: E402
+from prompting.guidance import SYSTEM_MESSAGE, guidance_request_create  # noqa: E402
+from prompting.llm import build_backend  # noqa: E402
+from prompting.services import prompt_build  # noqa: E402
+
+MAX_TOKENS = 128
+RUNS = 5
+
+
+def timed_stream(generate) -> tuple[float, float, int]:
+    """(time to first token ms, tokens per second after it, tokens) for one streamed generation."""
+    started = time.perf_counter()
+    first = []
+    count = [0]
+
+    def on_token(token):
+        if not first:
+            first.append(time.perf_counter())
+        count[0] += 1
+
+    generate(on_token)
+    end = time.perf_counter()
+    ttft = (first[0] - started) * 1000 if first else float("nan")
+    rate = (count[0] - 1) / (end - first[0]) if first and count[0] > 1 else float("nan")
+    return ttft, rate, count[0]
+
+
+def main():
+    patients = list(pm.Patient.objects.filter(organisation__slug="demo-clinic")[:20])
+    prompt = prompt_build(patient=patients[0], question="What should we plan for her next visit?")
+    messages = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": prompt.text}]
+    backend = build_backend("llamacpp", {})
+    llama, _ = backend.model()
+
+    def raw(on_token):
+        for event in llama.create_chat_completion(messages=messages, max_tokens=MAX_TOKENS, temperature=0.2, seed=7, stream=True):
+            if (event["choices"][0].get("delta") or {}).get("content"):
+                on_token(event)
+
+    def ours(on_token):
+        backend.generate(messages, max_tokens=MAX_TOKENS, temperature=0.2, on_token=on_token)
+
+    raw(lambda t: None)  # warm-up: both share the loaded model
+    raw_runs, our_runs = [], []
+    for _ in range(RUNS):  # interleaved, so machine noise hits both alike
+        llama.reset()  # no prefix reuse from the run before: each run evaluates the whole prompt
+        raw_runs.append(timed_stream(raw))
+        llama.reset()
+        our_runs.append(timed_stream(ours))
+
+    consultation = []
+    for n, patient in enumerate(patients[:6]):
+        g = guidance_request_create(patient=patient, question=f"What should we plan for her next visit? ({n})", run_inline=True)
+        if g.status == "done":
+            consultation.append(g.timings)
+    total = statistics.median(t["total_ms"] for t in consultation)
+    outside = statistics.median(1 - t["llm_ms"] / t["total_ms"] for t in consultation)
+    print(json.dumps({
+        "prompt_tokens": prompt.token_count,
+        "raw_ttft_ms": round(statistics.median(r[0] for r in raw_runs), 1),
+        "our_ttft_ms": round(statistics.median(r[0] for r in our_runs), 1),
+        "raw_tokens_per_s": round(statistics.median(r[1] for r in raw_runs), 1),
+        "our_tokens_per_s": round(statistics.median(r[1] for r in our_runs), 1),
+        "consultations": len(consultation), "consultation_total_ms": round(total), "share_outside_llm": round(outside, 3),
+        "outside_parts_ms": {k: round(statistics.median(t.get(k, 0) for t in consultation), 1) for k in ("retrieval_ms", "prompt_ms", "safety_ms")},
+    }))
+
+
+if __name__ == "__main__":
+    main()

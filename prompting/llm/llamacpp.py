@@ -6,6 +6,7 @@ thread-safe, so generations on one model take turns.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
@@ -20,6 +21,10 @@ def _load(path: str, n_ctx: int, n_threads: int, seed: int):
     from llama_cpp import Llama
 
     return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False), threading.Lock()
+
+
+# Free loaded models before the interpreter tears its modules down (llama.cpp's finalisers need them).
+atexit.register(lambda: _load.cache_clear())
 
 
 def default_threads() -> int:

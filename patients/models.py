@@ -459,25 +459,31 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-def import_upload_path(instance, filename):
-    return f"imports/{instance.organisation.slug}/{filename}"
+class BackgroundJob(models.Model):
+    """Long work done by a Celery worker: its status and progress, which pages and the API show."""
 
-
-class ImportJob(models.Model):
-    """Bundles a curator uploaded, imported in the background by a Celery worker."""
-
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="import_jobs")
-    upload = models.FileField(upload_to=import_upload_path, help_text="A FHIR Bundle as .json or .json.gz.")
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
     message = models.TextField(blank=True)
-    bundle_import = models.ForeignKey(BundleImport, null=True, blank=True, on_delete=models.SET_NULL)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
+
+
+def import_upload_path(instance, filename):
+    return f"imports/{instance.organisation.slug}/{filename}"
+
+
+class ImportJob(BackgroundJob):
+    """Bundles a curator uploaded, imported in the background by a Celery worker."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="import_jobs")
+    upload = models.FileField(upload_to=import_upload_path, help_text="A FHIR Bundle as .json or .json.gz.")
+    bundle_import = models.ForeignKey(BundleImport, null=True, blank=True, on_delete=models.SET_NULL)
 
     def __str__(self):
         return f"Import {self.upload.name} ({self.status})"

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from patients.models import JobStatus, Organisation, Patient
+from patients.models import BackgroundJob, JobStatus, Organisation, Patient
 
 DEFAULT_INSTRUCTIONS = (
     "You are an obstetrics and gynaecology decision-support assistant writing for a clinician. "
@@ -40,14 +40,11 @@ class PromptTemplate(models.Model):
         return f"Template {self.version}{' (active)' if self.active else ''}"
 
 
-class PeerModel(models.Model):
+class PeerModel(BackgroundJob):
     """One training run of the peer recommender: its artefact, parameters, metrics and progress."""
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="peer_models")
     version = models.PositiveIntegerField()
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    progress = models.PositiveSmallIntegerField(default=0)
-    message = models.TextField(blank=True)
     parameters = models.JSONField(default=dict)
     metrics = models.JSONField(default=dict, blank=True)
     neighbour_method = models.CharField(max_length=20, blank=True)
@@ -55,12 +52,8 @@ class PeerModel(models.Model):
     artefact = models.CharField(max_length=500, blank=True, help_text="Path of the pickled Surprise models under the var directory.")
     training_seconds = models.FloatField(null=True, blank=True)
     active = models.BooleanField(default=False, help_text="The model prompts use for this organisation.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(BackgroundJob.Meta):
         constraints = [
             models.UniqueConstraint(fields=["organisation", "version"], name="peer_model_version_unique"),
             models.UniqueConstraint(fields=["organisation"], condition=models.Q(active=True), name="one_active_peer_model"),
@@ -223,23 +216,14 @@ class GuidanceRequest(models.Model):
         return f"Guidance {self.pk} ({self.status})"
 
 
-class ComparisonRun(models.Model):
+class ComparisonRun(BackgroundJob):
     """Every configured endpoint × retrieval on/off over a set of patients and questions."""
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="comparisons")
     patient_ids = models.JSONField(default=list, help_text="FHIR Patient.ids.")
     questions = models.JSONField(default=list)
     endpoint_names = models.JSONField(default=list)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    progress = models.PositiveSmallIntegerField(default=0)
-    message = models.TextField(blank=True)
     table = models.JSONField(default=list, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self):
         return f"Comparison {self.pk} ({self.status})"

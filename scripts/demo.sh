@@ -17,8 +17,10 @@ if [ ! -s "$VAR/demo-password" ]; then
 fi
 PASSWORD="$(cat "$VAR/demo-password")"
 if [ ! -e "$VAR/.demo-seeded" ]; then
-  echo "Loading the demo cohort (241 Synthea patients; about half a minute)…"
+  echo "Loading the demo cohort (241 Synthea patients, WHO guidance; about a minute)…"
   $PY manage.py seed_demo --password "$PASSWORD"
+  echo "Training the peer model…"
+  $PY manage.py train_peers
   touch "$VAR/.demo-seeded"
 fi
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,3 +37,29 @@ class Backend(Protocol):
 
     def generate(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.2,
                  on_token: TokenCallback | None = None) -> LLMResult: ...
+
+
+@dataclass
+class Streamed:
+    text: str
+    finish_reason: str
+    ttft_ms: int | None
+    usage: dict | None
+    model: str
+
+
+def read_chunks(events: Iterable[dict], on_token: TokenCallback, started: float, model: str = "") -> Streamed:
+    """Consume OpenAI-style chat-completion chunks (llama.cpp and HTTP servers alike), passing on tokens."""
+    parts, finish, ttft, usage = [], "", None, None
+    for event in events:
+        usage = event.get("usage") or usage
+        model = event.get("model") or model
+        for choice in event.get("choices") or []:
+            token = (choice.get("delta") or {}).get("content") or ""
+            if token:
+                if ttft is None:
+                    ttft = int((time.monotonic() - started) * 1000)
+                parts.append(token)
+                on_token(token)
+            finish = choice.get("finish_reason") or finish
+    return Streamed("".join(parts), finish, ttft, usage, model)

@@ -13,7 +13,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from .base import LLMError, LLMResult, Messages, TokenCallback
+from .base import LLMError, LLMResult, Messages, TokenCallback, read_chunks
 
 
 @lru_cache(maxsize=4)
@@ -62,18 +62,10 @@ class LlamaCppBackend:
                     choice = out["choices"][0]
                     text, finish, usage, ttft = choice["message"]["content"] or "", choice.get("finish_reason") or "", out.get("usage") or {}, None
                 else:
-                    parts, finish, ttft = [], "", None
-                    for event in llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
-                                                              seed=self.seed, stream=True):
-                        choice = event["choices"][0]
-                        token = (choice.get("delta") or {}).get("content") or ""
-                        if token:
-                            if ttft is None:
-                                ttft = int((time.monotonic() - started) * 1000)
-                            parts.append(token)
-                            on_token(token)
-                        finish = choice.get("finish_reason") or finish
-                    text = "".join(parts)
+                    events = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
+                                                          seed=self.seed, stream=True)
+                    streamed = read_chunks(events, on_token, started)
+                    text, finish, ttft = streamed.text, streamed.finish_reason, streamed.ttft_ms
                     prompt_tokens = sum(len(llama.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
                     completion_tokens = len(llama.tokenize(text.encode(), add_bos=False)) if text else 0
                     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,

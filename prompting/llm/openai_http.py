@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import httpx
 
-from .base import LLMError, LLMResult, Messages, TokenCallback
+from .base import LLMError, LLMResult, Messages, TokenCallback, read_chunks
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -142,31 +142,25 @@ class OpenAICompatibleBackend:
         )
 
     def _read_stream(self, response: httpx.Response, on_token: TokenCallback, started: float) -> LLMResult:
-        parts, usage, model, finish, ttft = [], None, self.model_name, "", None
-        for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == "[DONE]":
-                break
-            try:
-                event = json.loads(payload)
-            except ValueError:
-                raise LLMError("the server's stream was not valid JSON", retryable=True) from None
-            usage = event.get("usage") or usage
-            model = event.get("model") or model
-            for choice in event.get("choices") or []:
-                token = (choice.get("delta") or {}).get("content") or ""
-                if token:
-                    if ttft is None:
-                        ttft = int((time.monotonic() - started) * 1000)
-                    parts.append(token)
-                    on_token(token)
-                finish = choice.get("finish_reason") or finish
-        text = "".join(parts)
+        streamed = read_chunks(_server_sent_events(response), on_token, started, self.model_name)
         request = json.loads(response.request.content)
-        return LLMResult(text=text, model=model, usage=self._usage(usage, _messages_text(request["messages"]), text),
-                         latency_ms=int((time.monotonic() - started) * 1000), ttft_ms=ttft, finish_reason=finish)
+        return LLMResult(text=streamed.text, model=streamed.model,
+                         usage=self._usage(streamed.usage, _messages_text(request["messages"]), streamed.text),
+                         latency_ms=int((time.monotonic() - started) * 1000), ttft_ms=streamed.ttft_ms,
+                         finish_reason=streamed.finish_reason)
+
+
+def _server_sent_events(response: httpx.Response):
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return
+        try:
+            yield json.loads(payload)
+        except ValueError:
+            raise LLMError("the server's stream was not valid JSON", retryable=True) from None
 
 
 def _messages_text(messages: Messages) -> str:

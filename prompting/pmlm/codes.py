@@ -78,7 +78,8 @@ AUTOIMMUNE_DISEASE = frozenset({
     "89155008",  # systemic sclerosis
 })
 
-PREGNANCY_CONDITIONS = frozenset({NORMAL_PREGNANCY, "47200007"}) | PRE_ECLAMPSIA | GESTATIONAL_DIABETES | MULTIPLE_PREGNANCY
+# Normal pregnancy, "patient currently pregnant", high-risk pregnancy, and the pregnancy complications above.
+PREGNANCY_CONDITIONS = frozenset({NORMAL_PREGNANCY, "77386006", "47200007"}) | PRE_ECLAMPSIA | GESTATIONAL_DIABETES | MULTIPLE_PREGNANCY
 # Miscarriage (first trimester, any), tubal pregnancy, blighted ovum.
 PREGNANCY_ENDING_CONDITIONS = frozenset({"19169002", "17369002", "79586000", "35999006"})
 PREGNANCY_ENDING_PROCEDURES = frozenset({"11466000", "31208007", "177184002", "236973005", "177141003", "274130007"})

@@ -143,3 +143,10 @@ def test_it_rejects_invalid_dates(text):
 def test_it_rejects_a_status_outside_the_fhir_value_set():
     bundle = fb.with_resource(fb.small_bundle(), "pat-1-weight", lambda r: r.update(status="done-ish"))
     reject(bundle, "Observation/pat-1-weight", "'status'", "is not one of")
+
+
+def test_a_marital_status_given_only_as_its_code_is_read_in_words():
+    bundle = fb.with_resource(fb.small_bundle(), "pat-1", lambda r: r.update(maritalStatus={
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M", "display": "M"}], "text": "M"}))
+    patient = next(r for r in parse_bundle(bundle).records if r.resource_type == "Patient")
+    assert patient.fields["marital_status"] == "Married"

@@ -392,6 +392,8 @@ def _patient(r: _Reader) -> dict:
         t = r.sub("telecom", raw, i)
         telecom.append({"system": t.string("system"), "value": t.string("value"), "use": t.string("use")})
     marital = r.codeable("maritalStatus")
+    if marital and len(marital.display) <= 1:  # Synthea repeats the v3 code ("M") as its display
+        marital = codes.Coding(marital.system, marital.code, MARITAL_STATUS.get(marital.code, marital.display))
     language = None
     for i, raw in enumerate(r.get("communication", list) or []):
         language = r.sub("communication", raw, i).codeable("language")
@@ -411,6 +413,10 @@ def _patient(r: _Reader) -> dict:
         "marital_status": (marital.display or marital.code) if marital else "",
         "language": (language.display or language.code) if language else "",
     }
+
+
+MARITAL_STATUS = {"M": "Married", "S": "Never married", "D": "Divorced", "W": "Widowed", "A": "Annulled",
+                  "L": "Legally separated", "U": "Unmarried", "T": "Domestic partner", "I": "Interlocutory", "P": "Polygamous"}
 
 
 def _encounter(r: _Reader) -> dict:

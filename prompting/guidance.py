@@ -19,6 +19,7 @@ from prompting.knowledge import knowledge_search
 from prompting.llm import LLMError, build_backend
 from prompting.models import ComparisonResult, ComparisonRun, GuidanceRequest, LLMEndpoint
 from prompting.pmlm.deidentify import leaks, scrub
+from prompting.pmlm.risk import risk_flags
 from prompting.pmlm.safety import NOTICE, safety_warnings
 from prompting.pmlm.state import current_pregnancy
 from prompting.selectors import patient_history, patient_identifiers
@@ -112,11 +113,12 @@ def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
 def _run(guidance: GuidanceRequest, timings: dict):
     patient, endpoint = guidance.patient, guidance.endpoint
     started = time.perf_counter()
+    history = patient_history(patient, guidance.consultation_date)  # read once: retrieval and safety share it
+    pregnancy = current_pregnancy(history)
     passages = []
     if guidance.use_retrieval:
-        history = patient_history(patient, guidance.consultation_date)
-        query = guidance.question + " " + _flag_words(patient, guidance.consultation_date)
-        passages = knowledge_search(query, k=RETRIEVED_PASSAGES)
+        flags = " ".join(f.label for f in risk_flags(history, pregnancy))
+        passages = knowledge_search(f"{guidance.question} {flags}", k=RETRIEVED_PASSAGES)
         timings["retrieval_ms"] = round((time.perf_counter() - started) * 1000, 1)
     step = time.perf_counter()
     prompt = prompt_build(patient=patient, question=guidance.question, at=guidance.consultation_date,
@@ -142,8 +144,7 @@ def _run(guidance: GuidanceRequest, timings: dict):
     timings["llm_ms"] = round((time.perf_counter() - step) * 1000, 1)
 
     step = time.perf_counter()
-    history = patient_history(patient, guidance.consultation_date)
-    warnings = [w.as_dict() for w in safety_warnings(history, current_pregnancy(history), result.text)]
+    warnings = [w.as_dict() for w in safety_warnings(history, pregnancy, result.text)]
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.text)}
     citations = [{
         "n": n, "chunk": chunk.pk, "document": chunk.document_id, "title": chunk.document.title,
@@ -155,12 +156,6 @@ def _run(guidance: GuidanceRequest, timings: dict):
         status=pm.JobStatus.DONE, text=result.text, backend=endpoint.kind, model=result.model, usage=result.usage,
         latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, citations=citations, warnings=warnings, timings=timings,
         finished_at=timezone.now())
-
-
-def _flag_words(patient: pm.Patient, at: date) -> str:
-    from prompting.pmlm.risk import risk_flags
-
-    return " ".join(f.label for f in risk_flags(patient_history(patient, at)))
 
 
 def _passage_text(chunk) -> str:

@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from patients.fhir import codes
 
-from .catalogue import CARE_ITEMS, DIMENSIONS, CatalogueItem
+from .catalogue import CARE_ITEMS, CatalogueItem
 
 SMOKER_CODES = {"449868002", "428041000124106", "77176002", "65568007"}
 HYPERTENSION_CODES = {"38341003", "59621000"}

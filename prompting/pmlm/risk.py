@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from . import codes
 from .history import PatientHistory, Reading
 from .state import Bmi, Pregnancy, blood_pressures, body_mass_index, current_pregnancy
-from .units import dipstick_grade, qualitative, to_g_dl, to_mg_dl, to_weeks
+from .units import dipstick_grade, qualitative, to_g_dl, to_mg_dl
 
 SUBSTANCE_WINDOW_DAYS = 365
 

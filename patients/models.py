@@ -457,6 +457,11 @@ class JobStatus(models.TextChoices):
     RUNNING = "running", "Running"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+    @classmethod
+    def finished(cls) -> tuple[str, ...]:
+        return (cls.DONE, cls.FAILED, cls.CANCELLED)
 
 
 class BackgroundJob(models.Model):

@@ -14,6 +14,7 @@ from patients.pregnancy import PregnancyStatus, pregnancy_status, start_window_f
 from prompting.pmlm.trends import care_engagement
 
 PAGE_ROLES = {m.Role.CLINICIAN, m.Role.CURATOR, m.Role.ADMIN}
+CURATION_ROLES = {m.Role.CURATOR, m.Role.ADMIN}
 
 
 def membership_for(user) -> m.Membership:
@@ -28,6 +29,14 @@ def page_membership_for(user) -> m.Membership:
     membership = membership_for(user)
     if membership.role not in PAGE_ROLES:
         raise PermissionDenied("Partner service accounts use the API, not the clinic's pages.")
+    return membership
+
+
+def curation_membership_for(user) -> m.Membership:
+    """Curators and admins: they train, compare and promote the models the clinic uses."""
+    membership = page_membership_for(user)
+    if membership.role not in CURATION_ROLES:
+        raise PermissionDenied("Only curators and admins manage the clinic's models.")
     return membership
 
 

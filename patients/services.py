@@ -164,7 +164,7 @@ def import_job_run(*, job_id: int) -> str:
     """Run one import job. Safe to repeat: a finished job is left alone, and imports upsert."""
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job_id)
-        if job.status in (JobStatus.DONE, JobStatus.FAILED):
+        if job.status in JobStatus.finished():
             return job.status
         job.status, job.progress, job.message = JobStatus.RUNNING, 10, "Importing"
         job.save(update_fields=["status", "progress", "message"])

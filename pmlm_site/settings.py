@@ -132,18 +132,22 @@ PMLM_MAX_BUNDLE_BYTES = int(os.environ.get("PMLM_MAX_BUNDLE_BYTES", str(50 * 102
 PMLM_MAX_BUNDLE_ENTRIES = int(os.environ.get("PMLM_MAX_BUNDLE_ENTRIES", "20000"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = PMLM_MAX_BUNDLE_BYTES
 PMLM_DEMO_ORGANISATION = os.environ.get("PMLM_DEMO_ORGANISATION", "demo-clinic")
+# The refiner policy's starting checkpoint: empty means SmolLM2-135M-Instruct, converted once from
+# the shipped GGUF into VAR_DIR/models/smollm2-135m-instruct.
+PMLM_REFINER_BASE_CHECKPOINT = os.environ.get("PMLM_REFINER_BASE_CHECKPOINT", "")
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "celery-broker"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        "control_folder": str(_broker_dir / "control"),  # kombu's default is ./control in the working directory
     }
 # Separate queues let several deployments (or test runs) share one broker without stealing work.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PMLM_CELERY_QUEUE", "pmlm")

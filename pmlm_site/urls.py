@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("patients/", include("patients.urls")),
+    path("refinement/", include("prompting.refinement_urls")),
     path("admin/", admin.site.urls),
 ]
 

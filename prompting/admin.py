@@ -2,10 +2,14 @@ from django.contrib import admin, messages
 from simple_history.admin import SimpleHistoryAdmin
 
 from patients.admin import CuratedAdmin, export_csv
+from django.urls import reverse
+from django.utils.html import format_html
+
 from prompting.models import (
-    ComparisonRun, GuidanceRequest, KnowledgeChunk, KnowledgeDocument, LLMEndpoint, PeerModel, PeerProfile,
-    PersonalizedPrompt, PromptTemplate,
+    ClinicianRating, ComparisonRun, GuidanceRequest, KnowledgeChunk, KnowledgeDocument, LLMEndpoint, PeerModel, PeerProfile,
+    PersonalizedPrompt, PromptTemplate, RefinementRun,
 )
+from prompting.refinement import RefinementError, refinement_run_cancel, refinement_run_promote
 from prompting.services import peer_model_create, peer_model_queue
 
 
@@ -146,3 +150,48 @@ class ComparisonRunAdmin(CuratedAdmin):
         super().save_model(request, obj, form, change)
         if not change:
             transaction.on_commit(lambda: run_comparison_task.delay(obj.pk))
+
+
+@admin.register(RefinementRun)
+class RefinementRunAdmin(CuratedAdmin):
+    """Runs start from the refinement pages (or `refine_prompts`); here curators audit, promote and cancel."""
+
+    list_display = ("version", "organisation", "status", "progress", "step", "reward_initial", "reward_refined", "promoted",
+                    "page", "created_at")
+    list_filter = ("status", "promoted", "organisation")
+    readonly_fields = [f.name for f in RefinementRun._meta.fields]
+    actions = ["promote", "cancel", export_csv]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Run page")
+    def page(self, obj):
+        return format_html('<a href="{}">open</a>', reverse("refinement:detail", args=[obj.pk]))
+
+    @admin.action(description="Promote the selected run (guidance refines prompts with its policy)")
+    def promote(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one run to promote.", messages.ERROR)
+            return
+        try:
+            run = refinement_run_promote(run=queryset.get(), user=request.user)
+        except RefinementError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"Run {run.version} is promoted.")
+
+    @admin.action(description="Cancel the selected runs")
+    def cancel(self, request, queryset):
+        for run in queryset:
+            refinement_run_cancel(run=run)
+        self.message_user(request, "Cancellation requested: a running run stops after its current step.")
+
+
+@admin.register(ClinicianRating)
+class ClinicianRatingAdmin(CuratedAdmin):
+    organisation_path = "guidance__patient__organisation"
+    list_display = ("created_at", "guidance", "rater", "accuracy", "completeness", "personalisation", "safety", "clarity",
+                    "would_follow")
+    list_filter = ("would_follow",)
+    raw_id_fields = ("guidance", "rater")

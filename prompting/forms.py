@@ -18,3 +18,19 @@ class GuidanceForm(PromptForm):
 
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = LLMEndpoint.objects.filter(active=True)
+
+
+class RefinementRunForm(forms.Form):
+    steps = forms.IntegerField(min_value=1, max_value=500, label="Steps", help_text="GRPO updates of the policy.")
+    max_examples = forms.IntegerField(min_value=2, max_value=5000, label="Examples",
+                                      help_text="Encounters with a physician recommendation; a quarter of the patients are held out for validation.")
+    num_generations = forms.IntegerField(min_value=2, max_value=16, label="Group size",
+                                         help_text="Candidate rewrites per example that GRPO compares.")
+    endpoint = forms.ModelChoiceField(queryset=None, required=False, label="Target LLM",
+                                      empty_label="The default endpoint", help_text="The LLM whose guidance is scored.")
+
+    def __init__(self, *args, **kwargs):
+        from prompting.models import LLMEndpoint
+
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].queryset = LLMEndpoint.objects.filter(active=True)

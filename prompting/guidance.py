@@ -85,10 +85,11 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
 def _claim(guidance_id: int) -> GuidanceRequest | None:
     with transaction.atomic():
         guidance = GuidanceRequest.objects.select_for_update().select_related("patient", "endpoint").get(pk=guidance_id)
-        if guidance.status in (pm.JobStatus.DONE, pm.JobStatus.FAILED):
+        if guidance.status in pm.JobStatus.finished():
             return None
         guidance.status, guidance.started_at, guidance.text, guidance.error = pm.JobStatus.RUNNING, timezone.now(), "", ""
-        guidance.save(update_fields=["status", "started_at", "text", "error"])
+        guidance.refined_prompt, guidance.refinement = None, {}  # a retried request starts clean
+        guidance.save(update_fields=["status", "started_at", "text", "error", "refined_prompt", "refinement"])
         return guidance
 
 
@@ -110,25 +111,51 @@ def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
     return GuidanceRequest.objects.get(pk=guidance_id)
 
 
-def _run(guidance: GuidanceRequest, timings: dict):
-    patient, endpoint = guidance.patient, guidance.endpoint
+def guidance_messages(prompt_text: str) -> list[dict]:
+    """What the LLM receives for a prompt: the same for guidance requests and for scoring refinements."""
+    return [{"role": "system", "content": SYSTEM_MESSAGE},
+            {"role": "user", "content": f"{prompt_text}\n\n{ANSWER_INSTRUCTION}"}]
+
+
+def question_prompt(*, patient: pm.Patient, question: str, at: date, use_retrieval: bool = True, user=None,
+                    timings: dict | None = None):
+    """The initial personalised prompt for a question, grounded in retrieved guidance when asked.
+
+    Returns (prompt, passages, history, pregnancy); guidance requests and refinement runs share it."""
+    timings = timings if timings is not None else {}
     started = time.perf_counter()
-    history = patient_history(patient, guidance.consultation_date)  # read once: retrieval and safety share it
+    history = patient_history(patient, at)  # read once: retrieval and safety share it
     pregnancy = current_pregnancy(history)
     passages = []
-    if guidance.use_retrieval:
+    if use_retrieval:
         flags = " ".join(f.label for f in risk_flags(history, pregnancy))
-        passages = knowledge_search(f"{guidance.question} {flags}", k=RETRIEVED_PASSAGES)
+        passages = knowledge_search(f"{question} {flags}", k=RETRIEVED_PASSAGES)
         timings["retrieval_ms"] = round((time.perf_counter() - started) * 1000, 1)
     step = time.perf_counter()
-    prompt = prompt_build(patient=patient, question=guidance.question, at=guidance.consultation_date,
-                          user=guidance.created_by, knowledge=[_passage_text(chunk) for chunk, _ in passages])
+    prompt = prompt_build(patient=patient, question=question, at=at, user=user,
+                          knowledge=[_passage_text(chunk) for chunk, _ in passages])
     timings["prompt_ms"] = round((time.perf_counter() - step) * 1000, 1)
+    return prompt, passages, history, pregnancy
+
+
+def _run(guidance: GuidanceRequest, timings: dict):
+    from prompting.refinement import prompt_refine
+
+    patient, endpoint = guidance.patient, guidance.endpoint
+    started = time.perf_counter()
+    prompt, passages, history, pregnancy = question_prompt(
+        patient=patient, question=guidance.question, at=guidance.consultation_date, use_retrieval=guidance.use_retrieval,
+        user=guidance.created_by, timings=timings)
     GuidanceRequest.objects.filter(pk=guidance.pk).update(prompt=prompt)
 
-    messages = [{"role": "system", "content": SYSTEM_MESSAGE},
-                {"role": "user", "content": f"{prompt.text}\n\n{ANSWER_INSTRUCTION}"}]
-    messages = _guard_identifiers(messages, endpoint, patient)
+    step = time.perf_counter()
+    used, refinement = prompt_refine(prompt=prompt, patient=patient)
+    if refinement:
+        timings["refine_ms"] = round((time.perf_counter() - step) * 1000, 1)
+        GuidanceRequest.objects.filter(pk=guidance.pk).update(
+            refined_prompt=used if used.pk != prompt.pk else None, refinement=refinement)
+
+    messages = _guard_identifiers(guidance_messages(used.text), endpoint, patient)
 
     backend = build_backend(endpoint.kind, endpoint.settings, count_tokens=count_tokens)
     buffer, last_flush = [], [time.monotonic()]
@@ -184,11 +211,19 @@ def guidance_as_json(guidance: GuidanceRequest) -> dict:
         "model": guidance.model,
         "usage": guidance.usage,
         "latency_ms": guidance.latency_ms,
-        "prompt": guidance.prompt.text if guidance.prompt else "",
+        "prompt": _prompt_sent(guidance),
+        "initial_prompt": guidance.prompt.text if guidance.prompt else "",
+        "refinement": guidance.refinement,
         "warnings": guidance.warnings,
         "notice": NOTICE,
         "error": guidance.error,
     }
+
+
+def _prompt_sent(guidance: GuidanceRequest) -> str:
+    if guidance.refined_prompt_id:
+        return guidance.refined_prompt.text
+    return guidance.prompt.text if guidance.prompt else ""
 
 
 # --- comparison runner ----------------------------------------------------------------------------

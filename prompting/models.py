@@ -1,6 +1,7 @@
 """What the method produces and what it is configured with: templates, peer models, prompts."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from simple_history.models import HistoricalRecords
 
@@ -82,6 +83,48 @@ class PeerProfile(models.Model):
         constraints = [models.UniqueConstraint(fields=["peer_model", "patient"], name="peer_profile_unique")]
 
 
+class RefinementRun(BackgroundJob):
+    """One reinforcement-learning run of the refiner policy (TRL GRPO): configuration, live
+    progress, the reward per step, validation of initial vs refined prompts, and its checkpoint."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="refinement_runs")
+    version = models.PositiveIntegerField()
+    config = models.JSONField(default=dict, help_text="RefinementConfig, the target endpoint and the reward weights.")
+    step = models.PositiveIntegerField(default=0)
+    curve = models.JSONField(default=list, blank=True, help_text="[{step, reward_mean, reward_std, accepted_share, seconds}, …]")
+    train_examples = models.PositiveIntegerField(default=0)
+    train_patients = models.PositiveIntegerField(default=0)
+    validation_examples = models.PositiveIntegerField(default=0)
+    validation_patients = models.PositiveIntegerField(default=0)
+    validation = models.JSONField(default=list, blank=True, help_text="Per validation example: rewards of initial and refined prompts.")
+    reward_initial = models.FloatField(null=True, blank=True, help_text="Mean validation reward of the initial prompts.")
+    reward_refined = models.FloatField(null=True, blank=True, help_text="Mean validation reward of the refined prompts as used.")
+    accepted_share = models.FloatField(null=True, blank=True, help_text="Share of refined prompts that passed the guard.")
+    seconds_per_step = models.FloatField(null=True, blank=True)
+    checkpoint = models.CharField(max_length=500, blank=True, help_text="The trained policy, under the var directory.")
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    promoted = models.BooleanField(default=False, help_text="Guidance requests of this organisation refine prompts with this policy.")
+    promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    promoted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(BackgroundJob.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "version"], name="refinement_run_version_unique"),
+            models.UniqueConstraint(fields=["organisation"], condition=models.Q(promoted=True), name="one_promoted_refinement_run"),
+        ]
+
+    def __str__(self):
+        return f"Refinement run {self.version} ({self.status})"
+
+    @property
+    def improvement(self) -> float | None:
+        if self.reward_initial is None or self.reward_refined is None:
+            return None
+        return round(self.reward_refined - self.reward_initial, 4)
+
+
 class PersonalizedPrompt(models.Model):
     """A prompt that was used, with what made it, so any guidance can be reproduced and audited."""
 
@@ -97,6 +140,9 @@ class PersonalizedPrompt(models.Model):
     risk_flags = models.JSONField(default=list)
     peers = models.JSONField(default=list)
     token_count = models.PositiveIntegerField(default=0)
+    refined_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="refinements",
+                                     help_text="For a refined prompt: the initial prompt the policy rewrote.")
+    refinement_run = models.ForeignKey(RefinementRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts")
     inputs_hash = models.CharField(max_length=64, help_text="SHA-256 of the history, question, template and peer profile.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -200,6 +246,8 @@ class GuidanceRequest(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
+    refinement = models.JSONField(default=dict, blank=True, help_text=(
+        "With a promoted policy: {run, used, problems, instructions}. A refined prompt that failed the guard is not used."))
     error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=100, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -214,6 +262,41 @@ class GuidanceRequest(models.Model):
 
     def __str__(self):
         return f"Guidance {self.pk} ({self.status})"
+
+
+RATING_SCALES = ("accuracy", "completeness", "personalisation", "safety", "clarity")
+
+
+class ClinicianRating(models.Model):
+    """A clinician's structured rating of one guidance; the refinement rewards learn from it."""
+
+    SCALES = RATING_SCALES
+
+    guidance = models.ForeignKey(GuidanceRequest, on_delete=models.CASCADE, related_name="ratings")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="guidance_ratings")
+    accuracy = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(5)])
+    completeness = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(5)])
+    personalisation = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(5)])
+    safety = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(5)])
+    clarity = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(5)])
+    would_follow = models.BooleanField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["guidance", "rater"], name="one_rating_per_rater"),
+            *[models.CheckConstraint(condition=models.Q(**{f"{s}__gte": 1, f"{s}__lte": 5}), name=f"rating_{s}_1_to_5")
+              for s in RATING_SCALES],
+        ]
+
+    def __str__(self):
+        return f"Rating of guidance {self.guidance_id} by {self.rater}"
+
+    @property
+    def mean(self) -> float:
+        return sum(getattr(self, s) for s in self.SCALES) / len(self.SCALES)
 
 
 class ComparisonRun(BackgroundJob):

@@ -138,7 +138,7 @@ def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
     failed run is left alone, and profiles are written in one transaction."""
     with transaction.atomic():
         peer_model = PeerModel.objects.select_for_update().get(pk=peer_model_id)
-        if peer_model.status in (pm.JobStatus.DONE, pm.JobStatus.FAILED):
+        if peer_model.status in pm.JobStatus.finished():
             return peer_model
         peer_model.status = pm.JobStatus.RUNNING
         peer_model.save(update_fields=["status"])

@@ -30,3 +30,10 @@ def index_knowledge_document_task(document_id: int) -> int:
     from prompting.models import KnowledgeDocument
 
     return knowledge_document_index(document=KnowledgeDocument.objects.get(pk=document_id))
+
+
+@shared_task(acks_late=True)
+def run_refinement_task(run_id: int) -> str:
+    from prompting.refinement import refinement_run_execute
+
+    return refinement_run_execute(run_id=run_id).status

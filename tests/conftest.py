@@ -1,7 +1,12 @@
-import pytest
+import shutil
 
+import pytest
+from django.conf import settings
+
+from patients import models as pm
 from patients.models import Role
 from patients.services import patient_import_bundle
+from prompting.models import LLMEndpoint
 from tests import fhir_builders as fb
 from tests.factories import MembershipFactory, OrganisationFactory, UserFactory
 
@@ -68,3 +73,57 @@ def client_for(client):
         client.force_login(user)
         return client
     return login
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny Llama made from a config with SmolLM2's own tokenizer and chat template: the real
+    transformers and TRL code paths in seconds (its words are random, its behaviour is not)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from prompting.pmlm.tokens import build_tokenizer_file
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer_dir = settings.VAR_DIR / "models" / "smollm2-tokenizer"
+    build_tokenizer_file(tokenizer_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+        if (tokenizer_dir / name).exists():
+            shutil.copy(tokenizer_dir / name, path / name)
+    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+RAISED = "BP 150/95 mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine protein."
+NORMAL = "Blood pressure normal. Continue daily iron and folic acid; dating scan and booking bloods."
+
+
+@pytest.fixture
+def cohort(organisation):
+    """Four pregnant patients, two hypertensive, each with a physician recommendation at her visit."""
+    patients = []
+    for n in range(4):
+        pid = f"r-{n}"
+        raised = n % 2 == 1
+        bundle = fb.bundle(fb.patient(pid, family=f"Testfamily{n}", given=(f"Testgiven{n}",)), fb.encounter(f"{pid}-e", pid),
+                           fb.bp_panel(f"{pid}-bp", pid, f"{pid}-e", systolic=152 if raised else 118, diastolic=98 if raised else 74),
+                           fb.condition(f"{pid}-c", pid))
+        assert patient_import_bundle(organisation=organisation, bundle=bundle, source="test").ok
+        patient = organisation.patients.get(external_id=pid)
+        encounter = pm.Encounter.objects.get(patient=patient)
+        pm.PhysicianRecommendation.objects.create(patient=patient, encounter=encounter, text=RAISED if raised else NORMAL,
+                                                  written_at=encounter.period_start)
+        patients.append(patient)
+    return patients
+
+
+@pytest.fixture
+def tiny_policy(settings, tiny_checkpoint, db):
+    """The tiny model as the policy's starting point and as the target LLM (both real transformers code)."""
+    settings.PMLM_REFINER_BASE_CHECKPOINT = str(tiny_checkpoint)
+    LLMEndpoint.objects.update(is_default=False)
+    return LLMEndpoint.objects.create(name="tiny-target", kind="transformers", is_default=True, max_tokens=8,
+                                      settings={"checkpoint": str(tiny_checkpoint), "device": "cpu"})
+
+

@@ -72,3 +72,53 @@ def test_a_wrong_password_is_refused_with_a_message(browser_page, live_server, c
 
 def test_chromium_is_installed_for_browser_tests():
     assert os.path.exists(CHROMIUM), "install Debian's chromium: make test does it when run as root"
+
+
+def sign_in(page, live_server, username):
+    page.goto(live_server.url + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+@pytest.mark.browser
+def test_a_curator_watches_a_refinement_run_progress_live_and_then_sees_its_curve(browser_page, live_server, curator, organisation):
+    from patients.models import JobStatus
+    from prompting.models import RefinementRun
+
+    run = RefinementRun.objects.create(
+        organisation=organisation, version=1, status=JobStatus.RUNNING, progress=30, step=1, message="Step 1/3: mean reward 0.180",
+        config={"steps": 3, "num_generations": 4, "target_endpoint": "smollm2-local", "device": "cpu"},
+        curve=[{"step": 1, "reward_mean": 0.18, "reward_std": 0.02, "accepted_share": 0.5, "seconds": 90.0}])
+    page = browser_page
+    sign_in(page, live_server, "curator-north")
+    page.get_by_role("link", name="Refinement").click()
+    page.get_by_role("link", name="Run 1").click()
+    bar = page.get_by_role("progressbar", name="Run progress")
+    expect(bar).to_have_attribute("aria-valuenow", "30")
+    expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
+
+    # The worker moves on; the page follows without a reload.
+    RefinementRun.objects.filter(pk=run.pk).update(progress=60, step=2, message="Step 2/3: mean reward 0.210", curve=run.curve + [
+        {"step": 2, "reward_mean": 0.21, "reward_std": 0.03, "accepted_share": 0.75, "seconds": 88.0}])
+    expect(bar).to_have_attribute("aria-valuenow", "60", timeout=10_000)
+    expect(page.get_by_text("Step 2/3: mean reward 0.210")).to_be_visible()
+
+    RefinementRun.objects.filter(pk=run.pk).update(
+        status=JobStatus.DONE, progress=100, step=3, message="Validation on 2 examples: initial 0.150, refined 0.190",
+        reward_initial=0.15, reward_refined=0.19, accepted_share=1.0, seconds_per_step=89.0, checkpoint="models/refiner/x",
+        curve=run.curve + [{"step": 2, "reward_mean": 0.21, "reward_std": 0.03, "accepted_share": 0.75, "seconds": 88.0},
+                           {"step": 3, "reward_mean": 0.24, "reward_std": 0.03, "accepted_share": 1.0, "seconds": 89.0}])
+    expect(page.get_by_role("button", name="Promote this policy")).to_be_visible(timeout=10_000)
+    chart = page.get_by_role("img", name="Reward per step, run 1")
+    expect(chart).to_be_visible()
+    expect(chart.locator("circle")).to_have_count(3)
+    page.screenshot(path=str(live_server_screenshot_dir() / "refinement-run-done.png"), full_page=True)
+
+
+def live_server_screenshot_dir():
+    from django.conf import settings
+
+    path = settings.VAR_DIR / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

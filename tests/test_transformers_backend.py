@@ -1,27 +1,8 @@
 """The transformers backend on a tiny model made from a config (real code path, seconds to run)."""
 
-import shutil
-
 import pytest
-from django.conf import settings
 
 from prompting.llm import LLMError, build_backend
-from prompting.pmlm.tokens import build_tokenizer_file
-
-
-@pytest.fixture
-def tiny_checkpoint(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer_dir = settings.VAR_DIR / "models" / "smollm2-tokenizer"
-    build_tokenizer_file(tokenizer_dir)  # SmolLM2's own tokenizer and chat template
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        if (tokenizer_dir / name).exists():
-            shutil.copy(tokenizer_dir / name, tmp_path / name)
-    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512)
-    LlamaForCausalLM(config).save_pretrained(tmp_path)
-    return tmp_path
 
 
 def test_it_generates_and_streams_from_a_checkpoint_directory(tiny_checkpoint):

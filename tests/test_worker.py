@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,25 +30,33 @@ def database_url() -> str:
     return f"postgresql://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@pytest.fixture
-def worker():
+@contextmanager
+def running_worker(**extra_env):
     queue = f"test-{uuid.uuid4().hex[:8]}"
     previous_queue = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
     env = dict(os.environ, DATABASE_URL=database_url(), PMLM_CELERY_QUEUE=queue, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-               PMLM_VAR_DIR=str(settings.VAR_DIR), DJANGO_DEBUG="1", DATABASE_CONN_MAX_AGE="0")
+               PMLM_VAR_DIR=str(settings.VAR_DIR), DJANGO_DEBUG="1", DATABASE_CONN_MAX_AGE="0", **extra_env)
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "pmlm_site", "worker", "--pool=solo", "--loglevel=INFO", "-Q", queue,
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    yield process
-    celery_app.conf.task_default_queue = previous_queue
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield process
+    finally:
+        celery_app.conf.task_default_queue = previous_queue
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def worker():
+    with running_worker() as process:
+        yield process
 
 
 def wait_for(predicate, timeout=90):
@@ -76,3 +85,30 @@ def test_a_real_worker_imports_an_uploaded_bundle_once(worker, organisation, cli
     observations = m.Observation.objects.count()
     assert import_job_run(job_id=job.pk) == m.JobStatus.DONE
     assert m.Observation.objects.count() == observations
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_trains_a_refinement_run_and_shows_its_progress_while_it_runs(cohort, tiny_policy, tiny_checkpoint,
+                                                                                     organisation):
+    from prompting.models import PromptTemplate, RefinementRun
+    from prompting.refinement import refinement_run_create, refinement_run_queue
+
+    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # a flushed test database has no data migrations
+    with running_worker(PMLM_REFINER_BASE_CHECKPOINT=str(tiny_checkpoint)) as process:
+        run = refinement_run_create(organisation=organisation, steps=3, max_examples=8, num_generations=2)
+        refinement_run_queue(run=run)
+        seen = set()
+
+        def finished():
+            current = RefinementRun.objects.get(pk=run.pk)
+            seen.add((current.status, current.progress))
+            return current.status in m.JobStatus.finished()
+
+        if not wait_for(finished, timeout=180):
+            process.terminate()
+            pytest.fail("the worker did not finish the run:\n" + process.communicate(timeout=20)[0][-3000:])
+    run.refresh_from_db()
+    assert run.status == m.JobStatus.DONE, run.error
+    assert len(run.curve) == 3 and run.checkpoint
+    assert any(status == m.JobStatus.RUNNING and 0 < progress < 100 for status, progress in seen)  # progress was live

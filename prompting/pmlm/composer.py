@@ -160,7 +160,12 @@ def compose(history: PatientHistory, question: str, template: TemplateSpec, *, p
 
 
 def _render(sections: list[Section]) -> str:
-    return "\n\n".join(f"### {s.title}\n{s.text}" for s in sections if s.lines)
+    return render([{"title": s.title, "text": s.text} for s in sections if s.lines])
+
+
+def render(sections: list[dict]) -> str:
+    """The prompt text from its sections (dicts with a title and a text), in order."""
+    return "\n\n".join(f"### {s['title']}\n{s['text']}" for s in sections)
 
 
 def _drop_one_line(sections: list[Section]) -> bool:

@@ -1,0 +1,71 @@
+"""Server-rendered SVG charts: no JavaScript library, no CDN, readable by screen readers.
+
+`line_chart` draws one or more series on shared axes and returns SVG markup with a <title> and
+a <desc> that states every point, so the figure carries its numbers for people who cannot see it.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
+
+COLOURS = ("#0f6e6e", "#b3541e", "#7a3e8f", "#3558a8")
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    if high <= low:
+        high = low + 1
+    raw = (high - low) / max(1, count - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
+    start = math.floor(low / step) * step
+    ticks, value = [], start
+    while value <= high + step * 0.001:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: str, x_label: str, y_label: str,
+               width: int = 640, height: int = 260) -> SafeString:
+    points = [p for _, values in series for p in values]
+    if not points:
+        return mark_safe("")
+    left, right, top, bottom = 56, 16, 16, 44
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    x_ticks, y_ticks = _ticks(min(xs), max(xs)), _ticks(min(ys), max(ys))
+    x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+
+    def sx(x):
+        return left + (x - x0) / ((x1 - x0) or 1) * (width - left - right)
+
+    def sy(y):
+        return height - bottom - (y - y0) / ((y1 - y0) or 1) * (height - top - bottom)
+
+    described = "; ".join(f"{name}: " + ", ".join(f"{_number(x)} → {_number(y)}" for x, y in values) for name, values in series)
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title chart-desc" '
+             f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{escape(title)}</title>'
+             f'<desc id="chart-desc">{escape(x_label)} against {escape(y_label)}. {escape(described)}</desc>']
+    for y in y_ticks:
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
+                     f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end" class="tick">{_number(y)}</text>')
+    for x in x_ticks:
+        parts.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">{_number(x)}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>')
+    parts.append(f'<text transform="translate(14 {(top + height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle" '
+                 f'class="axis">{escape(y_label)}</text>')
+    for n, (name, values) in enumerate(series):
+        colour = COLOURS[n % len(COLOURS)]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2.5"/>')
+        for x, y in values:
+            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{colour}"><title>{escape(name)}: '
+                         f'{_number(x)} → {_number(y)}</title></circle>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))

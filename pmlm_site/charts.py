@@ -20,11 +20,9 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     raw = (high - low) / max(1, count - 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
-    start = math.floor(low / step) * step
-    ticks, value = [], start
-    while value <= high + step * 0.001:
-        ticks.append(round(value, 10))
-        value += step
+    ticks = [round(math.floor(low / step) * step, 10)]
+    while ticks[-1] < high - step * 1e-6:  # the last tick is at or above the highest value
+        ticks.append(round(ticks[-1] + step, 10))
     return ticks
 
 

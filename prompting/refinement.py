@@ -181,7 +181,7 @@ def training_examples(*, organisation: pm.Organisation, max_examples: int, seed:
         prompt, *_ = question_prompt(patient=rec.patient, question=question, at=at, use_retrieval=use_retrieval)
         endorsed, rejected = clinician_references(rec.patient)
         examples.append(Example(
-            key=f"encounter {rec.encounter_id}", patient=rec.patient_id, initial_text=prompt.text, sections=prompt.sections,
+            key=f"visit of {at:%-d %b %Y} (encounter {rec.encounter_id})", patient=rec.patient_id, initial_text=prompt.text, sections=prompt.sections,
             risk_flag_labels=[f["label"] for f in prompt.risk_flags],
             reference=Reference(rec.text, endorsed, rejected), token_budget=prompt.template.token_budget,
             identifiers=patient_identifiers(rec.patient)))

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from patients.models import Patient
 from patients.selectors import curation_membership_for
 from pmlm_site.charts import line_chart
 from pmlm_site.textdiff import diff_html
@@ -57,13 +58,14 @@ def run_start(request):
 
 def _context(run: RefinementRun) -> dict:
     curve = [(point["step"], point["reward_mean"]) for point in run.curve]
-    samples = [dict(row, diff=diff_html(row["initial_prompt"], row["refined_prompt"]))
-               for row in run.validation if row.get("initial_prompt")]
+    patients = Patient.objects.filter(organisation=run.organisation).in_bulk([row.get("patient") for row in run.validation])
+    rows = [dict(row, patient_obj=patients.get(row.get("patient"))) for row in run.validation]
+    samples = [dict(row, diff=diff_html(row["initial_prompt"], row["refined_prompt"])) for row in rows if row.get("initial_prompt")]
     return {
         "run": run, "running": run.status in ("queued", "running"),
         "chart": line_chart([("mean reward", curve)], title=f"Reward per step, run {run.version}", x_label="step",
                             y_label="mean reward") if len(curve) >= 1 else "",
-        "samples": samples,
+        "rows": rows, "samples": samples,
     }
 
 

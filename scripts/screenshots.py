@@ -21,6 +21,7 @@ def main():
     parser.add_argument("--password", required=True)
     parser.add_argument("--out", default="screenshots")
     parser.add_argument("--patient-query", default="", help="Search text that finds the patient to open.")
+    parser.add_argument("--refinement", action="store_true", help="Also the refinement pages (sign in as a curator).")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
@@ -41,6 +42,14 @@ def main():
             page.locator("table.patients tbody a").first.click()
             page.wait_for_load_state()
             page.screenshot(path=out / f"{name}-patient.png", full_page=True)
+            if args.refinement:
+                page.goto(f"{args.base}/refinement/")
+                page.screenshot(path=out / f"{name}-refinement.png", full_page=True)
+                runs = page.locator("table.patients tbody a")
+                if runs.count():
+                    runs.first.click()
+                    page.wait_for_load_state()
+                    page.screenshot(path=out / f"{name}-refinement-run.png", full_page=True)
             page.close()
         browser.close()
     print(f"Screenshots in {out}/")

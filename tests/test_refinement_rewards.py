@@ -116,6 +116,8 @@ class TestTheGuard:
         ("1234 5678 9012 3456 7890 ... !!! ???", "mostly not words"),
         ("monitor " * 40, "repeats itself"),
         ("- Repeat BP.\n- Repeat BP.\n- Repeat BP.\n- Check urine.", "repeats the same line"),
+        ("She should see a specialist about her care. Check her BP. She should see a specialist about her care.",
+         "repeats a sentence"),
     ])
     def test_malformed_answers_are_named(self, answer, reason):
         assert malformed(answer) == reason

@@ -32,6 +32,7 @@ FINDINGS = {
     "group B streptococcus": r"streptococ|\bgbs\b", "RhD negative": r"rh\s?d?[- ]negative|rhesus",
     "twins": r"twin|multiple pregnancy", "caesarean": r"caesarean|cesarean|c-section", "post-term": r"post-?term|overdue",
     "preterm": r"pre-?term", "bleeding": r"bleed|haemorrhage|hemorrhage", "placenta": r"placent",
+    "miscarriage": r"miscarr|pregnancy loss",
 }
 _FINDINGS = {name: re.compile(pattern, re.IGNORECASE) for name, pattern in FINDINGS.items()}
 MAX_INSTRUCTION_CHARS = 1200
@@ -102,6 +103,10 @@ def malformed(instructions: str) -> str:
     lines = [line.strip() for line in instructions.splitlines() if line.strip()]
     if len(lines) >= 3 and max(lines.count(line) for line in lines) >= 3:
         return "repeats the same line"
+    sentences = [" ".join(re.findall(r"[a-z0-9]+", s.lower())) for s in re.split(r"[.!?\n]+", instructions)]
+    sentences = [s for s in sentences if len(s.split()) >= 4]
+    if len(sentences) != len(set(sentences)):
+        return "repeats a sentence"
     return ""
 
 

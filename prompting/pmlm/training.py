@@ -130,6 +130,7 @@ class StepRecord:
 @dataclass
 class ValidationRow:
     key: str
+    patient: int
     reward_initial: float
     reward_refined: float  # as used: the initial prompt's reward when the guard rejected the refined one
     reward_policy: float  # the refined prompt's own reward, penalties included
@@ -269,7 +270,7 @@ def train_policy(*, base_checkpoint: Path, output_dir: Path, train: Sequence[Exa
         answer, truncated = policy_answer(output_dir, example.initial_text)
         refined = scorer.refined(example, answer, truncated=truncated)
         rows.append(ValidationRow(
-            key=example.key, reward_initial=initial.reward,
+            key=example.key, patient=example.patient, reward_initial=initial.reward,
             reward_refined=refined.reward if refined.accepted else initial.reward, reward_policy=refined.reward,
             accepted=refined.accepted, problems=[p.as_dict() for p in refined.problems], instructions=refined.instructions,
             initial_prompt=example.initial_text, refined_prompt=refined.prompt))

@@ -9,9 +9,19 @@ from patients import selectors
 from patients.forms import PatientSearchForm
 from prompting.forms import GuidanceForm
 from prompting.pmlm.selfinformed import summarise
+from prompting.pmlm.series import pregnancy_series
+from prompting.ratings import ab_kinds_available
 from prompting.selectors import patient_history
+from prompting.services import peer_summary_for
+from pmlm_site.charts import line_chart
 
 PAGE_SIZE = 25
+QUICK_QUESTIONS = [
+    ("Next-visit plan", "What should we plan for her next visit, given her risk flags and trends?"),
+    ("Medication review", "Review her current medicines for safety in pregnancy: what should continue, change or stop?"),
+    ("Lifestyle counselling", "How should we counsel her on lifestyle (diet, activity, smoking, alcohol, caffeine), given her history and preferences?"),
+    ("Explain results", "Explain her latest results and what they mean for her pregnancy, in words she can understand."),
+]
 
 
 def home(request):
@@ -49,9 +59,14 @@ def patient_detail(request, pk: int):
     membership = selectors.page_membership_for(request.user)
     patient = selectors.patient_get(organisation=membership.organisation, pk=pk)
     today = timezone.now().date()
+    history = patient_history(patient, today)
     context = {
         "patient": patient,
-        "summary": summarise(patient_history(patient, today)),
+        "summary": summarise(history),
+        "quick_questions": QUICK_QUESTIONS,
+        "ab_kinds": ab_kinds_available(patient),
+        "charts": _pregnancy_charts(patient, history, today),
+        "peer": peer_summary_for(patient)[0],
         "prompt_form": GuidanceForm(),
         "age": selectors.patient_age(patient, today),
         "pregnancy": selectors.patient_pregnancy(patient, today),
@@ -66,3 +81,17 @@ def patient_detail(request, pk: int):
         "mrn": next((i["value"] for i in patient.identifiers if i.get("type") == "MR"), patient.external_id),
     }
     return render(request, "patients/detail.html", context)
+
+
+def _pregnancy_charts(patient, history, today) -> list:
+    """Blood pressure, weight and haemoglobin over gestational age in her latest pregnancy."""
+    if patient.pregnancy_start is None:
+        return []
+    started = (today - patient.pregnancy_start).days
+    ended = (today - patient.pregnancy_end).days if patient.pregnancy_end else None
+    if started < 0:
+        return []
+    charts = pregnancy_series(history, started_days_ago=started, ended_days_ago=ended)
+    return [{"key": key, "title": chart["title"], "svg": line_chart(
+        chart["series"], title=f"{chart['title']} over gestational age", x_label="gestational week", y_label=chart["unit"],
+        width=520, height=220)} for key, chart in charts.items()]

@@ -7,6 +7,7 @@ a <desc> that states every point, so the figure carries its numbers for people w
 from __future__ import annotations
 
 import math
+import uuid
 from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
@@ -46,10 +47,11 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: st
     def sy(y):
         return height - bottom - (y - y0) / ((y1 - y0) or 1) * (height - top - bottom)
 
+    uid = uuid.uuid4().hex[:8]  # several charts on one page each need their own title and description ids
     described = "; ".join(f"{name}: " + ", ".join(f"{_number(x)} → {_number(y)}" for x, y in values) for name, values in series)
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title chart-desc" '
-             f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{escape(title)}</title>'
-             f'<desc id="chart-desc">{escape(x_label)} against {escape(y_label)}. {escape(described)}</desc>']
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
+             f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title-{uid}">{escape(title)}</title>'
+             f'<desc id="chart-desc-{uid}">{escape(x_label)} against {escape(y_label)}. {escape(described)}</desc>']
     for y in y_ticks:
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
                      f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end" class="tick">{_number(y)}</text>')

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from patients import views as patient_views
+from prompting import views as prompting_views
 
 urlpatterns = [
     path("", patient_views.home, name="home"),
@@ -10,6 +11,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("patients/", include("patients.urls")),
     path("refinement/", include("prompting.refinement_urls")),
+    path("ab/", prompting_views.ab_summary_page, name="ab-summary"),
+    path("jobs/", prompting_views.jobs_page, name="jobs"),
     path("admin/", admin.site.urls),
 ]
 

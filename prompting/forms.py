@@ -34,3 +34,26 @@ class RefinementRunForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = LLMEndpoint.objects.filter(active=True)
+
+
+class RatingForm(forms.Form):
+    accuracy = forms.IntegerField(min_value=1, max_value=5)
+    completeness = forms.IntegerField(min_value=1, max_value=5)
+    personalisation = forms.IntegerField(min_value=1, max_value=5)
+    safety = forms.IntegerField(min_value=1, max_value=5)
+    clarity = forms.IntegerField(min_value=1, max_value=5)
+    would_follow = forms.NullBooleanField(required=False, widget=forms.Select(choices=[("", "Unsure"), ("yes", "Yes"), ("no", "No")]))
+    comment = forms.CharField(required=False, max_length=4000)
+
+    def clean_would_follow(self):
+        return {"yes": True, "no": False, True: True, False: False}.get(self.data.get("would_follow"), None)
+
+
+class ABForm(PromptForm):
+    kind = forms.ChoiceField(label="Compare", choices=())
+
+    def __init__(self, *args, patient=None, **kwargs):
+        from prompting.ratings import ab_kinds_available
+
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = ab_kinds_available(patient) if patient is not None else []

@@ -52,7 +52,7 @@ def endpoint_named(name: str) -> LLMEndpoint:
 
 
 def guidance_request_create(*, patient: pm.Patient, question: str, at: date | None = None, endpoint: LLMEndpoint | None = None,
-                            use_retrieval: bool = True, user=None, idempotency_key: str = "",
+                            use_retrieval: bool = True, use_refinement: bool = True, user=None, idempotency_key: str = "",
                             run_inline: bool = False) -> GuidanceRequest:
     question = (question or "").strip()
     if not question:
@@ -68,7 +68,7 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
         with transaction.atomic():
             guidance = GuidanceRequest.objects.create(
                 patient=patient, question=question, consultation_date=at or timezone.now().date(), endpoint=endpoint,
-                use_retrieval=use_retrieval, idempotency_key=idempotency_key,
+                use_retrieval=use_retrieval, use_refinement=use_refinement, idempotency_key=idempotency_key,
                 created_by=user if user is not None and user.is_authenticated else None)
             if not run_inline:
                 from prompting.tasks import run_guidance_task
@@ -149,7 +149,7 @@ def _run(guidance: GuidanceRequest, timings: dict):
     GuidanceRequest.objects.filter(pk=guidance.pk).update(prompt=prompt)
 
     step = time.perf_counter()
-    used, refinement = prompt_refine(prompt=prompt, patient=patient)
+    used, refinement = prompt_refine(prompt=prompt, patient=patient) if guidance.use_refinement else (prompt, {})
     if refinement:
         timings["refine_ms"] = round((time.perf_counter() - step) * 1000, 1)
         GuidanceRequest.objects.filter(pk=guidance.pk).update(

@@ -234,6 +234,7 @@ class GuidanceRequest(models.Model):
     consultation_date = models.DateField()
     endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="guidance_requests")
     use_retrieval = models.BooleanField(default=True)
+    use_refinement = models.BooleanField(default=True, help_text="Refine the prompt with the promoted policy, when there is one.")
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     prompt = models.ForeignKey(PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="guidance")
     refined_prompt = models.ForeignKey(PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="refined_guidance")
@@ -297,6 +298,53 @@ class ClinicianRating(models.Model):
     @property
     def mean(self) -> float:
         return sum(getattr(self, s) for s in self.SCALES) / len(self.SCALES)
+
+
+class ABComparison(models.Model):
+    """Two variants of guidance for one question, shown blinded as A and B."""
+
+    class Kind(models.TextChoices):
+        RETRIEVAL = "retrieval", "With vs without guidance sources"
+        ENDPOINT = "endpoint", "Open vs proprietary model"
+        REFINEMENT = "refinement", "Initial vs RL-refined prompt"
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="ab_comparisons")
+    question = models.TextField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    guidance_a = models.ForeignKey(GuidanceRequest, on_delete=models.CASCADE, related_name="+")
+    guidance_b = models.ForeignKey(GuidanceRequest, on_delete=models.CASCADE, related_name="+")
+    variant_a = models.CharField(max_length=80, help_text="What A really is, revealed after the pick.")
+    variant_b = models.CharField(max_length=80)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"A/B {self.pk}: {self.get_kind_display()}"
+
+
+class ABJudgement(models.Model):
+    class Choice(models.TextChoices):
+        A = "a", "A is better"
+        B = "b", "B is better"
+        TIE = "tie", "About the same"
+
+    comparison = models.ForeignKey(ABComparison, on_delete=models.CASCADE, related_name="judgements")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ab_judgements")
+    choice = models.CharField(max_length=5, choices=Choice.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["comparison", "rater"], name="one_judgement_per_rater")]
+
+    @property
+    def preferred_variant(self) -> str:
+        """The real variant the rater preferred ('' for a tie)."""
+        return {"a": self.comparison.variant_a, "b": self.comparison.variant_b}.get(self.choice, "")
 
 
 class ComparisonRun(BackgroundJob):

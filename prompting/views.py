@@ -1,25 +1,72 @@
+"""The consultation workspace: prompt and guidance side by side, ratings, blinded A/B comparisons.
+
+Every view is scoped to the clinician's organisation and returns an HTMX fragment (with
+`Vary: HX-Request`) except the A/B summary page.
+"""
+
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from patients import selectors as patient_selectors
-from django.shortcuts import get_object_or_404
-from django.views.decorators.http import require_GET
-
-from prompting.forms import GuidanceForm, PromptForm
+from pmlm_site.textdiff import diff_html
+from prompting.forms import ABForm, GuidanceForm, PromptForm, RatingForm
 from prompting.guidance import GuidanceError, guidance_request_create
-from prompting.models import GuidanceRequest
+from prompting.models import ABComparison, ABJudgement, ClinicianRating, GuidanceRequest, LLMEndpoint, RATING_SCALES
 from prompting.pmlm.safety import NOTICE
+from prompting.ratings import RatingError, ab_comparison_create, ab_judge, ab_summary, guidance_rate
+from prompting.refinement import promoted_run
 from prompting.services import PromptError, prompt_build
+
+SCALE_LABELS = {"accuracy": "Accuracy", "completeness": "Completeness", "personalisation": "Personalisation",
+                "safety": "Safety", "clarity": "Clarity"}
+
+
+def _fragment(request, template: str, context: dict, status: int = 200):
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _patient_for(request, pk: int):
+    membership = patient_selectors.page_membership_for(request.user)
+    return patient_selectors.patient_get(organisation=membership.organisation, pk=pk)
+
+
+def _guidance_for(patient, guidance_id: int) -> GuidanceRequest:
+    return get_object_or_404(GuidanceRequest.objects.select_related("endpoint", "prompt", "refined_prompt"),
+                             pk=guidance_id, patient=patient)
+
+
+def _form_errors(form) -> str:
+    return "; ".join(f"{form.fields[name].label or name}: {' '.join(errors)}" if name in form.fields else " ".join(errors)
+                     for name, errors in form.errors.items())
+
+
+def guidance_context(request, patient, guidance, *, blind: bool = False, label: str = "", **extra) -> dict:
+    rating = ClinicianRating.objects.filter(guidance=guidance, rater=request.user).first() if guidance else None
+    return {
+        "patient": patient, "guidance": guidance, "notice": NOTICE, "blind": blind, "label": label, "rating": rating,
+        "rating_scales": [(s, SCALE_LABELS[s], getattr(rating, s) if rating else None) for s in RATING_SCALES],
+        "endpoints": LLMEndpoint.objects.filter(active=True), **extra,
+    }
+
+
+def prompt_panel_context(patient, guidance) -> dict:
+    prompt, refined = guidance.prompt, guidance.refined_prompt
+    finished = guidance.status in ("done", "failed", "cancelled")
+    refinement_expected = guidance.use_refinement and promoted_run(patient.organisation_id) is not None
+    pending = not finished and (prompt is None or (refinement_expected and not guidance.refinement))
+    return {"patient": patient, "guidance": guidance, "prompt": prompt, "refined": refined, "sent": refined or prompt,
+            "pending": pending, "diff": diff_html(prompt.text, refined.text) if prompt and refined else ""}
 
 
 @require_POST
 @login_required
 def prompt_panel(request, pk: int):
     """Build the personalised prompt for a typed question and show it with its provenance (HTMX)."""
-    membership = patient_selectors.page_membership_for(request.user)
-    patient = patient_selectors.patient_get(organisation=membership.organisation, pk=pk)
+    patient = _patient_for(request, pk)
     form = PromptForm(request.POST)
     context = {"patient": patient, "form": form}
     if form.is_valid():
@@ -29,40 +76,150 @@ def prompt_panel(request, pk: int):
         except PromptError as exc:
             context["error"] = str(exc)
     else:
-        context["error"] = "; ".join(f"{form.fields[name].label or name}: {' '.join(errors)}" for name, errors in form.errors.items())
-    response = render(request, "prompting/_prompt.html", context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
-def _guidance_response(request, patient, guidance=None, error=""):
-    response = render(request, "prompting/_guidance.html", {"patient": patient, "guidance": guidance, "error": error, "notice": NOTICE})
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+        context["error"] = _form_errors(form)
+    return _fragment(request, "prompting/_prompt.html", context)
 
 
 @require_POST
 @login_required
 def guidance_create(request, pk: int):
-    """Queue a guidance request for the typed question; the panel then follows it (HTMX polling)."""
-    membership = patient_selectors.page_membership_for(request.user)
-    patient = patient_selectors.patient_get(organisation=membership.organisation, pk=pk)
+    """Queue a guidance request; the workspace then shows its prompt and its answer side by side."""
+    patient = _patient_for(request, pk)
     form = GuidanceForm(request.POST)
     if not form.is_valid():
-        return _guidance_response(request, patient, error="; ".join(f"{form.fields[n].label or n}: {' '.join(e)}" for n, e in form.errors.items()))
+        return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form)))
     try:
         guidance = guidance_request_create(patient=patient, question=form.cleaned_data["question"], at=form.cleaned_data["at"],
                                            endpoint=form.cleaned_data["endpoint"], use_retrieval=form.cleaned_data["use_retrieval"],
                                            user=request.user)
     except (GuidanceError, PromptError) as exc:
-        return _guidance_response(request, patient, error=str(exc))
-    return _guidance_response(request, patient, guidance)
+        return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=str(exc)))
+    return _fragment(request, "prompting/_workspace.html",
+                     {**guidance_context(request, patient, guidance), **prompt_panel_context(patient, guidance)})
 
 
 @require_GET
 @login_required
 def guidance_detail(request, pk: int, guidance_id: int):
+    patient = _patient_for(request, pk)
+    guidance = _guidance_for(patient, guidance_id)
+    return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, guidance))
+
+
+@require_GET
+@login_required
+def guidance_prompt(request, pk: int, guidance_id: int):
+    patient = _patient_for(request, pk)
+    return _fragment(request, "prompting/_prompt_panel.html", prompt_panel_context(patient, _guidance_for(patient, guidance_id)))
+
+
+@require_POST
+@login_required
+def guidance_rate_view(request, pk: int, guidance_id: int):
+    patient = _patient_for(request, pk)
+    guidance = _guidance_for(patient, guidance_id)
+    form = RatingForm(request.POST)
+    extra = {}
+    if not form.is_valid():
+        extra["rating_error"] = "Choose 1 to 5 on every scale."
+    else:
+        data = form.cleaned_data
+        try:
+            guidance_rate(guidance=guidance, rater=request.user, scores={s: data[s] for s in RATING_SCALES},
+                          would_follow=data["would_follow"], comment=data["comment"])
+            extra["rating_saved"] = True
+        except RatingError as exc:
+            extra["rating_error"] = str(exc)
+    context = guidance_context(request, patient, guidance, **extra)
+    return _fragment(request, "prompting/_rating.html", context, status=200 if "rating_saved" in extra else 400)
+
+
+# --- blinded A/B -----------------------------------------------------------------------------------
+
+
+def _ab_context(request, comparison: ABComparison) -> dict:
+    judgement = ABJudgement.objects.filter(comparison=comparison, rater=request.user).first()
+    revealed = judgement is not None
+    return {
+        "comparison": comparison, "patient": comparison.patient, "judgement": judgement, "revealed": revealed,
+        "sides": [guidance_context(request, comparison.patient, g, blind=not revealed, label=label)
+                  for label, g in (("A", comparison.guidance_a), ("B", comparison.guidance_b))],
+        "both_done": {comparison.guidance_a.status, comparison.guidance_b.status} == {"done"},
+        "choices": ABJudgement.Choice.choices,
+    }
+
+
+@require_POST
+@login_required
+def ab_create(request, pk: int):
+    patient = _patient_for(request, pk)
+    form = ABForm(request.POST, patient=patient)
+    if not form.is_valid():
+        return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form)))
+    try:
+        comparison = ab_comparison_create(patient=patient, question=form.cleaned_data["question"], kind=form.cleaned_data["kind"],
+                                          at=form.cleaned_data["at"], user=request.user)
+    except (RatingError, GuidanceError, PromptError) as exc:
+        return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=str(exc)))
+    return _fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
+
+
+def _comparison_for(patient, comparison_id: int) -> ABComparison:
+    return get_object_or_404(ABComparison.objects.select_related("guidance_a", "guidance_b", "patient"),
+                             pk=comparison_id, patient=patient)
+
+
+@require_GET
+@login_required
+def ab_detail(request, pk: int, comparison_id: int):
+    comparison = _comparison_for(_patient_for(request, pk), comparison_id)
+    return _fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
+
+
+@require_POST
+@login_required
+def ab_pick(request, pk: int, comparison_id: int):
+    comparison = _comparison_for(_patient_for(request, pk), comparison_id)
+    context = _ab_context(request, comparison)
+    try:
+        ab_judge(comparison=comparison, rater=request.user, choice=request.POST.get("choice", ""),
+                 comment=request.POST.get("comment", ""))
+    except RatingError as exc:
+        return _fragment(request, "prompting/_ab.html", {**context, "pick_error": str(exc)}, status=400)
+    return _fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
+
+
+@require_GET
+@login_required
+def ab_summary_page(request):
     membership = patient_selectors.page_membership_for(request.user)
-    patient = patient_selectors.patient_get(organisation=membership.organisation, pk=pk)
-    guidance = get_object_or_404(GuidanceRequest.objects.select_related("endpoint", "prompt"), pk=guidance_id, patient=patient)
-    return _guidance_response(request, patient, guidance)
+    return render(request, "prompting/ab_summary.html", {"rows": ab_summary(organisation=membership.organisation)})
+
+
+# --- long jobs ---------------------------------------------------------------------------------------
+
+
+def _jobs(organisation) -> list[dict]:
+    """Every long job of the organisation, newest first: what it is, its status, progress and reason."""
+    from patients.models import ImportJob
+    from prompting.models import ComparisonRun, PeerModel, RefinementRun
+
+    rows = []
+    for model, name in ((PeerModel, "Peer model training"), (RefinementRun, "Prompt refinement (RL)"),
+                        (ComparisonRun, "LLM comparison"), (ImportJob, "FHIR import")):
+        for job in model.objects.filter(organisation=organisation).order_by("-created_at")[:10]:
+            error = getattr(job, "error", "") or (job.message if job.status == "failed" else "")
+            rows.append({"name": name, "job": job, "error": error,
+                         "link": f"/refinement/{job.pk}/" if model is RefinementRun else ""})
+    rows.sort(key=lambda r: r["job"].created_at, reverse=True)
+    return rows
+
+
+@require_GET
+@login_required
+def jobs_page(request):
+    membership = patient_selectors.page_membership_for(request.user)
+    rows = _jobs(membership.organisation)
+    context = {"rows": rows, "running": any(r["job"].status in ("queued", "running") for r in rows)}
+    template = "prompting/_jobs.html" if request.htmx else "prompting/jobs.html"
+    return _fragment(request, template, context)

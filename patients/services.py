@@ -29,6 +29,8 @@ class BundleResult:
     source: str
     ok: bool
     error: str = ""
+    error_resource: str = ""  # for a FHIR error: which resource and field (an API answers with an OperationOutcome)
+    error_field: str = ""
     counts: dict = field(default_factory=dict)
     patient_external_ids: list[str] = field(default_factory=list)
     bundle_import_id: int | None = None
@@ -90,7 +92,7 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
             result.ok = True
             _record(organisation, result, user, started)
     except FhirError as exc:
-        result.error = str(exc)
+        result.error, result.error_resource, result.error_field = str(exc), exc.resource, exc.field
     except DatabaseError as exc:  # refused by the database after all: still nothing written
         result.error = f"the database refused the bundle: {exc}".strip()
     if not result.ok:

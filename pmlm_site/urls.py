@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api import urls as api_urls
 from patients import views as patient_views
 from prompting import views as prompting_views
 
@@ -13,6 +14,8 @@ urlpatterns = [
     path("refinement/", include("prompting.refinement_urls")),
     path("ab/", prompting_views.ab_summary_page, name="ab-summary"),
     path("jobs/", prompting_views.jobs_page, name="jobs"),
+    path("api/v1/", include((api_urls.v1, "api"), namespace="v1")),
+    path("api/", include((api_urls.urlpatterns, "api"), namespace="api")),
     path("admin/", admin.site.urls),
 ]
 

@@ -19,6 +19,16 @@ def make_member(username, organisation, role, **extra):
     return user
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """API throttling counts requests in the cache: every test starts with a clean count."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def organisation(db):
     return OrganisationFactory(slug="north-clinic", name="North Clinic")

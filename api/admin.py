@@ -1,0 +1,37 @@
+from django.contrib import admin, messages
+
+from api.models import ApiToken
+from api.tokens import token_issue, token_revoke
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are issued here or with `issue_token`; the plain token is shown once, then only its digest is kept."""
+
+    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "name", "user__username")
+    fields = ("user", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        membership = getattr(request.user, "membership", None)
+        if request.user.is_superuser or membership is None:
+            return queryset
+        return queryset.filter(user__membership__organisation=membership.organisation)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        record, token = token_issue(username=obj.user.username, name=obj.name, created_by=request.user)
+        obj.pk = record.pk
+        self.message_user(request, f"New token for {obj.user} (copy it now, it is not shown again): {token}", messages.WARNING)
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            token_revoke(token=token)
+        self.message_user(request, "Revoked: they no longer authenticate.")

@@ -1,0 +1,227 @@
+"""Partner API v1. Thin views over the same services the pages and commands use; every object is
+looked up inside the caller's organisation, so another organisation's patient is simply not found."""
+
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, permissions, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.errors import fhir_error_response
+from api.parsers import FhirJSONAsJSONParser, FhirJSONParser
+from api.serializers import (
+    ErrorSerializer, FhirErrorSerializer, GuidanceCreateSerializer, GuidanceSerializer, ImportResultSerializer,
+    PatientSerializer, PeerModelSerializer, PromptSerializer, QuestionSerializer, RatingSerializer, RefinementRunSerializer,
+)
+from patients.fhir.export import patient_bundle
+from patients.models import Patient, Role
+from patients.selectors import patient_list
+from patients.services import patient_import_bundle
+from prompting.guidance import GuidanceError, endpoint_named, guidance_request_create
+from prompting.models import GuidanceRequest, PeerModel, RefinementRun
+from prompting.ratings import RatingError, guidance_rate
+from prompting.services import PromptError, prompt_as_json, prompt_build
+
+IMPORT_ROLES = {Role.PARTNER, Role.CURATOR, Role.ADMIN}
+ERRORS = {code: OpenApiResponse(ErrorSerializer, description=text) for code, text in (
+    (400, "Invalid request"), (401, "No or invalid token"), (403, "Not allowed for this account"),
+    (404, "Not found in your organisation"), (413, "Body too large"), (415, "Unsupported media type"), (429, "Too many requests"))}
+PATIENT_ID = OpenApiParameter("patient_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="FHIR Patient.id")
+
+
+def errors(*codes):
+    return {code: ERRORS[code] for code in codes}
+
+
+class IsMember(permissions.BasePermission):
+    message = "This account is not a member of any organisation."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and getattr(request.user, "membership", None))
+
+
+class PartnerView(APIView):
+    permission_classes = [IsMember]
+
+    @property
+    def organisation(self):
+        return self.request.user.membership.organisation
+
+    def patient(self, patient_id: str) -> Patient:
+        return get_object_or_404(Patient, organisation=self.organisation, external_id=patient_id)
+
+
+class Pages(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+ORDERINGS = {"id": "external_id", "-id": "-external_id", "family_name": "family_name", "-family_name": "-family_name",
+             "last_encounter_at": "last_encounter_at", "-last_encounter_at": "-last_encounter_at",
+             "updated_at": "updated_at", "-updated_at": "-updated_at"}
+
+
+@extend_schema(tags=["patients"], parameters=[
+    OpenApiParameter("q", OpenApiTypes.STR, description="Name, or the start of the patient id"),
+    OpenApiParameter("pregnant", OpenApiTypes.BOOL, description="Only patients in an ongoing pregnancy episode (or not)"),
+    OpenApiParameter("ordering", OpenApiTypes.STR, enum=list(ORDERINGS), description="Sort order (default: id)"),
+], responses={200: PatientSerializer(many=True), **errors(400, 401, 403, 404, 429)})
+class PatientList(PartnerView, generics.ListAPIView):
+    serializer_class = PatientSerializer
+    pagination_class = Pages
+
+    def get_queryset(self):
+        params = self.request.query_params
+        pregnant = params.get("pregnant")
+        if pregnant is not None and pregnant.lower() not in ("true", "false"):
+            raise ValidationError({"pregnant": ["Use true or false."]})
+        # The same selector as the patient list page: one rule for "pregnant now".
+        patients = patient_list(organisation=self.organisation, query=" ".join(params.get("q", "").split()[:5]),
+                                pregnant=None if pregnant is None else pregnant.lower() == "true", on=timezone.now().date())
+        ordering = params.get("ordering", "id")
+        if ordering not in ORDERINGS:
+            raise ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
+        return patients.order_by(ORDERINGS[ordering], "pk")
+
+
+@extend_schema(tags=["patients"], parameters=[PATIENT_ID], responses={200: PatientSerializer, **errors(401, 403, 404, 429)})
+class PatientDetail(PartnerView):
+    def get(self, request, patient_id: str):
+        return Response(PatientSerializer(self.patient(patient_id)).data)
+
+
+class BundleImport(PartnerView):
+    parser_classes = [FhirJSONParser, FhirJSONAsJSONParser]
+
+    @extend_schema(tags=["fhir"], request={"application/fhir+json": OpenApiTypes.OBJECT, "application/json": OpenApiTypes.OBJECT},
+                   responses={200: ImportResultSerializer, 422: OpenApiResponse(FhirErrorSerializer, description="Rejected: OperationOutcome naming the resource and field"),
+                              **errors(400, 401, 403, 413, 415, 429)},
+                   description="Import one FHIR R4 transaction Bundle, all or nothing (the same service as `import_fhir`).")
+    def post(self, request):
+        if request.user.membership.role not in IMPORT_ROLES:
+            raise PermissionDenied("Only partner, curator and admin accounts import records.")
+        if not isinstance(request.data, dict):
+            return fhir_error_response("The body must be a FHIR Bundle (a JSON object).")
+        result = patient_import_bundle(organisation=self.organisation, bundle=request.data, source=f"api:{request.auth.prefix if request.auth else request.user.username}",
+                                       user=request.user)
+        if not result.ok:
+            return fhir_error_response(result.error, resource=result.error_resource, field=result.error_field)
+        created = sum(c["created"] for k, c in result.counts.items() if k != "skipped")
+        updated = sum(c["updated"] for k, c in result.counts.items() if k != "skipped")
+        return Response({"status": "imported", "patients": result.patient_external_ids, "created": created, "updated": updated})
+
+
+@extend_schema(tags=["fhir"], parameters=[PATIENT_ID], responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT, **errors(401, 403, 404, 429)},
+               description="Her record as a FHIR R4 transaction Bundle.")
+class PatientExport(PartnerView):
+    def get(self, request, patient_id: str):
+        return Response(patient_bundle(self.patient(patient_id)), content_type="application/fhir+json")
+
+
+class PatientPrompt(PartnerView):
+    @extend_schema(tags=["prompts"], parameters=[PATIENT_ID], request=QuestionSerializer,
+                   responses={200: PromptSerializer, **errors(400, 401, 403, 404, 413, 415, 429)},
+                   description="The personalised, de-identified hard prompt for a question: use it with any LLM.")
+    def post(self, request, patient_id: str):
+        patient = self.patient(patient_id)
+        data = _valid(QuestionSerializer, request.data)
+        try:
+            prompt = prompt_build(patient=patient, question=data["question"], at=data.get("at"), user=request.user)
+        except PromptError as exc:
+            raise ValidationError({"question": [str(exc)]}) from None
+        return Response(prompt_as_json(prompt))
+
+
+IDEMPOTENCY = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+                               description="Retrying with the same key returns the same request instead of a new one.")
+
+
+class PatientGuidance(PartnerView):
+    @extend_schema(tags=["guidance"], parameters=[PATIENT_ID, IDEMPOTENCY], request=GuidanceCreateSerializer,
+                   responses={202: GuidanceSerializer, **errors(400, 401, 403, 404, 413, 415, 429)},
+                   description="Queue guidance for a question; poll the URL in `Location` until `status` is done or failed.")
+    def post(self, request, patient_id: str):
+        patient = self.patient(patient_id)
+        data = _valid(GuidanceCreateSerializer, request.data)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 100:
+            raise ValidationError({"Idempotency-Key": ["At most 100 characters."]})
+        try:
+            endpoint = endpoint_named(data["endpoint"]) if data.get("endpoint") else None
+            guidance = guidance_request_create(patient=patient, question=data["question"], at=data.get("at"), endpoint=endpoint,
+                                               use_retrieval=data.get("use_retrieval", True), user=request.user,
+                                               idempotency_key=key)
+        except (GuidanceError, PromptError) as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from None
+        response = Response(GuidanceSerializer(guidance).data, status=status.HTTP_202_ACCEPTED)
+        response["Location"] = f"/api/v1/guidance/{guidance.pk}/"
+        return response
+
+
+def _guidance_in(organisation, guidance_id: int) -> GuidanceRequest:
+    return get_object_or_404(GuidanceRequest.objects.select_related("patient", "endpoint", "prompt", "refined_prompt"),
+                             pk=guidance_id, patient__organisation=organisation)
+
+
+@extend_schema(tags=["guidance"], responses={200: GuidanceSerializer, **errors(401, 403, 404, 429)})
+class GuidanceDetail(PartnerView):
+    def get(self, request, guidance_id: int):
+        return Response(GuidanceSerializer(_guidance_in(self.organisation, guidance_id)).data)
+
+
+class GuidanceRatings(PartnerView):
+    @extend_schema(tags=["guidance"], request=RatingSerializer, responses={201: RatingSerializer, **errors(400, 401, 403, 404, 413, 415, 429)},
+                   description="A clinician's rating of finished guidance (one per account; posting again updates it).")
+    def post(self, request, guidance_id: int):
+        guidance = _guidance_in(self.organisation, guidance_id)
+        data = _valid(RatingSerializer, request.data)
+        scores = {s: data[s] for s in ("accuracy", "completeness", "personalisation", "safety", "clarity")}
+        try:
+            rating = guidance_rate(guidance=guidance, rater=request.user, scores=scores, would_follow=data.get("would_follow"),
+                                   comment=data.get("comment", ""))
+        except RatingError as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from None
+        return Response(RatingSerializer(rating).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["models"], responses={200: PeerModelSerializer(many=True), **errors(400, 401, 403, 404, 429)})
+class PeerModelList(PartnerView, generics.ListAPIView):
+    serializer_class = PeerModelSerializer
+    pagination_class = Pages
+
+    def get_queryset(self):
+        return PeerModel.objects.filter(organisation=self.organisation).order_by("-version")
+
+
+@extend_schema(tags=["models"], responses={200: RefinementRunSerializer(many=True), **errors(400, 401, 403, 404, 429)})
+class RefinementRunList(PartnerView, generics.ListAPIView):
+    serializer_class = RefinementRunSerializer
+    pagination_class = Pages
+
+    def get_queryset(self):
+        return RefinementRun.objects.filter(organisation=self.organisation).order_by("-version")
+
+
+def _valid(serializer_class, data) -> dict:
+    if not isinstance(data, dict):
+        raise ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+
+@csrf_exempt
+def not_found(request, *args, **kwargs):
+    """Any other URL under /api/ answers in the API's error shape, not with an HTML page."""
+    from django.http import JsonResponse
+
+    from api.errors import error_body
+
+    return JsonResponse(error_body(404, "not_found", f"No API endpoint at {request.path}."), status=404)

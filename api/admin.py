@@ -22,6 +22,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return queryset
         return queryset.filter(user__membership__organisation=membership.organisation)
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        membership = getattr(request.user, "membership", None)
+        if db_field.name == "user" and not request.user.is_superuser:
+            from django.contrib.auth import get_user_model
+
+            users = get_user_model().objects.filter(membership__organisation=membership.organisation) if membership else \
+                get_user_model().objects.none()
+            kwargs["queryset"] = users
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)

@@ -5,11 +5,12 @@
 3. request guidance from the clinic's LLM asynchronously, safely retried with an Idempotency-Key,
 4. poll it until it is done, and print it.
 
-    PMLM_API=http://127.0.0.1:8000 PMLM_TOKEN=pmlm_… python examples/partner_example.py BUNDLE.json
+    PMLM_API=http://127.0.0.1:8000 PMLM_TOKEN=pmlm_… python examples/partner_example.py BUNDLE.json[.gz]
 
 Get a token with `manage.py issue_token USERNAME` (a partner account of your organisation).
 """
 
+import gzip
 import json
 import os
 import sys
@@ -24,7 +25,8 @@ def main(bundle_path: str) -> int:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {os.environ['PMLM_TOKEN']}"
 
-    with open(bundle_path, "rb") as handle:
+    opener = gzip.open if bundle_path.endswith(".gz") else open
+    with opener(bundle_path, "rb") as handle:
         response = session.post(f"{base}/api/v1/bundles/", data=handle.read(),
                                 headers={"Content-Type": "application/fhir+json"}, timeout=120)
     if response.status_code != 200:
@@ -33,7 +35,7 @@ def main(bundle_path: str) -> int:
         print(f"Import refused ({response.status_code}): {body['error']['message']}" + (f" [{where}]" if where else ""), file=sys.stderr)
         return 1
     patient_id = response.json()["patients"][0]
-    print(f"Imported patient {patient_id}: {response.json()['created']} records created")
+    print(f"Imported patient {patient_id}: {response.json()['created']} records created, {response.json()['updated']} updated")
 
     question = "What should we plan for her next visit?"
     prompt = session.post(f"{base}/api/v1/patients/{patient_id}/prompt/", json={"question": question}, timeout=60)

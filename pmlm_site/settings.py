@@ -162,6 +162,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
+# API throttling counts requests in the cache: shared across processes with Redis, per process otherwise.
+_cache_url = os.environ.get("PMLM_CACHE_URL", "")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+          if _cache_url.startswith(("redis://", "rediss://")) else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.PartnerTokenAuthentication",
                                        "rest_framework.authentication.SessionAuthentication"],

@@ -191,3 +191,28 @@ class TestConventions:
         assert "/api/v1/patients/{patient_id}/guidance/" in schema.json()["paths"]
         docs = client.get("/api/docs/").content.decode()
         assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in docs and "cdn" not in docs.lower()
+
+
+class TestTokenAdmin:
+    def test_a_curator_issues_a_token_in_the_admin_sees_it_once_and_revokes_it(self, client_for, curator, partner, api):
+        from patients.demo.seed import curator_group_ensure
+
+        curator.groups.add(curator_group_ensure())
+        client = client_for(curator)
+        response = client.post("/admin/api/apitoken/add/", {"user": partner.pk, "name": "Lab system"}, follow=True)
+        message = next(m.message for m in response.context["messages"] if "New token" in m.message)
+        token = message.rsplit(" ", 1)[-1]
+        record = ApiToken.objects.get(name="Lab system")
+        assert token.startswith(record.prefix) and token not in record.digest
+        assert api("get", "/api/v1/patients/", token).status_code == 200
+        client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": [record.pk]})
+        assert is_error(api("get", "/api/v1/patients/", token), 401)
+
+    def test_a_curator_cannot_issue_a_token_for_another_organisations_account(self, client_for, curator, other_organisation):
+        from patients.demo.seed import curator_group_ensure
+
+        theirs = make_member("partner-south", other_organisation, pm.Role.PARTNER)
+        curator.groups.add(curator_group_ensure())
+        response = client_for(curator).post("/admin/api/apitoken/add/", {"user": theirs.pk, "name": "sneaky"})
+        assert response.status_code == 200 and b"Select a valid choice" in response.content
+        assert not ApiToken.objects.exists()

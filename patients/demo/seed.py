@@ -147,9 +147,9 @@ def demo_users_ensure(*, organisation: m.Organisation, password: str):
 
 
 def curator_group_ensure() -> Group:
-    """Curators may view, add, change and delete everything in the record and the prompting app."""
+    """Curators may view, add, change and delete everything in the record, the prompting app and API tokens."""
     group, _ = Group.objects.get_or_create(name=CURATOR_GROUP)
-    group.permissions.set(Permission.objects.filter(content_type__app_label__in=("patients", "prompting")))
+    group.permissions.set(Permission.objects.filter(content_type__app_label__in=("patients", "prompting", "api")))
     return group
 
 

@@ -18,6 +18,8 @@ from api.serializers import (
     ErrorSerializer, FhirErrorSerializer, GuidanceCreateSerializer, GuidanceSerializer, ImportResultSerializer,
     PatientSerializer, PeerModelSerializer, PromptSerializer, QuestionSerializer, RatingSerializer, RefinementRunSerializer,
 )
+from audit.models import AuditAction
+from audit.services import AuditContext, audit_record, reset_context, set_context
 from patients.fhir.export import patient_bundle
 from patients.models import Patient, Role
 from patients.selectors import patient_list
@@ -46,14 +48,35 @@ class IsMember(permissions.BasePermission):
 
 
 class PartnerView(APIView):
+    """Attributes the request to the token's account in the audit trail and records each read."""
+
     permission_classes = [IsMember]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        membership = request.user.membership
+        self._audit = set_context(AuditContext(actor=request.user, organisation_id=membership.organisation_id,
+                                               request_id=getattr(request._request, "request_id", ""), surface="api"))
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if getattr(self, "_audit", None) is not None:
+            if request.method == "GET" and response.status_code < 400:
+                # The object by its database id: a FHIR id can itself identify a patient.
+                audited = getattr(self, "audited", None)
+                audit_record(AuditAction.API_READ, obj=audited, details={
+                    "view": self.__class__.__name__, "count": response.data.get("count") if isinstance(response.data, dict) else None})
+            reset_context(self._audit)
+            self._audit = None
+        return response
 
     @property
     def organisation(self):
         return self.request.user.membership.organisation
 
     def patient(self, patient_id: str) -> Patient:
-        return get_object_or_404(Patient, organisation=self.organisation, external_id=patient_id)
+        self.audited = get_object_or_404(Patient, organisation=self.organisation, external_id=patient_id)
+        return self.audited
 
 
 class Pages(PageNumberPagination):
@@ -121,7 +144,9 @@ class BundleImport(PartnerView):
                description="Her record as a FHIR R4 transaction Bundle.")
 class PatientExport(PartnerView):
     def get(self, request, patient_id: str):
-        return Response(patient_bundle(self.patient(patient_id)), content_type="application/fhir+json")
+        patient = self.patient(patient_id)
+        audit_record(AuditAction.EXPORT_BUNDLE, obj=patient)
+        return Response(patient_bundle(patient), content_type="application/fhir+json")
 
 
 class PatientPrompt(PartnerView):
@@ -135,6 +160,7 @@ class PatientPrompt(PartnerView):
             prompt = prompt_build(patient=patient, question=data["question"], at=data.get("at"), user=request.user)
         except PromptError as exc:
             raise ValidationError({"question": [str(exc)]}) from None
+        audit_record(AuditAction.BUILD_PROMPT, obj=patient, details={"prompt": prompt.pk})
         return Response(prompt_as_json(prompt))
 
 
@@ -172,7 +198,8 @@ def _guidance_in(organisation, guidance_id: int) -> GuidanceRequest:
 @extend_schema(tags=["guidance"], responses={200: GuidanceSerializer, **errors(401, 403, 404, 429)})
 class GuidanceDetail(PartnerView):
     def get(self, request, guidance_id: int):
-        return Response(GuidanceSerializer(_guidance_in(self.organisation, guidance_id)).data)
+        self.audited = _guidance_in(self.organisation, guidance_id)
+        return Response(GuidanceSerializer(self.audited).data)
 
 
 class GuidanceRatings(PartnerView):

@@ -9,6 +9,8 @@ from django.contrib import admin
 from django.http import StreamingHttpResponse
 from simple_history.admin import SimpleHistoryAdmin
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from patients import models as m
 from patients.services import import_job_queue
 
@@ -28,6 +30,7 @@ def export_csv(modeladmin, request, queryset):
         for obj in queryset.iterator(chunk_size=2000):
             yield writer.writerow([_csv_value(getattr(obj, f.attname)) for f in fields])
 
+    audit_record(AuditAction.EXPORT_CSV, object_type=queryset.model._meta.label, details={"rows": queryset.count()})
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{queryset.model._meta.model_name}.csv"'
     return response
@@ -67,6 +70,30 @@ class CuratedAdmin(SimpleHistoryAdmin):
         if allowed is None or self.organisation_path is None:
             return queryset
         return queryset.filter(**{f"{self.organisation_path}__in": allowed})
+
+    # Every read and write of the record through the admin goes into the audit trail.
+    def changelist_view(self, request, extra_context=None):
+        audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, details={"list": True})
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET":
+            audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, object_id=object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit_record(AuditAction.ADMIN_CHANGE, obj=obj, details={"created": not change,
+                                                                 "fields": sorted(form.changed_data) if form else []})
+
+    def delete_model(self, request, obj):
+        audit_record(AuditAction.ADMIN_DELETE, obj=obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            audit_record(AuditAction.ADMIN_DELETE, obj=obj)
+        super().delete_queryset(request, queryset)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         allowed = _curated_organisations(request)

@@ -101,6 +101,17 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
 
 
 def _record(organisation, result: BundleResult, user, started: float):
+    """The import's own row, and its audit event (ids and counts only)."""
+    _record_import(organisation, result, user, started)
+    from audit.models import AuditAction
+    from audit.services import audit_record
+
+    audit_record(AuditAction.IMPORT_BUNDLE, object_type="patients.BundleImport", object_id=result.bundle_import_id or "",
+                 actor=user, organisation_id=organisation.pk,
+                 details={"ok": result.ok, "patients": len(result.patient_external_ids)})
+
+
+def _record_import(organisation, result: BundleResult, user, started: float):
     result.bundle_import_id = BundleImport.objects.create(
         organisation=organisation,
         source=result.source[:500],

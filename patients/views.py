@@ -5,6 +5,8 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from patients import selectors
 from patients.forms import PatientSearchForm
 from prompting.forms import GuidanceForm
@@ -41,6 +43,8 @@ def patient_list(request):
         for p in page.object_list
     ]
     context = {"form": form, "page": page, "rows": rows, "query_string": _without_page(request.GET)}
+    # The search text may be a name: only that a search was made is recorded.
+    audit_record(AuditAction.VIEW_PATIENT_LIST, details={"page": page.number, "shown": len(rows), "searched": bool(request.GET.get("q"))})
     template = "patients/_results.html" if request.htmx and not request.htmx.boosted else "patients/list.html"
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
@@ -59,6 +63,7 @@ def patient_detail(request, pk: int):
     membership = selectors.page_membership_for(request.user)
     patient = selectors.patient_get(organisation=membership.organisation, pk=pk)
     today = timezone.now().date()
+    audit_record(AuditAction.VIEW_PATIENT, obj=patient)
     history = patient_history(patient, today)
     context = {
         "patient": patient,

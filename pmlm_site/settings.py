@@ -6,6 +6,7 @@ filesystem broker under PMLM_VAR_DIR.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
     "patients",
     "prompting",
     "api",
+    "audit",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -63,10 +66,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "pmlm_site.security.ContentSecurityPolicyMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "pmlm_site.urls"
@@ -134,6 +140,7 @@ WHITENOISE_USE_FINDERS = True  # serves static files without collectstatic in de
 PMLM_MAX_BUNDLE_BYTES = int(os.environ.get("PMLM_MAX_BUNDLE_BYTES", str(50 * 1024 * 1024)))
 PMLM_MAX_BUNDLE_ENTRIES = int(os.environ.get("PMLM_MAX_BUNDLE_ENTRIES", "20000"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = PMLM_MAX_BUNDLE_BYTES
+PMLM_AUDIT_RETENTION_DAYS = int(os.environ.get("PMLM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2)))  # six years
 PMLM_DEMO_ORGANISATION = os.environ.get("PMLM_DEMO_ORGANISATION", "demo-clinic")
 # The refiner policy's starting checkpoint: empty means SmolLM2-135M-Instruct, converted once from
 # the shipped GGUF into VAR_DIR/models/smollm2-135m-instruct.
@@ -200,9 +207,30 @@ CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_AGE = int(os.environ.get("DJANGO_SESSION_SECONDS", str(8 * 3600)))  # a clinical shift
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+    if env_bool("DJANGO_BEHIND_TLS_PROXY", False):  # a reverse proxy terminates TLS and says so
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Content Security Policy: only our own scripts (no inline script anywhere, Swagger UI included);
+# inline style attributes are allowed for progress bars and htmx's indicator styles.
+PMLM_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+# Sign-in lock-out for people (API tokens are throttled instead): 5 failures per username and
+# address lock that pair for 15 minutes.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("PMLM_SIGNIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("PMLM_SIGNIN_LOCK_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
 
 LOGGING = {
     "version": 1,

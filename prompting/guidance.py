@@ -14,6 +14,8 @@ from datetime import date
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from patients import models as pm
 from prompting.knowledge import knowledge_search
 from prompting.llm import LLMError, build_backend
@@ -70,6 +72,8 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
                 patient=patient, question=question, consultation_date=at or timezone.now().date(), endpoint=endpoint,
                 use_retrieval=use_retrieval, use_refinement=use_refinement, idempotency_key=idempotency_key,
                 created_by=user if user is not None and user.is_authenticated else None)
+            audit_record(AuditAction.REQUEST_GUIDANCE, obj=guidance, organisation_id=patient.organisation_id,
+                         details={"patient": patient.pk, "endpoint": endpoint.name, "retrieval": use_retrieval})
             if not run_inline:
                 from prompting.tasks import run_guidance_task
 

@@ -14,6 +14,8 @@ from datetime import date
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from patients import models as pm
 from prompting.guidance import endpoint_default, guidance_request_create
 from prompting.models import ABComparison, ABJudgement, ClinicianRating, GuidanceRequest, LLMEndpoint, RATING_SCALES
@@ -36,9 +38,11 @@ def guidance_rate(*, guidance: GuidanceRequest, rater, scores: dict[str, int], w
     bad = [s for s in RATING_SCALES if not isinstance(scores[s], int) or not 1 <= scores[s] <= 5]
     if bad:
         raise RatingError(f"Ratings are whole numbers from 1 to 5 ({', '.join(bad)}).")
-    rating, _ = ClinicianRating.objects.update_or_create(
-        guidance=guidance, rater=rater,
-        defaults={**{s: scores[s] for s in RATING_SCALES}, "would_follow": would_follow, "comment": comment.strip()[:4000]})
+    with transaction.atomic():
+        rating, _ = ClinicianRating.objects.update_or_create(
+            guidance=guidance, rater=rater,
+            defaults={**{s: scores[s] for s in RATING_SCALES}, "would_follow": would_follow, "comment": comment.strip()[:4000]})
+        audit_record(AuditAction.RATE_GUIDANCE, obj=guidance, actor=rater, organisation_id=guidance.patient.organisation_id)
     return rating
 
 
@@ -91,9 +95,11 @@ def ab_comparison_create(*, patient: pm.Patient, question: str, kind: str, at: d
         guidance = [guidance_request_create(patient=patient, question=question, at=at or timezone.now().date(), user=user,
                                             idempotency_key=f"ab-{key}-{n}", **options)
                     for n, (_, options) in enumerate(variants)]
-        return ABComparison.objects.create(patient=patient, question=guidance[0].question, kind=kind,
-                                           guidance_a=guidance[0], guidance_b=guidance[1], variant_a=variants[0][0],
-                                           variant_b=variants[1][0], created_by=user)
+        comparison = ABComparison.objects.create(patient=patient, question=guidance[0].question, kind=kind,
+                                                 guidance_a=guidance[0], guidance_b=guidance[1], variant_a=variants[0][0],
+                                                 variant_b=variants[1][0], created_by=user)
+        audit_record(AuditAction.AB_COMPARE, obj=comparison, organisation_id=patient.organisation_id, details={"kind": kind})
+        return comparison
 
 
 def ab_judge(*, comparison: ABComparison, rater, choice: str, comment: str = "") -> ABJudgement:
@@ -101,8 +107,10 @@ def ab_judge(*, comparison: ABComparison, rater, choice: str, comment: str = "")
         raise RatingError("Pick A, B or about the same.")
     if {comparison.guidance_a.status, comparison.guidance_b.status} != {pm.JobStatus.DONE}:
         raise RatingError("Wait until both answers are finished.")
-    judgement, _ = ABJudgement.objects.update_or_create(comparison=comparison, rater=rater,
-                                                        defaults={"choice": choice, "comment": comment.strip()[:4000]})
+    with transaction.atomic():
+        judgement, _ = ABJudgement.objects.update_or_create(comparison=comparison, rater=rater,
+                                                            defaults={"choice": choice, "comment": comment.strip()[:4000]})
+        audit_record(AuditAction.AB_PICK, obj=comparison, actor=rater, organisation_id=comparison.patient.organisation_id)
     return judgement
 
 

@@ -9,6 +9,8 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from patients import selectors as patient_selectors
 from pmlm_site.textdiff import diff_html
 from prompting.forms import ABForm, GuidanceForm, PromptForm, RatingForm
@@ -73,6 +75,7 @@ def prompt_panel(request, pk: int):
         try:
             context["prompt"] = prompt_build(patient=patient, question=form.cleaned_data["question"],
                                              at=form.cleaned_data["at"], user=request.user)
+            audit_record(AuditAction.BUILD_PROMPT, obj=patient, details={"prompt": context["prompt"].pk})
         except PromptError as exc:
             context["error"] = str(exc)
     else:
@@ -103,6 +106,8 @@ def guidance_create(request, pk: int):
 def guidance_detail(request, pk: int, guidance_id: int):
     patient = _patient_for(request, pk)
     guidance = _guidance_for(patient, guidance_id)
+    if guidance.status in ("done", "failed"):  # while it is written the panel polls: the finished answer is the read
+        audit_record(AuditAction.VIEW_GUIDANCE, obj=guidance, organisation_id=patient.organisation_id)
     return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, guidance))
 
 

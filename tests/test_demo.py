@@ -27,7 +27,8 @@ def test_seed_demo_creates_users_with_roles_in_the_demo_organisation(seeded, cli
     organisation = m.Organisation.objects.get(slug="demo-clinic")
     roles = dict(m.Membership.objects.filter(organisation=organisation).values_list("user__username", "role"))
     assert roles == {"demo-clinician": "clinician", "demo-curator": "curator", "demo-partner": "partner"}
-    assert client.login(username="demo-clinician", password="demo-password-1")
+    response = client.post("/accounts/login/", {"username": "demo-clinician", "password": "demo-password-1"})
+    assert response.status_code == 302 and client.session.get("_auth_user_id")
 
 
 def test_seed_demo_imports_the_first_bundles_and_generates_what_synthea_lacks(seeded):

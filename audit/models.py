@@ -1,0 +1,59 @@
+"""The audit trail: who read or wrote which patient data, when, through which surface.
+
+Entries form a hash chain: each one's hash covers the previous hash and its own content, so an
+edited, inserted or deleted entry breaks the chain at that point (`verify_audit`). The chained
+content holds ids and codes only, never a name, an identifier or clinical free text.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditAction(models.TextChoices):
+    VIEW_PATIENT_LIST = "view_patient_list", "Viewed the patient list"
+    VIEW_PATIENT = "view_patient", "Viewed a patient's record"
+    BUILD_PROMPT = "build_prompt", "Built a personalised prompt"
+    REQUEST_GUIDANCE = "request_guidance", "Requested guidance"
+    VIEW_GUIDANCE = "view_guidance", "Viewed guidance"
+    RATE_GUIDANCE = "rate_guidance", "Rated guidance"
+    AB_COMPARE = "ab_compare", "Started a blinded comparison"
+    AB_PICK = "ab_pick", "Picked in a blinded comparison"
+    IMPORT_BUNDLE = "import_bundle", "Imported a FHIR bundle"
+    EXPORT_BUNDLE = "export_bundle", "Exported a patient as FHIR"
+    EXPORT_CSV = "export_csv", "Exported rows as CSV"
+    API_READ = "api_read", "Read through the API"
+    ADMIN_VIEW = "admin_view", "Viewed in the admin"
+    ADMIN_CHANGE = "admin_change", "Changed in the admin"
+    ADMIN_DELETE = "admin_delete", "Deleted in the admin"
+    SIGN_IN = "sign_in", "Signed in"
+    SIGN_IN_FAILED = "sign_in_failed", "Sign-in failed"
+    RETENTION_PURGE = "retention_purge", "Purged entries past retention"
+
+
+class AuditEvent(models.Model):
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True, help_text="The username then (kept if the account goes).")
+    organisation = models.ForeignKey("patients.Organisation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=30, choices=AuditAction.choices, db_index=True)
+    surface = models.CharField(max_length=20, help_text="page, api, admin, command or worker")
+    object_type = models.CharField(max_length=60, blank=True)
+    object_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="A database id, never a name or MRN.")
+    request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Counts, codes and ids only.")
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["organisation", "at"])]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.object_type} {self.object_id}"
+
+
+class AuditHead(models.Model):
+    """A single row: the chain's last hash (appends lock it) and the anchor a retention purge leaves."""
+
+    last_hash = models.CharField(max_length=64)
+    anchor_hash = models.CharField(max_length=64, help_text="prev_hash of the oldest kept entry, trusted after a purge.")

@@ -160,6 +160,12 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_broker_dir / "control"),  # kombu's default is ./control in the working directory
     }
 # Separate queues let several deployments (or test runs) share one broker without stealing work.
+else:
+    # A task whose worker died unacknowledged is handed to another worker after this many seconds:
+    # longer than the longest task (a CPU refinement run takes minutes), short enough to recover.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("PMLM_BROKER_VISIBILITY_TIMEOUT", "3600")),
+                                       # how many idle polls between looks for lost tasks (kombu: 10)
+                                       "unacked_restore_throttle": int(os.environ.get("PMLM_BROKER_RESTORE_THROTTLE", "10"))}
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PMLM_CELERY_QUEUE", "pmlm")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -168,6 +174,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# The sweep fails jobs that stopped moving (a lost worker, a killed machine) so nobody waits forever.
+CELERY_BEAT_SCHEDULE = {"sweep-stuck-jobs": {"task": "prompting.tasks.sweep_stuck_jobs_task", "schedule": 300.0}}
+PMLM_JOB_LIMITS_MINUTES = {"guidance": 15, "import": 60, "peer_model": 120, "comparison": 360, "refinement": 480}
 
 # API throttling counts requests in the cache: shared across processes with Redis, per process otherwise.
 _cache_url = os.environ.get("PMLM_CACHE_URL", "")

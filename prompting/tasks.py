@@ -37,3 +37,10 @@ def run_refinement_task(run_id: int) -> str:
     from prompting.refinement import refinement_run_execute
 
     return refinement_run_execute(run_id=run_id).status
+
+
+@shared_task
+def sweep_stuck_jobs_task() -> dict:
+    from prompting.sweep import sweep_stuck_jobs
+
+    return sweep_stuck_jobs()

@@ -24,7 +24,8 @@ if [ ! -e "$VAR/.demo-seeded" ]; then
   touch "$VAR/.demo-seeded"
 fi
 
-.venv/bin/celery -A pmlm_site worker --pool=solo --loglevel=WARNING > "$VAR/celery-worker.log" 2>&1 &
+# -B: the same process runs the beat that sweeps jobs stuck past their limit.
+.venv/bin/celery -A pmlm_site worker -B --schedule "$VAR/celerybeat-schedule" --pool=solo --loglevel=WARNING > "$VAR/celery-worker.log" 2>&1 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null || true' EXIT INT TERM
 

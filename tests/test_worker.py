@@ -31,8 +31,8 @@ def database_url() -> str:
 
 
 @contextmanager
-def running_worker(**extra_env):
-    queue = f"test-{uuid.uuid4().hex[:8]}"
+def running_worker(queue: str = "", **extra_env):
+    queue = queue or f"test-{uuid.uuid4().hex[:8]}"
     previous_queue = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
     env = dict(os.environ, DATABASE_URL=database_url(), PMLM_CELERY_QUEUE=queue, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
@@ -112,3 +112,42 @@ def test_a_real_worker_trains_a_refinement_run_and_shows_its_progress_while_it_r
     assert run.status == m.JobStatus.DONE, run.error
     assert len(run.curve) == 3 and run.checkpoint
     assert any(status == m.JobStatus.RUNNING and 0 < progress < 100 for status, progress in seen)  # progress was live
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not settings.CELERY_BROKER_URL.startswith("redis"),
+                    reason="redelivery after a killed worker needs a broker that holds unacknowledged tasks (Redis, as in CI)")
+def test_a_worker_killed_mid_guidance_loses_nothing_the_task_is_redelivered_and_completes_once(organisation, monkeypatch):
+    import signal
+
+    from patients.services import patient_import_bundle
+    from prompting.guidance import guidance_request_create
+    from prompting.models import GuidanceRequest, LLMEndpoint, PersonalizedPrompt, PromptTemplate
+    from tests.llm_servers import ScriptedServer, completion
+
+    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})
+    assert patient_import_bundle(organisation=organisation, bundle=fb.small_bundle("pat-k"), source="test").ok
+    patient = organisation.patients.get(external_id="pat-k")
+    # The first answer hangs (the worker dies while waiting); the redelivered task gets a real one.
+    with ScriptedServer(("sleep", 20), ("json", 200, completion("Repeat BP within a week."), {})) as server:
+        endpoint = LLMEndpoint.objects.create(name="hospital-llm", kind="openai", settings={
+            "base_url": server.base_url, "model": "m", "timeout": 90, "max_attempts": 1})
+        env = {"PMLM_BROKER_VISIBILITY_TIMEOUT": "5", "PMLM_BROKER_RESTORE_THROTTLE": "1"}
+        monkeypatch.setitem(celery_app.conf.broker_transport_options, "visibility_timeout", 5)
+        queue = f"test-{uuid.uuid4().hex[:8]}"  # the second worker must listen where the task is redelivered
+        with running_worker(queue, **env) as first:
+            guidance = guidance_request_create(patient=patient, question="What now?", endpoint=endpoint, use_retrieval=False)
+            assert wait_for(lambda: len(server.requests) == 1, timeout=60), "the first worker never asked the LLM"
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        assert GuidanceRequest.objects.get(pk=guidance.pk).status == "running"  # caught in the middle
+        with running_worker(queue, **env) as second:
+            done = wait_for(lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in ("done", "failed"), timeout=120)
+            if not done:
+                second.terminate()
+                pytest.fail("the task was not redelivered:\n" + second.communicate(timeout=20)[0][-3000:])
+    guidance.refresh_from_db()
+    assert guidance.status == "done" and guidance.text == "Repeat BP within a week."
+    assert GuidanceRequest.objects.count() == 1 and PersonalizedPrompt.objects.filter(patient=patient).count() == 1
+    assert len(server.requests) == 2  # asked once by each worker, answered once

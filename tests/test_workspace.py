@@ -206,3 +206,24 @@ class TestAccess:
                        for url in urls_post)
         assert not ClinicianRating.objects.exists() and not ABJudgement.objects.exists()
         assert ABComparison.objects.count() == 1 and GuidanceRequest.objects.count() == 3
+
+
+class TestSweep:
+    def test_jobs_stuck_past_their_limit_fail_with_a_reason_and_recent_ones_are_left(self, her, tiny_policy, organisation):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from prompting.sweep import sweep_stuck_jobs
+
+        stuck = guidance_request_create(patient=her, question="What now?", at=AT)
+        fresh = guidance_request_create(patient=her, question="And now?", at=AT)
+        done = done_guidance(her)
+        GuidanceRequest.objects.filter(pk__in=[stuck.pk, done.pk]).update(created_at=timezone.now() - timedelta(hours=2))
+        old_model = PeerModel.objects.create(organisation=organisation, version=1, status=pm.JobStatus.RUNNING)
+        PeerModel.objects.filter(pk=old_model.pk).update(created_at=timezone.now() - timedelta(hours=3))
+        swept = sweep_stuck_jobs()
+        assert swept["guidance"] == 1 and swept["peer_model"] == 1
+        stuck.refresh_from_db(), fresh.refresh_from_db(), done.refresh_from_db(), old_model.refresh_from_db()
+        assert stuck.status == "failed" and "sweep" in stuck.error and fresh.status == "queued" and done.status == "done"
+        assert old_model.status == "failed" and "worker was probably lost" in old_model.message

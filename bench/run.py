@@ -20,6 +20,8 @@ def part(name: str, size: int, samples: int) -> dict:
     command = [sys.executable, str(ROOT / "bench" / "prompt_peers.py"), "--part", name, "--size", str(size), "--samples", str(samples)]
     if name == "llm":
         command = [sys.executable, str(ROOT / "bench" / "llm.py")]
+    if name == "load":
+        command = [sys.executable, str(ROOT / "bench" / "load.py")]
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"benchmark part {name} ({size}) failed:\n{out.stderr[-3000:]}")
@@ -32,6 +34,7 @@ def main():
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--fresh", action="store_true", help="Rebuild the benchmark cohorts.")
     parser.add_argument("--skip-llm", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
@@ -48,6 +51,10 @@ def main():
     if not args.skip_llm:
         print(f"… local generation on the {args.sizes[0]}-patient cohort", file=sys.stderr, flush=True)
         llm = part("llm", args.sizes[0], args.samples)
+    load = None
+    if not args.skip_load:
+        print("… load test: API and pages under gunicorn (wrk, loopback)", file=sys.stderr, flush=True)
+        load = part("load", args.sizes[0], args.samples)
 
     print(f"\n{'benchmark':<34}{'patients':>9}{'figure':>14}{'baseline':>14}{'ratio':>8}  baseline is")
     for size, seeded, trained, built in rows:
@@ -70,7 +77,14 @@ def main():
         print(f"{'consultation time outside the LLM':<34}{'':>9}{llm['share_outside_llm']:>14.1%}{llm['consultation_total_ms']:>14}"
               f"{'':>8}  of a median {llm['consultation_total_ms']} ms consultation (retrieval {parts['retrieval_ms']}, "
               f"prompt {parts['prompt_ms']}, safety {parts['safety_ms']} ms)")
-    print(json.dumps({"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows], "llm": llm}), file=sys.stderr)
+    if load:
+        base = load["load"][0]
+        for row in load["load"][1:]:
+            print(f"{row['target'] + ' req/s':<34}{'':>9}{row['rps']:>14}{base['rps']:>14}{row['rps'] / base['rps']:>8.2f}  "
+                  f"sign-in page, same server ({load['workers']} gunicorn workers, {load['connections']} connections)")
+            print(f"{row['target'] + ' p95 (ms)':<34}{'':>9}{row['p95_ms']:>14}{base['p95_ms']:>14}"
+                  f"{row['p95_ms'] / base['p95_ms']:>8.1f}  sign-in page p95 ({row['errors']} errors)")
+    print(json.dumps({"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows], "llm": llm, "load": load}), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,153 @@
+"""Load test on loopback: the partner API and the patient pages under gunicorn, driven by wrk.
+
+Production settings (DEBUG off) on a small demo cohort under var/bench/load; 2 gunicorn workers;
+each target gets `wrk -t2 -c8 -d10s` (bounded, loopback only). The baseline is the sign-in page in
+the same run: a Django page that reads no patient data. Prints a table, then one JSON line.
+
+    .venv/bin/python bench/load.py [--duration 10] [--connections 8] [--patients 40]
+"""
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var" / "bench" / "load"
+PY = sys.executable
+WRK_SCRIPT = """
+local headers = {HEADERS}
+request = function()
+  return wrk.format("GET", nil, headers)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d\\n", summary.requests, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def manage(env, *args):
+    run = subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{run.stderr[-2000:]}")
+    return run.stdout
+
+
+def ensure_wrk():
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
+        return
+    raise SystemExit("wrk is missing: install Debian's 'wrk' package (sudo apt-get install wrk).")
+
+
+def wrk(url: str, headers: dict, *, duration: int, connections: int) -> dict:
+    lua = "{" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT.replace("{HEADERS}", lua))
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", script.name, url],
+                         capture_output=True, text=True)
+    os.unlink(script.name)
+    match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out.stdout)
+    if not match:
+        raise SystemExit(f"wrk gave no result for {url}:\n{out.stdout}\n{out.stderr}")
+    requests_done, micros, p50, p95, p99, errors = match.groups()
+    return {"requests": int(requests_done), "rps": round(int(requests_done) / (int(micros) / 1e6), 1), "p50_ms": float(p50),
+            "p95_ms": float(p95), "p99_ms": float(p99), "errors": int(errors)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--patients", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    ensure_wrk()
+    VAR.mkdir(parents=True, exist_ok=True)
+    password = "load-test-password-1"
+    env = dict(os.environ, PMLM_VAR_DIR=str(VAR), DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+               DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost", DJANGO_SSL_REDIRECT="0", DJANGO_SECURE_COOKIES="0",
+               DJANGO_HSTS_SECONDS="0", PMLM_API_RATE="100000000/min", HF_HUB_OFFLINE="1", DATABASE_CONN_MAX_AGE="60",
+               PMLM_SIGNIN_FAILURES="1000")
+    env.pop("DATABASE_URL", None) if not os.environ.get("BENCH_DATABASE_URL") else env.update(DATABASE_URL=os.environ["BENCH_DATABASE_URL"])
+    manage(env, "migrate", "--noinput", "-v", "0")
+    marker = VAR / (".seeded-" + ("postgres" if env.get("DATABASE_URL", "").startswith("postgres") else "sqlite"))
+    if not marker.exists():
+        print(f"… seeding {args.patients} patients", file=sys.stderr, flush=True)
+        manage(env, "seed_demo", "--limit", str(args.patients), "--password", password, "--no-knowledge")
+        marker.touch()
+    manage(env, "collectstatic", "--noinput", "-v", "0")
+    token = manage(env, "issue_token", "demo-partner", "--name", "load test").strip().splitlines()[-1]
+    port = free_port()
+    server = subprocess.Popen([str(Path(PY).with_name("gunicorn")), "pmlm_site.wsgi", "-w", str(args.workers), "-b",
+                               f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):  # the workers import the app on their first request
+            try:
+                requests.get(f"{base}/accounts/login/", timeout=15)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.2)
+        for _ in range(args.workers * 3):  # warm every worker before measuring
+            requests.get(f"{base}/accounts/login/", timeout=30)
+        session = requests.Session()
+        session.get(f"{base}/accounts/login/")
+        session.post(f"{base}/accounts/login/", data={"username": "demo-clinician", "password": password,
+                                                       "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+                     headers={"Referer": f"{base}/accounts/login/"})
+        cookie = f"sessionid={session.cookies['sessionid']}"
+        api = {"Authorization": f"Bearer {token}"}
+        patients = requests.get(f"{base}/api/v1/patients/?page_size=1", headers=api).json()["results"]
+        first = patients[0]["id"]
+        page_pk = re.search(r'href="/patients/(\d+)/"', session.get(f"{base}/patients/").text).group(1)
+        targets = [
+            ("baseline: sign-in page", "/accounts/login/", {}),
+            ("API patient list", "/api/v1/patients/", api),
+            ("API one patient", f"/api/v1/patients/{first}/", api),
+            ("page: patient list", "/patients/", {"Cookie": cookie}),
+            ("page: patient record", f"/patients/{page_pk}/", {"Cookie": cookie}),
+        ]
+        results = []
+        for name, path, headers in targets:
+            print(f"… {name}", file=sys.stderr, flush=True)
+            results.append({"target": name, "path": path, **wrk(base + path, headers, duration=args.duration,
+                                                                    connections=args.connections)})
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    baseline = results[0]
+    print(f"\n{'load test (gunicorn, ' + str(args.workers) + ' workers)':<32}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'rps ratio':>11}  ratio to the baseline")
+    for row in results:
+        print(f"{row['target']:<32}{row['rps']:>9}{row['p50_ms']:>9}{row['p95_ms']:>9}{row['p99_ms']:>9}{row['errors']:>8}"
+              f"{row['rps'] / baseline['rps']:>11.2f}")
+    database = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
+    print(json.dumps({"load": results, "connections": args.connections, "duration_s": args.duration, "workers": args.workers,
+                      "database": database}))
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,6 +23,9 @@ from django.utils import timezone
 from patients.models import (
     BundleImport, Condition, Encounter, ImportJob, ImportStatus, JobStatus, Organisation, Patient, Procedure,
 )
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,7 +87,14 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
     result = BundleResult(source=source, ok=False)
     try:
         if parsed is None:
-            parsed = parse_bundle(bundle, max_entries=settings.PMLM_MAX_BUNDLE_ENTRIES)
+            try:
+                parsed = parse_bundle(bundle, max_entries=settings.PMLM_MAX_BUNDLE_ENTRIES)
+            except (TypeError, KeyError, AttributeError, IndexError, ValueError) as exc:
+                if isinstance(exc, FhirError):
+                    raise
+                # A shape the parser did not foresee: still a clear refusal, and logged so the parser learns it.
+                logger.exception("Unexpected bundle shape")
+                raise FhirError(f"has a shape this importer cannot read ({exc.__class__.__name__}: {str(exc)[:200]})") from None
         with transaction.atomic():
             result.counts = store_bundle(organisation, parsed)
             result.patient_external_ids = sorted({r.fhir_id for r in parsed.of_type("Patient")})

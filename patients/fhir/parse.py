@@ -582,7 +582,7 @@ def parse_bundle(bundle, *, max_entries: int | None = None) -> ParsedBundle:
     if bundle.get("resourceType") != "Bundle":
         raise FhirError(f"resourceType must be 'Bundle', got {bundle.get('resourceType')!r:.40}")
     bundle_type = bundle.get("type")
-    if bundle_type not in SUPPORTED_BUNDLE_TYPES:
+    if not isinstance(bundle_type, str) or bundle_type not in SUPPORTED_BUNDLE_TYPES:
         raise FhirError(f"Bundle.type {bundle_type!r:.30} is not supported", field="type")
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):

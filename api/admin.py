@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 
 from api.models import ApiToken
 from api.tokens import token_issue, token_revoke
+from patients.admin import curated_organisations
 
 
 @admin.register(ApiToken)
@@ -17,19 +19,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        membership = getattr(request.user, "membership", None)
-        if request.user.is_superuser or membership is None:
-            return queryset
-        return queryset.filter(user__membership__organisation=membership.organisation)
+        allowed = curated_organisations(request)
+        return queryset if allowed is None else queryset.filter(user__membership__organisation__in=allowed)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        membership = getattr(request.user, "membership", None)
-        if db_field.name == "user" and not request.user.is_superuser:
-            from django.contrib.auth import get_user_model
-
-            users = get_user_model().objects.filter(membership__organisation=membership.organisation) if membership else \
-                get_user_model().objects.none()
-            kwargs["queryset"] = users
+        allowed = curated_organisations(request)
+        if db_field.name == "user" and allowed is not None:
+            kwargs["queryset"] = get_user_model().objects.filter(membership__organisation__in=allowed)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):

@@ -3,6 +3,7 @@ from django.http import JsonResponse
 
 from audit.models import AuditEvent
 from audit.services import audit_bundle
+from patients.admin import curated_organisations
 from patients.models import Role
 
 
@@ -38,10 +39,8 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        membership = getattr(request.user, "membership", None)
-        if request.user.is_superuser or membership is None:
-            return queryset
-        return queryset.filter(organisation=membership.organisation)
+        allowed = curated_organisations(request)
+        return queryset if allowed is None else queryset.filter(organisation__in=allowed)
 
     @admin.action(description="Export the selected entries as FHIR AuditEvents")
     def export_fhir(self, request, queryset):

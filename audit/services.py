@@ -64,6 +64,14 @@ def _payload(event: AuditEvent) -> dict:
             "details": event.details}
 
 
+def _lock_head() -> AuditHead:
+    """Take the chain's lock first (a row lock on PostgreSQL, the write lock on SQLite), then read its head.
+    Call inside a transaction."""
+    if not AuditHead.objects.filter(pk=1).update(last_hash=F("last_hash")):
+        AuditHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS, "anchor_hash": GENESIS})
+    return AuditHead.objects.select_for_update().get(pk=1)
+
+
 def _user_id(actor) -> int | None:
     return actor.pk if actor is not None and getattr(actor, "is_authenticated", False) else None
 
@@ -80,10 +88,7 @@ def audit_record(action: str, *, obj=None, object_type: str = "", object_id="", 
         object_id = object_id or obj.pk
         organisation_id = organisation_id or getattr(obj, "organisation_id", None)
     with transaction.atomic():
-        # Take the chain's lock first (a row lock on PostgreSQL, the write lock on SQLite), then read its head.
-        if not AuditHead.objects.filter(pk=1).update(last_hash=F("last_hash")):
-            AuditHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS, "anchor_hash": GENESIS})
-        head = AuditHead.objects.select_for_update().get(pk=1)
+        head = _lock_head()
         event = AuditEvent(
             at=timezone.now(), actor_id=_user_id(actor), actor_name=getattr(actor, "username", "")[:150] if _user_id(actor) else "",
             organisation_id=organisation_id or context.organisation_id, action=action, surface=surface or context.surface,
@@ -124,8 +129,7 @@ def audit_purge(*, older_than_days: int | None = None) -> int:
     days = older_than_days if older_than_days is not None else settings.PMLM_AUDIT_RETENTION_DAYS
     cutoff = timezone.now() - timedelta(days=days)
     with transaction.atomic():
-        if not AuditHead.objects.filter(pk=1).update(last_hash=F("last_hash")):
-            return 0
+        _lock_head()
         old = AuditEvent.objects.filter(at__lt=cutoff)
         count = old.count()
         if not count:

@@ -50,7 +50,8 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _curated_organisations(request):
+def curated_organisations(request):
+    """The organisations this admin user curates (None: all, for superusers)."""
     if request.user.is_superuser:
         return None
     membership = getattr(request.user, "membership", None)
@@ -66,7 +67,7 @@ class CuratedAdmin(SimpleHistoryAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        allowed = _curated_organisations(request)
+        allowed = curated_organisations(request)
         if allowed is None or self.organisation_path is None:
             return queryset
         return queryset.filter(**{f"{self.organisation_path}__in": allowed})
@@ -96,7 +97,7 @@ class CuratedAdmin(SimpleHistoryAdmin):
         super().delete_queryset(request, queryset)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        allowed = _curated_organisations(request)
+        allowed = curated_organisations(request)
         if allowed is not None:
             related = db_field.related_model
             if related is m.Organisation:

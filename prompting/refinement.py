@@ -174,12 +174,15 @@ def training_examples(*, organisation: pm.Organisation, max_examples: int, seed:
             break
     chosen = chosen[:max_examples]
     examples = []
+    references: dict[int, tuple] = {}
     for n, rec in enumerate(chosen, 1):
         if on_progress:
             on_progress(n, len(chosen))
         at = (rec.encounter.period_start or rec.written_at).date()
         prompt, *_ = question_prompt(patient=rec.patient, question=question, at=at, use_retrieval=use_retrieval)
-        endorsed, rejected = clinician_references(rec.patient)
+        if rec.patient_id not in references:
+            references[rec.patient_id] = clinician_references(rec.patient)
+        endorsed, rejected = references[rec.patient_id]
         examples.append(Example(
             key=f"visit of {at:%-d %b %Y} (encounter {rec.encounter_id})", patient=rec.patient_id, initial_text=prompt.text, sections=prompt.sections,
             risk_flag_labels=[f["label"] for f in prompt.risk_flags],

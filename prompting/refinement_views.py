@@ -3,7 +3,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from patients.models import Patient
@@ -17,6 +16,7 @@ from prompting.refinement import (
     RefinementError, refinement_run_cancel, refinement_run_create, refinement_run_demote, refinement_run_promote,
     refinement_run_queue,
 )
+from prompting.views import fragment
 
 
 def _run_for(request, pk: int) -> RefinementRun:
@@ -74,9 +74,7 @@ def _context(run: RefinementRun) -> dict:
 def run_detail(request, pk: int):
     run = _run_for(request, pk)
     template = "prompting/_refinement_status.html" if request.htmx else "prompting/refinement_detail.html"
-    response = render(request, template, _context(run))
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return fragment(request, template, _context(run))
 
 
 @require_POST

@@ -25,7 +25,8 @@ SCALE_LABELS = {"accuracy": "Accuracy", "completeness": "Completeness", "persona
                 "safety": "Safety", "clarity": "Clarity"}
 
 
-def _fragment(request, template: str, context: dict, status: int = 200):
+def fragment(request, template: str, context: dict, status: int = 200):
+    """A page or HTMX fragment that caches apart for HTMX and full requests."""
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -80,7 +81,7 @@ def prompt_panel(request, pk: int):
             context["error"] = str(exc)
     else:
         context["error"] = _form_errors(form)
-    return _fragment(request, "prompting/_prompt.html", context)
+    return fragment(request, "prompting/_prompt.html", context)
 
 
 @require_POST
@@ -90,14 +91,14 @@ def guidance_create(request, pk: int):
     patient = _patient_for(request, pk)
     form = GuidanceForm(request.POST)
     if not form.is_valid():
-        return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form)))
+        return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form)))
     try:
         guidance = guidance_request_create(patient=patient, question=form.cleaned_data["question"], at=form.cleaned_data["at"],
                                            endpoint=form.cleaned_data["endpoint"], use_retrieval=form.cleaned_data["use_retrieval"],
                                            user=request.user)
     except (GuidanceError, PromptError) as exc:
-        return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=str(exc)))
-    return _fragment(request, "prompting/_workspace.html",
+        return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=str(exc)))
+    return fragment(request, "prompting/_workspace.html",
                      {**guidance_context(request, patient, guidance), **prompt_panel_context(patient, guidance)})
 
 
@@ -108,14 +109,14 @@ def guidance_detail(request, pk: int, guidance_id: int):
     guidance = _guidance_for(patient, guidance_id)
     if guidance.status in ("done", "failed"):  # while it is written the panel polls: the finished answer is the read
         audit_record(AuditAction.VIEW_GUIDANCE, obj=guidance, organisation_id=patient.organisation_id)
-    return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, guidance))
+    return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, guidance))
 
 
 @require_GET
 @login_required
 def guidance_prompt(request, pk: int, guidance_id: int):
     patient = _patient_for(request, pk)
-    return _fragment(request, "prompting/_prompt_panel.html", prompt_panel_context(patient, _guidance_for(patient, guidance_id)))
+    return fragment(request, "prompting/_prompt_panel.html", prompt_panel_context(patient, _guidance_for(patient, guidance_id)))
 
 
 @require_POST
@@ -136,7 +137,7 @@ def guidance_rate_view(request, pk: int, guidance_id: int):
         except RatingError as exc:
             extra["rating_error"] = str(exc)
     context = guidance_context(request, patient, guidance, **extra)
-    return _fragment(request, "prompting/_rating.html", context, status=200 if "rating_saved" in extra else 400)
+    return fragment(request, "prompting/_rating.html", context, status=200 if "rating_saved" in extra else 400)
 
 
 # --- blinded A/B -----------------------------------------------------------------------------------
@@ -160,13 +161,13 @@ def ab_create(request, pk: int):
     patient = _patient_for(request, pk)
     form = ABForm(request.POST, patient=patient)
     if not form.is_valid():
-        return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form)))
+        return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form)))
     try:
         comparison = ab_comparison_create(patient=patient, question=form.cleaned_data["question"], kind=form.cleaned_data["kind"],
                                           at=form.cleaned_data["at"], user=request.user)
     except (RatingError, GuidanceError, PromptError) as exc:
-        return _fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=str(exc)))
-    return _fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
+        return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=str(exc)))
+    return fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
 
 
 def _comparison_for(patient, comparison_id: int) -> ABComparison:
@@ -178,7 +179,7 @@ def _comparison_for(patient, comparison_id: int) -> ABComparison:
 @login_required
 def ab_detail(request, pk: int, comparison_id: int):
     comparison = _comparison_for(_patient_for(request, pk), comparison_id)
-    return _fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
+    return fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
 
 
 @require_POST
@@ -190,8 +191,8 @@ def ab_pick(request, pk: int, comparison_id: int):
         ab_judge(comparison=comparison, rater=request.user, choice=request.POST.get("choice", ""),
                  comment=request.POST.get("comment", ""))
     except RatingError as exc:
-        return _fragment(request, "prompting/_ab.html", {**context, "pick_error": str(exc)}, status=400)
-    return _fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
+        return fragment(request, "prompting/_ab.html", {**context, "pick_error": str(exc)}, status=400)
+    return fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
 
 
 @require_GET
@@ -227,4 +228,4 @@ def jobs_page(request):
     rows = _jobs(membership.organisation, curator=membership.role in patient_selectors.CURATION_ROLES)
     context = {"rows": rows, "running": any(r["job"].status in ("queued", "running") for r in rows)}
     template = "prompting/_jobs.html" if request.htmx else "prompting/jobs.html"
-    return _fragment(request, template, context)
+    return fragment(request, template, context)

@@ -80,3 +80,56 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: st
                          f'<text x="{x + 16}" y="13" class="tick">{escape(name)}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+def interval_chart(categories: list[str], series: list[tuple[str, list[tuple[float, float, float] | None]]], *, title: str,
+                   y_label: str, width: int = 640, height: int = 280) -> SafeString:
+    """Means with their confidence intervals (value, low, high) per category, one marker per
+    series side by side; the description states every figure."""
+    values = [v for _, points in series for p in points if p for v in p]
+    if not values or not categories:
+        return mark_safe("")
+    left, right, top, bottom = 56, 16, 30, 56
+    y_ticks = _ticks(min(values), max(values))
+    y0, y1 = y_ticks[0], y_ticks[-1]
+    band = (width - left - right) / len(categories)
+
+    def sy(y):
+        return height - bottom - (y - y0) / ((y1 - y0) or 1) * (height - top - bottom)
+
+    def sx(category: int, n: int):
+        return left + band * (category + 0.5) + (n - (len(series) - 1) / 2) * min(18, band / (len(series) + 1))
+
+    uid = uuid.uuid4().hex[:8]
+    described = "; ".join(
+        f"{name}: " + ", ".join(f"{c} {_number(p[0])} (95% CI {_number(p[1])} to {_number(p[2])})"
+                                for c, p in zip(categories, points) if p) for name, points in series)
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
+             f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title-{uid}">{escape(title)}</title>'
+             f'<desc id="chart-desc-{uid}">{escape(y_label)} by {escape(", ".join(categories))}. {escape(described)}</desc>']
+    for y in y_ticks:
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
+                     f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end" class="tick">{_number(y)}</text>')
+    for c, category in enumerate(categories):
+        parts.append(f'<text x="{left + band * (c + 0.5):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">'
+                     f'{escape(category)}</text>')
+    parts.append(f'<text transform="translate(14 {(top + height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle" '
+                 f'class="axis">{escape(y_label)}</text>')
+    for n, (name, points) in enumerate(series):
+        colour = COLOURS[n % len(COLOURS)]
+        for c, point in enumerate(points):
+            if not point:
+                continue
+            value, low, high = point
+            x = sx(c, n)
+            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{sy(low):.1f}" y2="{sy(high):.1f}" stroke="{colour}" stroke-width="2"/>'
+                         f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(low):.1f}" y2="{sy(low):.1f}" stroke="{colour}" stroke-width="2"/>'
+                         f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(high):.1f}" y2="{sy(high):.1f}" stroke="{colour}" stroke-width="2"/>'
+                         f'<circle cx="{x:.1f}" cy="{sy(value):.1f}" r="4.5" fill="{colour}"><title>{escape(name)}, '
+                         f'{escape(categories[c])}: {_number(value)} (95% CI {_number(low)} to {_number(high)})</title></circle>')
+    for n, (name, _) in enumerate(series):
+        x = left + 8 + n * 150
+        parts.append(f'<rect x="{x}" y="8" width="12" height="12" rx="6" fill="{COLOURS[n % len(COLOURS)]}"/>'
+                     f'<text x="{x + 18}" y="18" class="tick">{escape(name)}</text>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))

@@ -176,7 +176,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The sweep fails jobs that stopped moving (a lost worker, a killed machine) so nobody waits forever.
 CELERY_BEAT_SCHEDULE = {"sweep-stuck-jobs": {"task": "prompting.tasks.sweep_stuck_jobs_task", "schedule": 300.0}}
-PMLM_JOB_LIMITS_MINUTES = {"guidance": 15, "import": 60, "peer_model": 120, "comparison": 360, "refinement": 480}
+PMLM_JOB_LIMITS_MINUTES = {"guidance": 15, "import": 60, "peer_model": 120, "comparison": 360, "refinement": 480, "evaluation": 480}
 
 # API throttling counts requests in the cache: shared across processes with Redis, per process otherwise.
 _cache_url = os.environ.get("PMLM_CACHE_URL", "")

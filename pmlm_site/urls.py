@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("patients/", include("patients.urls")),
     path("refinement/", include("prompting.refinement_urls")),
+    path("evaluations/", include("prompting.evaluation_urls")),
     path("ab/", prompting_views.ab_summary_page, name="ab-summary"),
     path("jobs/", prompting_views.jobs_page, name="jobs"),
     path("api/v1/", include((api_urls.v1, "api"), namespace="v1")),

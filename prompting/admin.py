@@ -1,13 +1,13 @@
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from patients.admin import CuratedAdmin, export_csv
-from django.urls import reverse
-from django.utils.html import format_html
-
+from prompting.evaluation import evaluation_run_cancel
 from prompting.models import (
-    ClinicianRating, ComparisonRun, GuidanceRequest, KnowledgeChunk, KnowledgeDocument, LLMEndpoint, PeerModel, PeerProfile,
-    PersonalizedPrompt, PromptTemplate, RefinementRun,
+    ClinicianRating, ComparisonRun, EvaluationItem, EvaluationRun, GuidanceRequest, KnowledgeChunk, KnowledgeDocument,
+    LLMEndpoint, PeerModel, PeerProfile, PersonalizedPrompt, PromptTemplate, RefinementRun,
 )
 from prompting.refinement import RefinementError, refinement_run_cancel, refinement_run_promote
 from prompting.services import peer_model_create, peer_model_queue
@@ -195,3 +195,41 @@ class ClinicianRatingAdmin(CuratedAdmin):
                     "would_follow")
     list_filter = ("would_follow",)
     raw_id_fields = ("guidance", "rater")
+
+
+class EvaluationItemInline(admin.TabularInline):
+    model = EvaluationItem
+    fields = ("patient", "encounter_id", "variant", "use_retrieval", "endpoint_name", "closeness", "guidance")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    max_num = 0
+
+    @admin.display(description="Closeness")
+    def closeness(self, obj):
+        return obj.metrics.get("closeness")
+
+
+@admin.register(EvaluationRun)
+class EvaluationRunAdmin(CuratedAdmin):
+    """Evaluations start from the evaluation pages (or `evaluate`); here curators audit and cancel them."""
+
+    list_display = ("pk", "organisation", "status", "progress", "examples", "patients", "page", "created_at")
+    list_filter = ("status", "organisation")
+    readonly_fields = [f.name for f in EvaluationRun._meta.fields]
+    inlines = [EvaluationItemInline]
+    actions = ["cancel", export_csv]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Evaluation page")
+    def page(self, obj):
+        return format_html('<a href="{}">open</a>', reverse("evaluations:detail", args=[obj.pk]))
+
+    @admin.action(description="Cancel the selected evaluations")
+    def cancel(self, request, queryset):
+        for run in queryset:
+            evaluation_run_cancel(run=run)
+        self.message_user(request, "Cancellation requested: a running evaluation stops after its current answer.")

@@ -57,3 +57,24 @@ class ABForm(PromptForm):
 
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = ab_kinds_available(patient) if patient is not None else []
+
+
+class EvaluationRunForm(forms.Form):
+    limit_patients = forms.IntegerField(min_value=1, max_value=10_000, required=False, label="Held-out patients",
+                                        help_text="At most this many (empty: every held-out patient).")
+    endpoints = forms.ModelMultipleChoiceField(queryset=None, required=False, label="LLMs", widget=forms.CheckboxSelectMultiple,
+                                               help_text="None ticked: the default endpoint.")
+    retrieval = forms.ChoiceField(choices=[("both", "With and without guidance sources"), ("on", "With guidance sources"),
+                                           ("off", "Without guidance sources")], initial="both", label="Guidance sources")
+    variants = forms.MultipleChoiceField(choices=(), initial=(), widget=forms.CheckboxSelectMultiple, label="Prompt variants")
+    judge = forms.ModelChoiceField(queryset=None, required=False, label="LLM judge", empty_label="No judge",
+                                   help_text="Scores each answer on a HealthBench-style rubric; the judge is named in the report.")
+
+    def __init__(self, *args, **kwargs):
+        from prompting.models import LLMEndpoint
+        from prompting.pmlm.evaluation import VARIANT_LABELS
+
+        super().__init__(*args, **kwargs)
+        self.fields["endpoints"].queryset = self.fields["judge"].queryset = LLMEndpoint.objects.filter(active=True)
+        self.fields["variants"].choices = list(VARIANT_LABELS.items())
+        self.fields["variants"].initial = list(VARIANT_LABELS)

@@ -132,12 +132,11 @@ def question_prompt(*, patient: pm.Patient, question: str, at: date, use_retriev
     pregnancy = current_pregnancy(history)
     passages = []
     if use_retrieval:
-        flags = " ".join(f.label for f in risk_flags(history, pregnancy))
-        passages = knowledge_search(f"{question} {flags}", k=RETRIEVED_PASSAGES)
+        passages = guidance_passages(question, history, pregnancy)
         timings["retrieval_ms"] = round((time.perf_counter() - started) * 1000, 1)
     step = time.perf_counter()
     prompt = prompt_build(patient=patient, question=question, at=at, user=user,
-                          knowledge=[_passage_text(chunk) for chunk, _ in passages])
+                          knowledge=[passage_text(chunk) for chunk, _ in passages])
     timings["prompt_ms"] = round((time.perf_counter() - step) * 1000, 1)
     return prompt, passages, history, pregnancy
 
@@ -189,7 +188,16 @@ def _run(guidance: GuidanceRequest, timings: dict):
         finished_at=timezone.now())
 
 
-def _passage_text(chunk) -> str:
+def guidance_passages(question: str, history, pregnancy) -> list:
+    """The guidance passages retrieved for a question about her: (chunk, score), best first.
+
+    The query carries her risk flags, so a question about a hypertensive woman finds the
+    hypertension guidance."""
+    flags = " ".join(f.label for f in risk_flags(history, pregnancy))
+    return knowledge_search(f"{question} {flags}", k=RETRIEVED_PASSAGES)
+
+
+def passage_text(chunk) -> str:
     return f"{chunk.text} (Source: {chunk.document.title})"
 
 

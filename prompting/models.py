@@ -97,6 +97,7 @@ class RefinementRun(BackgroundJob):
     validation_examples = models.PositiveIntegerField(default=0)
     validation_patients = models.PositiveIntegerField(default=0)
     validation = models.JSONField(default=list, blank=True, help_text="Per validation example: rewards of initial and refined prompts.")
+    trained_patients = models.JSONField(default=list, blank=True, help_text="Ids of the patients the policy trained on: evaluations leave them out.")
     reward_initial = models.FloatField(null=True, blank=True, help_text="Mean validation reward of the initial prompts.")
     reward_refined = models.FloatField(null=True, blank=True, help_text="Mean validation reward of the refined prompts as used.")
     accepted_share = models.FloatField(null=True, blank=True, help_text="Share of refined prompts that passed the guard.")
@@ -368,3 +369,45 @@ class ComparisonResult(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "guidance"], name="comparison_result_unique")]
+
+
+class EvaluationRun(BackgroundJob):
+    """Prompt variants × retrieval on/off × LLM endpoints on held-out patients, scored against physicians."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="evaluations")
+    config = models.JSONField(default=dict, help_text="Variants, endpoints, retrieval settings, seed, held-out share, judge.")
+    examples = models.PositiveIntegerField(default=0, help_text="Held-out encounters with a physician recommendation.")
+    patients = models.PositiveIntegerField(default=0, help_text="Held-out patients they belong to.")
+    rows = models.JSONField(default=list, blank=True, help_text="[{variant, rag, endpoint, n, metric…, ci: {metric: [low, high]}}, …]")
+    report = models.JSONField(default=dict, blank=True, help_text="The judge, the RL run, exclusions, clinician ratings and agreement.")
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"Evaluation {self.pk} ({self.status})"
+
+
+class EvaluationItem(models.Model):
+    """One guidance of an evaluation: a variant of one held-out encounter's prompt answered by one endpoint."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="items")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    encounter_id = models.PositiveBigIntegerField(help_text="The encounter whose physician recommendation is the reference.")
+    variant = models.CharField(max_length=20)
+    use_retrieval = models.BooleanField()
+    endpoint_name = models.CharField(max_length=50)
+    prompt = models.TextField()
+    guidance = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict)
+    judge = models.JSONField(default=dict, blank=True)
+    refinement = models.JSONField(default=dict, blank=True, help_text="For pmlm_rl: whether the refined prompt passed the guard.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "encounter_id", "endpoint_name", "-use_retrieval", "variant"]
+        constraints = [models.UniqueConstraint(fields=["run", "encounter_id", "variant", "use_retrieval", "endpoint_name"],
+                                               name="evaluation_item_unique")]
+
+    def __str__(self):
+        return f"{self.variant} · {'sources' if self.use_retrieval else 'no sources'} · {self.endpoint_name}"

@@ -191,12 +191,17 @@ def training_examples(*, organisation: pm.Organisation, max_examples: int, seed:
     return examples
 
 
-def target_answerer(endpoint_name: str, max_tokens: int):
-    """The target LLM, greedy and cached by prompt hash, answering a prompt as a guidance request would."""
+def endpoint_generator(endpoint_name: str, max_tokens: int) -> CachedGenerator:
+    """An endpoint answering greedily, cached by the hash of its messages: the same question is asked once."""
     endpoint = endpoint_named(endpoint_name)
     backend = build_backend(endpoint.kind, endpoint.settings, count_tokens=count_tokens)
-    cache = CachedGenerator(backend, settings.VAR_DIR / "cache" / "target-llm" / endpoint.name, max_tokens=max_tokens,
-                            temperature=0.0, model_key=f"{endpoint.kind}:{sorted(endpoint.settings.items())}")
+    return CachedGenerator(backend, settings.VAR_DIR / "cache" / "target-llm" / endpoint.name, max_tokens=max_tokens,
+                           temperature=0.0, model_key=f"{endpoint.kind}:{sorted(endpoint.settings.items())}")
+
+
+def target_answerer(endpoint_name: str, max_tokens: int):
+    """The target LLM, greedy and cached by prompt hash, answering a prompt as a guidance request would."""
+    cache = endpoint_generator(endpoint_name, max_tokens)
     return lambda prompt_text: cache.generate(guidance_messages(prompt_text))
 
 
@@ -254,6 +259,7 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
         validation = validation[:config.max_validation]
         RefinementRun.objects.filter(pk=run.pk).update(
             train_examples=len(train), train_patients=len({e.patient for e in train}),
+            trained_patients=sorted({e.patient for e in train}),
             validation_examples=len(validation), validation_patients=len({e.patient for e in validation}))
         scorer = Scorer(answer=target_answerer(run.config["target_endpoint"], config.target_max_tokens),
                         embed=default_embedder().embed, count_tokens=count_tokens,
@@ -316,6 +322,24 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
 # --- using the promoted policy ---------------------------------------------------------------------------
 
 
+def policy_refinement(run: RefinementRun, *, initial_text: str, sections: list[dict], risk_flags: list[dict],
+                      identifiers: list[str], token_budget: int) -> tuple[str, str, list[dict]]:
+    """The run's policy rewrites a prompt and the guard checks it: (refined text, instructions, problems).
+
+    Guidance requests and evaluations share it; any problem means the refined prompt is not used."""
+    try:
+        answer, truncated = _policy_answer(settings.VAR_DIR / run.checkpoint, initial_text,
+                                           max_tokens=run.config.get("max_completion_tokens", 96))
+    except (LLMError, OSError) as exc:
+        return "", "", [{"kind": "policy_error", "label": "the policy failed", "detail": str(exc)[:300]}]
+    instructions = clean_instructions(answer, truncated=truncated)
+    text = refined_text(sections, instructions)
+    problems = check_refined(
+        initial_text=initial_text, initial_sections=sections, risk_flag_labels=[f["label"] for f in risk_flags],
+        refined=text, instructions=instructions, identifiers=identifiers, count_tokens=count_tokens, token_budget=token_budget)
+    return text, instructions, [p.as_dict() for p in problems]
+
+
 def prompt_refine(*, prompt: PersonalizedPrompt, patient: pm.Patient) -> tuple[PersonalizedPrompt, dict]:
     """The prompt to send: the promoted policy's refinement when it passes the guard, else the initial one.
 
@@ -330,18 +354,10 @@ def prompt_refine(*, prompt: PersonalizedPrompt, patient: pm.Patient) -> tuple[P
     if existing is not None:
         instructions = next((s["text"] for s in existing.sections if s.get("refined")), "")
         return existing, {**info, "used": True, "instructions": instructions}
-    checkpoint = settings.VAR_DIR / run.checkpoint
-    try:
-        answer, truncated = _policy_answer(checkpoint, prompt.text, max_tokens=run.config.get("max_completion_tokens", 96))
-    except (LLMError, OSError) as exc:
-        return prompt, {**info, "problems": [{"kind": "policy_error", "label": "the policy failed", "detail": str(exc)[:300]}]}
-    instructions = clean_instructions(answer, truncated=truncated)
-    text = refined_text(prompt.sections, instructions)
-    problems = check_refined(
-        initial_text=prompt.text, initial_sections=prompt.sections, risk_flag_labels=[f["label"] for f in prompt.risk_flags],
-        refined=text, instructions=instructions, identifiers=patient_identifiers(patient), count_tokens=count_tokens,
-        token_budget=prompt.template.token_budget)
-    info = {**info, "instructions": instructions, "problems": [p.as_dict() for p in problems]}
+    text, instructions, problems = policy_refinement(
+        run, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
+        identifiers=patient_identifiers(patient), token_budget=prompt.template.token_budget)
+    info = {**info, "instructions": instructions, "problems": problems}
     if problems:
         return prompt, info
     fingerprint = hashlib.sha256(f"{prompt.inputs_hash}:refined-by-run-{run.pk}".encode()).hexdigest()

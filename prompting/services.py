@@ -56,15 +56,21 @@ def peer_summary_for(patient: pm.Patient) -> tuple[PeerSummary | None, PeerModel
                .select_related("peer_model").first())
     if profile is None:
         return None, None
+    return peer_summary(profile.basis, profile.neighbours, profile.predicted, profile.helped, profile.recommended,
+                        profile.peer_model.version), profile.peer_model
+
+
+def peer_summary(basis: str, neighbours, predicted, helped, recommended, model_version: int | None) -> PeerSummary:
+    """What the prompt says about her peers, with care items by name."""
     names = dict(pm.CareItem.objects.values_list("slug", "name"))
     return PeerSummary(
-        basis=profile.basis,
-        similarities=[float(s) for _, s in profile.neighbours],
-        predicted=[(names.get(slug, slug), float(score)) for slug, score in profile.predicted[:3]],
-        helped=[(names.get(slug, slug), float(mean), int(n)) for slug, mean, n in profile.helped[:3]],
-        recommended=[(item, float(share)) for item, share in profile.recommended[:5]],
-        model_version=profile.peer_model.version,
-    ), profile.peer_model
+        basis=basis,
+        similarities=[float(s) for _, s in neighbours],
+        predicted=[(names.get(slug, slug), float(score)) for slug, score in predicted[:3]],
+        helped=[(names.get(slug, slug), float(mean), int(n)) for slug, mean, n in helped[:3]],
+        recommended=[(item, float(share)) for item, share in recommended[:5]],
+        model_version=model_version,
+    )
 
 
 def prompt_build(*, patient: pm.Patient, question: str, at: date | None = None, user=None,
@@ -190,41 +196,61 @@ def _train(peer_model: PeerModel, progress):
     if len(ratings) < 10:
         raise PromptError(f"Only {len(ratings)} care ratings: too few to learn from.")
     progress(2, f"Reading clinical features of {len(patient_ids)} patients")
-    features = {}
-    patients = list(pm.Patient.objects.filter(pk__in=patient_ids))
-    for start in range(0, len(patients), HISTORY_CHUNK):
-        for pid, history in patient_histories(patients[start:start + HISTORY_CHUNK], today).items():
-            s = summarise(history)
-            features[pid] = peer_method.clinical_features(
-                s.age, s.parity, s.pregnancy.weeks, s.bmi.category if s.bmi else None, {f.code for f in s.flags})
+    features = clinical_feature_vectors(pm.Patient.objects.filter(pk__in=patient_ids), today)
     params = peer_method.PeerParameters(**peer_model.parameters)
     return peer_method.train_peer_model(ratings, features, params, progress=lambda p, m: progress(5 + int(p * 0.85), m)), patient_ids
 
 
-def _profiles(peer_model: PeerModel, result, patient_ids) -> list[PeerProfile]:
-    """Aggregate, for each patient, what helped her neighbours and what their physicians advised."""
-    items_by_patient: dict[int, set[str]] = defaultdict(set)
-    for pid, text in pm.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).values_list("patient_id", "text"):
-        items_by_patient[pid] |= key_items(text)
-    ratings_by_patient: dict[int, dict[str, float]] = defaultdict(dict)
-    for pid, slug, rating, _ in pm.CareRating.objects.filter(patient_id__in=patient_ids).order_by("rated_on").values_list(
-            "patient_id", "care_item__slug", "rating", "rated_on"):
-        ratings_by_patient[pid][slug] = rating  # the latest wins
-    profiles = []
-    for pid, profile in result.profiles.items():
-        neighbour_ids = [n for n, _ in profile.neighbours]
-        with_advice = [n for n in neighbour_ids if items_by_patient.get(n)]
-        advice = Counter(item for n in with_advice for item in items_by_patient[n])
-        recommended = [[item, round(count / len(with_advice), 2)] for item, count in advice.most_common(5)] if with_advice else []
+def clinical_feature_vectors(patients, on: date) -> dict:
+    """Each patient's clinical feature vector (age, parity, gestational age, BMI category, risk flags) as of a day."""
+    patients = list(patients)
+    features = {}
+    for start in range(0, len(patients), HISTORY_CHUNK):
+        for pid, history in patient_histories(patients[start:start + HISTORY_CHUNK], on).items():
+            s = summarise(history)
+            features[pid] = peer_method.clinical_features(
+                s.age, s.parity, s.pregnancy.weeks, s.bmi.category if s.bmi else None, {f.code for f in s.flags})
+    return features
+
+
+class NeighbourRecords:
+    """What patients' physicians recommended (as key items) and how they rated care items, read once."""
+
+    def __init__(self, patient_ids):
+        self.items: dict[int, set[str]] = defaultdict(set)
+        for pid, text in pm.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).values_list("patient_id", "text"):
+            self.items[pid] |= key_items(text)
+        self.ratings: dict[int, dict[str, float]] = defaultdict(dict)
+        for pid, slug, rating, _ in pm.CareRating.objects.filter(patient_id__in=patient_ids).order_by("rated_on").values_list(
+                "patient_id", "care_item__slug", "rating", "rated_on"):
+            self.ratings[pid][slug] = rating  # the latest wins
+
+    def recommended(self, neighbour_ids) -> list[list]:
+        """The key items their physicians recommended most often, with the share of neighbours."""
+        with_advice = [n for n in neighbour_ids if self.items.get(n)]
+        advice = Counter(item for n in with_advice for item in self.items[n])
+        return [[item, round(count / len(with_advice), 2)] for item, count in advice.most_common(5)] if with_advice else []
+
+    def helped(self, neighbour_ids) -> list[list]:
+        """Care items at least two neighbours rated, with a mean of 3.5 or more, best first."""
         scores: dict[str, list[float]] = defaultdict(list)
         for n in neighbour_ids:
-            for slug, rating in ratings_by_patient.get(n, {}).items():
+            for slug, rating in self.ratings.get(n, {}).items():
                 scores[slug].append(rating)
         helped = sorted(([slug, round(sum(v) / len(v), 2), len(v)] for slug, v in scores.items() if len(v) >= 2),
                         key=lambda h: (-h[1], -h[2]))
+        return [h for h in helped if h[1] >= 3.5][:5]
+
+
+def _profiles(peer_model: PeerModel, result, patient_ids) -> list[PeerProfile]:
+    """Aggregate, for each patient, what helped her neighbours and what their physicians advised."""
+    records = NeighbourRecords(patient_ids)
+    profiles = []
+    for pid, profile in result.profiles.items():
+        neighbour_ids = [n for n, _ in profile.neighbours]
         profiles.append(PeerProfile(
             peer_model=peer_model, patient_id=pid, basis=profile.basis,
             neighbours=[[n, s] for n, s in profile.neighbours], predicted=[[slug, s] for slug, s in profile.predicted],
-            recommended=recommended, helped=[h for h in helped if h[1] >= 3.5][:5],
+            recommended=records.recommended(neighbour_ids), helped=records.helped(neighbour_ids),
         ))
     return profiles

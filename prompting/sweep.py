@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from patients.models import ImportJob, JobStatus
-from prompting.models import ComparisonRun, GuidanceRequest, PeerModel, RefinementRun
+from prompting.models import ComparisonRun, EvaluationRun, GuidanceRequest, PeerModel, RefinementRun
 
 UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -32,7 +32,8 @@ def sweep_stuck_jobs(*, now=None) -> dict[str, int]:
         minutes = limits[key]
         swept[key] = model.objects.filter(status__in=UNFINISHED, created_at__lt=now - timedelta(minutes=minutes)).update(
             status=JobStatus.FAILED, message=_reason(minutes), finished_at=now)
-    minutes = limits["refinement"]
-    swept["refinement"] = RefinementRun.objects.filter(status__in=UNFINISHED, created_at__lt=now - timedelta(minutes=minutes)).update(
-        status=JobStatus.FAILED, error=_reason(minutes), message=_reason(minutes), finished_at=now)
+    for key, model in (("refinement", RefinementRun), ("evaluation", EvaluationRun)):
+        minutes = limits[key]
+        swept[key] = model.objects.filter(status__in=UNFINISHED, created_at__lt=now - timedelta(minutes=minutes)).update(
+            status=JobStatus.FAILED, error=_reason(minutes), message=_reason(minutes), finished_at=now)
     return swept

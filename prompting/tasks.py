@@ -44,3 +44,10 @@ def sweep_stuck_jobs_task() -> dict:
     from prompting.sweep import sweep_stuck_jobs
 
     return sweep_stuck_jobs()
+
+
+@shared_task(acks_late=True)
+def run_evaluation_task(run_id: int) -> str:
+    from prompting.evaluation import evaluation_run_execute
+
+    return evaluation_run_execute(run_id=run_id).status

@@ -6,6 +6,7 @@ Every view is scoped to the clinician's organisation and returns an HTMX fragmen
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
@@ -208,15 +209,19 @@ def ab_summary_page(request):
 def _jobs(organisation, *, curator: bool) -> list[dict]:
     """Every long job of the organisation, newest first: what it is, its status, progress and reason."""
     from patients.models import ImportJob
-    from prompting.models import ComparisonRun, PeerModel, RefinementRun
+    from prompting.models import ComparisonRun, EvaluationRun, PeerModel, RefinementRun
 
     rows = []
     for model, name in ((PeerModel, "Peer model training"), (RefinementRun, "Prompt refinement (RL)"),
-                        (ComparisonRun, "LLM comparison"), (ImportJob, "FHIR import")):
+                        (EvaluationRun, "Evaluation"), (ComparisonRun, "LLM comparison"), (ImportJob, "FHIR import")):
         for job in model.objects.filter(organisation=organisation).order_by("-created_at")[:10]:
             error = getattr(job, "error", "") or (job.message if job.status == "failed" else "")
-            rows.append({"name": name, "job": job, "error": error,
-                         "link": f"/refinement/{job.pk}/" if model is RefinementRun and curator else ""})
+            link = ""
+            if model is RefinementRun and curator:
+                link = reverse("refinement:detail", args=[job.pk])
+            elif model is EvaluationRun:
+                link = reverse("evaluations:detail", args=[job.pk])
+            rows.append({"name": name, "job": job, "error": error, "link": link})
     rows.sort(key=lambda r: r["job"].created_at, reverse=True)
     return rows
 

@@ -30,7 +30,7 @@ def completion(text: str, model: str = "fake-model", usage: bool = True) -> dict
 
 class ScriptedServer:
     """Answers each request with the next scripted reply: ("json", status, body, headers), ("sse", text),
-    ("raw", status, bytes) or ("sleep", seconds). The last reply repeats. Every request body is recorded."""
+    ("raw", status, bytes), ("sleep", seconds) or ("answer", function of the request body -> text). The last reply repeats. Every request body is recorded."""
 
     def __init__(self, *replies):
         self.replies = list(replies)
@@ -51,6 +51,8 @@ class ScriptedServer:
                     time.sleep(reply[1])
                     reply = ("json", 200, completion("late"), {})
                     kind = "json"
+                if kind == "answer":  # ("answer", function of the request body -> the assistant's text)
+                    reply, kind = ("json", 200, completion(reply[1](body)), {}), "json"
                 if kind == "json" and reply[1] == 200 and body.get("stream") and "choices" in reply[2]:
                     # As a real server does: a client that asks for a stream gets server-sent events.
                     reply, kind = ("sse", reply[2]["choices"][0]["message"]["content"]), "sse"

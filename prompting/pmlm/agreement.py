@@ -44,3 +44,42 @@ def win_rates(choices: Sequence[str], variants: Sequence[str]) -> dict[str, floa
     rates = {variant: round(counts[variant] / len(choices), 3) for variant in variants}
     rates["tie"] = round(counts[""] / len(choices), 3)
     return rates
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Spearman's rank correlation; None with fewer than three pairs or no spread."""
+    if len(xs) != len(ys) or len(xs) < 3:
+        return None
+    rx, ry = _ranks(xs), _ranks(ys)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    if vx == 0 or vy == 0:
+        return None
+    return round(cov / (vx * vy) ** 0.5, 3)
+
+
+def judge_clinician_agreement(pairs: Sequence[tuple[float, float]], *, judge_pass: float = 0.5,
+                              clinician_pass: float = 3.0) -> dict:
+    """How well an LLM judge's rubric scores (0–1) agree with clinicians' mean ratings (1–5):
+    rank correlation, and agreement on which answers are acceptable (share and kappa)."""
+    if not pairs:
+        return {"n": 0, "spearman": None, "agreement": None, "kappa": None}
+    verdicts = [("ok" if judge >= judge_pass else "poor", "ok" if rating >= clinician_pass else "poor") for judge, rating in pairs]
+    return {"n": len(pairs), "spearman": spearman([j for j, _ in pairs], [r for _, r in pairs]),
+            "agreement": pairwise_agreement(verdicts), "kappa": fleiss_kappa(verdicts)}

@@ -255,19 +255,51 @@ def train_peer_model(ratings: list[Rating], features: dict[int, np.ndarray], par
 
 def _closest(vectors: np.ndarray, rows: list[int], k: int, block: int = 1024) -> dict[int, list[tuple[int, float]]]:
     """The k nearest other rows by Euclidean distance, as similarity 1 / (1 + distance / √features)."""
-    squares = (vectors ** 2).sum(axis=1)
-    scale = np.sqrt(vectors.shape[1])
+    return _nearest(vectors, rows, vectors[rows], k, block=block, rows_are_reference=True)
+
+
+def _nearest(reference: np.ndarray, rows: list, queries: np.ndarray, k: int, block: int = 1024,
+             rows_are_reference: bool = False) -> dict:
+    """For each query (named by `rows`), the k nearest reference rows. When the queries are
+    reference rows themselves (`rows` are their indices), none is its own neighbour."""
+    squares = (reference ** 2).sum(axis=1)
+    scale = np.sqrt(reference.shape[1])
     out = {}
     for start in range(0, len(rows), block):
-        chunk = rows[start:start + block]
-        distances = np.sqrt(np.maximum(squares[chunk, None] + squares[None, :] - 2 * vectors[chunk] @ vectors.T, 0))
-        for offset, row in enumerate(chunk):
-            distances[offset, row] = np.inf
+        chunk, vectors = rows[start:start + block], queries[start:start + block]
+        distances = np.sqrt(np.maximum((vectors ** 2).sum(axis=1)[:, None] + squares[None, :] - 2 * vectors @ reference.T, 0))
+        if rows_are_reference:
+            for offset, row in enumerate(chunk):
+                distances[offset, row] = np.inf
         top = np.argpartition(distances, min(k, distances.shape[1] - 1), axis=1)[:, :k]
         for offset, row in enumerate(chunk):
-            ranked = sorted((int(j), float(1 / (1 + distances[offset, j] / scale))) for j in top[offset] if np.isfinite(distances[offset, j]))
-            out[row] = sorted(ranked, key=lambda p: -p[1])
+            ranked = [(int(j), float(1 / (1 + distances[offset, j] / scale))) for j in top[offset] if np.isfinite(distances[offset, j])]
+            out[row] = sorted(ranked, key=lambda p: (-p[1], p[0]))
     return out
+
+
+def unseen_profiles(features: dict, rated: dict[object, dict[str, float]], unseen: dict, own: dict[object, dict[str, float]],
+                    k: int = PeerParameters.k) -> dict:
+    """Peers for patients the model never learnt from, found as any patient new to it would be:
+    the k training patients nearest on clinical features, and what those rated highly among the
+    items she has not tried.
+
+    `features` and `rated` cover the training patients; `unseen` holds the new patients' feature
+    vectors and `own` their ratings (only to leave out what she already tried)."""
+    if not features or not unseen:
+        return {}
+    keys = list(features)
+    matrix = np.vstack([features[key] for key in keys]).astype(float)
+    mean, std = matrix.mean(axis=0), matrix.std(axis=0)
+    std = np.where(std == 0, 1, std)
+    new_keys = list(unseen)
+    queries = (np.vstack([unseen[key] for key in new_keys]).astype(float) - mean) / std
+    found = _nearest((matrix - mean) / std, list(range(len(new_keys))), queries, k)
+    profiles = {}
+    for n, key in enumerate(new_keys):
+        neighbours = [(keys[j], round(s, 4)) for j, s in found[n]]
+        profiles[key] = PeerProfile("features", neighbours, _neighbour_predictions(neighbours, rated, own.get(key, {})))
+    return profiles
 
 
 def _standardise(matrix: np.ndarray) -> np.ndarray:

@@ -11,9 +11,7 @@ to the initial prompt when the refined one fails it).
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import statistics
 import tempfile
 import time
@@ -22,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from .holdout import split_patients
 from .refine import Problem, check_refined, clean_instructions, policy_messages, refined_text
 from .rewards import Embed, GuidanceScore, Reference, RewardWeights, reward, score_guidance
 
@@ -110,11 +109,13 @@ class Scorer:
 
 
 def split_by_patient(examples: Sequence[Example], *, share: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Every example of a patient lands on the same side, so validation patients are never trained on."""
-    patients = sorted({e.patient for e in examples})
-    random.Random(seed).shuffle(patients)
-    held_out = set(patients[:max(1, math.ceil(len(patients) * share))]) if len(patients) > 1 else set()
-    return [e for e in examples if e.patient not in held_out], [e for e in examples if e.patient in held_out]
+    """Every example of a patient lands on the same side, so validation patients are never trained on.
+
+    The split is the evaluation's (`holdout.split_patients`): with the same seed, a patient the
+    evaluation holds out was never trained on."""
+    _, held_out = split_patients([e.patient for e in examples], share=share, seed=seed)
+    held = set(held_out)
+    return [e for e in examples if e.patient not in held], [e for e in examples if e.patient in held]
 
 
 @dataclass

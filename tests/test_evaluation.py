@@ -1,0 +1,208 @@
+"""Evaluation runs end to end on a tiny model: held-out patients, five prompt variants × guidance
+sources on/off, scores with confidence intervals, the judge, retries, cancel, the command, the
+pages and exports, and who may see them."""
+
+import csv
+import io
+import json
+from datetime import date
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from patients import models as pm
+from prompting.evaluation import (
+    EvaluationError, evaluation_run_cancel, evaluation_run_create, evaluation_run_execute, held_out_encounters, held_out_peers,
+)
+from prompting.models import ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint
+from prompting.pmlm.evaluation import VARIANTS
+from tests.conftest import make_member
+from tests.llm_servers import ScriptedServer
+from tests.test_refinement import finished_run
+
+METRIC_KEYS = {"closeness", "similarity", "rouge_l", "key_item_coverage", "flag_mention_rate", "safety_warning_rate", "words"}
+
+
+def evaluated(organisation, **options) -> EvaluationRun:
+    run = evaluation_run_create(organisation=organisation, resamples=200, **options)
+    return evaluation_run_execute(run_id=run.pk)
+
+
+class TestTheEvaluateCommand:
+    def test_it_prints_every_variant_with_and_without_sources_with_confidence_intervals(
+            self, cohort, tiny_policy, tiny_checkpoint, organisation):
+        finished_run(organisation, tiny_checkpoint)
+        out = io.StringIO()
+        call_command("evaluate", "--org", organisation.slug, "--limit-patients", "1", "--resamples", "200", "--json",
+                     stdout=out, stderr=io.StringIO())
+        report = json.loads(out.getvalue())
+        rows = report["rows"]
+        assert {(r["variant"], r["rag"]) for r in rows} == {(v, rag) for v in VARIANTS for rag in (True, False)}
+        for row in rows:
+            assert row["endpoint"] == "tiny-target" and row["n"] >= 1 and METRIC_KEYS <= set(row)
+            low, high = row["ci"]["closeness"]
+            assert low <= row["closeness"] <= high
+        assert report["patients"] == 1 and report["report"]["refinement_run"]["version"] == 1
+        assert EvaluationItem.objects.count() == report["examples"] * len(VARIANTS) * 2
+
+    def test_bad_options_are_refused_with_a_message(self, cohort, tiny_policy, organisation):
+        for options in (["--limit-patients", "0"], ["--endpoint", "nowhere"], ["--judge", "nowhere"], ["--org", "nowhere"]):
+            with pytest.raises(CommandError):
+                call_command("evaluate", "--org", organisation.slug, *options, stdout=io.StringIO(), stderr=io.StringIO())
+        assert not EvaluationRun.objects.exists()
+
+
+class TestWhatIsEvaluated:
+    def test_each_variant_sends_its_own_context_and_never_an_identifier(self, cohort, tiny_policy, tiny_checkpoint, organisation):
+        finished_run(organisation, tiny_checkpoint)
+        run = evaluated(organisation, retrieval=(True,))
+        assert run.status == pm.JobStatus.DONE, run.error
+        prompts = {item.variant: item.prompt for item in run.items.all()}
+        assert "Her record" not in prompts["general"] and "Patients like her" not in prompts["general"]
+        assert "Her record" in prompts["self"] and "Patients like her" not in prompts["self"]
+        assert "Patients like her" in prompts["peer"] and "Her record" not in prompts["peer"]
+        assert "Her record" in prompts["pmlm"] and "Patients like her" in prompts["pmlm"]
+        for rl in run.items.filter(variant="pmlm_rl"):
+            initial = run.items.get(variant="pmlm", encounter_id=rl.encounter_id)
+            assert set(rl.refinement) >= {"run", "used", "problems"}
+            if rl.refinement["problems"]:  # a rejected refinement sends the initial prompt
+                assert rl.prompt == initial.prompt and not rl.refinement["used"]
+            else:
+                assert rl.prompt != initial.prompt and rl.refinement["used"]
+        for item in run.items.all():
+            assert "Testfamily" not in item.prompt and "Testgiven" not in item.prompt and item.patient.external_id not in item.prompt
+
+    def test_only_held_out_patients_are_evaluated_and_their_peers_are_learning_patients(self, cohort, tiny_policy, organisation):
+        recommendations, learning, held_out = held_out_encounters(organisation=organisation, seed=7, share=0.25)
+        assert recommendations and {r.patient_id for r in recommendations} <= set(held_out)
+        assert not set(learning) & set(held_out)
+        peers = held_out_peers(organisation=organisation, learning=learning, patients=held_out, on=date.today())
+        assert set(peers) == set(held_out)
+        assert all(p.basis == "features" and 0 < p.cohort_size <= len(learning) for p in peers.values())
+        run = evaluated(organisation, variants=("general", "pmlm"), retrieval=(False,))
+        assert {i.patient_id for i in run.items.all()} <= set(held_out)
+
+    def test_patients_the_rl_policy_trained_on_are_never_evaluated(self, cohort, tiny_policy, tiny_checkpoint, organisation):
+        _, _, held_out = held_out_encounters(organisation=organisation, seed=7, share=0.25)
+        finished_run(organisation, tiny_checkpoint, trained_patients=held_out)
+        run = evaluated(organisation)
+        assert run.status == pm.JobStatus.FAILED and "No held-out patient" in run.error
+        assert not run.items.exists()
+
+    def test_without_a_refinement_run_pmlm_rl_fails_clearly_and_the_other_variants_still_run(self, cohort, tiny_policy, organisation):
+        run = evaluated(organisation)
+        assert run.status == pm.JobStatus.FAILED and "/refinement/" in run.error and not run.items.exists()
+        run = evaluated(organisation, variants=("general", "self", "peer", "pmlm"))
+        assert run.status == pm.JobStatus.DONE and [r["variant"] for r in run.rows[:4]] == ["general", "self", "peer", "pmlm"]
+
+    def test_bad_settings_are_refused_before_anything_is_stored(self, cohort, tiny_policy, organisation):
+        for options in ({"variants": ("best",)}, {"variants": ()}, {"limit_patients": 0}, {"endpoint_names": ["nowhere"]},
+                        {"judge_endpoint_name": "nowhere"}, {"share": 1.0}, {"retrieval": ()}, {"resamples": 5},
+                        {"limit_patients": "3"}):
+            with pytest.raises(EvaluationError):
+                evaluation_run_create(organisation=organisation, **options)
+        assert not EvaluationRun.objects.exists()
+
+
+class TestRetriesAndCancelling:
+    def test_a_retried_evaluation_resumes_without_duplicating_answers(self, cohort, tiny_policy, organisation):
+        run = evaluated(organisation, variants=("general", "pmlm"))
+        kept = set(run.items.values_list("pk", flat=True))
+        assert run.status == pm.JobStatus.DONE and kept
+        assert evaluation_run_execute(run_id=run.pk).items.count() == len(kept)  # a finished run is left alone
+        run.items.filter(variant="pmlm").delete()
+        EvaluationRun.objects.filter(pk=run.pk).update(status=pm.JobStatus.RUNNING)  # redelivered after its worker died
+        run = evaluation_run_execute(run_id=run.pk)
+        assert run.status == pm.JobStatus.DONE and run.items.count() == len(kept)
+        assert set(run.items.filter(variant="general").values_list("pk", flat=True)) <= kept  # the rest was kept, not redone
+
+    def test_cancelling_stops_a_queued_run_at_once_and_a_running_one_after_its_answer(self, cohort, tiny_policy, organisation):
+        queued = evaluation_run_create(organisation=organisation, variants=("general",))
+        assert evaluation_run_cancel(run=queued).status == pm.JobStatus.CANCELLED
+        assert evaluation_run_execute(run_id=queued.pk).status == pm.JobStatus.CANCELLED and not queued.items.exists()
+        running = evaluation_run_create(organisation=organisation, variants=("general", "pmlm"))
+
+        def cancel_after_first_answer(percent, message):
+            if message.startswith("1/"):
+                EvaluationRun.objects.filter(pk=running.pk).update(cancel_requested=True)
+
+        running = evaluation_run_execute(run_id=running.pk, on_progress=cancel_after_first_answer)
+        assert running.status == pm.JobStatus.CANCELLED and running.items.count() == 1
+
+
+class TestTheJudgeAndClinicians:
+    def test_a_pinned_judge_scores_every_answer_and_is_compared_with_clinician_ratings(
+            self, cohort, tiny_policy, organisation, clinician):
+        def judge(body):
+            item = body["messages"][-1]["content"].split("Rubric item")[1]
+            return json.dumps({"explanation": "checked", "criteria_met": "risk flag" in item or "monitored" in item})
+
+        rated = GuidanceRequest.objects.create(patient=cohort[1], question="Next steps?", consultation_date=date.today(),
+                                               endpoint=tiny_policy, status=pm.JobStatus.DONE, text="Check her blood pressure.")
+        ClinicianRating.objects.create(guidance=rated, rater=clinician, accuracy=4, completeness=4, personalisation=4, safety=5,
+                                       clarity=3)
+        with ScriptedServer(("answer", judge)) as server:
+            LLMEndpoint.objects.create(name="judge-api", kind="openai", openness="proprietary",
+                                       settings={"base_url": server.base_url, "model": "judge-model", "max_attempts": 1})
+            run = evaluated(organisation, variants=("general", "pmlm"), retrieval=(True,), judge_endpoint_name="judge-api")
+        assert run.status == pm.JobStatus.DONE, run.error
+        assert run.config["judge"] == {"endpoint": "judge-api", "kind": "openai", "model": "judge-model"}
+        assert all(row["judge"] is not None and row["ci"]["judge"] for row in run.rows)
+        item = run.items.first()
+        assert item.judge["criteria"] and {c["met"] for c in item.judge["criteria"]} == {True, False}
+        assert run.report["judge"]["agreement"]["n"] == 1
+        pmlm = next(r for r in run.rows if r["variant"] == "pmlm")
+        assert pmlm["clinician_rating"] == 4.0 and pmlm["clinician_n"] == 1  # the workspace's ratings, beside
+
+
+class TestThePages:
+    def test_a_curator_starts_an_evaluation_and_watches_it(self, client_for, curator, tiny_policy, django_capture_on_commit_callbacks):
+        client = client_for(curator)
+        page = client.get("/evaluations/")
+        assert page.status_code == 200 and b"Start an evaluation" in page.content and b"No evaluation yet" in page.content
+        with django_capture_on_commit_callbacks() as callbacks:
+            response = client.post("/evaluations/start/", {"retrieval": "both", "variants": ["general", "pmlm"], "limit_patients": 3})
+        run = EvaluationRun.objects.get()
+        assert response.status_code == 302 and response["Location"] == f"/evaluations/{run.pk}/" and len(callbacks) == 1
+        assert run.config["variants"] == ["general", "pmlm"] and run.config["limit_patients"] == 3 and run.created_by == curator
+        detail = client.get(f"/evaluations/{run.pk}/")
+        assert b'role="progressbar"' in detail.content and b'hx-trigger="every 2s"' in detail.content
+        fragment = client.get(f"/evaluations/{run.pk}/", HTTP_HX_REQUEST="true")
+        assert b"<html" not in fragment.content and "HX-Request" in fragment["Vary"]
+
+    def test_a_form_without_variants_is_shown_again_with_the_error(self, client_for, curator, tiny_policy):
+        response = client_for(curator).post("/evaluations/start/", {"retrieval": "both"})
+        assert response.status_code == 400 and b"This field is required" in response.content
+        assert not EvaluationRun.objects.exists()
+
+    def test_clinicians_read_the_table_plots_and_exports_but_do_not_start_runs(
+            self, client_for, clinician, cohort, tiny_policy, organisation):
+        run = evaluated(organisation, variants=("general", "self", "peer", "pmlm"))
+        client = client_for(clinician)
+        assert b"Start an evaluation" not in client.get("/evaluations/").content
+        assert client.post("/evaluations/start/", {"retrieval": "both", "variants": ["general"]}).status_code == 403
+        page = client.get(f"/evaluations/{run.pk}/").content.decode()
+        assert "<svg" in page and "95% CI" in page and "PMLM (initial prompt)" in page and "Self-informed" in page
+        assert "hx-trigger" not in page
+        exported = client.get(f"/evaluations/{run.pk}/export.csv")
+        rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
+        assert exported["Content-Type"].startswith("text/csv") and len(rows) == len(run.rows)
+        assert {"closeness", "closeness_ci_low", "closeness_ci_high"} <= set(rows[0])
+        data = json.loads(client.get(f"/evaluations/{run.pk}/export.json").content)
+        assert data["rows"] == run.rows
+        jobs = client.get("/jobs/").content.decode()
+        assert f'href="/evaluations/{run.pk}/"' in jobs
+
+    def test_partners_and_other_organisations_cannot_see_or_touch_evaluations(
+            self, client_for, partner, other_organisation, organisation, tiny_policy):
+        run = evaluation_run_create(organisation=organisation, variants=("general",))
+        urls = ["/evaluations/", f"/evaluations/{run.pk}/", f"/evaluations/{run.pk}/export.csv", f"/evaluations/{run.pk}/export.json"]
+        client = client_for(partner)
+        assert all(client.get(url).status_code == 403 for url in urls)
+        assert client.post(f"/evaluations/{run.pk}/cancel/").status_code == 403
+        their_curator = make_member("curator-south", other_organisation, pm.Role.CURATOR, is_staff=True)
+        client = client_for(their_curator)
+        assert all(client.get(url).status_code == 404 for url in urls[1:])
+        assert client.post(f"/evaluations/{run.pk}/cancel/").status_code == 404
+        run.refresh_from_db()
+        assert run.status == pm.JobStatus.QUEUED and not run.cancel_requested

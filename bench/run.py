@@ -1,6 +1,6 @@
 """Run every benchmark and print one table: each figure beside its same-run baseline.
 
-    .venv/bin/python bench/run.py [--sizes 1000 10000] [--samples 200] [--fresh]
+    .venv/bin/python bench/run.py [--sizes 1000 10000 50000] [--samples 200] [--fresh] [--skip-llm] [--skip-load] [--skip-rl]
 """
 
 import argparse
@@ -22,6 +22,9 @@ def part(name: str, size: int, samples: int) -> dict:
         command = [sys.executable, str(ROOT / "bench" / "llm.py")]
     if name == "load":
         command = [sys.executable, str(ROOT / "bench" / "load.py")]
+    if name == "rl":
+        command = [sys.executable, str(ROOT / "bench" / "rl.py")]
+        env["PMLM_VAR_DIR"] = str(ROOT / "var" / "bench" / "rl")
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"benchmark part {name} ({size}) failed:\n{out.stderr[-3000:]}")
@@ -30,11 +33,12 @@ def part(name: str, size: int, samples: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--fresh", action="store_true", help="Rebuild the benchmark cohorts.")
     parser.add_argument("--skip-llm", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-rl", action="store_true")
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
@@ -55,6 +59,10 @@ def main():
     if not args.skip_load:
         print("… load test: API and pages under gunicorn (wrk, loopback)", file=sys.stderr, flush=True)
         load = part("load", args.sizes[0], args.samples)
+    rl = None
+    if not args.skip_rl:
+        print("… RL refinement: two GRPO steps of the SmolLM2 policy on a 40-patient demo cohort", file=sys.stderr, flush=True)
+        rl = part("rl", args.sizes[0], args.samples)
 
     print(f"\n{'benchmark':<34}{'patients':>9}{'figure':>14}{'baseline':>14}{'ratio':>8}  baseline is")
     for size, seeded, trained, built in rows:
@@ -65,7 +73,8 @@ def main():
         print(f"{'peer training (s)':<34}{size:>9}{trained['train_s']:>14}{trained['item_mean_baseline_s']:>14}"
               f"{trained['train_s'] / max(trained['item_mean_baseline_s'], 1e-6):>8.0f}  item-mean baseline fit")
         print(f"{'peer training peak RSS (MB)':<34}{size:>9}{trained['peak_rss_mb']:>14}{trained['rss_before_mb']:>14}"
-              f"{trained['peak_rss_mb'] / trained['rss_before_mb']:>8.1f}  RSS before training")
+              f"{trained['peak_rss_mb'] / trained['rss_before_mb']:>8.1f}  RSS before training (limit 8192 MB: "
+              f"{'within' if trained['peak_rss_mb'] <= 8192 else 'OVER'})")
         print(f"{'peer model held-out RMSE':<34}{size:>9}{trained['svd_rmse']:>14}{trained['global_mean_rmse']:>14}"
               f"{trained['svd_rmse'] / trained['global_mean_rmse']:>8.2f}  global-mean baseline ({trained['neighbour_method']}, {trained['ratings']} ratings)")
     if llm:
@@ -84,7 +93,13 @@ def main():
                   f"sign-in page, same server ({load['workers']} gunicorn workers, {load['connections']} connections)")
             print(f"{row['target'] + ' p95 (ms)':<34}{'':>9}{row['p95_ms']:>14}{base['p95_ms']:>14}"
                   f"{row['p95_ms'] / base['p95_ms']:>8.1f}  sign-in page p95 ({row['errors']} errors)")
-    print(json.dumps({"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows], "llm": llm, "load": load}), file=sys.stderr)
+    if rl:
+        print(f"{'RL refinement step (s)':<34}{'':>9}{rl['step_s_median']:>14}{rl['sampling_baseline_s']:>14}"
+              f"{rl['step_s_median'] / rl['sampling_baseline_s']:>8.1f}  the policy sampling one group ({rl['group']} × "
+              f"{rl['completion_tokens']} tokens) without scoring or update; median of {rl['steps']} steps, "
+              f"{rl['scoring_s_median']} s of each scoring")
+    print(json.dumps({"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows], "llm": llm, "load": load, "rl": rl}),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ from django.db.models import Avg, BooleanField, Count, ExpressionWrapper, Q
 from django.utils import timezone
 
 from patients import models as pm
-from prompting.guidance import GuidanceError, endpoint_default, endpoint_named, guidance_passages, passage_text
+from prompting.guidance import GuidanceError, endpoint_named, guidance_passages, passage_text
 from prompting.llm import LLMError
-from prompting.models import ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, PeerModel, RefinementRun
+from prompting.models import (
+    ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, PeerModel, RefinementRun,
+)
 from prompting.pmlm import peers as peer_method
 from prompting.pmlm.agreement import judge_clinician_agreement
 from prompting.pmlm.composer import compose
@@ -74,10 +76,13 @@ def evaluation_run_create(*, organisation: pm.Organisation, user=None, endpoint_
     if not isinstance(share, (int, float)) or not 0.05 <= share <= 0.9:
         raise EvaluationError(f"The held-out share must be between 0.05 and 0.9, got {share!r}.")
     try:
-        endpoints = [endpoint_named(n) for n in dict.fromkeys(endpoint_names)] if endpoint_names else [endpoint_default()]
+        endpoints = ([endpoint_named(n) for n in dict.fromkeys(endpoint_names)] if endpoint_names
+                     else list(LLMEndpoint.objects.filter(active=True).order_by("-is_default", "name")))
         judge = endpoint_named(judge_endpoint_name) if judge_endpoint_name else None
     except GuidanceError as exc:
         raise EvaluationError(str(exc)) from None
+    if not endpoints:
+        raise EvaluationError("No active LLM endpoint to evaluate: a curator configures one in the admin.")
     config = {
         "question": ENCOUNTER_QUESTION, "variants": list(variants), "retrieval": list(retrieval),
         "endpoints": [e.name for e in endpoints], "limit_patients": limit_patients, "seed": seed, "share": share,

@@ -86,8 +86,28 @@ def _context(run: EvaluationRun, membership) -> dict:
             if chart:
                 charts.append({"svg": chart, "caption": f"{METRICS[metric]['label']}: mean and bootstrap 95% CI per variant, {endpoint}."})
     return {"run": run, "running": run.status in (pm.JobStatus.QUEUED, pm.JobStatus.RUNNING), "rows": rows,
-            "metrics": [{"key": m, **METRICS[m]} for m in shown], "charts": charts,
+            "metrics": [{"key": m, **METRICS[m]} for m in shown], "charts": charts, "samples": _samples(run),
             "curator": membership.role in CURATION_ROLES, "report": run.report}
+
+
+SAMPLE_ENCOUNTERS = 3
+
+
+def _samples(run: EvaluationRun) -> list[dict]:
+    """What the physician advised at the first encounters, beside each variant's answer (first LLM, sources on if evaluated)."""
+    if run.status != pm.JobStatus.DONE or not run.config.get("endpoints"):
+        return []
+    rag = run.config["retrieval"][0]
+    items = list(run.items.filter(endpoint_name=run.config["endpoints"][0], use_retrieval=rag).select_related("patient"))
+    encounters = list(dict.fromkeys(i.encounter_id for i in items))[:SAMPLE_ENCOUNTERS]
+    advice = dict(pm.PhysicianRecommendation.objects.filter(encounter_id__in=encounters).values_list("encounter_id", "text"))
+    samples = []
+    for encounter in encounters:
+        answers = sorted((i for i in items if i.encounter_id == encounter), key=lambda i: VARIANTS.index(i.variant))
+        samples.append({"patient": answers[0].patient, "encounter": encounter, "recommendation": advice.get(encounter, ""),
+                        "rag": rag, "endpoint": run.config["endpoints"][0],
+                        "answers": [{"label": VARIANT_LABELS[i.variant], "item": i} for i in answers]})
+    return samples
 
 
 @require_GET

@@ -63,7 +63,7 @@ class EvaluationRunForm(forms.Form):
     limit_patients = forms.IntegerField(min_value=1, max_value=10_000, required=False, label="Held-out patients",
                                         help_text="At most this many (empty: every held-out patient).")
     endpoints = forms.ModelMultipleChoiceField(queryset=None, required=False, label="LLMs", widget=forms.CheckboxSelectMultiple,
-                                               help_text="None ticked: the default endpoint.")
+                                               help_text="None ticked: every active endpoint.")
     retrieval = forms.ChoiceField(choices=[("both", "With and without guidance sources"), ("on", "With guidance sources"),
                                            ("off", "Without guidance sources")], initial="both", label="Guidance sources")
     variants = forms.MultipleChoiceField(choices=(), initial=(), widget=forms.CheckboxSelectMultiple, label="Prompt variants")

@@ -117,6 +117,39 @@ def test_a_curator_watches_a_refinement_run_progress_live_and_then_sees_its_curv
     page.screenshot(path=str(live_server_screenshot_dir() / "refinement-run-done.png"), full_page=True)
 
 
+@pytest.mark.browser
+def test_a_clinician_watches_an_evaluation_finish_and_reads_its_table_and_plots(browser_page, live_server, clinician, organisation):
+    from patients.models import JobStatus
+    from prompting.models import EvaluationRun
+    from prompting.pmlm.evaluation import VARIANTS, Scored, summarise
+
+    run = EvaluationRun.objects.create(
+        organisation=organisation, status=JobStatus.RUNNING, progress=40, message="40/100: pmlm, sources on, smollm2-local",
+        config={"endpoints": ["smollm2-local"], "retrieval": [True, False], "variants": list(VARIANTS), "seed": 7, "share": 0.25,
+                "resamples": 200, "judge": None})
+    page = browser_page
+    sign_in(page, live_server, "dr-north")
+    page.get_by_role("link", name="Evaluations").click()
+    page.get_by_role("link", name=f"Evaluation {run.pk}").click()
+    bar = page.get_by_role("progressbar", name="Evaluation progress")
+    expect(bar).to_have_attribute("aria-valuenow", "40")
+    expect(page.get_by_role("button", name="Cancel evaluation")).to_have_count(0)  # clinicians watch; curators cancel
+
+    scored = [Scored(example=f"e{n}", patient=f"p{n}", variant=variant, rag=rag, endpoint="smollm2-local",
+                     metrics={"closeness": 0.2 + 0.02 * v + 0.01 * (n % 3) + (0.01 if rag else 0), "words": 120 + n})
+              for n in range(6) for v, variant in enumerate(VARIANTS) for rag in (True, False)]
+    EvaluationRun.objects.filter(pk=run.pk).update(status=JobStatus.DONE, progress=100, rows=summarise(scored, resamples=200),
+                                                   examples=6, patients=6, message="60 answers on 6 encounters of 6 held-out patients")
+    table = page.get_by_role("table")
+    expect(table).to_be_visible(timeout=10_000)
+    expect(table.get_by_role("row")).to_have_count(11)  # a header and five variants × sources on/off
+    expect(page.get_by_role("row", name="PMLM + RL refinement").first).to_be_visible()
+    chart = page.get_by_role("img", name="Closeness to physician by prompt variant, smollm2-local")
+    expect(chart.locator("circle")).to_have_count(10)
+    expect(page.get_by_role("link", name="Download CSV")).to_be_visible()
+    page.screenshot(path=str(live_server_screenshot_dir() / "evaluation-done.png"), full_page=True)
+
+
 def live_server_screenshot_dir():
     from django.conf import settings
 

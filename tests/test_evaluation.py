@@ -24,6 +24,7 @@ METRIC_KEYS = {"closeness", "similarity", "rouge_l", "key_item_coverage", "flag_
 
 
 def evaluated(organisation, **options) -> EvaluationRun:
+    options.setdefault("endpoint_names", ["tiny-target"])
     run = evaluation_run_create(organisation=organisation, resamples=200, **options)
     return evaluation_run_execute(run_id=run.pk)
 
@@ -33,7 +34,7 @@ class TestTheEvaluateCommand:
             self, cohort, tiny_policy, tiny_checkpoint, organisation):
         finished_run(organisation, tiny_checkpoint)
         out = io.StringIO()
-        call_command("evaluate", "--org", organisation.slug, "--limit-patients", "1", "--resamples", "200", "--json",
+        call_command("evaluate", "--org", organisation.slug, "--endpoint", "tiny-target", "--limit-patients", "1", "--resamples", "200", "--json",
                      stdout=out, stderr=io.StringIO())
         report = json.loads(out.getvalue())
         rows = report["rows"]
@@ -117,10 +118,10 @@ class TestRetriesAndCancelling:
         assert set(run.items.filter(variant="general").values_list("pk", flat=True)) <= kept  # the rest was kept, not redone
 
     def test_cancelling_stops_a_queued_run_at_once_and_a_running_one_after_its_answer(self, cohort, tiny_policy, organisation):
-        queued = evaluation_run_create(organisation=organisation, variants=("general",))
+        queued = evaluation_run_create(organisation=organisation, variants=("general",), endpoint_names=["tiny-target"])
         assert evaluation_run_cancel(run=queued).status == pm.JobStatus.CANCELLED
         assert evaluation_run_execute(run_id=queued.pk).status == pm.JobStatus.CANCELLED and not queued.items.exists()
-        running = evaluation_run_create(organisation=organisation, variants=("general", "pmlm"))
+        running = evaluation_run_create(organisation=organisation, variants=("general", "pmlm"), endpoint_names=["tiny-target"])
 
         def cancel_after_first_answer(percent, message):
             if message.startswith("1/"):
@@ -165,6 +166,8 @@ class TestThePages:
         run = EvaluationRun.objects.get()
         assert response.status_code == 302 and response["Location"] == f"/evaluations/{run.pk}/" and len(callbacks) == 1
         assert run.config["variants"] == ["general", "pmlm"] and run.config["limit_patients"] == 3 and run.created_by == curator
+        active = set(LLMEndpoint.objects.filter(active=True).values_list("name", flat=True))
+        assert set(run.config["endpoints"]) == active and len(active) >= 2  # none ticked: every configured endpoint
         detail = client.get(f"/evaluations/{run.pk}/")
         assert b'role="progressbar"' in detail.content and b'hx-trigger="every 2s"' in detail.content
         fragment = client.get(f"/evaluations/{run.pk}/", HTTP_HX_REQUEST="true")
@@ -184,6 +187,7 @@ class TestThePages:
         page = client.get(f"/evaluations/{run.pk}/").content.decode()
         assert "<svg" in page and "95% CI" in page and "PMLM (initial prompt)" in page and "Self-informed" in page
         assert "hx-trigger" not in page
+        assert "The physician recommended" in page and "what each variant answered" in page  # sample answers beside the advice
         exported = client.get(f"/evaluations/{run.pk}/export.csv")
         rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
         assert exported["Content-Type"].startswith("text/csv") and len(rows) == len(run.rows)

@@ -116,6 +116,25 @@ def test_a_real_worker_trains_a_refinement_run_and_shows_its_progress_while_it_r
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_an_evaluation_and_its_table_is_stored(cohort, tiny_policy, organisation):
+    from prompting.evaluation import evaluation_run_create, evaluation_run_queue
+    from prompting.models import EvaluationRun, PromptTemplate
+
+    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # a flushed test database has no data migrations
+    with running_worker() as process:
+        run = evaluation_run_create(organisation=organisation, variants=("general", "self", "peer", "pmlm"), resamples=200,
+                                    endpoint_names=["tiny-target"])
+        evaluation_run_queue(run=run)
+        if not wait_for(lambda: EvaluationRun.objects.get(pk=run.pk).status in m.JobStatus.finished(), timeout=180):
+            process.terminate()
+            pytest.fail("the worker did not finish the evaluation:\n" + process.communicate(timeout=20)[0][-3000:])
+    run.refresh_from_db()
+    assert run.status == m.JobStatus.DONE, run.error
+    assert len(run.rows) == 8 and run.items.count() == run.examples * 8 and run.progress == 100
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(not settings.CELERY_BROKER_URL.startswith("redis"),
                     reason="redelivery after a killed worker needs a broker that holds unacknowledged tasks (Redis, as in CI)")
 def test_a_worker_killed_mid_guidance_loses_nothing_the_task_is_redelivered_and_completes_once(organisation, monkeypatch):

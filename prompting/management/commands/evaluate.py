@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--org", default=settings.PMLM_DEMO_ORGANISATION, help="Organisation slug.")
         parser.add_argument("--limit-patients", type=int, help="Evaluate at most N held-out patients (default: all).")
         parser.add_argument("--endpoint", action="append", dest="endpoints", metavar="NAME",
-                            help="An LLM endpoint to evaluate; repeat for several (default: the default endpoint).")
+                            help="An LLM endpoint to evaluate; repeat for several (default: every active endpoint).")
         parser.add_argument("--retrieval", choices=["both", "on", "off"], default="both", help="Guidance sources on, off or both.")
         parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
         parser.add_argument("--judge", default="", metavar="ENDPOINT", help="Also score with this LLM as a rubric judge.")
@@ -67,4 +67,5 @@ def _figure(row: dict, metric: str) -> str:
     value, ci = row.get(metric), row["ci"].get(metric)
     if value is None:
         return "—"
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
+    digits = 0 if metric == "words" else 3
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else f"{value:.{digits}f}"

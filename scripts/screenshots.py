@@ -22,6 +22,7 @@ def main():
     parser.add_argument("--out", default="screenshots")
     parser.add_argument("--patient-query", default="", help="Search text that finds the patient to open.")
     parser.add_argument("--refinement", action="store_true", help="Also the refinement pages (sign in as a curator).")
+    parser.add_argument("--evaluations", action="store_true", help="Also the evaluation list and the latest evaluation.")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
@@ -50,6 +51,14 @@ def main():
                     runs.first.click()
                     page.wait_for_load_state()
                     page.screenshot(path=out / f"{name}-refinement-run.png", full_page=True)
+            if args.evaluations:
+                page.goto(f"{args.base}/evaluations/")
+                page.screenshot(path=out / f"{name}-evaluations.png", full_page=True)
+                runs = page.locator("table.patients tbody a")
+                if runs.count():
+                    runs.first.click()
+                    page.wait_for_load_state()
+                    page.screenshot(path=out / f"{name}-evaluation.png", full_page=True)
             page.close()
         browser.close()
     print(f"Screenshots in {out}/")

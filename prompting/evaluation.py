@@ -44,6 +44,7 @@ from prompting.services import (
 
 EXAMPLES_PER_PATIENT = 2
 JUDGE_MAX_TOKENS = 80
+JUDGE_READABLE_MINIMUM = 0.8  # below this share of readable verdicts, the report warns that the judge is not usable
 MAX_RATED_FOR_AGREEMENT = 60
 
 
@@ -297,7 +298,14 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
     progress(94, "Clinician ratings and judge agreement")
     report["clinician"] = clinician_ratings_by_variant(organisation)
     if judge_ask:
-        report["judge"] = {**judge_config, "agreement": judge_clinician_agreement(_judged_ratings(organisation, judge_ask))}
+        verdicts = [c["met"] for item in run.items.all() for c in item.judge.get("criteria", [])]
+        readable = sum(v is not None for v in verdicts) / len(verdicts) if verdicts else 0.0
+        report["judge"] = {**judge_config, "readable_share": round(readable, 3),
+                           "agreement": judge_clinician_agreement(_judged_ratings(organisation, judge_ask))}
+        if readable < JUDGE_READABLE_MINIMUM:
+            report["notes"].append(
+                f"The judge {judge_config['endpoint']} gave a readable verdict for only {readable:.0%} of rubric criteria: "
+                "its scores are missing or unreliable. Pin a stronger judge model.")
     return report
 
 

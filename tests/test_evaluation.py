@@ -151,9 +151,19 @@ class TestTheJudgeAndClinicians:
         assert all(row["judge"] is not None and row["ci"]["judge"] for row in run.rows)
         item = run.items.first()
         assert item.judge["criteria"] and {c["met"] for c in item.judge["criteria"]} == {True, False}
-        assert run.report["judge"]["agreement"]["n"] == 1
+        assert run.report["judge"]["agreement"]["n"] == 1 and run.report["judge"]["readable_share"] == 1.0
+        assert not run.report["notes"]
         pmlm = next(r for r in run.rows if r["variant"] == "pmlm")
         assert pmlm["clinician_rating"] == 4.0 and pmlm["clinician_n"] == 1  # the workspace's ratings, beside
+
+
+    def test_a_judge_that_cannot_follow_the_rubric_format_is_reported_not_trusted(self, cohort, tiny_policy, organisation):
+        with ScriptedServer(("answer", lambda body: "The clinician should advise her to eat well."),) as server:
+            LLMEndpoint.objects.create(name="rambling-judge", kind="openai",
+                                       settings={"base_url": server.base_url, "model": "small", "max_attempts": 1})
+            run = evaluated(organisation, variants=("general",), retrieval=(False,), judge_endpoint_name="rambling-judge")
+        assert run.status == pm.JobStatus.DONE and run.rows[0]["judge"] is None
+        assert run.report["judge"]["readable_share"] == 0.0 and "only 0% of rubric criteria" in run.report["notes"][0]
 
 
 class TestThePages:

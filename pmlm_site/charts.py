@@ -31,6 +31,24 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:.2f}".rstrip("0").rstrip(".")
 
 
+def _svg_open(width: int, height: int, title: str, description: str) -> str:
+    """The opening tag with a title and a description that states every figure; several charts on
+    one page each get their own ids."""
+    uid = uuid.uuid4().hex[:8]
+    return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
+            f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title-{uid}">{escape(title)}</title>'
+            f'<desc id="chart-desc-{uid}">{escape(description)}</desc>')
+
+
+def _y_grid(ticks: list[float], sy, left: float, right_edge: float) -> list[str]:
+    return [f'<line x1="{left}" x2="{right_edge}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
+            f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end" class="tick">{_number(y)}</text>' for y in ticks]
+
+
+def _y_label(label: str, middle: float) -> str:
+    return f'<text transform="translate(14 {middle:.0f}) rotate(-90)" text-anchor="middle" class="axis">{escape(label)}</text>'
+
+
 def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: str, x_label: str, y_label: str,
                width: int = 640, height: int = 260, x_range: tuple[float, float] | None = None) -> SafeString:
     points = [p for _, values in series for p in values]
@@ -53,19 +71,13 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: st
     def sy(y):
         return height - bottom - (y - y0) / ((y1 - y0) or 1) * (height - top - bottom)
 
-    uid = uuid.uuid4().hex[:8]  # several charts on one page each need their own title and description ids
     described = "; ".join(f"{name}: " + ", ".join(f"{_number(x)} → {_number(y)}" for x, y in values) for name, values in series)
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title-{uid}">{escape(title)}</title>'
-             f'<desc id="chart-desc-{uid}">{escape(x_label)} against {escape(y_label)}. {escape(described)}</desc>']
-    for y in y_ticks:
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
-                     f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end" class="tick">{_number(y)}</text>')
+    parts = [_svg_open(width, height, title, f"{x_label} against {y_label}. {described}")]
+    parts += _y_grid(y_ticks, sy, left, width - right)
     for x in x_ticks:
         parts.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">{_number(x)}</text>')
     parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>')
-    parts.append(f'<text transform="translate(14 {(top + height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle" '
-                 f'class="axis">{escape(y_label)}</text>')
+    parts.append(_y_label(y_label, (top + height - bottom) / 2))
     for n, (name, values) in enumerate(series):
         colour = COLOURS[n % len(COLOURS)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
@@ -100,21 +112,15 @@ def interval_chart(categories: list[str], series: list[tuple[str, list[tuple[flo
     def sx(category: int, n: int):
         return left + band * (category + 0.5) + (n - (len(series) - 1) / 2) * min(18, band / (len(series) + 1))
 
-    uid = uuid.uuid4().hex[:8]
     described = "; ".join(
         f"{name}: " + ", ".join(f"{c} {_number(p[0])} (95% CI {_number(p[1])} to {_number(p[2])})"
                                 for c, p in zip(categories, points) if p) for name, points in series)
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title-{uid}">{escape(title)}</title>'
-             f'<desc id="chart-desc-{uid}">{escape(y_label)} by {escape(", ".join(categories))}. {escape(described)}</desc>']
-    for y in y_ticks:
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
-                     f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end" class="tick">{_number(y)}</text>')
+    parts = [_svg_open(width, height, title, f"{y_label} by {', '.join(categories)}. {described}")]
+    parts += _y_grid(y_ticks, sy, left, width - right)
     for c, category in enumerate(categories):
         parts.append(f'<text x="{left + band * (c + 0.5):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">'
                      f'{escape(category)}</text>')
-    parts.append(f'<text transform="translate(14 {(top + height - bottom) / 2:.0f}) rotate(-90)" text-anchor="middle" '
-                 f'class="axis">{escape(y_label)}</text>')
+    parts.append(_y_label(y_label, (top + height - bottom) / 2))
     for n, (name, points) in enumerate(series):
         colour = COLOURS[n % len(COLOURS)]
         for c, point in enumerate(points):

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from patients import models as pm
 from prompting.guidance import GuidanceError, endpoint_named, guidance_passages, passage_text
+from prompting.jobs import job_cancel
 from prompting.llm import LLMError
 from prompting.models import (
     ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, PeerModel, RefinementRun,
@@ -110,17 +111,7 @@ def evaluation_run_queue(*, run: EvaluationRun):
 
 def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
     """A queued evaluation stops at once; a running one after the guidance it is writing."""
-    with transaction.atomic():
-        run = EvaluationRun.objects.select_for_update().get(pk=run.pk)
-        if run.status in pm.JobStatus.finished():
-            return run
-        run.cancel_requested = True
-        if run.status == pm.JobStatus.QUEUED:
-            run.status, run.message, run.finished_at = pm.JobStatus.CANCELLED, "Cancelled before it started", timezone.now()
-        else:
-            run.message = "Cancelling after the current answer…"
-        run.save(update_fields=["cancel_requested", "status", "message", "finished_at"])
-        return run
+    return job_cancel(EvaluationRun, run.pk, while_running="Cancelling after the current answer…")
 
 
 # --- who is evaluated ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from patients import models as pm
 from prompting.guidance import GuidanceError, endpoint_default, endpoint_named, guidance_messages, question_prompt
+from prompting.jobs import job_cancel
 from prompting.llm import LLMError, build_backend
 from prompting.llm.cache import CachedGenerator
 from prompting.models import ClinicianRating, PersonalizedPrompt, RefinementRun
@@ -101,17 +102,7 @@ def refinement_run_queue(*, run: RefinementRun):
 
 def refinement_run_cancel(*, run: RefinementRun) -> RefinementRun:
     """A queued run stops at once; a running one stops after its current step."""
-    with transaction.atomic():
-        run = RefinementRun.objects.select_for_update().get(pk=run.pk)
-        if run.status in pm.JobStatus.finished():
-            return run
-        run.cancel_requested = True
-        if run.status == pm.JobStatus.QUEUED:
-            run.status, run.message, run.finished_at = pm.JobStatus.CANCELLED, "Cancelled before it started", timezone.now()
-        else:
-            run.message = "Cancelling after the current step…"
-        run.save(update_fields=["cancel_requested", "status", "message", "finished_at"])
-        return run
+    return job_cancel(RefinementRun, run.pk, while_running="Cancelling after the current step…")
 
 
 def refinement_run_promote(*, run: RefinementRun, user=None) -> RefinementRun:

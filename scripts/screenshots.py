@@ -14,6 +14,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 VIEWPORTS = {"desktop": (1366, 768), "phone": (390, 844)}
 
 
+def list_and_latest(page, url: str, list_path: Path, detail_path: Path):
+    """Screenshot a list of runs, then the newest run in it when there is one."""
+    page.goto(url)
+    page.screenshot(path=list_path, full_page=True)
+    runs = page.locator("table.patients tbody a")
+    if runs.count():
+        runs.first.click()
+        page.wait_for_load_state()
+        page.screenshot(path=detail_path, full_page=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default="http://127.0.0.1:8000")
@@ -44,21 +55,9 @@ def main():
             page.wait_for_load_state()
             page.screenshot(path=out / f"{name}-patient.png", full_page=True)
             if args.refinement:
-                page.goto(f"{args.base}/refinement/")
-                page.screenshot(path=out / f"{name}-refinement.png", full_page=True)
-                runs = page.locator("table.patients tbody a")
-                if runs.count():
-                    runs.first.click()
-                    page.wait_for_load_state()
-                    page.screenshot(path=out / f"{name}-refinement-run.png", full_page=True)
+                list_and_latest(page, f"{args.base}/refinement/", out / f"{name}-refinement.png", out / f"{name}-refinement-run.png")
             if args.evaluations:
-                page.goto(f"{args.base}/evaluations/")
-                page.screenshot(path=out / f"{name}-evaluations.png", full_page=True)
-                runs = page.locator("table.patients tbody a")
-                if runs.count():
-                    runs.first.click()
-                    page.wait_for_load_state()
-                    page.screenshot(path=out / f"{name}-evaluation.png", full_page=True)
+                list_and_latest(page, f"{args.base}/evaluations/", out / f"{name}-evaluations.png", out / f"{name}-evaluation.png")
             page.close()
         browser.close()
     print(f"Screenshots in {out}/")

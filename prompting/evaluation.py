@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from patients import models as pm
 from prompting.guidance import GuidanceError, endpoint_named, guidance_passages, passage_text
-from prompting.jobs import job_cancel
+from prompting.jobs import job_cancel, job_fail
 from prompting.llm import LLMError
 from prompting.models import (
     ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, PeerModel, RefinementRun,
@@ -40,7 +40,8 @@ from prompting.pmlm.state import current_pregnancy
 from prompting.refinement import ENCOUNTER_QUESTION, endpoint_generator, policy_refinement, target_answerer
 from prompting.selectors import patient_history, patient_identifiers
 from prompting.services import (
-    NeighbourRecords, PromptError, clinical_feature_vectors, count_tokens, peer_summary, prompt_template_active, template_spec,
+    NeighbourRecords, PromptError, care_item_names, clinical_feature_vectors, count_tokens, peer_summary, prompt_template_active,
+    template_spec,
 )
 
 EXAMPLES_PER_PATIENT = 2
@@ -154,11 +155,11 @@ def held_out_peers(*, organisation: pm.Organisation, learning: list[int], patien
     records, own = NeighbourRecords(learning), NeighbourRecords(patients)
     profiles = peer_method.unseen_profiles({p: features[p] for p in learning if p in features}, records.ratings,
                                            {p: features[p] for p in patients if p in features}, own.ratings, k=k)
-    summaries = {}
+    summaries, names = {}, care_item_names()
     for pid, profile in profiles.items():
         ids = [n for n, _ in profile.neighbours]
         summaries[pid] = peer_summary(profile.basis, profile.neighbours, profile.predicted, records.helped(ids),
-                                      records.recommended(ids), None)
+                                      records.recommended(ids), None, names)
     return summaries
 
 
@@ -195,10 +196,10 @@ def evaluation_run_execute(*, run_id: int, on_progress=None) -> EvaluationRun:
             status=pm.JobStatus.CANCELLED, message=f"Cancelled after {run.items.count()} answers", finished_at=timezone.now())
         return EvaluationRun.objects.get(pk=run.pk)
     except (EvaluationError, GuidanceError, PromptError, LLMError, ValueError) as exc:
-        _fail(run, str(exc))
+        job_fail(EvaluationRun, run.pk, str(exc))
         return EvaluationRun.objects.get(pk=run.pk)
     except Exception as exc:
-        _fail(run, f"Unexpected error: {exc.__class__.__name__}: {exc}")
+        job_fail(EvaluationRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}")
         raise
     rows = evaluation_rows(run, report)
     with transaction.atomic():
@@ -206,11 +207,6 @@ def evaluation_run_execute(*, run_id: int, on_progress=None) -> EvaluationRun:
             status=pm.JobStatus.DONE, progress=100, rows=rows, report=report, finished_at=timezone.now(),
             message=f"{run.items.count()} answers on {report['examples']} encounters of {report['patients']} held-out patients")
     return EvaluationRun.objects.get(pk=run.pk)
-
-
-def _fail(run: EvaluationRun, reason: str):
-    EvaluationRun.objects.filter(pk=run.pk).update(status=pm.JobStatus.FAILED, error=reason[:4000],
-                                                   message=f"Failed: {reason}"[:500], finished_at=timezone.now())
 
 
 def _evaluate(run: EvaluationRun, progress) -> dict:

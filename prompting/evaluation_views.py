@@ -23,9 +23,10 @@ RAGS = {"both": (True, False), "on": (True,), "off": (False,)}
 TABLE_METRICS = ("closeness", "similarity", "rouge_l", "key_item_coverage", "flag_mention_rate", "safety_warning_rate", "words", "judge")
 
 
-def _run_for(request, pk: int) -> EvaluationRun:
+def _run_for(request, pk: int) -> tuple[EvaluationRun, object]:
+    """The evaluation, of the caller's organisation only, and the caller's membership."""
     membership = page_membership_for(request.user)
-    return get_object_or_404(EvaluationRun, pk=pk, organisation=membership.organisation)
+    return get_object_or_404(EvaluationRun, pk=pk, organisation=membership.organisation), membership
 
 
 def _list_context(membership, form) -> dict:
@@ -113,8 +114,7 @@ def _samples(run: EvaluationRun) -> list[dict]:
 @require_GET
 @login_required
 def evaluation_detail(request, pk: int):
-    run = _run_for(request, pk)
-    membership = page_membership_for(request.user)
+    run, membership = _run_for(request, pk)
     template = "prompting/_evaluation_status.html" if request.htmx else "prompting/evaluation_detail.html"
     return fragment(request, template, _context(run, membership))
 
@@ -131,7 +131,7 @@ def evaluation_cancel(request, pk: int):
 @require_GET
 @login_required
 def evaluation_export(request, pk: int, fmt: str):
-    run = _run_for(request, pk)
+    run, _ = _run_for(request, pk)
     if fmt == "csv":
         response = HttpResponse(evaluation_csv(run), content_type="text/csv; charset=utf-8")
     else:

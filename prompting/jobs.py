@@ -19,3 +19,9 @@ def job_cancel(model, pk: int, *, while_running: str):
             job.message = while_running
         job.save(update_fields=["cancel_requested", "status", "message", "finished_at"])
         return job
+
+
+def job_fail(model, pk: int, reason: str):
+    """Record why a job failed: the whole reason for curators, its start on the status line."""
+    model.objects.filter(pk=pk).update(status=JobStatus.FAILED, error=reason[:4000], message=f"Failed: {reason}"[:500],
+                                       finished_at=timezone.now())

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from patients import models as pm
 from prompting.guidance import GuidanceError, endpoint_default, endpoint_named, guidance_messages, question_prompt
-from prompting.jobs import job_cancel
+from prompting.jobs import job_cancel, job_fail
 from prompting.llm import LLMError, build_backend
 from prompting.llm.cache import CachedGenerator
 from prompting.models import ClinicianRating, PersonalizedPrompt, RefinementRun
@@ -268,10 +268,10 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
             status=pm.JobStatus.CANCELLED, message=f"Cancelled after step {len(curve)}", finished_at=timezone.now())
         return RefinementRun.objects.get(pk=run.pk)
     except (RefinementError, GuidanceError, PromptError, LLMError, ValueError) as exc:
-        _fail(run, str(exc))
+        job_fail(RefinementRun, run.pk, str(exc))
         return RefinementRun.objects.get(pk=run.pk)
     except Exception as exc:
-        _fail(run, f"Unexpected error: {exc.__class__.__name__}: {exc}")
+        job_fail(RefinementRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}")
         raise
 
     rows = [asdict(row) for row in result.validation]
@@ -292,11 +292,6 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
 
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
-
-
-def _fail(run: RefinementRun, reason: str):
-    RefinementRun.objects.filter(pk=run.pk).update(status=pm.JobStatus.FAILED, error=reason[:4000],
-                                                   message=f"Failed: {reason}"[:500], finished_at=timezone.now())
 
 
 def refinement_run_as_json(run: RefinementRun) -> dict:

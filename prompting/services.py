@@ -60,9 +60,14 @@ def peer_summary_for(patient: pm.Patient) -> tuple[PeerSummary | None, PeerModel
                         profile.peer_model.version), profile.peer_model
 
 
-def peer_summary(basis: str, neighbours, predicted, helped, recommended, model_version: int | None) -> PeerSummary:
-    """What the prompt says about her peers, with care items by name."""
-    names = dict(pm.CareItem.objects.values_list("slug", "name"))
+def care_item_names() -> dict[str, str]:
+    return dict(pm.CareItem.objects.values_list("slug", "name"))
+
+
+def peer_summary(basis: str, neighbours, predicted, helped, recommended, model_version: int | None,
+                 names: dict[str, str] | None = None) -> PeerSummary:
+    """What the prompt says about her peers, with care items by name (`names`: read once by a caller with many)."""
+    names = care_item_names() if names is None else names
     return PeerSummary(
         basis=basis,
         similarities=[float(s) for _, s in neighbours],

@@ -1,7 +1,8 @@
 """The audit trail: who read or wrote which patient data, when, through which surface.
 
-Entries form a hash chain: each one's hash covers the previous hash and its own content, so an
-edited, inserted or deleted entry breaks the chain at that point (`verify_audit`). The chained
+Entries form a keyed hash chain: each one's hash is an HMAC, under a key kept outside the database
+(PMLM_AUDIT_KEY), of the previous hash and its own content, so an edited, inserted or deleted entry
+breaks the chain at that point (`verify_audit`), even for someone who can rewrite every row. The chained
 content holds ids and codes only, never a name, an identifier or clinical free text.
 """
 
@@ -28,6 +29,8 @@ class AuditAction(models.TextChoices):
     SIGN_IN = "sign_in", "Signed in"
     SIGN_IN_FAILED = "sign_in_failed", "Sign-in failed"
     RETENTION_PURGE = "retention_purge", "Purged entries past retention"
+    ACCESS_DENIED = "access_denied", "Was refused access outside their organisation"
+    ROLE_CHANGE = "role_change", "Changed a member's role"
 
 
 class AuditEvent(models.Model):
@@ -43,6 +46,8 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, blank=True, help_text="Counts, codes and ids only.")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(max_length=16, blank=True, default="",
+                              help_text="Fingerprint of the key that hashed it (never the key); empty: plain SHA-256, before keying.")
 
     class Meta:
         ordering = ["-id"]
@@ -53,7 +58,9 @@ class AuditEvent(models.Model):
 
 
 class AuditHead(models.Model):
-    """A single row: the chain's last hash (appends lock it) and the anchor a retention purge leaves."""
+    """A single row: the chain's last hash (appends lock it) and the anchor a retention purge leaves, sealed with the key."""
 
     last_hash = models.CharField(max_length=64)
     anchor_hash = models.CharField(max_length=64, help_text="prev_hash of the oldest kept entry, trusted after a purge.")
+    key_id = models.CharField(max_length=16, blank=True, default="")
+    seal = models.CharField(max_length=64, blank=True, default="", help_text="HMAC of anchor_hash and last_hash.")

@@ -1,24 +1,34 @@
-"""Recording, verifying, exporting and purging the audit trail.
+"""Recording, verifying, sealing, anchoring, exporting and purging the audit trail.
 
 Every surface records through `audit_record`. Who and through which request come from the audit
 context the middleware (pages, admin), the API views and the commands set; services that write
 patient data record their own event, so the page, the API, a command and a worker are all covered
 by one call.
+
+The chain is keyed (HMAC-SHA256, `audit.chain`) with PMLM_AUDIT_KEY, which never enters the
+database; in development a key is derived from SECRET_KEY. `audit_anchor` writes the signed head
+to a file outside the database (PMLM_AUDIT_ANCHOR_DIR) and `audit_verify` checks the latest one.
 """
 
 from __future__ import annotations
 
 import contextvars
+import hmac
+import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from audit.chain import GENESIS, chain_hash
+from audit import chain
+from audit.chain import GENESIS
 from audit.models import AuditAction, AuditEvent, AuditHead
 
 
@@ -64,12 +74,36 @@ def _payload(event: AuditEvent) -> dict:
             "details": event.details}
 
 
+DEVELOPMENT_KEY_LABEL = "pmlm-audit-chain-development-key"
+
+
+def audit_keyring() -> chain.Keyring:
+    """PMLM_AUDIT_KEY (new entries) and PMLM_AUDIT_RETIRED_KEYS (older entries only). Without a key (debug only:
+    production refuses to start) a stable development key is derived from SECRET_KEY; it is never stored."""
+    return _keyring(getattr(settings, "PMLM_AUDIT_KEY", ""), tuple(getattr(settings, "PMLM_AUDIT_RETIRED_KEYS", ())),
+                    settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=8)
+def _keyring(current: str, retired: tuple[str, ...], secret_key: str) -> chain.Keyring:
+    key = current.encode() if current else chain.derive_key(secret_key, DEVELOPMENT_KEY_LABEL)
+    return chain.Keyring(key, tuple(k.encode() for k in retired if k))
+
+
 def _lock_head() -> AuditHead:
     """Take the chain's lock first (a row lock on PostgreSQL, the write lock on SQLite), then read its head.
     Call inside a transaction."""
     if not AuditHead.objects.filter(pk=1).update(last_hash=F("last_hash")):
-        AuditHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS, "anchor_hash": GENESIS})
+        keyring = audit_keyring()
+        AuditHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS, "anchor_hash": GENESIS, "key_id": keyring.current_id,
+                                                        "seal": chain.head_seal(keyring.current, GENESIS, GENESIS)})
     return AuditHead.objects.select_for_update().get(pk=1)
+
+
+def _seal_head(*, anchor_hash: str, last_hash: str) -> None:
+    keyring = audit_keyring()
+    AuditHead.objects.filter(pk=1).update(anchor_hash=anchor_hash, last_hash=last_hash, key_id=keyring.current_id,
+                                          seal=chain.head_seal(keyring.current, anchor_hash, last_hash))
 
 
 def _user_id(actor) -> int | None:
@@ -87,17 +121,25 @@ def audit_record(action: str, *, obj=None, object_type: str = "", object_id="", 
         object_type = object_type or obj._meta.label
         object_id = object_id or obj.pk
         organisation_id = organisation_id or getattr(obj, "organisation_id", None)
+    keyring = audit_keyring()
     with transaction.atomic():
         head = _lock_head()
         event = AuditEvent(
             at=timezone.now(), actor_id=_user_id(actor), actor_name=getattr(actor, "username", "")[:150] if _user_id(actor) else "",
             organisation_id=organisation_id or context.organisation_id, action=action, surface=surface or context.surface,
             object_type=object_type[:60], object_id=str(object_id or "")[:64], request_id=context.request_id[:64],
-            details=details or {}, prev_hash=head.last_hash)
-        event.hash = chain_hash(event.prev_hash, _payload(event))
+            details=details or {}, prev_hash=head.last_hash, key_id=keyring.current_id)
+        event.hash = chain.entry_hash(keyring.current, event.prev_hash, _payload(event))
         event.save()
-        AuditHead.objects.filter(pk=1).update(last_hash=event.hash)
+        _seal_head(anchor_hash=head.anchor_hash, last_hash=event.hash)
     return event
+
+
+def audit_denied(*, object_type: str, object_id="", reason: str, surface: str = "") -> AuditEvent:
+    """Record a refused attempt: an object of another organisation, or one that does not exist there.
+    The id is the one asked for (cut to 64 characters, NULs removed), never a name."""
+    return audit_record(AuditAction.ACCESS_DENIED, object_type=object_type, object_id=str(object_id).replace("\x00", ""),
+                        details={"reason": reason[:200]}, surface=surface)
 
 
 @dataclass
@@ -106,22 +148,185 @@ class ChainBreak:
     reason: str
 
 
-def audit_verify() -> tuple[int, ChainBreak | None]:
-    """Walk the chain from its anchor; return how many entries were checked and the first break, if any."""
+class AuditChainBroken(Exception):
+    def __init__(self, checked: int, broken: ChainBreak):
+        where = f"entry {broken.event_id}" if broken.event_id else "the chain's end"
+        super().__init__(f"Audit trail broken at {where}: {broken.reason} ({checked} entries before it are intact).")
+        self.checked, self.broken = checked, broken
+
+
+def _entries(event_model=AuditEvent, chunk: int = 2000):
+    """Every entry in chain order, read a page at a time (safe to update the rows already read)."""
+    after = 0
+    while True:
+        page = list(event_model.objects.filter(id__gt=after).order_by("id")[:chunk])
+        if not page:
+            return
+        for event in page:
+            yield chain.Entry(event.id, event.prev_hash, event.hash, event.key_id, _payload(event))
+        after = page[-1].id
+
+
+@dataclass
+class _Verified:
+    checked: int
+    broken: ChainBreak | None
+    last_id: int | None = None
+    last_hash: str = GENESIS
+    first_id: int | None = None
+
+
+def _verify() -> _Verified:
+    keyring = audit_keyring()
     head = AuditHead.objects.filter(pk=1).first()
-    expected = head.anchor_hash if head else GENESIS
-    checked = 0
-    last = None
-    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=2000):
-        if event.prev_hash != expected:
-            return checked, ChainBreak(event.id, "it does not follow the entry before it (an entry was removed or inserted)")
-        if chain_hash(event.prev_hash, _payload(event)) != event.hash:
-            return checked, ChainBreak(event.id, "its content no longer matches its hash (it was edited)")
-        expected, last = event.hash, event
-        checked += 1
-    if head is not None and head.last_hash != (last.hash if last else head.anchor_hash):
-        return checked, ChainBreak(None, "the newest entries are missing (the chain's head is not the last entry)")
-    return checked, None
+    start = head.anchor_hash if head else GENESIS
+    ends = {"first": None, "last": None}
+
+    def tracked():
+        for entry in _entries():
+            ends["first"] = ends["first"] or entry.id
+            ends["last"] = entry.id
+            yield entry
+
+    checked, last_hash, broken = chain.walk(tracked(), start, keyring)
+    if broken is not None:
+        return _Verified(checked, ChainBreak(broken.entry_id, broken.reason))
+    done = _Verified(checked, None, ends["last"], last_hash, ends["first"])
+    if head is None:
+        if checked:
+            done.broken = ChainBreak(None, "the chain's head is missing")
+        return done
+    # The head read before the walk must be in the walked chain (entries appended since follow it).
+    if head.last_hash != start and not AuditEvent.objects.filter(hash=head.last_hash).exists():
+        done.broken = ChainBreak(None, "the newest entries are missing (the chain's head is not the last entry)")
+        return done
+    key = keyring.get(head.key_id)
+    if key is None or not hmac.compare_digest(chain.head_seal(key, head.anchor_hash, head.last_hash), head.seal):
+        done.broken = ChainBreak(None, "the chain's head was rewritten (its seal does not match; entries were dropped or "
+                                       "the start moved)")
+        return done
+    done.broken = _check_anchor(keyring, done.first_id)
+    return done
+
+
+def audit_verify() -> tuple[int, ChainBreak | None]:
+    """Walk the chain from its trusted start under the keys; check the head's seal and the latest anchor.
+    Return how many entries were checked and the first break, if any."""
+    verified = _verify()
+    return verified.checked, verified.broken
+
+
+# Anchors: the signed head, outside the database.
+
+def _anchor_dir() -> Path:
+    return Path(getattr(settings, "PMLM_AUDIT_ANCHOR_DIR", "") or settings.VAR_DIR / "audit-anchors")
+
+
+def audit_latest_anchor() -> tuple[Path, dict] | None:
+    folder = _anchor_dir()
+    names = sorted(folder.glob("anchor-*.json")) if folder.is_dir() else []
+    for path in reversed(names):
+        try:
+            return path, json.loads(path.read_text())
+        except (OSError, ValueError):
+            return path, {}
+    return None
+
+
+def _check_anchor(keyring: chain.Keyring, first_id: int | None) -> ChainBreak | None:
+    latest = audit_latest_anchor()
+    if latest is None:
+        return None
+    path, record = latest
+    key = keyring.get(str(record.get("key_id", "")))
+    if key is None or not hmac.compare_digest(chain.anchor_mac(key, record), str(record.get("mac", ""))):
+        return ChainBreak(None, f"the anchor {path.name} is not signed by a key this deployment holds (it was altered)")
+    entry_id = int(record["entry"])
+    found = AuditEvent.objects.filter(pk=entry_id).values_list("hash", flat=True).first()
+    if found is None:
+        if first_id is not None and entry_id < first_id:
+            return None  # purged past retention since it was anchored
+        return ChainBreak(None, f"entries up to entry {entry_id}, anchored at {record.get('at')} in {path.name}, are missing")
+    if found != record["hash"]:
+        return ChainBreak(entry_id, f"it differs from the anchor written at {record.get('at')} in {path.name} (the chain "
+                                    "was rewritten)")
+    return None
+
+
+def audit_anchor() -> Path | None:
+    """Verify the chain, then write its signed head (newest entry's id and hash, the count, the time) to a new file in
+    PMLM_AUDIT_ANCHOR_DIR. Returns the file, the latest one when nothing changed since, or None for an empty chain."""
+    verified = _verify()
+    if verified.broken is not None:
+        raise AuditChainBroken(verified.checked, verified.broken)
+    if verified.last_id is None:
+        return None
+    latest = audit_latest_anchor()
+    if latest and latest[1].get("entry") == verified.last_id and latest[1].get("hash") == verified.last_hash:
+        return latest[0]
+    keyring = audit_keyring()
+    now = timezone.now()
+    record = {"entry": verified.last_id, "hash": verified.last_hash, "entries": verified.checked, "at": now.isoformat(),
+              "key_id": keyring.current_id}
+    record["mac"] = chain.anchor_mac(keyring.current, record)
+    folder = _anchor_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"anchor-{now:%Y%m%dT%H%M%S%fZ}-{verified.last_id}.json"
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(record, indent=1))
+    os.replace(partial, path)
+    return path
+
+
+# Sealing: re-hash the chain under the current key (the upgrade from plain SHA-256, and key rotation).
+
+def chain_seal(event_model, head_model, keyring: chain.Keyring, *, unkeyed: bool = False) -> int:
+    """Check the whole chain as it stands (plain SHA-256 entries from before keying, keyed entries under any held key),
+    then re-hash every entry under the current key and seal the head. Refuses a chain that is already broken: sealing
+    it would make a forgery permanent. `unkeyed` re-hashes with plain SHA-256 instead (undoing the migration only).
+    Takes models so a migration can pass its historical ones. Returns how many entries were re-hashed."""
+    if unkeyed:
+        rehash, key_id = chain.legacy_hash, chain.LEGACY
+    else:
+        key_id = keyring.current_id
+
+        def rehash(prev_hash, payload):
+            return chain.entry_hash(keyring.current, prev_hash, payload)
+    with transaction.atomic():
+        if not head_model.objects.filter(pk=1).update(last_hash=F("last_hash")):
+            head_model.objects.create(pk=1, last_hash=GENESIS, anchor_hash=GENESIS)
+        head = head_model.objects.select_for_update().get(pk=1)
+        checked, broken = chain.walk_legacy(_entries(event_model), head.anchor_hash, keyring)
+        if broken is not None:
+            raise AuditChainBroken(checked, ChainBreak(broken.entry_id, broken.reason))
+        last = event_model.objects.order_by("-id").values_list("hash", flat=True).first()
+        if head.last_hash != (last or head.anchor_hash):
+            raise AuditChainBroken(checked, ChainBreak(None, "the newest entries are missing (the chain's head is not the "
+                                                             "last entry)"))
+        if head.seal:
+            key = keyring.get(head.key_id)
+            if key is None or not hmac.compare_digest(chain.head_seal(key, head.anchor_hash, head.last_hash), head.seal):
+                raise AuditChainBroken(checked, ChainBreak(None, "the chain's head was rewritten (its seal does not match)"))
+        new_last, batch = head.anchor_hash, []
+        # Pages are read as the rows before them are rewritten: only their links change, never the hashed content.
+        for entry_id, prev_hash, new_hash in chain.reseal(_entries(event_model), head.anchor_hash, rehash):
+            batch.append(event_model(id=entry_id, prev_hash=prev_hash, hash=new_hash, key_id=key_id))
+            new_last = new_hash
+            if len(batch) >= 1000:
+                event_model.objects.bulk_update(batch, ["prev_hash", "hash", "key_id"])
+                batch = []
+        if batch:
+            event_model.objects.bulk_update(batch, ["prev_hash", "hash", "key_id"])
+        seal = "" if unkeyed else chain.head_seal(keyring.current, head.anchor_hash, new_last)
+        head_model.objects.filter(pk=1).update(last_hash=new_last, key_id=key_id, seal=seal)
+    return checked
+
+
+def audit_seal() -> int:
+    """Seal the chain under PMLM_AUDIT_KEY (after an upgrade or a key rotation), then anchor it afresh."""
+    count = chain_seal(AuditEvent, AuditHead, audit_keyring())
+    audit_anchor()
+    return count
 
 
 def audit_purge(*, older_than_days: int | None = None) -> int:
@@ -137,13 +342,14 @@ def audit_purge(*, older_than_days: int | None = None) -> int:
         oldest_kept = AuditEvent.objects.filter(at__gte=cutoff).order_by("id").first()
         anchor = oldest_kept.prev_hash if oldest_kept else AuditHead.objects.get(pk=1).last_hash
         old.delete()
-        AuditHead.objects.filter(pk=1).update(anchor_hash=anchor)
+        _seal_head(anchor_hash=anchor, last_hash=AuditHead.objects.get(pk=1).last_hash)
         audit_record(AuditAction.RETENTION_PURGE, details={"deleted": count, "retention_days": days}, surface="system")
     return count
 
 
 FHIR_ACTIONS = {"view": "R", "export": "R", "api_read": "R", "build": "C", "request": "C", "rate": "C", "ab": "C",
-                "import": "C", "admin_change": "U", "admin_delete": "D", "admin_view": "R", "sign": "E", "retention": "D"}
+                "import": "C", "admin_change": "U", "admin_delete": "D", "admin_view": "R", "sign": "E", "retention": "D",
+                "access_denied": "E", "role_change": "U"}
 
 
 def audit_event_fhir(event: AuditEvent) -> dict:
@@ -153,7 +359,8 @@ def audit_event_fhir(event: AuditEvent) -> dict:
         "resourceType": "AuditEvent", "id": str(event.id),
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
         "subtype": [{"system": "urn:pmlm:audit-action", "code": event.action, "display": event.get_action_display()}],
-        "action": code, "recorded": event.at.isoformat(), "outcome": "0",
+        "action": code, "recorded": event.at.isoformat(),
+        "outcome": "4" if event.action in (AuditAction.ACCESS_DENIED, AuditAction.SIGN_IN_FAILED) else "0",
         "agent": [{"who": {"identifier": {"system": "urn:pmlm:user", "value": event.actor_name or "system"}},
                    "requestor": True, "network": {"address": event.request_id or "-", "type": "5"}}],
         "source": {"site": event.surface, "observer": {"display": "PMLM clinic"}},

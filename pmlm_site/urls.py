@@ -4,10 +4,12 @@ from django.urls import include, path
 
 from api import urls as api_urls
 from patients import views as patient_views
+from pmlm_site.health import healthz
 from prompting import views as prompting_views
 
 urlpatterns = [
     path("", patient_views.home, name="home"),
+    path("healthz", healthz, name="healthz"),  # readiness probe: database, broker, default LLM
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("patients/", include("patients.urls")),

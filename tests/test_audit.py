@@ -91,12 +91,12 @@ class TestTheChain:
         assert "newest entries are missing" in audit_verify()[1].reason
 
     def test_a_forged_entry_with_a_recomputed_hash_still_breaks_the_links(self, trail):
-        from audit.chain import chain_hash
-        from audit.services import _payload
+        from audit.chain import entry_hash
+        from audit.services import _payload, audit_keyring
 
         forged = AuditEvent.objects.get(pk=trail[2].pk)
         forged.object_id = "999"
-        forged.hash = chain_hash(forged.prev_hash, _payload(forged))
+        forged.hash = entry_hash(audit_keyring().current, forged.prev_hash, _payload(forged))  # even with the key
         forged.save()
         assert audit_verify()[1].event_id == trail[3].pk
 

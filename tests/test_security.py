@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_check_deploy_is_clean_with_production_settings():
-    env = dict(os.environ, DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(60), DJANGO_ALLOWED_HOSTS="clinic.example.org")
+    env = dict(os.environ, DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(60), DJANGO_ALLOWED_HOSTS="clinic.example.org",
+               PMLM_AUDIT_KEY=secrets.token_urlsafe(32), PMLM_CACHE_URL="redis://cache.example.org:6379/2")
     run = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "no issues" in run.stdout, run.stdout + run.stderr

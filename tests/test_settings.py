@@ -21,7 +21,7 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 
 
 def test_debug_is_off_unless_asked_and_defaults_need_no_servers(tmp_path):
-    result = run_django({"PMLM_VAR_DIR": str(tmp_path), "DJANGO_SECRET_KEY": "x" * 50})
+    result = run_django({"PMLM_VAR_DIR": str(tmp_path), "DJANGO_SECRET_KEY": "x" * 50, "PMLM_AUDIT_KEY": "k" * 40})
     assert result.stdout.split() == ["False", "django.db.backends.sqlite3", "filesystem://"]
     assert (tmp_path / "celery-broker" / "out").is_dir()
 

@@ -3,11 +3,13 @@ from django.contrib.auth import get_user_model
 
 from api.models import ApiToken
 from api.tokens import token_issue, token_revoke
-from patients.admin import curated_organisations
+from patients.admin import RefusalAuditMixin, curated_organisations
+from patients.models import Role
+from patients.roles import ROLE_RANK, own_role, role_rank
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(RefusalAuditMixin, admin.ModelAdmin):
     """Tokens are issued here or with `issue_token`; the plain token is shown once, then only its digest is kept."""
 
     list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
@@ -25,7 +27,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         allowed = curated_organisations(request)
         if db_field.name == "user" and allowed is not None:
-            kwargs["queryset"] = get_user_model().objects.filter(membership__organisation__in=allowed)
+            # A token acts with its account's role: nobody issues one for a role above their own.
+            roles = [role for role in Role.values if ROLE_RANK[role] <= role_rank(own_role(request.user))]
+            kwargs["queryset"] = get_user_model().objects.filter(membership__organisation__in=allowed,
+                                                                 membership__role__in=roles, is_superuser=False)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):

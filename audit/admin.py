@@ -3,12 +3,12 @@ from django.http import JsonResponse
 
 from audit.models import AuditEvent
 from audit.services import audit_bundle
-from patients.admin import curated_organisations
+from patients.admin import RefusalAuditMixin, curated_organisations
 from patients.models import Role
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(RefusalAuditMixin, admin.ModelAdmin):
     """Admins browse and filter the trail; nobody adds, edits or deletes entries here."""
 
     list_display = ("at", "actor_name", "action", "surface", "object_type", "object_id", "request_id", "organisation")

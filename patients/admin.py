@@ -5,13 +5,19 @@ Curators only see and edit the organisations they belong to; superusers see ever
 
 import csv
 
+from django import forms
 from django.contrib import admin
-from django.http import StreamingHttpResponse
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, StreamingHttpResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from audit.models import AuditAction
-from audit.services import audit_record
+from audit.services import audit_denied, audit_record
 from patients import models as m
+from patients.roles import ROLE_RANK, is_site_admin, membership_role_record, own_role, role_change_refusal, role_rank
 from patients.services import import_job_queue
 
 
@@ -58,8 +64,53 @@ def curated_organisations(request):
     return [membership.organisation_id] if membership else []
 
 
-class CuratedAdmin(SimpleHistoryAdmin):
-    """History, CSV export and organisation scoping for every model of the record."""
+def _has_simple_history(model) -> bool:
+    return hasattr(model._meta, "simple_history_manager_attribute")
+
+
+class RefusalAuditMixin:
+    """Audits every attempt, through an admin, on an object outside the curator's organisations.
+
+    The admin already looks objects up through `get_queryset` (scoped to those organisations), so such
+    an object is simply not found; this records that someone asked for it."""
+
+    def _refuse(self, request, object_id):
+        exists = False
+        try:
+            exists = self.model._default_manager.filter(pk=object_id).exists()
+        except (ValueError, TypeError, ValidationError):
+            pass
+        audit_denied(object_type=self.model._meta.label, object_id=object_id,
+                     reason="admin: not in your organisation" if exists else "admin: no such object")
+
+    def _refuse_unless_visible(self, request, object_id) -> bool:
+        if self.get_object(request, unquote(object_id)) is None:
+            self._refuse(request, unquote(object_id))
+            return False
+        return True
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "POST" and request.POST.get("action"):
+            for object_id in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+                self._refuse_unless_visible(request, object_id)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._refuse_unless_visible(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._refuse_unless_visible(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+
+class CuratedAdmin(RefusalAuditMixin, SimpleHistoryAdmin):
+    """History, CSV export and organisation scoping for every model of the record.
+
+    Every view that takes an object id (change, delete, history, a history version and its revert)
+    and every action looks the object up through `get_queryset`, which holds only the curator's
+    organisations; anything else is refused and the refusal is audited.
+    """
 
     actions = [export_csv]
     list_per_page = 50
@@ -67,10 +118,14 @@ class CuratedAdmin(SimpleHistoryAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
+        return self._scoped(request, queryset, self.organisation_path)
+
+    @staticmethod
+    def _scoped(request, queryset, path):
         allowed = curated_organisations(request)
-        if allowed is None or self.organisation_path is None:
+        if allowed is None or path is None:
             return queryset
-        return queryset.filter(**{f"{self.organisation_path}__in": allowed})
+        return queryset.filter(**{f"{path}__in": allowed})
 
     # Every read and write of the record through the admin goes into the audit trail.
     def changelist_view(self, request, extra_context=None):
@@ -78,9 +133,50 @@ class CuratedAdmin(SimpleHistoryAdmin):
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        if request.method == "GET":
+        if request.method == "GET" and self.get_object(request, unquote(object_id)) is not None:
             audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, object_id=object_id)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _history_visible(self, request, object_id) -> bool:
+        """The object is the curator's, or it was deleted and its history is the curator's."""
+        if self.get_object(request, object_id) is not None:
+            return True
+        try:
+            if self.model._default_manager.filter(pk=object_id).exists():
+                return False  # it exists, in another organisation
+            history = getattr(self.model, self.model._meta.simple_history_manager_attribute)
+            path = self.model._meta.pk.attname if self.organisation_path == "pk" else self.organisation_path
+            return self._scoped(request, history.filter(**{self.model._meta.pk.attname: object_id}), path).exists()
+        except (ValueError, TypeError, ValidationError):
+            return False
+
+    def history_view(self, request, object_id, extra_context=None):
+        if not _has_simple_history(self.model):
+            # Rows nobody edits (guidance, prompts, runs) keep no field history: the admin's own
+            # log of who did what to them, looked up through the scoped queryset.
+            return admin.ModelAdmin.history_view(self, request, object_id, extra_context)
+        if not self._history_visible(request, unquote(object_id)):
+            self._refuse(request, unquote(object_id))
+            raise Http404("No such object in your organisation.")
+        audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, object_id=unquote(object_id),
+                     details={"history": True})
+        return super().history_view(request, object_id, extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        object_id = unquote(object_id)
+        if not _has_simple_history(self.model) or not self._history_visible(request, object_id):
+            self._refuse(request, object_id)
+            raise Http404("No such object in your organisation.")
+        if request.method == "POST":
+            current = self.get_object(request, object_id)
+            allowed = (self.has_change_permission(request, current) if current is not None
+                       else self.has_add_permission(request))
+            if not allowed:  # the history page itself does not check this before reverting
+                raise PermissionDenied
+        else:
+            audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, object_id=object_id,
+                         details={"history_version": str(version_id)[:20]})
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -109,6 +205,33 @@ class CuratedAdmin(SimpleHistoryAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class SiteSettingsAdmin(SimpleHistoryAdmin):
+    """Settings every organisation shares: curators may look, only site administrators change them."""
+
+    def has_add_permission(self, request):
+        return is_site_admin(request.user) and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return is_site_admin(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_site_admin(request.user) and super().has_delete_permission(request, obj)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST" and not self.has_change_permission(request):
+            raise PermissionDenied  # the history page itself does not check this before reverting
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit_record(AuditAction.ADMIN_CHANGE, obj=obj, details={"created": not change, "site_setting": True,
+                                                                 "fields": sorted(form.changed_data) if form else []})
+
+    def delete_model(self, request, obj):
+        audit_record(AuditAction.ADMIN_DELETE, obj=obj, details={"site_setting": True})
+        super().delete_model(request, obj)
+
+
 class ClinicalRecordAdmin(CuratedAdmin):
     readonly_fields = ("fhir_id", "created_at", "updated_at")
     raw_id_fields = ("patient",)
@@ -122,18 +245,75 @@ class ClinicalRecordAdmin(CuratedAdmin):
 
 @admin.register(m.Organisation)
 class OrganisationAdmin(CuratedAdmin):
+    """Curators rename their own organisation; only site administrators add or remove organisations."""
+
     organisation_path = "pk"
     list_display = ("name", "slug", "created_at")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
 
+    def has_add_permission(self, request):
+        return is_site_admin(request.user) and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_site_admin(request.user) and super().has_delete_permission(request, obj)
+
+
+class MembershipForm(forms.ModelForm):
+    """Refuses a role its editor may not give (the change page and a history revert both use it)."""
+
+    actor = None  # the signed-in editor, set per request by MembershipAdmin.get_form
+
+    class Meta:
+        model = m.Membership
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        user, role = data.get("user"), data.get("role")
+        if role and self.actor is not None:
+            refusal = role_change_refusal(actor=self.actor, membership_pk=self.instance.pk,
+                                          user_id=user.pk if user else self.instance.user_id, role=role)
+            if refusal:
+                raise ValidationError({"role": refusal})
+        return data
+
 
 @admin.register(m.Membership)
 class MembershipAdmin(CuratedAdmin):
+    form = MembershipForm
     list_display = ("user", "organisation", "role", "created_at")
     list_filter = ("role", "organisation")
     search_fields = ("user__username", "user__email", "organisation__name")
     raw_id_fields = ("user",)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        allowed = curated_organisations(request)
+        if db_field.name == "user" and allowed is not None:
+            # Accounts of the curator's organisations, or accounts nobody has taken on yet.
+            users = get_user_model().objects.filter(is_superuser=False)
+            kwargs["queryset"] = (users.filter(membership__organisation__in=allowed)
+                                  | users.filter(membership__isnull=True)).distinct()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "role" and not request.user.is_superuser:
+            ceiling = role_rank(own_role(request.user))
+            kwargs["choices"] = [(value, label) for value, label in m.Role.choices if ROLE_RANK[value] <= ceiling]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        outranks = obj is not None and not request.user.is_superuser and role_rank(obj.role) > role_rank(own_role(request.user))
+        return not outranks and super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        before = m.Membership.objects.filter(pk=obj.pk).values_list("role", flat=True).first() if obj.pk else None
+        super().save_model(request, obj, form, change)
+        membership_role_record(membership=obj, before=before, actor=request.user)
 
 
 class EncounterInline(admin.TabularInline):
@@ -243,8 +423,10 @@ class LifestyleRecordAdmin(CuratedAdmin):
 
 
 @admin.register(m.CareItem)
-class CareItemAdmin(CuratedAdmin):
-    organisation_path = None  # the catalogue is shared by all organisations
+class CareItemAdmin(SiteSettingsAdmin):
+    """The catalogue is shared by every organisation."""
+
+    actions = [export_csv]
     list_display = ("name", "slug", "category", "active")
     list_filter = ("category", "active")
     search_fields = ("name", "slug", "description")

@@ -22,6 +22,7 @@ class Organisation(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("manage_site_settings", "Can change settings shared by every organisation")]
 
     def __str__(self):
         return self.name

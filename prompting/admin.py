@@ -1,9 +1,8 @@
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
-from simple_history.admin import SimpleHistoryAdmin
 
-from patients.admin import CuratedAdmin, export_csv
+from patients.admin import CuratedAdmin, SiteSettingsAdmin, export_csv
 from prompting.evaluation import evaluation_run_cancel
 from prompting.models import (
     ClinicianRating, ComparisonRun, EvaluationItem, EvaluationRun, GuidanceRequest, KnowledgeChunk, KnowledgeDocument,
@@ -14,15 +13,15 @@ from prompting.services import peer_model_create, peer_model_queue
 
 
 @admin.register(PromptTemplate)
-class PromptTemplateAdmin(SimpleHistoryAdmin):
-    """Curators edit templates; activating one deactivates the others."""
+class PromptTemplateAdmin(SiteSettingsAdmin):
+    """One template serves every organisation: site administrators edit it; activating one deactivates the others."""
 
     list_display = ("version", "active", "token_budget", "created_at")
     list_filter = ("active",)
     search_fields = ("version", "instructions", "notes")
     actions = ["activate", export_csv]
 
-    @admin.action(description="Make the selected template the active one")
+    @admin.action(description="Make the selected template the active one", permissions=["change"])
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one template to activate.", messages.ERROR)
@@ -73,7 +72,9 @@ class PersonalizedPromptAdmin(CuratedAdmin):
 
 
 @admin.register(LLMEndpoint)
-class LLMEndpointAdmin(SimpleHistoryAdmin):
+class LLMEndpointAdmin(SiteSettingsAdmin):
+    """The LLMs this deployment may send prompts to, and the default: site administrators choose them."""
+
     list_display = ("name", "kind", "openness", "may_receive_identifiable_data", "is_default", "active")
     list_filter = ("kind", "openness", "may_receive_identifiable_data", "active")
     search_fields = ("name", "notes")
@@ -89,8 +90,9 @@ class KnowledgeChunkInline(admin.TabularInline):
 
 
 @admin.register(KnowledgeDocument)
-class KnowledgeDocumentAdmin(SimpleHistoryAdmin):
-    """Upload text, Markdown or PDF; a worker chunks and embeds it, and retrieval sees it at once."""
+class KnowledgeDocumentAdmin(SiteSettingsAdmin):
+    """The guidance every organisation's retrieval reads. Site administrators upload text, Markdown or PDF;
+    a worker chunks and embeds it, and retrieval sees it at once."""
 
     list_display = ("title", "source", "licence", "active", "chunk_count", "updated_at")
     list_filter = ("active", "licence")

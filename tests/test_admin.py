@@ -8,15 +8,6 @@ from patients import models as m
 from tests import fhir_builders as fb
 
 
-@pytest.fixture
-def curator_client(client, curator):
-    from patients.demo.seed import curator_group_ensure
-
-    curator.groups.add(curator_group_ensure())
-    client.force_login(curator)
-    return client
-
-
 def test_a_curator_sees_only_her_organisations_patients(curator_client, imported_patient, foreign_patient):
     response = curator_client.get(reverse("admin:patients_patient_changelist"))
     assert response.status_code == 200

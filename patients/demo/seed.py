@@ -22,6 +22,7 @@ from django.utils import timezone
 from patients import models as m
 from patients.fhir import codes
 from patients.fhir.parse import FhirError, parse_bundle
+from patients.roles import SITE_ADMIN_GROUP, SITE_SETTINGS_MODELS, site_only_permissions
 from patients.services import bundle_paths, organisation_get_or_create, patient_import_bundle, read_bundle_file
 
 from . import generator, synthetic
@@ -134,6 +135,7 @@ def demo_seed(*, seed: int = 7, limit: int | None = None, password: str | None =
 def demo_users_ensure(*, organisation: m.Organisation, password: str):
     User = get_user_model()
     curators = curator_group_ensure()
+    site_admin_group_ensure()
     for username, role in DEMO_USERS:
         user, _ = User.objects.get_or_create(username=username)
         user.set_password(password)
@@ -147,9 +149,20 @@ def demo_users_ensure(*, organisation: m.Organisation, password: str):
 
 
 def curator_group_ensure() -> Group:
-    """Curators may view, add, change and delete everything in the record, the prompting app and API tokens."""
+    """Curators may view, add, change and delete everything in the record, the prompting app and API tokens,
+    but only look at the settings every organisation shares (site administrators change those)."""
     group, _ = Group.objects.get_or_create(name=CURATOR_GROUP)
-    group.permissions.set(Permission.objects.filter(content_type__app_label__in=("patients", "prompting", "api")))
+    group.permissions.set(Permission.objects.filter(content_type__app_label__in=("patients", "prompting", "api"))
+                          .exclude(pk__in=site_only_permissions(Permission)))
+    return group
+
+
+def site_admin_group_ensure() -> Group:
+    """Site administrators (the deployment's operators) change the settings every organisation shares."""
+    group, _ = Group.objects.get_or_create(name=SITE_ADMIN_GROUP)
+    group.permissions.set(site_only_permissions(Permission) | Permission.objects.filter(
+        content_type__app_label__in=[app for app, _ in SITE_SETTINGS_MODELS],
+        content_type__model__in=[model for _, model in SITE_SETTINGS_MODELS] + ["organisation"]))
     return group
 
 

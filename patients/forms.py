@@ -18,7 +18,13 @@ class PatientSearchForm(forms.Form):
                                        choices=[("", "Any trimester"), ("1", "First (0–13 wk)"), ("2", "Second (14–27 wk)"), ("3", "Third (28+ wk)")],
                                        widget=forms.Select(attrs=LIVE_FILTER))
 
+    who = forms.ChoiceField(required=False, label="Show",
+                            choices=[("", "Living patients"), ("everyone", "Everyone, including deceased")],
+                            widget=forms.Select(attrs=LIVE_FILTER))
+
     def filters(self) -> dict:
+        """Living patients, current pregnancies first, unless she asks for everyone."""
         data = self.cleaned_data if self.is_valid() else {}
         pregnant = {"yes": True, "no": False}.get(data.get("pregnant", ""))
-        return {"query": data.get("q", ""), "pregnant": pregnant, "trimester": data.get("trimester")}
+        return {"query": data.get("q", ""), "pregnant": pregnant, "trimester": data.get("trimester"),
+                "living_only": data.get("who") != "everyone", "pregnant_first": True}

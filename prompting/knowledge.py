@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Count, Max
 
 from prompting.models import KnowledgeChunk, KnowledgeDocument
-from prompting.pmlm.retrieval import VectorIndex, chunk_text, default_embedder
+from prompting.pmlm.retrieval import VectorIndex, chunk_text, default_embedder, distinct_passages
 
 WHO_ANC_DIR = Path(settings.BASE_DIR) / "demo_data" / "who_anc"
 WHO_LICENCE = "CC BY-NC-SA 3.0 IGO (World Health Organization); demonstration knowledge only"
@@ -128,9 +128,17 @@ def knowledge_index() -> VectorIndex:
 
 
 def knowledge_search(query: str, k: int = 3, min_score: float = 0.2) -> list[tuple[KnowledgeChunk, float]]:
+    """The `k` best distinct passages for a query, best first: a chunk repeating a better one word
+    for word is skipped and the next distinct chunk takes its place."""
     index = knowledge_index()
     if not index.keys or not query.strip():
         return []
-    hits = index.search(default_embedder().embed([query])[0], k=k, min_score=min_score)
-    chunks = KnowledgeChunk.objects.select_related("document").in_bulk([h.key for h in hits])
-    return [(chunks[h.key], h.score) for h in hits if h.key in chunks]
+    vector = default_embedder().embed([query])[0]
+    wanted = 3 * k  # copies are rare: three candidates per passage almost always suffice
+    while True:
+        hits = index.search(vector, k=wanted, min_score=min_score)
+        chunks = KnowledgeChunk.objects.select_related("document").in_bulk([h.key for h in hits])
+        found = distinct_passages(((chunks[h.key], chunks[h.key].text, h.score) for h in hits if h.key in chunks), k)
+        if len(found) >= k or len(hits) < wanted or wanted >= len(index.keys):
+            return found
+        wanted *= 4

@@ -244,6 +244,8 @@ class GuidanceRequest(models.Model):
     text = models.TextField(blank=True, help_text="Grows while the model streams.")
     citations = models.JSONField(default=list, blank=True)
     warnings = models.JSONField(default=list, blank=True)
+    unsupported_claims = models.JSONField(default=list, blank=True, help_text=(
+        "Sentences that assert about her what her record does not support: [{sentence, start, end, reason, kinds}]."))
     usage = models.JSONField(default=dict, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from patients.services import patient_import_bundle
 from tests import fhir_builders as fb
+from tests.factories import PatientFactory
 
 
 def pregnant_bundle(pid, weeks, family):
@@ -139,3 +140,16 @@ def test_the_list_pages_through_a_large_organisation(client_for, clinician, orga
     shown = {row["patient"].pk for row in first.context["rows"] + second.context["rows"]}
     assert shown == set(organisation.patients.values_list("pk", flat=True))
     assert client.get(reverse("patients:list"), {"page": "abc"}).status_code == 200
+
+
+def test_the_patient_list_opens_on_living_patients_with_current_pregnancies_first(client_for, clinician, organisation):
+    today = timezone.now().date()
+    PatientFactory(organisation=organisation, family_name="Aaron", given_names="Ada")  # not pregnant, first by name
+    PatientFactory(organisation=organisation, family_name="Zimmer", given_names="Zoe",
+                   pregnancy_start=today - timedelta(weeks=20))
+    PatientFactory(organisation=organisation, family_name="Baker", given_names="Bea", deceased_at=timezone.now())
+    page = client_for(clinician).get(reverse("patients:list"))
+    names = [row["patient"].family_name for row in page.context["rows"]]
+    assert names == ["Zimmer", "Aaron"]
+    everyone = client_for(clinician).get(reverse("patients:list"), {"who": "everyone"})
+    assert [row["patient"].family_name for row in everyone.context["rows"]] == ["Zimmer", "Aaron", "Baker"]

@@ -47,15 +47,24 @@ POSITIVE_RESULTS = frozenset({"10828004", "260373001", "11214006", "52101004"})
 NEGATIVE_RESULTS = frozenset({"260385009", "260415000", "131194007", "264868006", "2667000"})
 
 # --- conditions and procedures ------------------------------------------------------------------
+# Each list holds its parent concept (the code a record uses when it says no more) and the common
+# descendants and synonyms recognised by code; tests/test_clinical_code_lists.py checks the parents.
 PRE_ECLAMPSIA = frozenset({"398254007", "15938005", "198992004", "41114007", "67359005"})
 GESTATIONAL_DIABETES = frozenset({"11687002", "40801000119106"})
-DIABETES = frozenset({"44054006", "73211009", "46635009", "190330002", "199223000", "237599002"})
+DIABETES = frozenset({
+    "73211009",  # diabetes mellitus (parent)
+    "44054006", "46635009", "190330002", "199223000", "237599002", "8801005",  # type 2, type 1, …, secondary
+    # Complications that name the diabetes (Synthea records them beside it; an import may carry them alone).
+    "127013003", "422034002", "368581000119106", "1551000119108", "1501000119109",
+})
 HYPERTENSIVE_DISORDER = frozenset({"38341003", "59621000", "1201005", "10725009", "78975002", "31992008",
-                                   "48194001", "237279007", "16147005", "69909000"})
-CHRONIC_HYPERTENSION = frozenset({"59621000", "1201005", "10725009", "78975002", "31992008", "38341003"})
-ANAEMIA = frozenset({"27342004", "271737000", "87522002", "234347009"})
+                                   "48194001", "237279007", "16147005", "69909000", "64715009", "38481006"})
+# Hypertension that predates the pregnancy (38341003 counts unless it began in this pregnancy; see risk.py).
+CHRONIC_HYPERTENSION = frozenset({"38341003", "59621000", "1201005", "10725009", "78975002", "31992008",
+                                  "64715009", "38481006"})  # … hypertensive heart disease, hypertensive renal disease
+ANAEMIA = frozenset({"271737000", "27342004", "87522002", "234347009"})
 MULTIPLE_PREGNANCY = frozenset({"16356006", "65147003", "237239003", "45384004"})
-HIV = frozenset({"86406008", "165816005"})
+HIV = frozenset({"86406008", "165816005", "62479008"})  # HIV infection, HIV positive, AIDS
 SYPHILIS = frozenset({"76272004", "266127002"})
 HEPATITIS_B = frozenset({"66071002", "61977001"})
 HEPATITIS_C = frozenset({"50711007", "128302006"})
@@ -65,11 +74,14 @@ NORMAL_PREGNANCY = "72892002"
 CAESAREAN = frozenset({"11466000", "274130007", "177141003"})
 # Curated lists (descendants recognised by code): chronic kidney disease and autoimmune disease.
 KIDNEY_DISEASE = frozenset({
-    "709044004", "431855005", "431856006", "433144002", "431857002", "433146000", "46177005",  # CKD stages, ESRD
-    "90708001", "236425005", "723190009", "36171008", "52254009", "127013003",  # kidney disease, nephrotic, glomerulonephritis, diabetic nephropathy
+    "90708001", "709044004",  # kidney disease (parent), chronic kidney disease
+    "431855005", "431856006", "433144002", "431857002", "433146000", "46177005",  # CKD stages 1–5, ESRD
+    "42399005", "90688005", "236425005", "723190009",  # renal failure, chronic renal failure, chronic renal impairment
+    "36171008", "52254009", "127013003", "38481006",  # glomerulonephritis, nephrotic, diabetic and hypertensive renal disease
     "698306007",  # awaiting transplantation of kidney
 })
 AUTOIMMUNE_DISEASE = frozenset({
+    "85828009",  # autoimmune disease (parent)
     "55464009", "200936003",  # systemic lupus erythematosus
     "7188005", "26593000",  # antiphospholipid syndrome
     "69896004",  # rheumatoid arthritis
@@ -83,5 +95,19 @@ PREGNANCY_CONDITIONS = frozenset({NORMAL_PREGNANCY, "77386006", "47200007"}) | P
 # Miscarriage (first trimester, any), tubal pregnancy, blighted ovum.
 PREGNANCY_ENDING_CONDITIONS = frozenset({"19169002", "17369002", "79586000", "35999006"})
 PREGNANCY_ENDING_PROCEDURES = frozenset({"11466000", "31208007", "177184002", "236973005", "177141003", "274130007"})
-PRENATAL_VISITS = frozenset({"424441002", "424619006"})
+# Encounters (type or reason) of antenatal care: prenatal initial visit, prenatal visit, antenatal
+# care, prenatal examination and care of mother.
+PRENATAL_VISITS = frozenset({"424441002", "424619006", "424525001", "18114009"})
+POSTNATAL_VISITS = frozenset({"169762003"})  # a postnatal visit: the pregnancy has ended
+# Findings only a pregnancy produces. A 75 g OGTT with a 1-hour draw is the pregnancy protocol;
+# fasting and 2-hour draws alone are also the ordinary diabetes test, so they prove nothing.
+PREGNANCY_ONLY_FINDINGS = FETUS_COUNT | FETAL_HEART_RATE | {FUNDAL_HEIGHT, OGTT_1H}
 MAX_PREGNANCY_DAYS = 44 * 7
+
+# A pregnancy with no date (antenatal care or pregnancy-only findings, but no gestational age, last
+# menstrual period or pregnancy condition): the evidence must be recent — at most the longest gap
+# WHO recommends between antenatal contacts (8 weeks, 12 → 20 weeks) — and a value counts as "in
+# this pregnancy" for 42 weeks back (a pregnancy rarely goes past 42 weeks, so anything older
+# predates it), never before an event that ended the previous pregnancy.
+UNDATED_PREGNANCY_EVIDENCE_DAYS = 8 * 7
+UNDATED_PREGNANCY_LOOKBACK_DAYS = 42 * 7

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 
 from .deidentify import scrub
 from .history import PatientHistory
-from .risk import RiskFlag, ago
+from .peer_advice import advice_situation, care_situation, situation_words
+from .risk import GESTATIONAL_AGE_RULES, RiskFlag, ago
 from .selfinformed import SelfInformed, habit_phrase, summarise
+from .state import Pregnancy
 
 NEVER_CUT = 0
 SOURCES = ("instructions", "self", "peer", "knowledge", "question")
@@ -40,6 +42,21 @@ class PeerSummary:
     helped: list[tuple[str, float, int]] = field(default_factory=list)  # (care item name, mean rating, raters)
     recommended: list[tuple[str, float]] = field(default_factory=list)  # (key item, share of neighbours)
     model_version: int | None = None
+    # The same, kept by the situation they were written in (peer_advice); `situated` picks hers.
+    # None: `helped` and `recommended` above are already hers.
+    helped_by_situation: dict[str, list[tuple[str, float, int]]] | None = None
+    recommended_by_situation: dict[str, list[tuple[str, float]]] | None = None
+    situation: str = ""  # in words, the situation `recommended` was chosen for ("not pregnant")
+    care_situation: str = ""  # and `helped` ("pregnant")
+
+    def situated(self, pregnancy: Pregnancy) -> PeerSummary:
+        """What her peers' physicians advised and what helped them, from situations like hers only."""
+        if self.helped_by_situation is None and self.recommended_by_situation is None:
+            return self
+        advice, care = advice_situation(pregnancy), care_situation(pregnancy)
+        return replace(self, recommended=list((self.recommended_by_situation or {}).get(advice, [])),
+                       helped=list((self.helped_by_situation or {}).get(care, [])),
+                       situation=situation_words(advice), care_situation=situation_words(care))
 
     @property
     def cohort_size(self) -> int:
@@ -78,8 +95,12 @@ def self_section(s: SelfInformed) -> list[tuple[int, str]]:
     facts = [f"Age {s.age}" if s.age is not None else "Age unknown"]
     if s.gravida is not None:
         facts.append(f"G{s.gravida} P{s.parity if s.parity is not None else '?'}")
-    if s.pregnancy.pregnant:
+    if s.pregnancy.dated:
         facts.append(f"pregnant, {s.pregnancy.label} (from the {s.pregnancy.basis})")
+    elif s.pregnancy.pregnant:
+        facts.append(f"pregnant, gestational age not recorded ({s.pregnancy.basis}): the pregnancy rules read her values of "
+                     f"the last {_span(s.pregnancy.window_days)}, and those that need the gestational age "
+                     f"({', '.join(GESTATIONAL_AGE_RULES)}) were not applied")
     else:
         facts.append("not pregnant")
     if s.bmi:
@@ -110,6 +131,10 @@ def self_section(s: SelfInformed) -> list[tuple[int, str]]:
     return lines
 
 
+def _span(days: int) -> str:
+    return f"{days // 7} weeks" if days >= 14 else f"{days} days"
+
+
 def peer_section(p: PeerSummary | None) -> list[tuple[int, str]]:
     if p is None or not p.cohort_size:
         return [(NEVER_CUT, "- No peer model has been trained yet: no similar-patient information.")]
@@ -122,12 +147,19 @@ def peer_section(p: PeerSummary | None) -> list[tuple[int, str]]:
     if p.predicted:
         lines.append((1, "- Predicted to help her (not yet tried; predicted rating out of 5): "
                       + "; ".join(f"{name} {score:.1f}" for name, score in p.predicted) + "."))
+    # Situated peers (PeerSummary.situated) name the situation their advice and ratings come from.
+    while_she_is = f" while {p.care_situation}" if p.care_situation else ""
+    at_visits_like_hers = f" at comparable visits ({p.situation})" if p.situation else ""
     if p.helped:
-        lines.append((2, "- What helped similar patients (mean rating, raters): "
+        lines.append((2, f"- What helped similar patients{while_she_is} (mean rating, raters): "
                       + "; ".join(f"{name} {mean:.1f} ({n})" for name, mean, n in p.helped) + "."))
+    elif p.care_situation:
+        lines.append((2, f"- No care-item ratings from similar patients in a comparable situation ({p.care_situation})."))
     if p.recommended:
-        lines.append((1, "- Their physicians most often recommended: "
+        lines.append((1, f"- Their physicians most often recommended{at_visits_like_hers}: "
                       + "; ".join(f"{item} ({share:.0%})" for item, share in p.recommended) + "."))
+    elif p.situation:
+        lines.append((1, f"- No similar patient's physician advice from a comparable situation ({p.situation})."))
     return lines
 
 
@@ -138,7 +170,7 @@ def compose(history: PatientHistory, question: str, template: TemplateSpec, *, p
     sections = [
         Section("instructions", template.titles.get("instructions", "Instructions"), [(NEVER_CUT, template.instructions)]),
         Section("self", template.titles["self"], self_section(summary)),
-        Section("peer", template.titles["peer"], peer_section(peer)),
+        Section("peer", template.titles["peer"], peer_section(peer.situated(summary.pregnancy) if peer else None)),
         # The best two passages weigh like her latest results; further ones go before her trends.
         Section("knowledge", template.titles["knowledge"], [(1 if n <= 2 else 3, f"[{n}] {passage}") for n, passage in enumerate(knowledge, 1)]),
         Section("question", template.titles["question"], [(NEVER_CUT, question.strip())]),

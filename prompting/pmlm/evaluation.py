@@ -10,7 +10,7 @@ Five variants of the prompt answer the same question for the same held-out encou
   guard rejects the refinement).
 
 Each guidance is scored against the physician's recommendation (rewards.score_guidance) and on
-her risk flags, safety warnings and length. `summarise` averages the scores per (endpoint,
+her risk flags, safety warnings, unsupported claims about her (grounding.py) and length. `summarise` averages the scores per (endpoint,
 retrieval, variant) with bootstrap 95% confidence intervals that resample patients, so that two
 encounters of one woman count as one draw, and pairs every variant with `general` on the same
 encounters.
@@ -47,6 +47,7 @@ METRICS = {
     "key_item_coverage": {"label": "Key-item coverage", "higher": True},
     "flag_mention_rate": {"label": "Risk flags mentioned", "higher": True},
     "safety_warning_rate": {"label": "Answers with a safety warning", "higher": False},
+    "unsupported_claims": {"label": "Unsupported claims about her per answer", "higher": False},
     "words": {"label": "Length (words)", "higher": None},
     "judge": {"label": "LLM-judge rubric score", "higher": True},
 }
@@ -105,15 +106,16 @@ def flags_mentioned(guidance: str, flags: Sequence[dict]) -> tuple[float | None,
 
 
 def guidance_metrics(guidance: str, recommendation: str, flags: Sequence[dict], safety_warnings: int, embed: Embed,
-                     judge: float | None = None) -> dict:
-    """Every figure of one guidance against the physician's recommendation for the encounter."""
+                     judge: float | None = None, unsupported_claims: int | None = None) -> dict:
+    """Every figure of one guidance against the physician's recommendation for the encounter;
+    `unsupported_claims`: how many of its sentences grounding.py marked (None: not checked)."""
     score = score_guidance(guidance, Reference(recommendation), embed)
     flag_share, mentioned, missed = flags_mentioned(guidance, flags)
     return {
         "closeness": round(closeness(score), 4), "similarity": score.similarity, "rouge_l": score.rouge_l,
         "key_item_coverage": score.coverage, "flag_mention_rate": flag_share,
         "safety_warning_rate": 1.0 if safety_warnings else 0.0, "safety_warnings": safety_warnings,
-        "words": len(guidance.split()), "judge": judge,
+        "unsupported_claims": unsupported_claims, "words": len(guidance.split()), "judge": judge,
         "covered": score.covered, "missed": score.missed, "flags_mentioned": mentioned, "flags_missed": missed,
     }
 

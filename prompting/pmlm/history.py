@@ -7,7 +7,7 @@ identifiers, contacts, addresses or dates: the age in years stands for the birth
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,39 @@ class PatientHistory:
 
     def diagnosed(self, code_set) -> list[Diagnosis]:
         return [d for d in self.diagnoses if d.code in code_set]
+
+    def as_of(self, days_before: int) -> PatientHistory:
+        """The record as it stood `days_before` days before the consultation, with every time counted
+        from then: what was recorded later is left out, and a condition that abated later was active."""
+        if days_before <= 0:
+            return self
+        d = days_before
+
+        def kept(days_ago: int | None) -> bool:
+            return days_ago is None or days_ago >= d
+
+        def shifted(days_ago: int | None) -> int | None:
+            return None if days_ago is None else days_ago - d
+
+        diagnoses = []
+        for x in self.diagnoses:
+            if not kept(x.onset_days_ago):
+                continue
+            if x.abated_days_ago is not None and x.abated_days_ago < d:
+                diagnoses.append(replace(x, onset_days_ago=shifted(x.onset_days_ago), abated_days_ago=None, clinical_status="active"))
+            else:
+                diagnoses.append(replace(x, onset_days_ago=shifted(x.onset_days_ago), abated_days_ago=shifted(x.abated_days_ago)))
+        return PatientHistory(
+            age_years=self.age_years,
+            readings=[replace(r, days_ago=r.days_ago - d) for r in self.readings if r.days_ago >= d],
+            diagnoses=diagnoses,
+            procedures=[replace(x, days_ago=shifted(x.days_ago)) for x in self.procedures if kept(x.days_ago)],
+            medications=[replace(x, days_ago=shifted(x.days_ago)) for x in self.medications if kept(x.days_ago)],
+            allergies=list(self.allergies),
+            visits=[replace(x, days_ago=x.days_ago - d) for x in self.visits if x.days_ago >= d],
+            habits=[replace(x, days_ago=x.days_ago - d) for x in self.habits if x.days_ago >= d],
+            care=[replace(x, days_ago=x.days_ago - d) for x in self.care if x.days_ago >= d],
+            lmp_days_ago=self.lmp_days_ago - d if self.lmp_days_ago is not None and self.lmp_days_ago >= d else None,
+            language=self.language,
+            deceased=False,
+        )

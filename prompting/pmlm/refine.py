@@ -20,21 +20,10 @@ from dataclasses import asdict, dataclass
 
 from .composer import render
 from .deidentify import leaks, scrub
+from .findings import FINDING_PATTERNS, FINDINGS  # noqa: F401  (FINDINGS: the vocabulary the guard checks)
+from .findings import numbers as _numbers
 
 REFINED_TITLE = "Instructions for this patient"
-# Findings a refined prompt may only mention when her context does: a policy that calls a woman
-# with normal blood pressure pre-eclamptic would steer the answer with a false fact.
-FINDINGS = {
-    "pre-eclampsia": r"pre-?eclamp", "eclampsia": r"(?<!pre-)(?<!pre)eclampsia", "hypertension": r"hypertens",
-    "diabetes": r"diabet", "anaemia": r"an(?:a)?emi", "obesity": r"obes", "underweight": r"underweight",
-    "smoking": r"smok|tobacco|cigarette", "alcohol": r"alcohol", "caffeine": r"caffeine", "HIV": r"\bhiv\b",
-    "syphilis": r"syphilis", "hepatitis": r"hepatitis", "tuberculosis": r"tubercul|\btb\b", "infection": r"infection",
-    "group B streptococcus": r"streptococ|\bgbs\b", "RhD negative": r"rh\s?d?[- ]negative|rhesus",
-    "twins": r"twin|multiple pregnancy", "caesarean": r"caesarean|cesarean|c-section", "post-term": r"post-?term|overdue",
-    "preterm": r"pre-?term", "bleeding": r"bleed|haemorrhage|hemorrhage", "placenta": r"placent",
-    "miscarriage": r"miscarr|pregnancy loss",
-}
-_FINDINGS = {name: re.compile(pattern, re.IGNORECASE) for name, pattern in FINDINGS.items()}
 MAX_INSTRUCTION_CHARS = 1200
 MIN_INSTRUCTION_CHARS = 20
 
@@ -126,13 +115,6 @@ def record_facts(initial_sections: Sequence[dict]) -> list[str]:
     return [line.strip() for s in initial_sections if s["source"] == "self" for line in s["text"].splitlines() if line.strip()]
 
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-
-
-def _numbers(text: str) -> set[str]:
-    return {n.replace(",", ".") for n in _NUMBER.findall(text)}
-
-
 def check_refined(*, initial_text: str, initial_sections: Sequence[dict], risk_flag_labels: Sequence[str], refined: str,
                   instructions: str, identifiers: Sequence[str], count_tokens: Callable[[str], int],
                   token_budget: int) -> list[Problem]:
@@ -155,7 +137,7 @@ def check_refined(*, initial_text: str, initial_sections: Sequence[dict], risk_f
     known = _numbers(initial_text) | _numbers(REFINER_TASK)
     for number in sorted(_numbers(instructions) - known):
         problems.append(Problem("invented_number", number))
-    for finding, pattern in _FINDINGS.items():
+    for finding, pattern in FINDING_PATTERNS.items():
         if pattern.search(instructions) and not pattern.search(initial_text):
             problems.append(Problem("invented_finding", finding))
     tokens = count_tokens(refined)

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -110,3 +111,27 @@ class VectorIndex:
         scores = self.vectors @ query.astype(np.float32).reshape(-1)
         top = np.argsort(-scores)[:k]
         return [Hit(self.keys[i], float(scores[i])) for i in top if scores[i] >= min_score]
+
+
+def passage_key(text: str) -> str:
+    """What makes two passages the same to a reader: their words, whatever the case, spacing or punctuation."""
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def distinct_passages(hits: Iterable[tuple[object, str, float]], k: int) -> list[tuple[object, float]]:
+    """The first `k` distinct passages of (key, text, score) hits given best first, as (key, score).
+
+    A passage with the same words as one already kept, or wholly inside it, is a copy: the
+    better-scoring one stays and the next distinct passage takes the place the copy would have had.
+    Guidance tables repeat a rule word for word for each input that triggers it."""
+    kept: list[tuple[object, float]] = []
+    seen: list[str] = []
+    for key, text, score in hits:
+        words = passage_key(text)
+        if any(f" {words} " in f" {other} " for other in seen):
+            continue
+        kept.append((key, score))
+        seen.append(words)
+        if len(kept) == k:
+            break
+    return kept

@@ -1,9 +1,11 @@
 """Risk flags following the WHO antenatal-care recommendations (FHIR_CODES.md), with evidence.
 
 Each rule reads the latest value unless it says otherwise; a rule about the current pregnancy
-only looks at what was recorded since it started. Flags that need pregnancy data are not
-raised for a patient who is not pregnant. Evidence names the value, unit and how long before
-the consultation it was recorded — never a date.
+only looks at what was recorded since it started (for a pregnancy the record proves but does not
+date, the last 42 weeks: `state.undated_pregnancy`). Flags that need pregnancy data are not
+raised for a patient who is not pregnant; flags that need the gestational age
+(GESTATIONAL_AGE_RULES) are not raised while it is not recorded. Evidence names the value, unit
+and how long before the consultation it was recorded — never a date.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 
 from . import codes
 from .history import PatientHistory, Reading
-from .state import Bmi, Pregnancy, blood_pressures, body_mass_index, current_pregnancy
+from .state import Bmi, Pregnancy, ago, blood_pressures, body_mass_index, current_pregnancy
 from .units import dipstick_grade, qualitative, to_g_dl, to_mg_dl
 
 SUBSTANCE_WINDOW_DAYS = 365
+# What cannot be judged while she is pregnant but her gestational age is not recorded.
+GESTATIONAL_AGE_RULES = ("pre-eclampsia from blood pressure and proteinuria after 20 weeks", "post-term")
 
 
 @dataclass(frozen=True)
@@ -58,22 +62,6 @@ LABELS = {
     "tb_screening_positive": "Tuberculosis screening positive",
 }
 RULE_ORDER = list(LABELS)
-
-
-def ago(days: int | None) -> str:
-    if days is None:
-        return "date unknown"
-    if days == 0:
-        return "today"
-    if days == 1:
-        return "yesterday"
-    if days < 14:
-        return f"{days} days ago"
-    if days < 90:
-        return f"{days // 7} weeks ago"
-    if days < 730:
-        return f"{round(days / 30.44)} months ago"
-    return f"{days // 365} years ago"
 
 
 def _reading_text(r: Reading) -> str:
@@ -257,8 +245,8 @@ def _pre_eclampsia(ctx: _Context):
         ctx.raise_flag("pre_eclampsia", f"condition: {condition.display or condition.code} in this pregnancy ({ago(condition.onset_days_ago)})")
         return
     readings = [bp for bp in blood_pressures(ctx.h) if ctx.pregnancy.started_within(bp.days_ago)]
-    if not readings:
-        return
+    if not readings or not ctx.pregnancy.dated:
+        return  # the 20-week threshold needs her gestational age
     bp = readings[0]
     weeks_at_reading = (ctx.pregnancy.gestational_days - bp.days_ago) / 7
     if not (bp.systolic >= 140 or bp.diastolic >= 90) or weeks_at_reading < 20:
@@ -394,7 +382,7 @@ def _rh(ctx: _Context):
 
 
 def _post_term(ctx: _Context):
-    if ctx.pregnancy.pregnant and ctx.pregnancy.gestational_days > 40 * 7:
+    if ctx.pregnancy.dated and ctx.pregnancy.gestational_days > 40 * 7:
         ctx.raise_flag("post_term", f"gestational age {ctx.pregnancy.label} at the consultation ({ctx.pregnancy.basis})")
 
 

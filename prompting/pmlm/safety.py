@@ -45,7 +45,8 @@ def _applies(entry: dict, pregnancy: Pregnancy) -> bool:
     if not pregnancy.pregnant:
         return "lactation" in entry["when"]
     after = entry.get("after_weeks")
-    return after is None or pregnancy.weeks >= after
+    # Gestational age not recorded: she may be past it, so the warning stands.
+    return after is None or pregnancy.weeks is None or pregnancy.weeks >= after
 
 
 def safety_warnings(h: PatientHistory, pregnancy: Pregnancy, guidance: str) -> list[SafetyWarning]:

@@ -9,11 +9,44 @@ from .history import PatientHistory, Reading
 from .units import to_cm, to_g_dl, to_kg, to_mg_dl, to_mm_hg, to_weeks
 
 
+def ago(days: int | None) -> str:
+    """How long before the consultation, in words ("3 days ago") — never a date."""
+    if days is None:
+        return "date unknown"
+    if days == 0:
+        return "today"
+    if days == 1:
+        return "yesterday"
+    if days < 14:
+        return f"{days} days ago"
+    if days < 90:
+        return f"{days // 7} weeks ago"
+    if days < 730:
+        return f"{round(days / 30.44)} months ago"
+    return f"{days // 365} years ago"
+
+
 @dataclass(frozen=True)
 class Pregnancy:
+    """Her pregnancy at the consultation. Pregnant with `gestational_days` None is a pregnancy the
+    record proves (antenatal care, pregnancy-only findings) but does not date: rules that need the
+    gestational age are skipped, every other rule applies to the last `lookback_days`."""
+
     pregnant: bool
     gestational_days: int | None = None  # at the consultation; = days since the pregnancy started
     basis: str = ""
+    lookback_days: int | None = None  # undated: how far back a value counts as "in this pregnancy"
+
+    @property
+    def dated(self) -> bool:
+        return self.pregnant and self.gestational_days is not None
+
+    @property
+    def window_days(self) -> int | None:
+        """How many days back a value counts as recorded in this pregnancy (None: not pregnant)."""
+        if not self.pregnant:
+            return None
+        return self.gestational_days if self.gestational_days is not None else self.lookback_days
 
     @property
     def weeks(self) -> int | None:
@@ -29,11 +62,14 @@ class Pregnancy:
     def label(self) -> str:
         if not self.pregnant:
             return "not pregnant"
+        if self.gestational_days is None:
+            return "gestational age not recorded"
         return f"{self.weeks}+{self.gestational_days % 7} weeks, trimester {self.trimester}"
 
     def started_within(self, days_ago: int | None) -> bool:
         """Was something `days_ago` recorded in this pregnancy?"""
-        return self.pregnant and days_ago is not None and days_ago <= self.gestational_days
+        window = self.window_days
+        return window is not None and days_ago is not None and days_ago <= window
 
 
 def _last_pregnancy_end(h: PatientHistory) -> int | None:
@@ -41,12 +77,15 @@ def _last_pregnancy_end(h: PatientHistory) -> int | None:
     ends = [d.abated_days_ago for d in h.diagnosed(codes.PREGNANCY_CONDITIONS) if d.abated_days_ago is not None]
     ends += [d.onset_days_ago for d in h.diagnosed(codes.PREGNANCY_ENDING_CONDITIONS) if d.onset_days_ago is not None]
     ends += [p.days_ago for p in h.procedures if p.code in codes.PREGNANCY_ENDING_PROCEDURES and p.days_ago is not None]
+    ends += [v.days_ago for v in h.visits if v.code in codes.POSTNATAL_VISITS]
     return min(ends) if ends else None
 
 
 def current_pregnancy(h: PatientHistory) -> Pregnancy:
     """Gestational age from, in order: a gestational-age observation carried forward by the days
-    since it, the last menstrual period, the start of the current pregnancy episode."""
+    since it, the last menstrual period, the start of the current pregnancy episode. Failing all
+    three, recent antenatal care or a pregnancy-only finding makes her pregnant with the
+    gestational age not recorded (see `undated_pregnancy`)."""
     last_end = _last_pregnancy_end(h)
 
     def plausible(start_days_ago: int) -> bool:
@@ -67,7 +106,31 @@ def current_pregnancy(h: PatientHistory) -> Pregnancy:
               if d.onset_days_ago is not None and d.abated_days_ago is None and plausible(d.onset_days_ago)]
     if onsets:
         return Pregnancy(True, max(onsets), "start of the pregnancy episode")
-    return Pregnancy(False)
+    return undated_pregnancy(h, last_end) or Pregnancy(False)
+
+
+FINDING_NAMES = {**dict.fromkeys(codes.FETUS_COUNT, "number of fetuses"), **dict.fromkeys(codes.FETAL_HEART_RATE, "fetal heart rate"),
+                 codes.FUNDAL_HEIGHT: "symphysis-fundal height", codes.OGTT_1H: "1-hour 75 g OGTT glucose"}
+
+
+def undated_pregnancy(h: PatientHistory, last_end: int | None) -> Pregnancy | None:
+    """Pregnant, gestational age not recorded: an antenatal-care encounter or a pregnancy-only
+    finding (number of fetuses, fetal heart rate, symphysis-fundal height, a 1-hour OGTT draw) in
+    the last UNDATED_PREGNANCY_EVIDENCE_DAYS, after anything that ended a pregnancy. Values then
+    count as "in this pregnancy" for UNDATED_PREGNANCY_LOOKBACK_DAYS back, stopping the day after
+    that end."""
+    def recent(days_ago: int | None) -> bool:
+        return (days_ago is not None and 0 <= days_ago <= codes.UNDATED_PREGNANCY_EVIDENCE_DAYS
+                and (last_end is None or days_ago < last_end))
+
+    evidence = [(v.days_ago, f"antenatal care encounter {ago(v.days_ago)}") for v in h.visits
+                if (v.prenatal or v.code in codes.PRENATAL_VISITS) and recent(v.days_ago)]
+    evidence += [(r.days_ago, f"{FINDING_NAMES[r.code]} recorded {ago(r.days_ago)}") for r in h.of(codes.PREGNANCY_ONLY_FINDINGS)
+                 if recent(r.days_ago)]
+    if not evidence:
+        return None
+    lookback = codes.UNDATED_PREGNANCY_LOOKBACK_DAYS if last_end is None else min(codes.UNDATED_PREGNANCY_LOOKBACK_DAYS, last_end - 1)
+    return Pregnancy(True, None, min(evidence)[1], lookback_days=lookback)
 
 
 @dataclass(frozen=True)
@@ -133,7 +196,7 @@ def body_mass_index(h: PatientHistory, pregnancy: Pregnancy) -> Bmi | None:
     def before_pregnancy(readings):
         if not pregnancy.pregnant:
             return readings
-        earlier = [r for r in readings if r.days_ago > pregnancy.gestational_days]
+        earlier = [r for r in readings if r.days_ago > pregnancy.window_days]
         return earlier or readings
 
     bmis = before_pregnancy([r for r in h.of(codes.BMI) if r.quantity is not None])

@@ -52,7 +52,7 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 
 def _window(pregnancy: Pregnancy) -> int:
-    return pregnancy.gestational_days if pregnancy.pregnant else WINDOW_DAYS
+    return pregnancy.window_days if pregnancy.pregnant else WINDOW_DAYS
 
 
 def blood_pressure_trend(h: PatientHistory, pregnancy: Pregnancy) -> Trend | None:
@@ -84,7 +84,7 @@ def blood_pressure_trend(h: PatientHistory, pregnancy: Pregnancy) -> Trend | Non
 
 
 def weight_gain_trend(h: PatientHistory, pregnancy: Pregnancy, bmi: Bmi | None) -> Trend | None:
-    if not pregnancy.pregnant or bmi is None or pregnancy.weeks < 4:
+    if not pregnancy.dated or bmi is None or pregnancy.weeks < 4:  # the expected gain depends on the week
         return None
     baseline = latest_quantity(h, codes.PRE_PREGNANCY_WEIGHT, to_kg)
     if baseline is None:

@@ -19,7 +19,8 @@ def source_name(source: str) -> str:
 
 @register.filter
 def with_citation_links(text: str, guidance) -> str:
-    """Escape the guidance and turn [n] into a link that opens the cited passage below it."""
+    """Escape the guidance, turn [n] into a link that opens the cited passage below it, and mark
+    each sentence that asserts about her what her record does not support, with the reason."""
     numbers = {c["n"] for c in (guidance.citations or [])}
 
     def link(match: re.Match) -> str:
@@ -29,5 +30,19 @@ def with_citation_links(text: str, guidance) -> str:
         return (f'<a class="cite" href="#cite-{guidance.pk}-{n}" data-open="cite-{guidance.pk}-{n}" '
                 f'aria-label="source {n}">[{n}]</a>')
 
-    html = re.sub(r"\[(\d+)\]", link, escape(text or ""))
-    return mark_safe(html.replace("\n", "<br>"))
+    def linked(part: str) -> str:
+        return re.sub(r"\[(\d+)\]", link, escape(part)).replace("\n", "<br>")
+
+    text = text or ""
+    html, at = [], 0
+    for claim in sorted(getattr(guidance, "unsupported_claims", None) or [], key=lambda c: c.get("start", 0)):
+        start, end = claim.get("start", -1), claim.get("end", -1)
+        if start < at or text[start:end] != claim.get("sentence"):  # the text changed since it was checked
+            continue
+        reason = escape(claim.get("reason", ""))
+        html += [linked(text[at:start]),
+                 f'<mark class="unsupported-claim" title="Not supported by her record: {reason}">{linked(text[start:end])}</mark>',
+                 f' <span class="claim-reason">({reason})</span>']
+        at = end
+    html.append(linked(text[at:]))
+    return mark_safe("".join(html))

@@ -2,17 +2,27 @@
 
 FHIR import failures add an OperationOutcome beside it, naming the resource and the field."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_handler
+from rest_framework.views import exception_handler as drf_handler, set_rollback
+
+logger = logging.getLogger("api")
 
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "payload_too_large"
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object is not in a state that allows this."
+    default_code = "conflict"
 
 
 def error_body(status_code: int, code: str, message: str, fields: dict | None = None) -> dict:
@@ -37,7 +47,12 @@ def api_exception_handler(exc, context):
         exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_handler(exc, context)
     if response is None:
-        return None
+        # Anything unforeseen is still an answer in the API's shape, never Django's HTML page; it is logged in full.
+        view = context.get("view")
+        logger.error("Unexpected error in %s", view.__class__.__name__ if view is not None else "the API", exc_info=exc)
+        set_rollback()
+        return Response(error_body(500, "server_error", "The server failed to answer this request; it has been logged."),
+                        status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     detail = getattr(exc, "detail", None)
     code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
     if isinstance(exc, exceptions.ValidationError):

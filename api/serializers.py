@@ -1,10 +1,76 @@
 """What the partner API reads and writes. Patients are addressed by their FHIR id, never by database keys."""
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from patients.models import Patient
 from prompting.models import ClinicianRating, GuidanceRequest, PeerModel, RefinementRun
-from prompting.services import MAX_QUESTION_CHARS
+from prompting.services import MAX_QUESTION_CHARS, PromptError, consultation_date_check, consultation_year_pattern
+
+
+# Request fields take only their JSON type: DRF would otherwise read 0 as the question "0", "yes" as
+# true and "5" as 5, none of which the schema allows.
+# Blank is only white space, as the schema's regular expressions (ECMA \s) and Python's str.strip() count it.
+BLANK = " \t\n\v\f\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if not self.allow_blank and not value.strip(BLANK):
+            self.fail("blank")
+        return value
+
+
+class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
+    """Text fields say in the schema that they take no NUL (DRF refuses one with 400; so would the database), and
+    a required one that it needs more than white space."""
+
+    target_class = StrictCharField
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if self.target.allow_blank:  # a blank one is the schema's other alternative
+            return {**schema, "pattern": r"^[^\x00]+$"}
+        return {**schema, "pattern": r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"}
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ConsultationDateField(serializers.DateField):
+    """An ISO date string in the range a consultation can be read at."""
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str):
+            self.fail("invalid", format="YYYY-MM-DD")
+        parsed = super().to_internal_value(value)
+        try:
+            return consultation_date_check(parsed)
+        except PromptError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class ConsultationDateSchema(OpenApiSerializerFieldExtension):
+    """The schema says which years are accepted, so a client (and schemathesis) knows before asking."""
+
+    target_class = ConsultationDateField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "format": "date", "pattern": consultation_year_pattern()}
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -49,13 +115,14 @@ class PatientSerializer(serializers.ModelSerializer):
 
 
 class QuestionSerializer(serializers.Serializer):
-    question = serializers.CharField(max_length=MAX_QUESTION_CHARS, trim_whitespace=True)
-    at = serializers.DateField(required=False, allow_null=True, help_text="Consultation date (default today): the record is read as of it.")
+    question = StrictCharField(max_length=MAX_QUESTION_CHARS, trim_whitespace=True)
+    at = ConsultationDateField(required=False, allow_null=True,
+                               help_text="Consultation date (default today), from 1900-01-01 to the end of next year: the record is read as of it.")
 
 
 class GuidanceCreateSerializer(QuestionSerializer):
-    endpoint = serializers.CharField(required=False, allow_blank=True, max_length=50, help_text="Endpoint name (default: the default one).")
-    use_retrieval = serializers.BooleanField(required=False, default=True)
+    endpoint = StrictCharField(required=False, allow_blank=True, max_length=50, help_text="Endpoint name (default: the default one).")
+    use_retrieval = StrictBooleanField(required=False, default=True)
 
 
 class PromptSectionSerializer(serializers.Serializer):
@@ -105,13 +172,17 @@ class GuidanceSerializer(serializers.ModelSerializer):
     guidance = serializers.CharField(source="text")
     citations = serializers.SerializerMethodField()
     warnings = serializers.ListField(child=serializers.DictField())
+    unsupported_claims = serializers.ListField(child=serializers.DictField(), help_text=(
+        "Sentences of the guidance that assert about her what her record does not support: sentence, start, end "
+        "(offsets into the guidance), reason, kinds (finding, number, medicine)."))
     usage = serializers.DictField()
     notice = serializers.SerializerMethodField()
 
     class Meta:
         model = GuidanceRequest
         fields = ["id", "patient", "question", "consultation_date", "status", "endpoint", "use_retrieval", "backend", "model",
-                  "prompt", "initial_prompt", "refined", "guidance", "citations", "warnings", "usage", "latency_ms", "error",
+                  "prompt", "initial_prompt", "refined", "guidance", "citations", "warnings", "unsupported_claims", "usage",
+                  "latency_ms", "error",
                   "notice", "created_at", "finished_at"]
 
     def get_prompt(self, guidance) -> str:
@@ -136,13 +207,19 @@ class GuidanceSerializer(serializers.ModelSerializer):
 
 class RatingSerializer(serializers.ModelSerializer):
     rater = serializers.CharField(source="rater.username", read_only=True)
+    accuracy = StrictIntegerField(min_value=1, max_value=5)
+    completeness = StrictIntegerField(min_value=1, max_value=5)
+    personalisation = StrictIntegerField(min_value=1, max_value=5)
+    safety = StrictIntegerField(min_value=1, max_value=5)
+    clarity = StrictIntegerField(min_value=1, max_value=5)
+    would_follow = StrictBooleanField(required=False, allow_null=True)
+    comment = StrictCharField(required=False, allow_blank=True, max_length=4000)
 
     class Meta:
         model = ClinicianRating
         fields = ["id", "rater", "accuracy", "completeness", "personalisation", "safety", "clarity", "would_follow", "comment",
                   "created_at"]
         read_only_fields = ["id", "rater", "created_at"]
-        extra_kwargs = {"comment": {"max_length": 4000, "required": False}}
 
 
 class PeerModelSerializer(serializers.ModelSerializer):

@@ -14,12 +14,12 @@ v1 = [
     path("guidance/<int:guidance_id>/ratings/", views.GuidanceRatings.as_view(), name="guidance-ratings"),
     path("peer-models/", views.PeerModelList.as_view(), name="peer-models"),
     path("refinement-runs/", views.RefinementRunList.as_view(), name="refinement-runs"),
-    re_path(r"^.*$", views.not_found),
+    re_path(r"^[\s\S]*$", views.not_found),  # any address, one with a newline in it too
 ]
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view loads its start-up script from a URL, so the docs work under our Content Security Policy.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
-    re_path(r"^.*$", views.not_found),
+    re_path(r"^[\s\S]*$", views.not_found),  # any address, one with a newline in it too
 ]

@@ -1,30 +1,32 @@
 """Partner API v1. Thin views over the same services the pages and commands use; every object is
 looked up inside the caller's organisation, so another organisation's patient is simply not found."""
 
+import re
+
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, Throttled, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.errors import fhir_error_response
+from api.errors import Conflict, fhir_error_response
 from api.parsers import FhirJSONAsJSONParser, FhirJSONParser
 from api.serializers import (
     ErrorSerializer, FhirErrorSerializer, GuidanceCreateSerializer, GuidanceSerializer, ImportResultSerializer,
     PatientSerializer, PeerModelSerializer, PromptSerializer, QuestionSerializer, RatingSerializer, RefinementRunSerializer,
 )
 from audit.models import AuditAction
-from audit.services import AuditContext, audit_record, reset_context, set_context
+from audit.services import AuditContext, audit_denied, audit_record, reset_context, set_context
 from patients.fhir.export import patient_bundle
+from patients.fhir.parse import SUPPORTED_BUNDLE_TYPES
 from patients.models import Patient, Role
-from patients.selectors import patient_list
+from patients.selectors import get_or_404_audited, patient_list
 from patients.services import patient_import_bundle
-from prompting.guidance import GuidanceError, endpoint_named, guidance_request_create
+from prompting.guidance import GuidanceBusy, GuidanceError, endpoint_named, guidance_request_create
 from prompting.models import GuidanceRequest, PeerModel, RefinementRun
 from prompting.ratings import RatingError, guidance_rate
 from prompting.services import PromptError, prompt_as_json, prompt_build
@@ -32,8 +34,11 @@ from prompting.services import PromptError, prompt_as_json, prompt_build
 IMPORT_ROLES = {Role.PARTNER, Role.CURATOR, Role.ADMIN}
 ERRORS = {code: OpenApiResponse(ErrorSerializer, description=text) for code, text in (
     (400, "Invalid request"), (401, "No or invalid token"), (403, "Not allowed for this account"),
-    (404, "Not found in your organisation"), (413, "Body too large"), (415, "Unsupported media type"), (429, "Too many requests"))}
-PATIENT_ID = OpenApiParameter("patient_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="FHIR Patient.id")
+    (404, "Not found in your organisation"), (409, "Not possible in the object's present state"), (413, "Body too large"), (415, "Unsupported media type"), (429, "Too many requests"))}
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # what the importer accepts as an id (patients/fhir/parse.py)
+PATIENT_ID = OpenApiParameter("patient_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="FHIR Patient.id",
+                              pattern=FHIR_ID.pattern)
+NO_NUL = r"^[^\x00]*$"  # no NUL in any text the API takes (the database refuses it): one is answered 400
 
 
 def errors(*codes):
@@ -62,10 +67,13 @@ class PartnerView(APIView):
         response = super().finalize_response(request, response, *args, **kwargs)
         if getattr(self, "_audit", None) is not None:
             if request.method == "GET" and response.status_code < 400:
-                # The object by its database id: a FHIR id can itself identify a patient.
+                # The object by its database id: a FHIR id can itself identify a patient. A list records which patients it showed.
                 audited = getattr(self, "audited", None)
-                audit_record(AuditAction.API_READ, obj=audited, details={
-                    "view": self.__class__.__name__, "count": response.data.get("count") if isinstance(response.data, dict) else None})
+                details = {"view": self.__class__.__name__,
+                           "count": response.data.get("count") if isinstance(response.data, dict) else None}
+                if getattr(self, "patients_shown", None) is not None:
+                    details["patients"] = self.patients_shown
+                audit_record(AuditAction.API_READ, obj=audited, details=details)
             reset_context(self._audit)
             self._audit = None
         return response
@@ -75,7 +83,12 @@ class PartnerView(APIView):
         return self.request.user.membership.organisation
 
     def patient(self, patient_id: str) -> Patient:
-        self.audited = get_object_or_404(Patient, organisation=self.organisation, external_id=patient_id)
+        """Her, in the caller's organisation; any other id is not found, and the refusal is audited."""
+        if not FHIR_ID.fullmatch(patient_id):  # no patient can have it (and PostgreSQL refuses a NUL in a query)
+            audit_denied(object_type="patients.Patient", object_id="", reason="not a FHIR id")  # free text: not recorded
+            raise NotFound("Not found in your organisation.")
+        self.audited = get_or_404_audited(Patient.objects.all(), object_id=patient_id, anywhere={"external_id": patient_id},
+                                          organisation=self.organisation, external_id=patient_id)
         return self.audited
 
 
@@ -84,6 +97,24 @@ class Pages(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_size(self, request):
+        """A page size that is not a whole number from 1 to the maximum is refused, not silently replaced."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationError({self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]})
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+            elif parameter["name"] == self.page_query_param:
+                parameter["schema"]["minimum"] = 1
+        return parameters
+
 
 ORDERINGS = {"id": "external_id", "-id": "-external_id", "family_name": "family_name", "-family_name": "-family_name",
              "last_encounter_at": "last_encounter_at", "-last_encounter_at": "-last_encounter_at",
@@ -91,7 +122,7 @@ ORDERINGS = {"id": "external_id", "-id": "-external_id", "family_name": "family_
 
 
 @extend_schema(tags=["patients"], parameters=[
-    OpenApiParameter("q", OpenApiTypes.STR, description="Name, or the start of the patient id"),
+    OpenApiParameter("q", OpenApiTypes.STR, description="Name, or the start of the patient id", pattern=NO_NUL),
     OpenApiParameter("pregnant", OpenApiTypes.BOOL, description="Only patients in an ongoing pregnancy episode (or not)"),
     OpenApiParameter("ordering", OpenApiTypes.STR, enum=list(ORDERINGS), description="Sort order (default: id)"),
 ], responses={200: PatientSerializer(many=True), **errors(400, 401, 403, 404, 429)})
@@ -112,6 +143,11 @@ class PatientList(PartnerView, generics.ListAPIView):
             raise ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
         return patients.order_by(ORDERINGS[ordering], "pk")
 
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        self.patients_shown = [patient.pk for patient in page]
+        return page
+
 
 @extend_schema(tags=["patients"], parameters=[PATIENT_ID], responses={200: PatientSerializer, **errors(401, 403, 404, 429)})
 class PatientDetail(PartnerView):
@@ -119,10 +155,25 @@ class PatientDetail(PartnerView):
         return Response(PatientSerializer(self.patient(patient_id)).data)
 
 
+# What the schema can say about a Bundle; the importer checks the rest of FHIR and answers 422 naming what is wrong.
+BUNDLE_REQUEST = {
+    "type": "object", "description": "A FHIR R4 Bundle; other elements as FHIR defines them.", "required": ["resourceType", "type"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["Bundle"]},
+        "type": {"type": "string", "enum": sorted(SUPPORTED_BUNDLE_TYPES)},
+        "entry": {"type": "array", "items": {"type": "object", "required": ["resource"], "properties": {
+            "fullUrl": {"type": "string", "nullable": True},
+            "resource": {"type": "object", "required": ["resourceType"],
+                         "properties": {"resourceType": {"type": "string", "minLength": 1}}},
+        }}},
+    },
+}
+
+
 class BundleImport(PartnerView):
     parser_classes = [FhirJSONParser, FhirJSONAsJSONParser]
 
-    @extend_schema(tags=["fhir"], request={"application/fhir+json": OpenApiTypes.OBJECT, "application/json": OpenApiTypes.OBJECT},
+    @extend_schema(tags=["fhir"], request={"application/fhir+json": BUNDLE_REQUEST, "application/json": BUNDLE_REQUEST},
                    responses={200: ImportResultSerializer, 422: OpenApiResponse(FhirErrorSerializer, description="Rejected: OperationOutcome naming the resource and field"),
                               **errors(400, 401, 403, 413, 415, 429)},
                    description="Import one FHIR R4 transaction Bundle, all or nothing (the same service as `import_fhir`).")
@@ -176,13 +227,15 @@ class PatientGuidance(PartnerView):
         patient = self.patient(patient_id)
         data = _valid(GuidanceCreateSerializer, request.data)
         key = request.headers.get("Idempotency-Key", "").strip()
-        if len(key) > 100:
-            raise ValidationError({"Idempotency-Key": ["At most 100 characters."]})
+        if len(key) > 100 or "\x00" in key:
+            raise ValidationError({"Idempotency-Key": ["At most 100 characters, and no NUL."]})
         try:
             endpoint = endpoint_named(data["endpoint"]) if data.get("endpoint") else None
             guidance = guidance_request_create(patient=patient, question=data["question"], at=data.get("at"), endpoint=endpoint,
                                                use_retrieval=data.get("use_retrieval", True), user=request.user,
                                                idempotency_key=key)
+        except GuidanceBusy as exc:
+            raise Throttled(wait=exc.retry_after, detail=str(exc)) from None
         except (GuidanceError, PromptError) as exc:
             raise ValidationError({"non_field_errors": [str(exc)]}) from None
         response = Response(GuidanceSerializer(guidance).data, status=status.HTTP_202_ACCEPTED)
@@ -191,8 +244,8 @@ class PatientGuidance(PartnerView):
 
 
 def _guidance_in(organisation, guidance_id: int) -> GuidanceRequest:
-    return get_object_or_404(GuidanceRequest.objects.select_related("patient", "endpoint", "prompt", "refined_prompt"),
-                             pk=guidance_id, patient__organisation=organisation)
+    return get_or_404_audited(GuidanceRequest.objects.select_related("patient", "endpoint", "prompt", "refined_prompt"),
+                              object_id=guidance_id, anywhere={"pk": guidance_id}, pk=guidance_id, patient__organisation=organisation)
 
 
 @extend_schema(tags=["guidance"], responses={200: GuidanceSerializer, **errors(401, 403, 404, 429)})
@@ -203,11 +256,14 @@ class GuidanceDetail(PartnerView):
 
 
 class GuidanceRatings(PartnerView):
-    @extend_schema(tags=["guidance"], request=RatingSerializer, responses={201: RatingSerializer, **errors(400, 401, 403, 404, 413, 415, 429)},
-                   description="A clinician's rating of finished guidance (one per account; posting again updates it).")
+    @extend_schema(tags=["guidance"], request=RatingSerializer, responses={201: RatingSerializer, **errors(400, 401, 403, 404, 409, 413, 415, 429)},
+                   description="A clinician's rating of finished guidance (one per account; posting again updates it). "
+                               "Guidance that is not done yet answers 409.")
     def post(self, request, guidance_id: int):
         guidance = _guidance_in(self.organisation, guidance_id)
         data = _valid(RatingSerializer, request.data)
+        if guidance.status != "done":
+            raise Conflict(f"Only finished guidance can be rated; this one is {guidance.status}.")
         scores = {s: data[s] for s in ("accuracy", "completeness", "personalisation", "safety", "clarity")}
         try:
             rating = guidance_rate(guidance=guidance, rater=request.user, scores=scores, would_follow=data.get("would_follow"),

@@ -43,8 +43,10 @@ def patient_list(request):
         for p in page.object_list
     ]
     context = {"form": form, "page": page, "rows": rows, "query_string": _without_page(request.GET)}
-    # The search text may be a name: only that a search was made is recorded.
-    audit_record(AuditAction.VIEW_PATIENT_LIST, details={"page": page.number, "shown": len(rows), "searched": bool(request.GET.get("q"))})
+    # Which patients were shown, by database id; the search text may be a name: only that a search was made is recorded.
+    audit_record(AuditAction.VIEW_PATIENT_LIST, details={"page": page.number, "shown": len(rows),
+                                                         "patients": [row["patient"].pk for row in rows],
+                                                         "searched": bool(request.GET.get("q"))})
     template = "patients/_results.html" if request.htmx and not request.htmx.boosted else "patients/list.html"
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
@@ -65,13 +67,15 @@ def patient_detail(request, pk: int):
     today = timezone.now().date()
     audit_record(AuditAction.VIEW_PATIENT, obj=patient)
     history = patient_history(patient, today)
+    summary = summarise(history)
+    peer = peer_summary_for(patient)[0]
     context = {
         "patient": patient,
-        "summary": summarise(history),
+        "summary": summary,
         "quick_questions": QUICK_QUESTIONS,
         "ab_kinds": ab_kinds_available(patient),
         "charts": _pregnancy_charts(patient, history, today),
-        "peer": peer_summary_for(patient)[0],
+        "peer": peer.situated(summary.pregnancy) if peer else None,  # her peers' advice from situations like hers
         "prompt_form": GuidanceForm(),
         "age": selectors.patient_age(patient, today),
         "pregnancy": selectors.patient_pregnancy(patient, today),

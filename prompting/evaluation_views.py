@@ -5,11 +5,13 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from patients import models as pm
-from patients.selectors import CURATION_ROLES, curation_membership_for, page_membership_for
+from patients.selectors import CURATION_ROLES, curation_membership_for, get_or_404_audited, page_membership_for
 from pmlm_site.charts import interval_chart
 from prompting.evaluation import (
     EvaluationError, evaluation_csv, evaluation_run_as_json, evaluation_run_cancel, evaluation_run_create, evaluation_run_queue,
@@ -20,13 +22,16 @@ from prompting.pmlm.evaluation import METRICS, VARIANT_LABELS, VARIANTS
 from prompting.views import fragment
 
 RAGS = {"both": (True, False), "on": (True,), "off": (False,)}
-TABLE_METRICS = ("closeness", "similarity", "rouge_l", "key_item_coverage", "flag_mention_rate", "safety_warning_rate", "words", "judge")
+TABLE_METRICS = ("closeness", "similarity", "rouge_l", "key_item_coverage", "flag_mention_rate", "safety_warning_rate",
+                 "unsupported_claims", "words", "judge")
 
 
 def _run_for(request, pk: int) -> tuple[EvaluationRun, object]:
     """The evaluation, of the caller's organisation only, and the caller's membership."""
     membership = page_membership_for(request.user)
-    return get_object_or_404(EvaluationRun, pk=pk, organisation=membership.organisation), membership
+    run = get_or_404_audited(EvaluationRun.objects.all(), object_id=pk, anywhere={"pk": pk}, pk=pk,
+                             organisation=membership.organisation)
+    return run, membership
 
 
 def _list_context(membership, form) -> dict:
@@ -116,14 +121,18 @@ def _samples(run: EvaluationRun) -> list[dict]:
 def evaluation_detail(request, pk: int):
     run, membership = _run_for(request, pk)
     template = "prompting/_evaluation_status.html" if request.htmx else "prompting/evaluation_detail.html"
-    return fragment(request, template, _context(run, membership))
+    context = _context(run, membership)
+    if context["samples"]:  # they name patients: which ones were shown is audited
+        audit_record(AuditAction.VIEW_PATIENT_LIST, obj=run, details={"patients": [s["patient"].pk for s in context["samples"]]})
+    return fragment(request, template, context)
 
 
 @require_POST
 @login_required
 def evaluation_cancel(request, pk: int):
     membership = curation_membership_for(request.user)
-    run = evaluation_run_cancel(run=get_object_or_404(EvaluationRun, pk=pk, organisation=membership.organisation))
+    run = evaluation_run_cancel(run=get_or_404_audited(EvaluationRun.objects.all(), object_id=pk, anywhere={"pk": pk}, pk=pk,
+                                                       organisation=membership.organisation))
     messages.info(request, run.message)
     return redirect("evaluations:detail", pk=run.pk)
 

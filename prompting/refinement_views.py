@@ -2,11 +2,13 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from patients.models import Patient
-from patients.selectors import curation_membership_for
+from patients.selectors import curation_membership_for, get_or_404_audited
 from pmlm_site.charts import line_chart
 from pmlm_site.textdiff import diff_html
 from prompting.forms import RefinementRunForm
@@ -21,7 +23,8 @@ from prompting.views import fragment
 
 def _run_for(request, pk: int) -> RefinementRun:
     membership = curation_membership_for(request.user)
-    return get_object_or_404(RefinementRun, pk=pk, organisation=membership.organisation)
+    return get_or_404_audited(RefinementRun.objects.all(), object_id=pk, anywhere={"pk": pk}, pk=pk,
+                              organisation=membership.organisation)
 
 
 @require_GET
@@ -74,7 +77,11 @@ def _context(run: RefinementRun) -> dict:
 def run_detail(request, pk: int):
     run = _run_for(request, pk)
     template = "prompting/_refinement_status.html" if request.htmx else "prompting/refinement_detail.html"
-    return fragment(request, template, _context(run))
+    context = _context(run)
+    shown = [row["patient_obj"].pk for row in context["rows"] if row["patient_obj"]] if not request.htmx else []
+    if shown:  # the validation table names held-out patients: which ones were shown is audited
+        audit_record(AuditAction.VIEW_PATIENT_LIST, obj=run, details={"patients": shown})
+    return fragment(request, template, context)
 
 
 @require_POST

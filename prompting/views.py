@@ -5,7 +5,7 @@ Every view is scoped to the clinician's organisation and returns an HTMX fragmen
 """
 
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
@@ -39,8 +39,8 @@ def _patient_for(request, pk: int):
 
 
 def _guidance_for(patient, guidance_id: int) -> GuidanceRequest:
-    return get_object_or_404(GuidanceRequest.objects.select_related("endpoint", "prompt", "refined_prompt"),
-                             pk=guidance_id, patient=patient)
+    return patient_selectors.get_or_404_audited(GuidanceRequest.objects.select_related("endpoint", "prompt", "refined_prompt"),
+                                                object_id=guidance_id, anywhere={"pk": guidance_id}, pk=guidance_id, patient=patient)
 
 
 def _form_errors(form) -> str:
@@ -172,8 +172,9 @@ def ab_create(request, pk: int):
 
 
 def _comparison_for(patient, comparison_id: int) -> ABComparison:
-    return get_object_or_404(ABComparison.objects.select_related("guidance_a", "guidance_b", "patient"),
-                             pk=comparison_id, patient=patient)
+    return patient_selectors.get_or_404_audited(ABComparison.objects.select_related("guidance_a", "guidance_b", "patient"),
+                                                object_id=comparison_id, anywhere={"pk": comparison_id}, pk=comparison_id,
+                                                patient=patient)
 
 
 @require_GET
@@ -190,7 +191,7 @@ def ab_pick(request, pk: int, comparison_id: int):
     context = _ab_context(request, comparison)
     try:
         ab_judge(comparison=comparison, rater=request.user, choice=request.POST.get("choice", ""),
-                 comment=request.POST.get("comment", ""))
+                 comment=request.POST.get("comment", "").replace("\x00", ""))
     except RatingError as exc:
         return fragment(request, "prompting/_ab.html", {**context, "pick_error": str(exc)}, status=400)
     return fragment(request, "prompting/_ab.html", _ab_context(request, comparison))

@@ -240,7 +240,11 @@ def parse_datetime(value: str, label: str = "", field_name: str = "") -> datetim
             parsed = datetime.fromisoformat(text)
         except ValueError:
             raise FhirError(f"is not a valid dateTime: {value!r:.40}", resource=label, field=field_name) from None
-        return parsed.astimezone(timezone.utc)
+        try:
+            return parsed.astimezone(timezone.utc)
+        except OverflowError:  # 0001-01-01T00:00:00+14:00 falls before year 1 in UTC
+            raise FhirError(f"is outside the dates that can be stored (years 1 to 9999 in UTC): {value!r:.40}",
+                            resource=label, field=field_name) from None
     m = _DATE_RE.match(value)
     if m:
         year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
@@ -608,7 +612,7 @@ def parse_bundle(bundle, *, max_entries: int | None = None) -> ParsedBundle:
             raise FhirError("is required", resource=where, field="resource.resourceType")
         fhir_id = resource.get("id")
         if resource_type in PARSERS:
-            if not isinstance(fhir_id, str) or not _ID_RE.match(fhir_id):
+            if not isinstance(fhir_id, str) or not _ID_RE.fullmatch(fhir_id):
                 raise FhirError(
                     "is required: 1–64 letters, digits, '-' or '.'", resource=f"{where} ({resource_type})", field="id"
                 )
@@ -657,7 +661,7 @@ def _resolve(r: _Reader, name: str, index: dict, *, expected: str, required: boo
         # A bundle-local reference that names no entry: the bundle is inconsistent.
         r.fail(r.path(f"{name}.reference"), f"{ref!r:.60} names no entry in this bundle")
     parts = ref.rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == expected and _ID_RE.match(parts[-1]):
+    if len(parts) >= 2 and parts[-2] == expected and _ID_RE.fullmatch(parts[-1]):
         # "Patient/123" outside the bundle: the store looks for it among records already held.
         return Reference(expected, parts[-1], in_bundle=False)
     r.fail(r.path(f"{name}.reference"), f"{ref!r:.60} is not a reference to a {expected}")

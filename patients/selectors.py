@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.http import Http404
 
 from patients import models as m
@@ -41,9 +41,14 @@ def curation_membership_for(user) -> m.Membership:
 
 
 def patient_list(*, organisation: m.Organisation, query: str = "", pregnant: bool | None = None,
-                 trimester: int | None = None, on: date) -> QuerySet[m.Patient]:
+                 trimester: int | None = None, on: date, living_only: bool = False,
+                 pregnant_first: bool = False) -> QuerySet[m.Patient]:
+    """Her organisation's patients matching the filters, by name; the clinic's pages ask for living
+    patients with current pregnancies first (the API lists everyone by name)."""
     patients = m.Patient.objects.filter(organisation=organisation)
-    for term in query.split():
+    if living_only:
+        patients = patients.filter(deceased_at__isnull=True)
+    for term in query.replace("\x00", "").split():  # PostgreSQL refuses NUL in any string
         patients = patients.filter(
             Q(given_names__icontains=term) | Q(family_name__icontains=term) | Q(external_id__istartswith=term)
         )
@@ -58,15 +63,31 @@ def patient_list(*, organisation: m.Organisation, query: str = "", pregnant: boo
         patients = patients.filter(pregnant_now)
     elif pregnant is False:
         patients = patients.exclude(pregnant_now)
+    if pregnant_first:
+        patients = patients.alias(pregnant_now=Case(When(pregnant_now, then=Value(0)), default=Value(1)))
+        return patients.order_by("pregnant_now", "family_name", "given_names", "pk")
     return patients.order_by("family_name", "given_names", "pk")
 
 
-def patient_get(*, organisation: m.Organisation, pk: int) -> m.Patient:
-    """A patient of this organisation; any other patient does not exist for the caller (404)."""
+def get_or_404_audited(queryset: QuerySet, *, object_id, anywhere: dict, **lookup):
+    """The object the caller may reach (`lookup` within `queryset`), or 404. A refusal is audited
+    (access_denied) with the id asked for, and whether the object exists at all (`anywhere`)."""
+    from audit.services import audit_denied
+
+    model = queryset.model
     try:
-        return m.Patient.objects.get(organisation=organisation, pk=pk)
-    except m.Patient.DoesNotExist:
-        raise Http404("No such patient in your organisation.") from None
+        return queryset.get(**lookup)
+    except model.DoesNotExist:
+        pass
+    held = model._default_manager.filter(**anywhere).exists()
+    audit_denied(object_type=model._meta.label, object_id=object_id,
+                 reason="exists outside the caller's organisation or patient" if held else "no such object")
+    raise Http404(f"No such {model._meta.verbose_name} in your organisation.")
+
+
+def patient_get(*, organisation: m.Organisation, pk: int) -> m.Patient:
+    """A patient of this organisation; any other patient does not exist for the caller (404, audited)."""
+    return get_or_404_audited(m.Patient.objects.all(), object_id=pk, anywhere={"pk": pk}, organisation=organisation, pk=pk)
 
 
 def patient_pregnancy(patient: m.Patient, on: date) -> PregnancyStatus:

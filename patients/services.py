@@ -16,8 +16,10 @@ from django.db.models import Max
 from django.utils.text import slugify
 
 from patients.fhir import codes
+from pmlm_site import safejson
 from patients.fhir.parse import FhirError, ParsedBundle, parse_bundle
 from patients.fhir.store import store_bundle
+from prompting.jobs import job_finish
 from django.utils import timezone
 
 from patients.models import (
@@ -75,7 +77,9 @@ def read_bundle_file(path: Path) -> dict:
 
 def decode_bundle(raw: bytes) -> dict:
     try:
-        return json.loads(raw)
+        return safejson.loads(raw)
+    except safejson.JsonTooDeep as exc:
+        raise FhirError(f"is not a bundle this importer reads: {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FhirError(f"is not valid JSON: {exc}") from None
 
@@ -105,7 +109,12 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
     except FhirError as exc:
         result.error, result.error_resource, result.error_field = str(exc), exc.resource, exc.field
     except DatabaseError as exc:  # refused by the database after all: still nothing written
+        result.ok, result.counts, result.patient_external_ids = False, {}, []
         result.error = f"the database refused the bundle: {exc}".strip()
+    except Exception as exc:  # a fault of ours: this bundle is refused and recorded (logged), the next ones still import
+        logger.exception("Unexpected failure importing %s", source)
+        result.ok, result.counts, result.patient_external_ids = False, {}, []
+        result.error = f"could not be imported because of an unexpected error ({exc.__class__.__name__}); it has been logged"
     if not result.ok:
         _record(organisation, result, user, started)
     return result
@@ -194,13 +203,11 @@ def import_job_run(*, job_id: int) -> str:
         job.save(update_fields=["status", "progress", "message"])
     results = fhir_import_paths(organisation=job.organisation, paths=[job.upload.path], user=job.created_by)
     result = results[0] if results else BundleResult(source=job.upload.name, ok=False, error="the upload is missing")
-    job.status = JobStatus.DONE if result.ok else JobStatus.FAILED
-    job.progress = 100
-    job.message = result.summary() if result.ok else result.error
-    job.bundle_import_id = result.bundle_import_id
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "progress", "message", "bundle_import", "finished_at"])
-    return job.status
+    # Only while it is still running: a job the sweep failed meanwhile stays failed with the sweep's reason.
+    job_finish(ImportJob, job.pk, status=JobStatus.DONE if result.ok else JobStatus.FAILED, progress=100,
+               message=result.summary() if result.ok else result.error, bundle_import_id=result.bundle_import_id,
+               finished_at=timezone.now())
+    return ImportJob.objects.get(pk=job.pk).status
 
 
 # --- the patient summary kept for lists ---------------------------------------------------------

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
+
+from pmlm_site import lanes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,6 +65,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "pmlm_site.hardening.NoStoreMiddleware",  # after WhiteNoise: static files stay cacheable
+    "pmlm_site.hardening.RefuseNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -141,6 +146,15 @@ PMLM_MAX_BUNDLE_BYTES = int(os.environ.get("PMLM_MAX_BUNDLE_BYTES", str(50 * 102
 PMLM_MAX_BUNDLE_ENTRIES = int(os.environ.get("PMLM_MAX_BUNDLE_ENTRIES", "20000"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = PMLM_MAX_BUNDLE_BYTES
 PMLM_AUDIT_RETENTION_DAYS = int(os.environ.get("PMLM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2)))  # six years
+# The audit chain's HMAC key lives here, never in the database, so whoever can rewrite rows cannot re-hash an edited
+# trail. Retired keys (comma-separated) only check entries written before a rotation. In debug, an empty key means one
+# derived from SECRET_KEY.
+PMLM_AUDIT_KEY = os.environ.get("PMLM_AUDIT_KEY", "")
+PMLM_AUDIT_RETIRED_KEYS = env_list("PMLM_AUDIT_RETIRED_KEYS", "")
+if not DEBUG and len(PMLM_AUDIT_KEY) < 32:
+    raise ImproperlyConfigured("PMLM_AUDIT_KEY (at least 32 random characters) is required when DJANGO_DEBUG is off.")
+# Signed copies of the chain's head, where the database's writers cannot rewrite them (write-once storage in production).
+PMLM_AUDIT_ANCHOR_DIR = Path(os.environ.get("PMLM_AUDIT_ANCHOR_DIR") or VAR_DIR / "audit-anchors")
 PMLM_DEMO_ORGANISATION = os.environ.get("PMLM_DEMO_ORGANISATION", "demo-clinic")
 # The refiner policy's starting checkpoint: empty means SmolLM2-135M-Instruct, converted once from
 # the shipped GGUF into VAR_DIR/models/smollm2-135m-instruct.
@@ -159,14 +173,57 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
         "control_folder": str(_broker_dir / "control"),  # kombu's default is ./control in the working directory
     }
-# Separate queues let several deployments (or test runs) share one broker without stealing work.
+# Two lanes, each its own queue, workers, time limits and (Redis) visibility timeout: pmlm_site/lanes.py, and README
+# "Running in production: lanes, workers and recovery". The prefix lets several deployments (or test runs) share one
+# broker without taking each other's work.
+PMLM_CELERY_QUEUE = os.environ.get("PMLM_CELERY_QUEUE", "pmlm")
+PMLM_LANE_QUEUES = {lane: lanes.queue_name(PMLM_CELERY_QUEUE, lane) for lane in lanes.LANES}
+# Interactive: a person waits. At the soft limit a task is stopped and recorded as failed; at the hard one its
+# process is killed (prefork pool). Each LLM call has its own, shorter deadline (prompting/llm: 30 s by default).
+PMLM_INTERACTIVE_TIME_LIMIT = int(os.environ.get("PMLM_INTERACTIVE_TIME_LIMIT", "45"))
+PMLM_INTERACTIVE_SOFT_TIME_LIMIT = int(os.environ.get("PMLM_INTERACTIVE_SOFT_TIME_LIMIT",
+                                                      str(max(1, PMLM_INTERACTIVE_TIME_LIMIT - 5))))
+# On Redis, an interactive task whose worker died is handed to another interactive worker this long after it was
+# delivered: past the hard limit, so never while it still runs.
+PMLM_INTERACTIVE_VISIBILITY_TIMEOUT = int(os.environ.get("PMLM_INTERACTIVE_VISIBILITY_TIMEOUT",
+                                                         str(PMLM_INTERACTIVE_TIME_LIMIT + 15)))
+# The sweep (every PMLM_SWEEP_INTERVAL seconds) fails a job unfinished this long after it started, or after it was
+# created when it never started, so nobody waits forever; a batch task is stopped by its worker at the same limit.
+PMLM_JOB_LIMITS_SECONDS = {"guidance": PMLM_INTERACTIVE_VISIBILITY_TIMEOUT + 10, "import": 3600, "peer_model": 2 * 3600,
+                           "comparison": 6 * 3600, "refinement": 8 * 3600, "evaluation": 8 * 3600, "knowledge": 3600}
+PMLM_SWEEP_INTERVAL = int(os.environ.get("PMLM_SWEEP_INTERVAL", "30"))
+# On Redis, a batch task whose worker died is handed on only after the longest batch limit: never while it still
+# runs. The sweep has failed it by then, and the redelivered task leaves a failed job alone.
+PMLM_BATCH_VISIBILITY_TIMEOUT = int(os.environ.get("PMLM_BATCH_VISIBILITY_TIMEOUT",
+                                                   str(max(PMLM_JOB_LIMITS_SECONDS.values()) + 600)))
+if not 0 < PMLM_INTERACTIVE_SOFT_TIME_LIMIT < PMLM_INTERACTIVE_TIME_LIMIT < PMLM_INTERACTIVE_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured("The interactive lane needs PMLM_INTERACTIVE_SOFT_TIME_LIMIT < PMLM_INTERACTIVE_TIME_LIMIT "
+                               "< PMLM_INTERACTIVE_VISIBILITY_TIMEOUT.")
+if PMLM_BATCH_VISIBILITY_TIMEOUT <= max(PMLM_JOB_LIMITS_SECONDS.values()):
+    raise ImproperlyConfigured("PMLM_BATCH_VISIBILITY_TIMEOUT must exceed the longest batch job limit.")
+if CELERY_BROKER_URL == "filesystem://":  # one machine's folders: a task taken is gone, nothing is handed on
+    PMLM_BROKER_TRANSPORT_OPTIONS_BY_LANE = {lane: CELERY_BROKER_TRANSPORT_OPTIONS for lane in lanes.LANES}
 else:
-    # A task whose worker died unacknowledged is handed to another worker after this many seconds:
-    # longer than the longest task (a CPU refinement run takes minutes), short enough to recover.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("PMLM_BROKER_VISIBILITY_TIMEOUT", "3600")),
-                                       # how many idle polls between looks for lost tasks (kombu: 10)
-                                       "unacked_restore_throttle": int(os.environ.get("PMLM_BROKER_RESTORE_THROTTLE", "10"))}
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PMLM_CELERY_QUEUE", "pmlm")
+    # A worker takes its lane's options (pmlm_site/celery.py, from the queues it consumes): its own record of
+    # unacknowledged tasks, looked through every few seconds, with its own visibility timeout.
+    PMLM_BROKER_TRANSPORT_OPTIONS_BY_LANE = {
+        lanes.INTERACTIVE: lanes.redis_transport_options(
+            PMLM_CELERY_QUEUE, lanes.INTERACTIVE, visibility_timeout=PMLM_INTERACTIVE_VISIBILITY_TIMEOUT,
+            restore_every=max(1, min(5, PMLM_INTERACTIVE_VISIBILITY_TIMEOUT // 4))),
+        lanes.BATCH: lanes.redis_transport_options(
+            PMLM_CELERY_QUEUE, lanes.BATCH, visibility_timeout=PMLM_BATCH_VISIBILITY_TIMEOUT, restore_every=60),
+    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = PMLM_BROKER_TRANSPORT_OPTIONS_BY_LANE[lanes.BATCH]
+# A worker without -Q consumes both. Each lane its own exchange and key, as Celery makes for a queue it creates.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in PMLM_LANE_QUEUES.values()]
+CELERY_TASK_DEFAULT_QUEUE = PMLM_LANE_QUEUES[lanes.BATCH]
+CELERY_TASK_ROUTES = lanes.task_routes(PMLM_CELERY_QUEUE)
+CELERY_TASK_ANNOTATIONS = {
+    **{task: {"soft_time_limit": PMLM_INTERACTIVE_SOFT_TIME_LIMIT, "time_limit": PMLM_INTERACTIVE_TIME_LIMIT}
+       for task, lane in lanes.TASK_LANES.items() if lane == lanes.INTERACTIVE},
+    **{task: {"soft_time_limit": PMLM_JOB_LIMITS_SECONDS[job] - 60, "time_limit": PMLM_JOB_LIMITS_SECONDS[job]}
+       for task, job in lanes.BATCH_TASK_LIMITS.items()},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -175,8 +232,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The sweep fails jobs that stopped moving (a lost worker, a killed machine) so nobody waits forever.
-CELERY_BEAT_SCHEDULE = {"sweep-stuck-jobs": {"task": "prompting.tasks.sweep_stuck_jobs_task", "schedule": 300.0}}
-PMLM_JOB_LIMITS_MINUTES = {"guidance": 15, "import": 60, "peer_model": 120, "comparison": 360, "refinement": 480, "evaluation": 480}
+CELERY_BEAT_SCHEDULE = {"sweep-stuck-jobs": {"task": "prompting.tasks.sweep_stuck_jobs_task", "schedule": float(PMLM_SWEEP_INTERVAL)},
+                        "anchor-audit-chain": {"task": "audit.tasks.anchor_audit_task", "schedule": 3600.0}}
+# Guidance waiting for a worker (queued or running), at most per account (an API token's, or a clinician's) and per
+# organisation; beyond it a request is refused (the API answers 429 with Retry-After).
+PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT = int(os.environ.get("PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT", "10"))
+PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION = int(os.environ.get("PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION", "100"))
 
 # API throttling counts requests in the cache: shared across processes with Redis, per process otherwise.
 _cache_url = os.environ.get("PMLM_CACHE_URL", "")
@@ -221,6 +282,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the readiness probe speaks plain HTTP inside the cluster
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)

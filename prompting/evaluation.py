@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from patients import models as pm
 from prompting.guidance import GuidanceError, endpoint_named, guidance_passages, passage_text
-from prompting.jobs import job_cancel, job_fail
+from prompting.jobs import job_cancel, job_claimed, job_fail
 from prompting.llm import LLMError
 from prompting.models import (
     ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, PeerModel, RefinementRun,
@@ -32,6 +32,7 @@ from prompting.pmlm.agreement import judge_clinician_agreement
 from prompting.pmlm.composer import compose
 from prompting.pmlm.deidentify import leaks
 from prompting.pmlm.evaluation import METRICS, VARIANTS, Scored, guidance_metrics, summarise, variant_text
+from prompting.pmlm.grounding import guidance_claims
 from prompting.pmlm.holdout import DEFAULT_SEED, DEFAULT_SHARE, split_patients
 from prompting.pmlm.judge import judge_guidance, rubric
 from prompting.pmlm.retrieval import default_embedder
@@ -182,28 +183,29 @@ def evaluation_run_execute(*, run_id: int, on_progress=None) -> EvaluationRun:
     if run is None:
         return EvaluationRun.objects.get(pk=run_id)
 
+    ours = job_claimed(EvaluationRun, run.pk, run.started_at)  # the sweep or a redelivered task's claim takes it away
+
     def progress(percent: int, message: str):
-        EvaluationRun.objects.filter(pk=run.pk).update(progress=min(percent, 99), message=message[:500])
+        ours.update(progress=min(percent, 99), message=message[:500])
         if on_progress:
             on_progress(percent, message)
-        if EvaluationRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+        if not ours.filter(cancel_requested=False).exists():  # cancelled, or no longer ours
             raise _Cancelled()
 
     try:
         report = _evaluate(run, progress)
     except _Cancelled:
-        EvaluationRun.objects.filter(pk=run.pk).update(
-            status=pm.JobStatus.CANCELLED, message=f"Cancelled after {run.items.count()} answers", finished_at=timezone.now())
+        ours.update(status=pm.JobStatus.CANCELLED, message=f"Cancelled after {run.items.count()} answers", finished_at=timezone.now())
         return EvaluationRun.objects.get(pk=run.pk)
     except (EvaluationError, GuidanceError, PromptError, LLMError, ValueError) as exc:
-        job_fail(EvaluationRun, run.pk, str(exc))
+        job_fail(EvaluationRun, run.pk, str(exc), started_at=run.started_at)
         return EvaluationRun.objects.get(pk=run.pk)
     except Exception as exc:
-        job_fail(EvaluationRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}")
+        job_fail(EvaluationRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}", started_at=run.started_at)
         raise
     rows = evaluation_rows(run, report)
     with transaction.atomic():
-        EvaluationRun.objects.filter(pk=run.pk).update(
+        ours.update(
             status=pm.JobStatus.DONE, progress=100, rows=rows, report=report, finished_at=timezone.now(),
             message=f"{run.items.count()} answers on {report['examples']} encounters of {report['patients']} held-out patients")
     return EvaluationRun.objects.get(pk=run.pk)
@@ -273,8 +275,10 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
                     raise EvaluationError(f"Refused: the {variant} prompt still carried an identifier.")
                 guidance = answerers[endpoint](text)
                 warnings = safety_warnings(history, pregnancy, guidance)
+                claims = guidance_claims(guidance, composed.sections, history)  # her whole record, whatever the variant
                 judged = judge_guidance(question, guidance, rubric(rec.text, flags), judge_ask) if judge_ask else {}
-                metrics = guidance_metrics(guidance, rec.text, flags, len(warnings), embed, judged.get("score"))
+                metrics = guidance_metrics(guidance, rec.text, flags, len(warnings), embed, judged.get("score"),
+                                           unsupported_claims=len(claims))
                 with transaction.atomic():
                     EvaluationItem.objects.update_or_create(
                         run=run, encounter_id=rec.encounter_id, variant=variant, use_retrieval=rag, endpoint_name=endpoint,

@@ -11,21 +11,25 @@ import re
 import time
 from datetime import date
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
 from patients import models as pm
+from prompting.jobs import job_claimed
 from prompting.knowledge import knowledge_search
 from prompting.llm import LLMError, build_backend
 from prompting.models import ComparisonResult, ComparisonRun, GuidanceRequest, LLMEndpoint
 from prompting.pmlm.deidentify import leaks, scrub
+from prompting.pmlm.grounding import guidance_claims
 from prompting.pmlm.risk import risk_flags
 from prompting.pmlm.safety import NOTICE, safety_warnings
 from prompting.pmlm.state import current_pregnancy
 from prompting.selectors import patient_history, patient_identifiers
-from prompting.services import PromptError, count_tokens, prompt_build
+from prompting.services import PromptError, consultation_date_check, count_tokens, prompt_build
 
 SYSTEM_MESSAGE = ("You are a careful obstetrics and gynaecology decision-support assistant. Answer the clinician's question "
                   "for this patient using only the context given. Cite guidance sources as [1], [2].")
@@ -38,10 +42,31 @@ class GuidanceError(ValueError):
     pass
 
 
+class GuidanceBusy(GuidanceError):
+    """Too much guidance is already waiting for this account or organisation: try again later (API: 429)."""
+
+    retry_after = 30  # seconds: about one guidance answer
+
+
+def _refuse_when_busy(patient: pm.Patient, user):
+    """Queued or running requests are capped per account (an API token's, or a clinician's) and per organisation.
+    Call inside the transaction that creates the request, after locking the organisation's row."""
+    pending = GuidanceRequest.objects.filter(patient__organisation_id=patient.organisation_id,
+                                             status__in=(pm.JobStatus.QUEUED, pm.JobStatus.RUNNING))
+    limit = settings.PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION
+    if pending.count() >= limit:
+        raise GuidanceBusy(f"Your organisation already has {limit} guidance requests waiting for an answer: "
+                           "try again when some have finished.")
+    limit = settings.PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT
+    if user is not None and user.is_authenticated and pending.filter(created_by=user).count() >= limit:
+        raise GuidanceBusy(f"You already have {limit} guidance requests waiting for an answer: "
+                           "try again when some have finished.")
+
+
 def endpoint_default() -> LLMEndpoint:
     endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).first()
     if endpoint is None:
-        raise GuidanceError("No default LLM endpoint is configured: a curator marks one as default in the admin.")
+        raise GuidanceError("No default LLM endpoint is configured: a site administrator marks one as default in the admin.")
     return endpoint
 
 
@@ -61,6 +86,10 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
         raise GuidanceError("Type a question.")
     if len(question) > 2000:
         raise GuidanceError("The question is longer than 2000 characters.")
+    try:
+        at = consultation_date_check(at)
+    except PromptError as exc:
+        raise GuidanceError(str(exc)) from None
     endpoint = endpoint or endpoint_default()
     if idempotency_key:
         existing = GuidanceRequest.objects.filter(patient=patient, idempotency_key=idempotency_key).first()
@@ -68,8 +97,11 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
             return existing
     try:
         with transaction.atomic():
+            if not run_inline:  # queued work is capped; inline work is done by the caller itself
+                pm.Organisation.objects.select_for_update().filter(pk=patient.organisation_id).first()
+                _refuse_when_busy(patient, user)
             guidance = GuidanceRequest.objects.create(
-                patient=patient, question=question, consultation_date=at or timezone.now().date(), endpoint=endpoint,
+                patient=patient, question=question, consultation_date=at, endpoint=endpoint,
                 use_retrieval=use_retrieval, use_refinement=use_refinement, idempotency_key=idempotency_key,
                 created_by=user if user is not None and user.is_authenticated else None)
             audit_record(AuditAction.REQUEST_GUIDANCE, obj=guidance, organisation_id=patient.organisation_id,
@@ -87,14 +119,20 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
 
 
 def _claim(guidance_id: int) -> GuidanceRequest | None:
+    """Start (or, redelivered, start again) a request; its `started_at` is this claim's token (prompting.jobs)."""
     with transaction.atomic():
         guidance = GuidanceRequest.objects.select_for_update().select_related("patient", "endpoint").get(pk=guidance_id)
         if guidance.status in pm.JobStatus.finished():
             return None
         guidance.status, guidance.started_at, guidance.text, guidance.error = pm.JobStatus.RUNNING, timezone.now(), "", ""
-        guidance.refined_prompt, guidance.refinement = None, {}  # a retried request starts clean
-        guidance.save(update_fields=["status", "started_at", "text", "error", "refined_prompt", "refinement"])
+        guidance.refined_prompt, guidance.refinement, guidance.unsupported_claims = None, {}, []  # a retried request starts clean
+        guidance.save(update_fields=["status", "started_at", "text", "error", "refined_prompt", "refinement", "unsupported_claims"])
         return guidance
+
+
+def _ours(guidance: GuidanceRequest):
+    """Its row while this claim still runs it: the sweep, or a redelivered task's claim, takes it away."""
+    return job_claimed(GuidanceRequest, guidance.pk, guidance.started_at)
 
 
 def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
@@ -105,12 +143,15 @@ def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
     try:
         _run(guidance, timings)
     except (LLMError, GuidanceError, PromptError) as exc:
-        GuidanceRequest.objects.filter(pk=guidance.pk).update(
-            status=pm.JobStatus.FAILED, error=str(exc), finished_at=timezone.now(), timings=timings)
+        _ours(guidance).update(status=pm.JobStatus.FAILED, error=str(exc), finished_at=timezone.now(), timings=timings)
+    except SoftTimeLimitExceeded:  # the worker's time limit for the task: recorded, then the task ends
+        _ours(guidance).update(status=pm.JobStatus.FAILED, finished_at=timezone.now(), timings=timings, error=(
+            "Not finished in time: the answer took longer than this site allows. Ask again, or ask a curator "
+            "for a faster endpoint."))
+        raise
     except Exception as exc:
-        GuidanceRequest.objects.filter(pk=guidance.pk).update(
-            status=pm.JobStatus.FAILED, error=f"Unexpected error: {exc.__class__.__name__}: {exc}"[:2000],
-            finished_at=timezone.now(), timings=timings)
+        _ours(guidance).update(status=pm.JobStatus.FAILED, error=f"Unexpected error: {exc.__class__.__name__}: {exc}"[:2000],
+                               finished_at=timezone.now(), timings=timings)
         raise
     return GuidanceRequest.objects.get(pk=guidance_id)
 
@@ -149,14 +190,13 @@ def _run(guidance: GuidanceRequest, timings: dict):
     prompt, passages, history, pregnancy = question_prompt(
         patient=patient, question=guidance.question, at=guidance.consultation_date, use_retrieval=guidance.use_retrieval,
         user=guidance.created_by, timings=timings)
-    GuidanceRequest.objects.filter(pk=guidance.pk).update(prompt=prompt)
+    _ours(guidance).update(prompt=prompt)
 
     step = time.perf_counter()
     used, refinement = prompt_refine(prompt=prompt, patient=patient) if guidance.use_refinement else (prompt, {})
     if refinement:
         timings["refine_ms"] = round((time.perf_counter() - step) * 1000, 1)
-        GuidanceRequest.objects.filter(pk=guidance.pk).update(
-            refined_prompt=used if used.pk != prompt.pk else None, refinement=refinement)
+        _ours(guidance).update(refined_prompt=used if used.pk != prompt.pk else None, refinement=refinement)
 
     messages = _guard_identifiers(guidance_messages(used.text), endpoint, patient)
 
@@ -166,7 +206,7 @@ def _run(guidance: GuidanceRequest, timings: dict):
     def on_token(token: str):
         buffer.append(token)
         if time.monotonic() - last_flush[0] >= FLUSH_SECONDS:
-            GuidanceRequest.objects.filter(pk=guidance.pk).update(text="".join(buffer))
+            _ours(guidance).update(text="".join(buffer))
             last_flush[0] = time.monotonic()
 
     step = time.perf_counter()
@@ -175,6 +215,7 @@ def _run(guidance: GuidanceRequest, timings: dict):
 
     step = time.perf_counter()
     warnings = [w.as_dict() for w in safety_warnings(history, pregnancy, result.text)]
+    claims = guidance_claims(result.text, prompt.sections, history)  # checked against her record, not the refined wording
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.text)}
     citations = [{
         "n": n, "chunk": chunk.pk, "document": chunk.document_id, "title": chunk.document.title,
@@ -182,10 +223,10 @@ def _run(guidance: GuidanceRequest, timings: dict):
     } for n, (chunk, score) in enumerate(passages, 1)]
     timings["safety_ms"] = round((time.perf_counter() - step) * 1000, 1)
     timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    GuidanceRequest.objects.filter(pk=guidance.pk).update(
+    _ours(guidance).update(
         status=pm.JobStatus.DONE, text=result.text, backend=endpoint.kind, model=result.model, usage=result.usage,
         latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, citations=citations, warnings=warnings, timings=timings,
-        finished_at=timezone.now())
+        unsupported_claims=claims, finished_at=timezone.now())
 
 
 def guidance_passages(question: str, history, pregnancy) -> list:
@@ -227,6 +268,7 @@ def guidance_as_json(guidance: GuidanceRequest) -> dict:
         "initial_prompt": guidance.prompt.text if guidance.prompt else "",
         "refinement": guidance.refinement,
         "warnings": guidance.warnings,
+        "unsupported_claims": guidance.unsupported_claims,
         "notice": NOTICE,
         "error": guidance.error,
     }
@@ -264,28 +306,42 @@ def comparison_run_create(*, organisation: pm.Organisation, patient_ids: list[st
     return run
 
 
-def comparison_run_execute(*, run_id: int, on_progress=None) -> ComparisonRun:
-    run = ComparisonRun.objects.get(pk=run_id)
-    if run.status == pm.JobStatus.DONE:
+def _claim_comparison(run_id: int) -> ComparisonRun | None:
+    with transaction.atomic():
+        run = ComparisonRun.objects.select_for_update().get(pk=run_id)
+        if run.status in pm.JobStatus.finished():  # done, or failed by the sweep: a redelivered task leaves it
+            return None
+        run.status = pm.JobStatus.RUNNING  # redelivered, it goes on: the requests it already made are reused
+        run.save(update_fields=["status"])
         return run
-    ComparisonRun.objects.filter(pk=run.pk).update(status=pm.JobStatus.RUNNING)
+
+
+def comparison_run_execute(*, run_id: int, on_progress=None) -> ComparisonRun:
+    run = _claim_comparison(run_id)
+    if run is None:
+        return ComparisonRun.objects.get(pk=run_id)
+    ours = job_claimed(ComparisonRun, run.pk)  # no start time of its own to tell two claims apart (report)
     patients = {p.external_id: p for p in pm.Patient.objects.filter(organisation=run.organisation, external_id__in=run.patient_ids)}
     combos = [(pid, q, name, rag) for pid in run.patient_ids for q in run.questions for name in run.endpoint_names for rag in (True, False)]
-    for done, (pid, question, name, rag) in enumerate(combos, 1):
-        key = f"comparison-{run.pk}-{done}"
-        guidance = guidance_request_create(patient=patients[pid], question=question, endpoint=endpoint_named(name),
-                                           use_retrieval=rag, idempotency_key=key, run_inline=True, user=run.created_by)
-        ComparisonResult.objects.get_or_create(run=run, guidance=guidance, defaults={"endpoint_name": name, "use_retrieval": rag})
-        percent = int(done * 100 / len(combos))
-        message = f"{done}/{len(combos)}: {name}, retrieval {'on' if rag else 'off'}"
-        ComparisonRun.objects.filter(pk=run.pk).update(progress=percent, message=message)
-        if on_progress:
-            on_progress(percent, message)
-    run.refresh_from_db()
-    run.table = comparison_table(run)
-    run.status, run.finished_at = pm.JobStatus.DONE, timezone.now()
-    run.save(update_fields=["table", "status", "finished_at"])
-    return run
+    try:
+        for done, (pid, question, name, rag) in enumerate(combos, 1):
+            key = f"comparison-{run.pk}-{done}"
+            guidance = guidance_request_create(patient=patients[pid], question=question, endpoint=endpoint_named(name),
+                                               use_retrieval=rag, idempotency_key=key, run_inline=True, user=run.created_by)
+            ComparisonResult.objects.get_or_create(run=run, guidance=guidance, defaults={"endpoint_name": name, "use_retrieval": rag})
+            percent = int(done * 100 / len(combos))
+            message = f"{done}/{len(combos)}: {name}, retrieval {'on' if rag else 'off'}"
+            if not ours.update(progress=percent, message=message):
+                return ComparisonRun.objects.get(pk=run.pk)  # swept meanwhile: it stays failed
+            if on_progress:
+                on_progress(percent, message)
+        run.refresh_from_db()
+        ours.update(table=comparison_table(run), status=pm.JobStatus.DONE, finished_at=timezone.now())
+    except Exception as exc:
+        ours.update(status=pm.JobStatus.FAILED, finished_at=timezone.now(),
+                    message=f"Failed: {exc.__class__.__name__}: {exc}"[:500])
+        raise
+    return ComparisonRun.objects.get(pk=run.pk)
 
 
 def comparison_table(run: ComparisonRun) -> list[dict]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from patients import models as pm
 from prompting.guidance import GuidanceError, endpoint_default, endpoint_named, guidance_messages, question_prompt
-from prompting.jobs import job_cancel, job_fail
+from prompting.jobs import job_cancel, job_claimed, job_fail
 from prompting.llm import LLMError, build_backend
 from prompting.llm.cache import CachedGenerator
 from prompting.models import ClinicianRating, PersonalizedPrompt, RefinementRun
@@ -221,9 +221,10 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
     if run is None:
         return RefinementRun.objects.get(pk=run_id)
     output = settings.VAR_DIR / "models" / "refiner" / f"{run.organisation.slug}-run-{run.version}"
+    ours = job_claimed(RefinementRun, run.pk, run.started_at)  # the sweep or a redelivered task's claim takes it away
 
     def progress(percent: int, message: str):
-        RefinementRun.objects.filter(pk=run.pk).update(progress=min(percent, 99), message=message[:500])
+        ours.update(progress=min(percent, 99), message=message[:500])
         if on_progress:
             on_progress(percent, message)
 
@@ -231,10 +232,10 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
 
     def on_step(record):
         curve.append(asdict(record))
-        RefinementRun.objects.filter(pk=run.pk).update(step=record.step, curve=curve)
+        ours.update(step=record.step, curve=curve)
 
     def should_stop() -> bool:
-        return RefinementRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+        return not ours.filter(cancel_requested=False).exists()  # cancelled, or no longer ours
 
     try:
         config = _config(run)
@@ -263,15 +264,15 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
                                                                   device=config.device),
             on_step=on_step, should_stop=should_stop, on_progress=progress)
     except Stopped:
-        shutil.rmtree(output, ignore_errors=True)
-        RefinementRun.objects.filter(pk=run.pk).update(
-            status=pm.JobStatus.CANCELLED, message=f"Cancelled after step {len(curve)}", finished_at=timezone.now())
+        ours.update(status=pm.JobStatus.CANCELLED, message=f"Cancelled after step {len(curve)}", finished_at=timezone.now())
+        if not RefinementRun.objects.filter(pk=run.pk, status=pm.JobStatus.RUNNING).exists():  # nobody else trains into it
+            shutil.rmtree(output, ignore_errors=True)
         return RefinementRun.objects.get(pk=run.pk)
     except (RefinementError, GuidanceError, PromptError, LLMError, ValueError) as exc:
-        job_fail(RefinementRun, run.pk, str(exc))
+        job_fail(RefinementRun, run.pk, str(exc), started_at=run.started_at)
         return RefinementRun.objects.get(pk=run.pk)
     except Exception as exc:
-        job_fail(RefinementRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}")
+        job_fail(RefinementRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}", started_at=run.started_at)
         raise
 
     rows = [asdict(row) for row in result.validation]
@@ -280,7 +281,7 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
             row["initial_prompt"] = row["refined_prompt"] = ""
     seconds = [s.seconds for s in result.steps]
     with transaction.atomic():
-        RefinementRun.objects.filter(pk=run.pk).update(
+        ours.update(
             status=pm.JobStatus.DONE, progress=100, curve=[asdict(s) for s in result.steps], step=len(result.steps),
             validation=rows, reward_initial=result.reward_initial, reward_refined=result.reward_refined,
             accepted_share=result.accepted_share, seconds_per_step=round(statistics.median(seconds), 2) if seconds else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import date
 
 from django.conf import settings
@@ -12,13 +12,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from patients import models as pm
+from prompting.jobs import job_claimed, job_finish
 from prompting.models import PeerModel, PeerProfile, PersonalizedPrompt, PromptTemplate
+from prompting.pmlm import peer_advice
 from prompting.pmlm import peers as peer_method
 from prompting.pmlm.composer import PeerSummary, TemplateSpec, compose, inputs_hash
 from prompting.pmlm.key_items import key_items
 from prompting.pmlm.selfinformed import summarise
 from prompting.pmlm.tokens import token_counter
-from prompting.selectors import patient_histories, patient_history, patient_identifiers
+from prompting.selectors import patient_histories, patient_history, patient_identifiers, pregnancy_histories
 
 MAX_QUESTION_CHARS = 2000
 HISTORY_CHUNK = 500
@@ -26,6 +28,34 @@ HISTORY_CHUNK = 500
 
 class PromptError(ValueError):
     """A request for a prompt that cannot be honoured, with a message for the person asking."""
+
+
+# A consultation is read as of a date from 1900 to the end of next year: the record's dates are
+# reached from it by arithmetic that overflows near year 1 and year 9999.
+EARLIEST_CONSULTATION = date(1900, 1, 1)
+
+
+def latest_consultation() -> date:
+    return date(timezone.now().year + 1, 12, 31)
+
+
+def consultation_date_check(at: date | None) -> date:
+    """The consultation date to use (today when not given); PromptError outside the sane range."""
+    if at is None:
+        return timezone.now().date()
+    latest = latest_consultation()
+    if not EARLIEST_CONSULTATION <= at <= latest:
+        raise PromptError(f"The consultation date must be between {EARLIEST_CONSULTATION.isoformat()} and "
+                          f"{latest.isoformat()}.")
+    return at
+
+
+def consultation_year_pattern() -> str:
+    """A regular expression for the dates consultation_date_check accepts, by year (for the API's schema)."""
+    last = latest_consultation().year  # 2000–2099
+    decade, unit = divmod(last - 2000, 10)
+    years = ["19[0-9]{2}"] + ([f"20[0-{decade - 1}][0-9]"] if decade else []) + [f"20{decade}[0-{unit}]"]
+    return f"^(?:{'|'.join(years)})-"
 
 
 def tokenizer_dir():
@@ -72,8 +102,9 @@ def peer_summary(basis: str, neighbours, predicted, helped, recommended, model_v
         basis=basis,
         similarities=[float(s) for _, s in neighbours],
         predicted=[(names.get(slug, slug), float(score)) for slug, score in predicted[:3]],
-        helped=[(names.get(slug, slug), float(mean), int(n)) for slug, mean, n in helped[:3]],
-        recommended=[(item, float(share)) for item, share in recommended[:5]],
+        # Kept by the situation they were written in; the prompt and the page read hers (peer_advice).
+        helped_by_situation=peer_advice.by_situation(helped, lambda h: (names.get(h[0], h[0]), float(h[1]), int(h[2])), 3),
+        recommended_by_situation=peer_advice.by_situation(recommended, lambda r: (r[0], float(r[1])), 5),
         model_version=model_version,
     )
 
@@ -86,7 +117,7 @@ def prompt_build(*, patient: pm.Patient, question: str, at: date | None = None, 
         raise PromptError("Type a question for the prompt.")
     if len(question) > MAX_QUESTION_CHARS:
         raise PromptError(f"The question is longer than {MAX_QUESTION_CHARS} characters.")
-    at = at or timezone.now().date()
+    at = consultation_date_check(at)
     template = prompt_template_active()
     spec = template_spec(template)
     history = patient_history(patient, at)
@@ -140,8 +171,13 @@ def peer_model_queue(*, peer_model: PeerModel):
     transaction.on_commit(lambda: train_peer_model_task.delay(peer_model.pk))
 
 
+class _NoLongerOurs(Exception):
+    """The sweep failed the training meanwhile: it stays failed and nothing of this run is kept."""
+
+
 def _progress(peer_model: PeerModel, percent: int, message: str):
-    PeerModel.objects.filter(pk=peer_model.pk).update(progress=percent, message=message[:500])
+    if not job_claimed(PeerModel, peer_model.pk).update(progress=percent, message=message[:500]):
+        raise _NoLongerOurs()
 
 
 def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
@@ -169,24 +205,24 @@ def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
             pickle.dump({"svd": result.svd, "parameters": result.parameters.as_dict(), "metrics": result.metrics}, handle)
         profiles = _profiles(peer_model, result, patient_ids)
         with transaction.atomic():
+            PeerModel.objects.filter(organisation=peer_model.organisation, active=True).update(active=False)
+            finished = job_finish(
+                PeerModel, peer_model.pk, status=pm.JobStatus.DONE, progress=100, active=True,
+                metrics={**result.metrics, "timings": result.timings}, neighbour_method=result.neighbour_method,
+                cohort_size=result.metrics.get("patients", 0), artefact=str(artefact.relative_to(settings.VAR_DIR)),
+                training_seconds=round(time.perf_counter() - started, 2), finished_at=timezone.now(),
+                message=f"Trained on {result.metrics['ratings']} ratings from {result.metrics['patients_with_ratings']} patients")
+            if not finished:
+                raise _NoLongerOurs()  # rolls back the models it deactivated
             PeerProfile.objects.filter(peer_model=peer_model).delete()
             PeerProfile.objects.bulk_create(profiles, batch_size=1000)
-            PeerModel.objects.filter(organisation=peer_model.organisation, active=True).update(active=False)
-            peer_model.refresh_from_db()
-            peer_model.status, peer_model.progress, peer_model.active = pm.JobStatus.DONE, 100, True
-            peer_model.metrics = {**result.metrics, "timings": result.timings}
-            peer_model.neighbour_method = result.neighbour_method
-            peer_model.cohort_size = result.metrics.get("patients", 0)
-            peer_model.artefact = str(artefact.relative_to(settings.VAR_DIR))
-            peer_model.training_seconds = round(time.perf_counter() - started, 2)
-            peer_model.message = f"Trained on {result.metrics['ratings']} ratings from {result.metrics['patients_with_ratings']} patients"
-            peer_model.finished_at = timezone.now()
-            peer_model.save()
+    except _NoLongerOurs:
+        pass
     except Exception as exc:
-        PeerModel.objects.filter(pk=peer_model.pk).update(status=pm.JobStatus.FAILED, message=f"Training failed: {exc}"[:2000],
-                                                           finished_at=timezone.now())
+        job_finish(PeerModel, peer_model.pk, status=pm.JobStatus.FAILED, message=f"Training failed: {exc}"[:2000],
+                   finished_at=timezone.now())
         raise
-    return peer_model
+    return PeerModel.objects.get(pk=peer_model.pk)
 
 
 def _train(peer_model: PeerModel, progress):
@@ -219,32 +255,30 @@ def clinical_feature_vectors(patients, on: date) -> dict:
 
 
 class NeighbourRecords:
-    """What patients' physicians recommended (as key items) and how they rated care items, read once."""
+    """What patients' physicians recommended (as key items) and how they rated care items, read once,
+    each with the situation it was written in: her pregnancy that day (peer_advice)."""
 
-    def __init__(self, patient_ids):
-        self.items: dict[int, set[str]] = defaultdict(set)
-        for pid, text in pm.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).values_list("patient_id", "text"):
-            self.items[pid] |= key_items(text)
+    def __init__(self, patient_ids, on: date | None = None):
+        on = on or timezone.now().date()
+        situations = peer_advice.SituationsAt(pregnancy_histories(list(patient_ids), on), on)
+        self.advice: dict[int, list] = defaultdict(list)
+        for pid, text, written in pm.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).values_list(
+                "patient_id", "text", "written_at"):
+            self.advice[pid].append((situations(pid, written), key_items(text)))
         self.ratings: dict[int, dict[str, float]] = defaultdict(dict)
-        for pid, slug, rating, _ in pm.CareRating.objects.filter(patient_id__in=patient_ids).order_by("rated_on").values_list(
+        self.rated: dict[int, list] = defaultdict(list)
+        for pid, slug, rating, rated_on in pm.CareRating.objects.filter(patient_id__in=patient_ids).order_by("rated_on").values_list(
                 "patient_id", "care_item__slug", "rating", "rated_on"):
             self.ratings[pid][slug] = rating  # the latest wins
+            self.rated[pid].append((situations(pid, rated_on), slug, rating))
 
-    def recommended(self, neighbour_ids) -> list[list]:
-        """The key items their physicians recommended most often, with the share of neighbours."""
-        with_advice = [n for n in neighbour_ids if self.items.get(n)]
-        advice = Counter(item for n in with_advice for item in self.items[n])
-        return [[item, round(count / len(with_advice), 2)] for item, count in advice.most_common(5)] if with_advice else []
+    def recommended(self, neighbour_ids) -> dict[str, list[list]]:
+        """By situation, the key items their physicians recommended most often, with the share of neighbours."""
+        return peer_advice.advice_shares(self.advice, neighbour_ids)
 
-    def helped(self, neighbour_ids) -> list[list]:
-        """Care items at least two neighbours rated, with a mean of 3.5 or more, best first."""
-        scores: dict[str, list[float]] = defaultdict(list)
-        for n in neighbour_ids:
-            for slug, rating in self.ratings.get(n, {}).items():
-                scores[slug].append(rating)
-        helped = sorted(([slug, round(sum(v) / len(v), 2), len(v)] for slug, v in scores.items() if len(v) >= 2),
-                        key=lambda h: (-h[1], -h[2]))
-        return [h for h in helped if h[1] >= 3.5][:5]
+    def helped(self, neighbour_ids) -> dict[str, list[list]]:
+        """Pregnant and not pregnant: care items at least two neighbours rated there, with a mean of 3.5 or more, best first."""
+        return peer_advice.helped_shares(self.rated, neighbour_ids)
 
 
 def _profiles(peer_model: PeerModel, result, patient_ids) -> list[PeerProfile]:

@@ -17,23 +17,31 @@ if [ ! -s "$VAR/demo-password" ]; then
 fi
 PASSWORD="$(cat "$VAR/demo-password")"
 if [ ! -e "$VAR/.demo-seeded" ]; then
-  echo "Loading the demo cohort (241 Synthea patients, WHO guidance; about a minute)…"
-  $PY manage.py seed_demo --password "$PASSWORD"
+  # An obstetric clinic: besides the 241 Synthea women (few pregnant today), generated patients with
+  # prenatal visits, complications and physicians' advice, about half of them pregnant now.
+  echo "Loading the demo cohort (241 Synthea and ${DEMO_SYNTHETIC_PATIENTS:-120} generated patients, WHO guidance; a minute or two)…"
+  $PY manage.py seed_demo --password "$PASSWORD" --synthetic-patients "${DEMO_SYNTHETIC_PATIENTS:-120}"
   echo "Training the peer model…"
   $PY manage.py train_peers
   touch "$VAR/.demo-seeded"
 fi
 
-# -B: the same process runs the beat that sweeps jobs stuck past their limit.
-.venv/bin/celery -A pmlm_site worker -B --schedule "$VAR/celerybeat-schedule" --pool=solo --loglevel=WARNING > "$VAR/celery-worker.log" 2>&1 &
-WORKER=$!
-trap 'kill $WORKER 2>/dev/null || true' EXIT INT TERM
+# One worker per lane (README: "Running in production"), so a question is never queued behind a long job.
+# -B: the interactive worker also runs the beat that sweeps jobs stuck past their limit.
+QUEUE="${PMLM_CELERY_QUEUE:-pmlm}"
+.venv/bin/celery -A pmlm_site worker -n "interactive@%h" -Q "$QUEUE-interactive" -B --schedule "$VAR/celerybeat-schedule" \
+  --pool=solo --loglevel=WARNING > "$VAR/celery-interactive.log" 2>&1 &
+INTERACTIVE=$!
+.venv/bin/celery -A pmlm_site worker -n "batch@%h" -Q "$QUEUE-batch" --pool=solo --loglevel=WARNING > "$VAR/celery-batch.log" 2>&1 &
+BATCH=$!
+trap 'kill $INTERACTIVE $BATCH 2>/dev/null || true' EXIT INT TERM
 
 cat <<MSG
 
   PMLM clinic is running:  http://127.0.0.1:${PORT}/
   Sign in as demo-clinician (pages) or demo-curator (pages and /admin/), password: ${PASSWORD}
-  (the password is kept in ${VAR}/demo-password; a Celery worker logs to ${VAR}/celery-worker.log)
+  (the password is kept in ${VAR}/demo-password; the Celery workers log to ${VAR}/celery-interactive.log
+  and ${VAR}/celery-batch.log)
   Stop with Ctrl+C.
 
 MSG

@@ -29,6 +29,12 @@ def fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def own_audit_anchors(settings, tmp_path_factory):
+    """Audit anchors are files outside the database: each test writes its own, so none outlives its rolled-back chain."""
+    settings.PMLM_AUDIT_ANCHOR_DIR = tmp_path_factory.mktemp("audit-anchors")
+
+
 @pytest.fixture
 def organisation(db):
     return OrganisationFactory(slug="north-clinic", name="North Clinic")
@@ -75,6 +81,16 @@ def foreign_patient(other_organisation):
                                    bundle=fb.small_bundle("pat-south"), source="test")
     assert result.ok, result.error
     return other_organisation.patients.get(external_id="pat-south")
+
+
+@pytest.fixture
+def curator_client(client, curator):
+    """Signed in to the admin as North Clinic's curator, with the curators' group's permissions."""
+    from patients.demo.seed import curator_group_ensure
+
+    curator.groups.add(curator_group_ensure())
+    client.force_login(curator)
+    return client
 
 
 @pytest.fixture

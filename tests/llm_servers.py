@@ -30,7 +30,12 @@ def completion(text: str, model: str = "fake-model", usage: bool = True) -> dict
 
 class ScriptedServer:
     """Answers each request with the next scripted reply: ("json", status, body, headers), ("sse", text),
-    ("raw", status, bytes), ("sleep", seconds) or ("answer", function of the request body -> text). The last reply repeats. Every request body is recorded."""
+    ("raw", status, bytes), ("sleep", seconds), ("answer", function of the request body -> text),
+    ("drip", seconds) or ("drip-headers", seconds). The last reply repeats. Every request body is recorded.
+
+    "drip" answers 200 and then never finishes: a keep-alive every so many seconds (an SSE comment to a
+    stream, a blank to JSON), so no read ever times out. "drip-headers" does the same before its headers
+    are complete, one header line at a time."""
 
     def __init__(self, *replies):
         self.replies = list(replies)
@@ -51,6 +56,9 @@ class ScriptedServer:
                     time.sleep(reply[1])
                     reply = ("json", 200, completion("late"), {})
                     kind = "json"
+                if kind in ("drip", "drip-headers"):
+                    self._drip(reply[1], streamed=bool(body.get("stream")), in_headers=kind == "drip-headers")
+                    return
                 if kind == "answer":  # ("answer", function of the request body -> the assistant's text)
                     reply, kind = ("json", 200, completion(reply[1](body)), {}), "json"
                 if kind == "json" and reply[1] == 200 and body.get("stream") and "choices" in reply[2]:
@@ -85,6 +93,27 @@ class ScriptedServer:
                     final = {"model": "fake-stream", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                              "usage": {"prompt_tokens": 5, "completion_tokens": len(reply[1].split()), "total_tokens": 5 + len(reply[1].split())}}
                     self.wfile.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+
+            def _drip(self, every: float, *, streamed: bool, in_headers: bool):
+                """Keep the client waiting, a little at a time, until it hangs up (or five minutes pass)."""
+                until = time.monotonic() + 300
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream" if streamed else "application/json")
+                    if in_headers:
+                        self.flush_headers()
+                    else:
+                        self.end_headers()
+                    n = 0
+                    while time.monotonic() < until:
+                        time.sleep(every)
+                        n += 1
+                        line = f"X-Keep-Alive-{n}: 1\r\n" if in_headers else (": keep-alive\n\n" if streamed else " ")
+                        self.wfile.write(line.encode())
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the client gave up, as it should
+                self.close_connection = True
 
         class QuietServer(ThreadingHTTPServer):
             def handle_error(self, request, client_address):

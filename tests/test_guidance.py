@@ -124,7 +124,8 @@ def test_the_safety_check_warns_about_a_contraindicated_drug_in_the_guidance(pat
 def test_the_real_llama_cpp_server_is_an_openai_compatible_endpoint(patient):
     with LlamaServer(str(smollm2_gguf_path())) as server:
         endpoint = LLMEndpoint.objects.create(name="llama-server", kind="openai", openness="open",
-                                              settings={"base_url": server.base_url, "model": "smollm2", "timeout": 120})
+                                              settings={"base_url": server.base_url, "model": "smollm2", "timeout": 120,
+                                                        "deadline": 300})
         guidance = guidance_request_create(patient=patient, question=QUESTION, at=AT, endpoint=endpoint,
                                            use_retrieval=False, run_inline=True)
     assert guidance.status == pm.JobStatus.DONE, guidance.error

@@ -1,4 +1,7 @@
-"""The OpenAI-compatible backend: protocol, streaming, usage, and one retry loop that ends."""
+"""The OpenAI-compatible backend: protocol, streaming, usage, and one retry loop that ends; every
+backend's deadline on a whole call."""
+
+import time
 
 import pytest
 
@@ -63,6 +66,37 @@ def test_a_server_that_does_not_answer_in_time_fails_instead_of_hanging():
             b.generate(MESSAGES)
 
 
+@pytest.mark.parametrize("reply, streamed", [(("drip", 0.3), True), (("drip", 0.3), False), (("drip-headers", 0.3), False)],
+                         ids=["a stream of keep-alives", "a JSON body of blanks", "headers a line at a time"])
+def test_a_server_that_keeps_dripping_bytes_is_cut_off_at_the_call_deadline(reply, streamed):
+    # Every read gets a byte well within the 1 s timeout, so only a deadline on the whole call ends it.
+    with ScriptedServer(reply) as server:
+        b, _ = backend(server, timeout=1, deadline=2, max_attempts=3)
+        started = time.monotonic()
+        with pytest.raises(LLMError, match="no complete answer within 2 s") as caught:
+            b.generate(MESSAGES, on_token=(lambda token: None) if streamed else None)
+        elapsed = time.monotonic() - started
+    assert 2 <= elapsed < 4, f"the call ended after {elapsed:.1f} s"
+    assert not caught.value.retryable and len(server.requests) == 1
+
+
+def test_retries_and_their_waits_count_against_the_deadline():
+    with ScriptedServer(("json", 503, {"error": {"message": "busy"}}, {"Retry-After": "30"})) as server:
+        b, sleeps = backend(server, deadline=5, max_attempts=3)
+        with pytest.raises(LLMError, match="503: busy after 1 attempt; no time left within the 5 s deadline"):
+            b.generate(MESSAGES)
+    assert sleeps == [] and len(server.requests) == 1
+
+
+def test_the_deadline_is_set_per_endpoint_and_has_a_default():
+    from prompting.llm.base import DEFAULT_DEADLINE
+
+    assert build_backend("openai", {"base_url": "http://x/v1", "model": "m", "deadline": 90}).deadline == 90
+    assert build_backend("openai", {"base_url": "http://x/v1", "model": "m"}).deadline == DEFAULT_DEADLINE
+    # A local model cannot stall like a server: only a deadline its endpoint sets stops it.
+    assert build_backend("llamacpp", {}).deadline is None and build_backend("llamacpp", {"deadline": 20}).deadline == 20
+
+
 def test_malformed_json_is_a_clear_failure():
     with ScriptedServer(("raw", 200, b"{not json"),) as server:
         b, _ = backend(server, max_attempts=2)
@@ -96,3 +130,27 @@ def test_a_misconfigured_endpoint_says_what_is_missing():
         build_backend("openai", {"model": "m"})
     with pytest.raises(LLMError, match="unknown backend kind"):
         build_backend("telepathy", {})
+
+
+LONG = [{"role": "user", "content": "Count from 1 to 1000, one number per line."}]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_the_local_gguf_model_stops_at_its_deadline_and_answers_the_next_call(streamed):
+    backend = build_backend("llamacpp", {"deadline": 0.5})
+    backend.model()  # loaded once per process, before the clock starts
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"no complete answer within 0\.5 s"):
+        backend.generate(LONG, max_tokens=1500, temperature=0, on_token=(lambda token: None) if streamed else None)
+    assert time.monotonic() - started < 30  # generous: reading the prompt cannot be stopped, a busy CPU reads it slowly
+    assert build_backend("llamacpp", {}).generate(MESSAGES, max_tokens=8, temperature=0).text  # the model is still usable
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_a_transformers_checkpoint_stops_at_its_deadline(tiny_checkpoint, streamed):
+    backend = build_backend("transformers", {"checkpoint": str(tiny_checkpoint), "device": "cpu", "deadline": 0.5})
+    backend.generate(LONG, max_tokens=1, temperature=0)  # loaded once per process, before the clock starts
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"no complete answer within 0\.5 s"):
+        backend.generate(LONG, max_tokens=3000, temperature=0, on_token=(lambda token: None) if streamed else None)
+    assert time.monotonic() - started < 30  # generous, on a busy CPU

@@ -1,4 +1,5 @@
-"""A real Celery worker, on the configured broker, imports an uploaded bundle."""
+"""Real Celery workers on the configured broker: jobs of both lanes, each lane's own workers and time
+limits, and, on Redis, a lost guidance request handed on by its lane while batch work runs undisturbed."""
 
 import json
 import os
@@ -17,6 +18,7 @@ from django.db import connection
 from patients import models as m
 from patients.services import import_job_create, import_job_run
 from pmlm_site.celery import app as celery_app
+from pmlm_site.lanes import BATCH, INTERACTIVE, LANES, queue_name, task_routes
 from tests import fhir_builders as fb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,22 +32,32 @@ def database_url() -> str:
     return f"postgresql://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def route_tasks_to(prefix: str):
+    """Send tasks from this process to the lanes of this queue prefix, as a deployment with that prefix does."""
+    celery_app.conf.task_routes = task_routes(prefix)
+    celery_app.conf.task_default_queue = queue_name(prefix, BATCH)
+    celery_app.amqp.flush_routes()
+    celery_app.amqp.__dict__.pop("router", None)  # a cached property built from the routes
+
+
 @contextmanager
-def running_worker(queue: str = "", **extra_env):
-    queue = queue or f"test-{uuid.uuid4().hex[:8]}"
-    previous_queue = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = queue
-    env = dict(os.environ, DATABASE_URL=database_url(), PMLM_CELERY_QUEUE=queue, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+def running_worker(prefix: str = "", *, lanes: tuple[str, ...] = LANES, pool: str = "solo", **extra_env):
+    """A real worker consuming these lanes of its own queue prefix (both by default); tasks sent from the test
+    meanwhile go to that prefix's lanes."""
+    prefix = prefix or f"test-{uuid.uuid4().hex[:8]}"
+    route_tasks_to(prefix)
+    env = dict(os.environ, DATABASE_URL=database_url(), PMLM_CELERY_QUEUE=prefix, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
                PMLM_VAR_DIR=str(settings.VAR_DIR), DJANGO_DEBUG="1", DATABASE_CONN_MAX_AGE="0", **extra_env)
+    queues = ",".join(queue_name(prefix, lane) for lane in lanes)
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "pmlm_site", "worker", "--pool=solo", "--loglevel=INFO", "-Q", queue,
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        [sys.executable, "-m", "celery", "-A", "pmlm_site", "worker", f"--pool={pool}", "--concurrency=1", "--loglevel=INFO",
+         "-Q", queues, "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         yield process
     finally:
-        celery_app.conf.task_default_queue = previous_queue
+        route_tasks_to(settings.PMLM_CELERY_QUEUE)
         process.terminate()
         try:
             process.wait(timeout=20)
@@ -133,40 +145,124 @@ def test_a_real_worker_runs_an_evaluation_and_its_table_is_stored(cohort, tiny_p
     assert len(run.rows) == 8 and run.items.count() == run.examples * 8 and run.progress == 100
 
 
+def hospital_endpoint(server, name="hospital-llm", **settings_):
+    from prompting.models import LLMEndpoint
+
+    return LLMEndpoint.objects.create(name=name, kind="openai", settings={
+        "base_url": server.base_url, "model": "m", "timeout": 90, "max_attempts": 1, **settings_})
+
+
+@pytest.fixture
+def her(organisation):
+    from patients.services import patient_import_bundle
+    from prompting.models import PromptTemplate
+
+    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # a flushed test database has no data migrations
+    assert patient_import_bundle(organisation=organisation, bundle=fb.small_bundle("pat-k"), source="test").ok
+    return organisation.patients.get(external_id="pat-k")
+
+
+def worker_log(process) -> str:
+    process.terminate()
+    return process.communicate(timeout=30)[0][-3000:]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_guidance_takes_the_interactive_lane_and_an_import_the_batch_lane(her, organisation):
+    from prompting.guidance import guidance_request_create
+    from prompting.models import GuidanceRequest
+    from tests.llm_servers import ScriptedServer, completion
+
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    with ScriptedServer(("json", 200, completion("Repeat BP within a week."), {})) as server:
+        with running_worker(prefix, lanes=(INTERACTIVE,)) as interactive:
+            upload = SimpleUploadedFile("north.json", json.dumps(fb.small_bundle("pat-b")).encode())
+            job = import_job_create(organisation=organisation, upload=upload)
+            guidance = guidance_request_create(patient=her, question="What now?", endpoint=hospital_endpoint(server),
+                                               use_retrieval=False)
+            if not wait_for(lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in m.JobStatus.finished()):
+                pytest.fail("the interactive worker did not answer:\n" + worker_log(interactive))
+            assert GuidanceRequest.objects.get(pk=guidance.pk).status == m.JobStatus.DONE
+            assert m.ImportJob.objects.get(pk=job.pk).status == m.JobStatus.QUEUED  # not its lane
+        with running_worker(prefix, lanes=(BATCH,)) as batch:
+            if not wait_for(lambda: m.ImportJob.objects.get(pk=job.pk).status in m.JobStatus.finished()):
+                pytest.fail("the batch worker did not import:\n" + worker_log(batch))
+    assert m.ImportJob.objects.get(pk=job.pk).status == m.JobStatus.DONE
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_interactive_request_past_the_lanes_time_limit_is_stopped_and_fails_with_the_reason(her, monkeypatch):
+    from prompting.guidance import guidance_request_create
+    from prompting.models import GuidanceRequest
+    from prompting.tasks import run_guidance_task
+    from tests.llm_servers import ScriptedServer
+
+    # Time limits travel in the task's message, from the sender's settings: here 3 s (soft) and 8 s (hard).
+    for name, value in (("soft_time_limit", 3), ("time_limit", 8), ("_exec_options", None)):
+        monkeypatch.setattr(run_guidance_task, name, value)
+    # The LLM takes 60 s; the soft limit stops the task, as a prefork worker enforces it.
+    with ScriptedServer(("sleep", 60),) as server, running_worker(lanes=(INTERACTIVE,), pool="prefork") as process:
+        guidance = guidance_request_create(patient=her, question="What now?", endpoint=hospital_endpoint(server, deadline=120),
+                                           use_retrieval=False)
+        if not wait_for(lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in m.JobStatus.finished(), timeout=45):
+            pytest.fail("the request was not stopped:\n" + worker_log(process))
+    guidance.refresh_from_db()
+    assert guidance.status == m.JobStatus.FAILED and guidance.error.startswith("Not finished in time")
+    assert (guidance.finished_at - guidance.started_at).total_seconds() < 8
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(not settings.CELERY_BROKER_URL.startswith("redis"),
                     reason="redelivery after a killed worker needs a broker that holds unacknowledged tasks (Redis, as in CI)")
-def test_a_worker_killed_mid_guidance_loses_nothing_the_task_is_redelivered_and_completes_once(organisation, monkeypatch):
+def test_a_lost_interactive_request_is_redelivered_by_the_lanes_next_worker_while_a_running_batch_task_stays_put(
+        her, organisation):
+    import redis
+
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    try:
+        redelivered_while_batch_work_runs(prefix, broker, her, organisation)
+    finally:  # the batch task, stopped with its worker, is left on this run's own queues
+        for pattern in (f"{prefix}-*", f"_kombu.binding.{prefix}-*"):
+            for key in broker.scan_iter(pattern):
+                broker.delete(key)
+
+
+def redelivered_while_batch_work_runs(prefix, broker, her, organisation):
     import signal
 
-    from patients.services import patient_import_bundle
-    from prompting.guidance import guidance_request_create
-    from prompting.models import GuidanceRequest, LLMEndpoint, PersonalizedPrompt, PromptTemplate
+    from prompting.guidance import comparison_run_create, guidance_request_create
+    from prompting.models import ComparisonRun, GuidanceRequest, PersonalizedPrompt
     from tests.llm_servers import ScriptedServer, completion
 
-    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})
-    assert patient_import_bundle(organisation=organisation, bundle=fb.small_bundle("pat-k"), source="test").ok
-    patient = organisation.patients.get(external_id="pat-k")
-    # The first answer hangs (the worker dies while waiting); the redelivered task gets a real one.
-    with ScriptedServer(("sleep", 20), ("json", 200, completion("Repeat BP within a week."), {})) as server:
-        endpoint = LLMEndpoint.objects.create(name="hospital-llm", kind="openai", settings={
-            "base_url": server.base_url, "model": "m", "timeout": 90, "max_attempts": 1})
-        env = {"PMLM_BROKER_VISIBILITY_TIMEOUT": "5", "PMLM_BROKER_RESTORE_THROTTLE": "1"}
-        monkeypatch.setitem(celery_app.conf.broker_transport_options, "visibility_timeout", 5)
-        queue = f"test-{uuid.uuid4().hex[:8]}"  # the second worker must listen where the task is redelivered
-        with running_worker(queue, **env) as first:
-            guidance = guidance_request_create(patient=patient, question="What now?", endpoint=endpoint, use_retrieval=False)
+    # The interactive lane hands a lost task on 5 s after delivery (a minute in production); the batch lane keeps its
+    # default, hours. The first guidance answer hangs: its worker dies waiting. The batch task's LLM is slow (60 s).
+    fast = {"PMLM_INTERACTIVE_TIME_LIMIT": "4", "PMLM_INTERACTIVE_VISIBILITY_TIMEOUT": "5"}
+    with ScriptedServer(("sleep", 20), ("json", 200, completion("Repeat BP within a week."), {})) as server, \
+            ScriptedServer(("sleep", 60),) as slow, running_worker(prefix, lanes=(BATCH,), **fast) as batch:
+        endpoint = hospital_endpoint(server)
+        comparison = comparison_run_create(organisation=organisation, patient_ids=["pat-k"], questions=["Slow?"],
+                                           endpoint_names=[hospital_endpoint(slow, "slow-llm", deadline=120).name])
+        assert wait_for(lambda: len(slow.requests) == 1, timeout=60), "the batch worker never asked its LLM:\n" + worker_log(batch)
+        with running_worker(prefix, lanes=(INTERACTIVE,), **fast) as first:
+            guidance = guidance_request_create(patient=her, question="What now?", endpoint=endpoint, use_retrieval=False)
             assert wait_for(lambda: len(server.requests) == 1, timeout=60), "the first worker never asked the LLM"
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         assert GuidanceRequest.objects.get(pk=guidance.pk).status == "running"  # caught in the middle
-        with running_worker(queue, **env) as second:
-            done = wait_for(lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in ("done", "failed"), timeout=120)
-            if not done:
-                second.terminate()
-                pytest.fail("the task was not redelivered:\n" + second.communicate(timeout=20)[0][-3000:])
+        with running_worker(prefix, lanes=(INTERACTIVE,), **fast) as second:
+            if not wait_for(lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in ("done", "failed"), timeout=60):
+                pytest.fail("the task was not redelivered:\n" + worker_log(second))
+            # The batch task, delivered before and still running, was not handed on: it is still the batch
+            # worker's, unacknowledged, in the batch lane's own record, and its queue is empty.
+            assert ComparisonRun.objects.get(pk=comparison.pk).status == "running" and len(slow.requests) == 1
+            assert broker.hlen(f"{queue_name(prefix, BATCH)}-unacked") == 1
+            assert broker.llen(queue_name(prefix, BATCH)) == 0
     guidance.refresh_from_db()
     assert guidance.status == "done" and guidance.text == "Repeat BP within a week."
-    assert GuidanceRequest.objects.count() == 1 and PersonalizedPrompt.objects.filter(patient=patient).count() == 1
+    assert GuidanceRequest.objects.filter(pk=guidance.pk).count() == 1
+    assert PersonalizedPrompt.objects.filter(patient=her, question="What now?").count() == 1
     assert len(server.requests) == 2  # asked once by each worker, answered once

@@ -8,6 +8,12 @@ from typing import Protocol
 Messages = list[dict]  # [{"role": "system"|"user"|"assistant", "content": str}]
 TokenCallback = Callable[[str], None]
 
+# Seconds one generate() call may take in all: the answer, or a clear failure, by then. An endpoint sets its own
+# with `deadline` in its settings. A server can stall a call forever, so an HTTP endpoint has one by default, below
+# the interactive lane's time limit. A local model has none unless its endpoint sets one: its token limit bounds it,
+# a busy CPU only slows it, and on the interactive lane the task's time limit stops it.
+DEFAULT_DEADLINE = 30.0
+
 
 @dataclass
 class LLMResult:
@@ -29,6 +35,11 @@ class LLMError(RuntimeError):
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+
+
+def deadline_passed(seconds: float) -> LLMError:
+    """The failure of a call that ran out of its deadline, in the words a clinician reads."""
+    return LLMError(f"no complete answer within {seconds:g} s (the endpoint's deadline)")
 
 
 class Backend(Protocol):

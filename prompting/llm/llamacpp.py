@@ -1,7 +1,8 @@
 """In-process GGUF through llama-cpp-python: the embedded default (SmolLM2-135M-Instruct).
 
 A model is loaded once per process and per file, then shared; llama.cpp contexts are not
-thread-safe, so generations on one model take turns.
+thread-safe, so generations on one model take turns. A generation that runs past the deadline
+its endpoint sets (waiting for its turn included) is stopped at the next token.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from .base import LLMError, LLMResult, Messages, TokenCallback, read_chunks
+from .base import LLMError, LLMResult, Messages, TokenCallback, deadline_passed, read_chunks
 
 
 @lru_cache(maxsize=4)
@@ -31,11 +32,24 @@ def default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+class _PastDeadline(Exception):
+    pass
+
+
+def _until(events, at: float | None):
+    """The chunks of a streamed completion until the deadline; closing the stream stops llama.cpp generating."""
+    for event in events:
+        if at is not None and time.monotonic() >= at:
+            events.close()
+            raise _PastDeadline()
+        yield event
+
+
 class LlamaCppBackend:
     kind = "llamacpp"
 
     def __init__(self, *, model_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 7,
-                 repeat_penalty: float = 1.1):
+                 repeat_penalty: float = 1.1, deadline: float | None = None):
         self.model_path = str(model_path)
         if not Path(self.model_path).exists():
             raise LLMError(f"the model file {self.model_path} does not exist")
@@ -45,6 +59,7 @@ class LlamaCppBackend:
         self.seed = seed
         # Small models fall into loops ("She should also discuss… She should also discuss…") without one.
         self.repeat_penalty = float(repeat_penalty)
+        self.deadline = float(deadline) if deadline else None
 
     def model(self):
         return _load(self.model_path, self.n_ctx, self.n_threads, self.seed)
@@ -55,25 +70,24 @@ class LlamaCppBackend:
 
     def generate(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.2,
                  on_token: TokenCallback | None = None) -> LLMResult:
-        llama, lock = self.model()
         started = time.monotonic()
+        llama, lock = self.model()
         with lock:
             try:
-                if on_token is None:
-                    out = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
-                                                       seed=self.seed, repeat_penalty=self.repeat_penalty)
-                    choice = out["choices"][0]
-                    text, finish, usage, ttft = choice["message"]["content"] or "", choice.get("finish_reason") or "", out.get("usage") or {}, None
-                else:
-                    events = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
-                                                          seed=self.seed, repeat_penalty=self.repeat_penalty, stream=True)
-                    streamed = read_chunks(events, on_token, started)
-                    text, finish, ttft = streamed.text, streamed.finish_reason, streamed.ttft_ms
-                    prompt_tokens = sum(len(llama.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
-                    completion_tokens = len(llama.tokenize(text.encode(), add_bos=False)) if text else 0
-                    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                             "total_tokens": prompt_tokens + completion_tokens}
+                # Always streamed, whole answers too: between two tokens is where a deadline can stop it.
+                events = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
+                                                      seed=self.seed, repeat_penalty=self.repeat_penalty, stream=True)
+                until = started + self.deadline if self.deadline else None
+                streamed = read_chunks(_until(events, until), on_token or (lambda token: None), started)
             except ValueError as exc:  # e.g. the prompt does not fit the context window
                 raise LLMError(f"the local model refused the request: {exc}") from None
+            except _PastDeadline:
+                raise deadline_passed(self.deadline) from None
+            text, finish = streamed.text, streamed.finish_reason
+            ttft = streamed.ttft_ms if on_token is not None else None
+            prompt_tokens = sum(len(llama.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
+            completion_tokens = len(llama.tokenize(text.encode(), add_bos=False)) if text else 0
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": prompt_tokens + completion_tokens}
         return LLMResult(text=text.strip(), model=self.model_name, usage={**usage, "counted": "local"},
                          latency_ms=int((time.monotonic() - started) * 1000), ttft_ms=ttft, finish_reason=finish)

@@ -4,6 +4,10 @@ Plain httpx with one retry loop of our own (no SDK, so no hidden second loop): t
 connection errors, 429 and 5xx are retried with exponential backoff that honours Retry-After;
 anything else fails at once with the server's reason. Streaming uses server-sent events. Usage
 comes from the server when it reports it, otherwise it is counted locally.
+
+`timeout` bounds each wait for a byte; `deadline` bounds the whole call: every attempt, every wait
+between attempts and every byte of a stream. A server that keeps the connection alive with a byte
+now and then never times out a read, so at the deadline the call's connection is shut under it.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable
 
 import httpx
 
-from .base import LLMError, LLMResult, Messages, TokenCallback, read_chunks
+from .base import DEFAULT_DEADLINE, LLMError, LLMResult, Messages, TokenCallback, deadline_passed, read_chunks
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -31,17 +37,65 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
+class _Deadline:
+    """The end of one call. When it passes, the call's open connections are shut, which wakes a read
+    blocked anywhere (headers, body, stream) at once; the call then fails with `deadline_passed`."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.passed = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def trace(self, event: str, info: dict):
+        """httpcore's trace hook: learn each connection's socket as soon as it is open."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                with self._lock:
+                    self._sockets.append(sock)
+                    if self.passed:
+                        _shut(sock)
+
+    def _cut(self):
+        with self._lock:
+            self.passed = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket):
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, under any TLS wrapper
+    except OSError:
+        pass  # already closed
+
+
 class OpenAICompatibleBackend:
     kind = "openai"
 
     def __init__(self, *, base_url: str, model: str, api_key_env: str = "", timeout: float = 60.0, max_attempts: int = 3,
                  backoff: float = 1.0, max_backoff: float = 20.0, stream: bool = True, api_version: str = "",
-                 count_tokens: Callable[[str], int] | None = None, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 deadline: float = DEFAULT_DEADLINE, count_tokens: Callable[[str], int] | None = None,
+                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
         self.base_url = base_url.rstrip("/")
         self.model_name = model
         self.api_key_env = api_key_env
         self.timeout = timeout
+        self.deadline = float(deadline)
         self.max_attempts = max(1, max_attempts)
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -72,30 +126,41 @@ class OpenAICompatibleBackend:
             body["stream_options"] = {"include_usage": True}
         started = time.monotonic()
         last_error: LLMError | None = None
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                result = self._once(body, stream, on_token, started)
-                result.attempts = attempt
-                return result
-            except LLMError as error:
-                last_error = error
-                if not error.retryable or attempt == self.max_attempts:
-                    break
-                delay = error.retry_after if error.retry_after is not None else self.backoff * 2 ** (attempt - 1)
-                self._sleep(min(delay, self.max_backoff))
+        with _Deadline(self.deadline) as deadline:
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    result = self._once(body, stream, on_token, started, deadline)
+                    if deadline.passed:  # a stream the cut ended early is not an answer
+                        raise deadline_passed(self.deadline)
+                    result.attempts = attempt
+                    return result
+                except LLMError as error:
+                    if deadline.passed or deadline.remaining() <= 0:
+                        raise deadline_passed(self.deadline) from None
+                    last_error = error
+                    if not error.retryable or attempt == self.max_attempts:
+                        break
+                    delay = error.retry_after if error.retry_after is not None else self.backoff * 2 ** (attempt - 1)
+                    delay = min(delay, self.max_backoff)
+                    if delay >= deadline.remaining():
+                        raise LLMError(f"{error.reason}{_after(attempt)}; no time left within the {self.deadline:g} s deadline",
+                                       status=error.status) from None
+                    self._sleep(delay)
         assert last_error is not None
-        attempts = f" after {attempt} attempt{'s' if attempt > 1 else ''}"
-        raise LLMError(last_error.reason + attempts, retryable=False, status=last_error.status)
+        raise LLMError(last_error.reason + _after(attempt), retryable=False, status=last_error.status)
 
-    def _once(self, body: dict, stream: bool, on_token: TokenCallback | None, started: float) -> LLMResult:
-        timeout = httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
+    def _once(self, body: dict, stream: bool, on_token: TokenCallback | None, started: float,
+              deadline: _Deadline) -> LLMResult:
+        wait = max(0.001, min(self.timeout, deadline.remaining()))  # no single wait outlives the call
+        timeout = httpx.Timeout(wait, connect=min(10.0, wait))
+        extensions = {"trace": deadline.trace}
         try:
             with httpx.Client(timeout=timeout, transport=self._transport) as client:
                 if stream:
-                    with client.stream("POST", self._url(), json=body, headers=self._headers()) as response:
+                    with client.stream("POST", self._url(), json=body, headers=self._headers(), extensions=extensions) as response:
                         self._check(response, streamed=True)
                         return self._read_stream(response, on_token, started)
-                response = client.post(self._url(), json=body, headers=self._headers())
+                response = client.post(self._url(), json=body, headers=self._headers(), extensions=extensions)
                 self._check(response)
                 return self._read_json(response, started)
         except httpx.TimeoutException:
@@ -161,6 +226,10 @@ def _server_sent_events(response: httpx.Response):
             yield json.loads(payload)
         except ValueError:
             raise LLMError("the server's stream was not valid JSON", retryable=True) from None
+
+
+def _after(attempts: int) -> str:
+    return f" after {attempts} attempt{'s' if attempts > 1 else ''}"
 
 
 def _messages_text(messages: Messages) -> str:

@@ -18,6 +18,21 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time.min, tzinfo=timezone.utc)
 
 
+def _append_diagnoses(histories: dict, conditions, at, end):
+    """Each patient's diagnoses as they stood at `end`, from a Condition queryset (refuted or
+    entered-in-error ones left out; abated after `end` means still active then)."""
+    for pid, code, display, onset, abatement, status in conditions.exclude(
+            verification_status__in=("entered-in-error", "refuted")).values_list(
+            "patient_id", "code", "display", "onset_at", "abatement_at", "clinical_status"):
+        if onset is not None and onset >= end:
+            continue
+        abated = abatement is not None and abatement < end
+        histories[pid].diagnoses.append(Diagnosis(
+            code, display, _days_ago(at, onset), _days_ago(at, abatement) if abated else None,
+            status if abated or status not in ("resolved", "inactive") else "active",
+        ))
+
+
 def _days_ago(at: date, when) -> int | None:
     if when is None:
         return None
@@ -69,16 +84,7 @@ def patient_histories(patients: list[m.Patient], at: date) -> dict[int, PatientH
             code=code, system=system, display=display, days_ago=days, quantity=quantity, unit=unit, value_code=v_code,
             value_display=v_display, value_string=v_string, value_boolean=v_bool, encounter=encounter, sequence=sequence,
         ))
-    for pid, code, display, onset, abatement, status in m.Condition.objects.filter(
-            patient_id__in=ids).exclude(verification_status__in=("entered-in-error", "refuted")).values_list(
-            "patient_id", "code", "display", "onset_at", "abatement_at", "clinical_status"):
-        if onset is not None and onset >= end:
-            continue
-        abated = abatement is not None and abatement < end
-        histories[pid].diagnoses.append(Diagnosis(
-            code, display, _days_ago(at, onset), _days_ago(at, abatement) if abated else None,
-            status if abated or status not in ("resolved", "inactive") else "active",
-        ))
+    _append_diagnoses(histories, m.Condition.objects.filter(patient_id__in=ids), at, end)
     for pid, code, display, performed in m.Procedure.objects.filter(patient_id__in=ids, performed_start__lt=end).exclude(
             status__in=("entered-in-error", "not-done")).values_list("patient_id", "code", "display", "performed_start"):
         histories[pid].procedures.append(ProcedureDone(code, display, _days_ago(at, performed)))
@@ -132,17 +138,8 @@ def pregnancy_histories(patient_ids: list[int], at: date, chunk: int = 500) -> d
                     h.lmp_days_ago = (at - lmp).days
             else:
                 h.readings.append(Reading(code=code, days_ago=_days_ago(at, when), quantity=quantity, unit=unit))
-        for pid, code, display, onset, abatement, status in m.Condition.objects.filter(
-                patient_id__in=ids, code__in=PREGNANCY_EPISODE_CONDITIONS).exclude(
-                verification_status__in=("entered-in-error", "refuted")).values_list(
-                "patient_id", "code", "display", "onset_at", "abatement_at", "clinical_status"):
-            if onset is not None and onset >= end:
-                continue
-            abated = abatement is not None and abatement < end
-            histories[pid].diagnoses.append(Diagnosis(
-                code, display, _days_ago(at, onset), _days_ago(at, abatement) if abated else None,
-                status if abated or status not in ("resolved", "inactive") else "active",
-            ))
+        _append_diagnoses(histories, m.Condition.objects.filter(patient_id__in=ids, code__in=PREGNANCY_EPISODE_CONDITIONS),
+                          at, end)
         for pid, code, display, performed in m.Procedure.objects.filter(
                 patient_id__in=ids, performed_start__lt=end, code__in=codes.PREGNANCY_ENDING_PROCEDURES).exclude(
                 status__in=("entered-in-error", "not-done")).values_list("patient_id", "code", "display", "performed_start"):

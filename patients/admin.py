@@ -95,8 +95,12 @@ class RefusalAuditMixin:
                 self._refuse_unless_visible(request, object_id)
         return super().changelist_view(request, extra_context)
 
+    def _audit_view(self, request, object_id):
+        """Record a permitted look at one object (the curated admins do; others record nothing)."""
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        self._refuse_unless_visible(request, object_id)
+        if self._refuse_unless_visible(request, object_id) and request.method == "GET":
+            self._audit_view(request, object_id)
         return super().change_view(request, object_id, form_url, extra_context)
 
     def delete_view(self, request, object_id, extra_context=None):
@@ -132,10 +136,8 @@ class CuratedAdmin(RefusalAuditMixin, SimpleHistoryAdmin):
         audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, details={"list": True})
         return super().changelist_view(request, extra_context)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        if request.method == "GET" and self.get_object(request, unquote(object_id)) is not None:
-            audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, object_id=object_id)
-        return super().change_view(request, object_id, form_url, extra_context)
+    def _audit_view(self, request, object_id):
+        audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, object_id=object_id)
 
     def _history_visible(self, request, object_id) -> bool:
         """The object is the curator's, or it was deleted and its history is the curator's."""

@@ -12,40 +12,34 @@ from __future__ import annotations
 
 import csv
 import io
-import random
-from collections import defaultdict
-from datetime import date
 
 from django.db import transaction
 from django.db.models import Avg, BooleanField, Count, ExpressionWrapper, Q
 from django.utils import timezone
 
 from patients import models as pm
-from prompting.guidance import GuidanceError, endpoint_named, guidance_passages, passage_text
+from prompting.encounters import (  # noqa: F401  (held_out_*: the evaluation's who, re-exported)
+    ENCOUNTER_QUESTION, EXAMPLES_PER_PATIENT, encounter_prompt, endpoint_generator, held_out_encounters, held_out_peers,
+    peers_today, target_answerer,
+)
+from prompting.guidance import GuidanceError, endpoint_named
 from prompting.jobs import job_cancel, job_claimed, job_fail
 from prompting.llm import LLMError
 from prompting.models import (
     ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, PeerModel, RefinementRun,
 )
-from prompting.pmlm import peers as peer_method
 from prompting.pmlm.agreement import judge_clinician_agreement
-from prompting.pmlm.composer import compose
 from prompting.pmlm.deidentify import leaks
-from prompting.pmlm.evaluation import METRICS, VARIANTS, Scored, guidance_metrics, summarise, variant_text
+from prompting.pmlm.edits import MENU_VERSION
+from prompting.pmlm.evaluation import METRICS, REFINED_VARIANTS, VARIANTS, Scored, guidance_metrics, summarise, variant_text
 from prompting.pmlm.grounding import guidance_claims
 from prompting.pmlm.holdout import DEFAULT_SEED, DEFAULT_SHARE, split_patients
 from prompting.pmlm.judge import judge_guidance, rubric
 from prompting.pmlm.retrieval import default_embedder
 from prompting.pmlm.safety import safety_warnings
-from prompting.pmlm.state import current_pregnancy
-from prompting.refinement import ENCOUNTER_QUESTION, endpoint_generator, policy_refinement, target_answerer
-from prompting.selectors import patient_history, patient_identifiers
-from prompting.services import (
-    NeighbourRecords, PromptError, care_item_names, clinical_feature_vectors, count_tokens, peer_summary, prompt_template_active,
-    template_spec,
-)
+from prompting.refinement import policy_refinement
+from prompting.services import PromptError, prompt_template_active, template_spec
 
-EXAMPLES_PER_PATIENT = 2
 JUDGE_MAX_TOKENS = 80
 JUDGE_READABLE_MINIMUM = 0.8  # below this share of readable verdicts, the report warns that the judge is not usable
 MAX_RATED_FOR_AGREEMENT = 60
@@ -121,47 +115,9 @@ def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
 
 def refinement_run_for_evaluation(organisation: pm.Organisation) -> RefinementRun | None:
     """The promoted policy, or else the latest finished run with a checkpoint."""
-    runs = RefinementRun.objects.filter(organisation=organisation, status=pm.JobStatus.DONE).exclude(checkpoint="")
+    runs = (RefinementRun.objects.filter(organisation=organisation, status=pm.JobStatus.DONE, config__menu=MENU_VERSION)
+            .exclude(checkpoint=""))  # a run of an older menu (or the retired rewriter) would be read with other meanings
     return runs.filter(promoted=True).first() or runs.order_by("-version").first()
-
-
-def held_out_encounters(*, organisation: pm.Organisation, seed: int, share: float, limit_patients: int | None = None,
-                        exclude: set[int] = frozenset()) -> tuple[list[pm.PhysicianRecommendation], list[int], list[int]]:
-    """(recommendations to evaluate, learning patient ids, held-out patient ids).
-
-    Every patient of the organisation is split by the shared hold-out rule; the held-out patients
-    with a physician recommendation are evaluated (at most two encounters each, seeded), in the
-    rule's order, leaving out any in `exclude` (patients an RL run trained on)."""
-    patient_ids = list(pm.Patient.objects.filter(organisation=organisation).values_list("pk", flat=True))
-    learning, held_out = split_patients(patient_ids, share=share, seed=seed)
-    by_patient: dict[int, list] = defaultdict(list)
-    for rec in (pm.PhysicianRecommendation.objects.filter(patient_id__in=held_out).exclude(patient_id__in=exclude)
-                .select_related("encounter", "patient").order_by("pk")):
-        by_patient[rec.patient_id].append(rec)
-    chosen_patients = [pid for pid in held_out if pid in by_patient][:limit_patients]
-    rng = random.Random(seed)
-    chosen = [rec for pid in chosen_patients for rec in rng.sample(by_patient[pid], min(EXAMPLES_PER_PATIENT, len(by_patient[pid])))]
-    return chosen, learning, held_out
-
-
-def held_out_peers(*, organisation: pm.Organisation, learning: list[int], patients: list[int], on: date) -> dict:
-    """Peers of held-out patients from the learning patients only, as a patient new to the peer
-    model gets them: the nearest learning patients on clinical features, what helped them and
-    what their physicians recommended."""
-    if not patients or not learning:
-        return {}
-    active = PeerModel.objects.filter(organisation=organisation, active=True).first()
-    k = (active.parameters.get("k") if active else None) or peer_method.PeerParameters.k
-    features = clinical_feature_vectors(pm.Patient.objects.filter(pk__in=[*learning, *patients]), on)
-    records, own = NeighbourRecords(learning), NeighbourRecords(patients)
-    profiles = peer_method.unseen_profiles({p: features[p] for p in learning if p in features}, records.ratings,
-                                           {p: features[p] for p in patients if p in features}, own.ratings, k=k)
-    summaries, names = {}, care_item_names()
-    for pid, profile in profiles.items():
-        ids = [n for n, _ in profile.neighbours]
-        summaries[pid] = peer_summary(profile.basis, profile.neighbours, profile.predicted, records.helped(ids),
-                                      records.recommended(ids), None, names)
-    return summaries
 
 
 # --- running ---------------------------------------------------------------------------------------------
@@ -217,12 +173,13 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
     variants, retrieval, endpoints = config["variants"], config["retrieval"], config["endpoints"]
     report: dict = {"notes": []}
     policy = None
-    if "pmlm_rl" in variants:
+    if set(REFINED_VARIANTS) & set(variants):
         policy = refinement_run_for_evaluation(organisation)
         if policy is None:
-            raise EvaluationError("The pmlm_rl variant needs a finished refinement run: start one at /refinement/, "
-                                  "or leave pmlm_rl out of the variants.")
-        report["refinement_run"] = {"id": policy.pk, "version": policy.version, "promoted": policy.promoted}
+            raise EvaluationError("The pmlm_rl and pmlm_best_edit variants need a finished refinement run: start one at "
+                                  "/refinement/, or leave them out of the variants.")
+        report["refinement_run"] = {"id": policy.pk, "version": policy.version, "promoted": policy.promoted,
+                                    "best_fixed": (policy.report or {}).get("best_fixed")}
     exclude = set(policy.trained_patients) if policy else set()
     progress(1, "Choosing held-out patients")
     recommendations, learning, held_out = held_out_encounters(
@@ -243,10 +200,10 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
     EvaluationRun.objects.filter(pk=run.pk).update(examples=len(recommendations), patients=len(patients))
 
     progress(2, f"Finding peers of {len(patients)} held-out patients among {len(learning)} learning patients")
-    peers = held_out_peers(organisation=organisation, learning=learning, patients=patients, on=timezone.now().date())
+    peers = held_out_peers(organisation=organisation, learning=learning, patients=patients, on=peers_today())
     spec = template_spec(prompt_template_active())
     embed = default_embedder().embed
-    answerers = {name: target_answerer(name, config["max_tokens"] or endpoint_named(name).max_tokens) for name in endpoints}
+    answerers = {name: target_answerer(name, config["max_tokens"]) for name in endpoints}
     judge_config = config.get("judge")
     judge_ask = endpoint_generator(judge_config["endpoint"], JUDGE_MAX_TOKENS).generate if judge_config else None
     done = {(i.encounter_id, i.variant, i.use_retrieval, i.endpoint_name) for i in run.items.all()}
@@ -254,35 +211,29 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
     count = len(done)
     question = config["question"]
     for rec in recommendations:
-        patient = rec.patient
-        at = (rec.encounter.period_start or rec.written_at).date()
-        history = patient_history(patient, at)
-        pregnancy = current_pregnancy(history)
-        identifiers = patient_identifiers(patient)
         for rag in retrieval:
             wanted = [(v, e) for e in endpoints for v in variants if (rec.encounter_id, v, rag, e) not in done]
             if not wanted:
                 continue
-            composed = compose(history, question, spec, peer=peers.get(patient.pk), count_tokens=count_tokens,
-                               identifiers=identifiers, knowledge=_passages(question, history, pregnancy) if rag else [])
-            flags = [f.as_dict() for f in composed.risk_flags]
-            prompts = {v: (variant_text(composed.sections, v), {}) for v in variants if v != "pmlm_rl"}
-            if "pmlm_rl" in variants:
-                prompts["pmlm_rl"] = _refined(policy, composed, flags, identifiers, spec.token_budget)
+            asked = encounter_prompt(rec, spec=spec, peer=peers.get(rec.patient_id), rag=rag, question=question)
+            prompts = {v: (variant_text(asked.composed.sections, v), {}) for v in variants if v not in REFINED_VARIANTS}
+            for variant in REFINED_VARIANTS:
+                if variant in variants:
+                    prompts[variant] = _refined(policy, asked, question, spec.token_budget, fixed=variant == "pmlm_best_edit")
             for variant, endpoint in wanted:
                 text, refinement = prompts[variant]
-                if leaks(text, identifiers):
+                if leaks(text, asked.identifiers):
                     raise EvaluationError(f"Refused: the {variant} prompt still carried an identifier.")
                 guidance = answerers[endpoint](text)
-                warnings = safety_warnings(history, pregnancy, guidance)
-                claims = guidance_claims(guidance, composed.sections, history)  # her whole record, whatever the variant
-                judged = judge_guidance(question, guidance, rubric(rec.text, flags), judge_ask) if judge_ask else {}
-                metrics = guidance_metrics(guidance, rec.text, flags, len(warnings), embed, judged.get("score"),
+                warnings = safety_warnings(asked.history, asked.pregnancy, guidance)
+                claims = guidance_claims(guidance, asked.composed.sections, asked.history)  # her whole record, whatever the variant
+                judged = judge_guidance(question, guidance, rubric(rec.text, asked.flags), judge_ask) if judge_ask else {}
+                metrics = guidance_metrics(guidance, rec.text, asked.flags, len(warnings), embed, judged.get("score"),
                                            unsupported_claims=len(claims))
                 with transaction.atomic():
                     EvaluationItem.objects.update_or_create(
                         run=run, encounter_id=rec.encounter_id, variant=variant, use_retrieval=rag, endpoint_name=endpoint,
-                        defaults={"patient": patient, "prompt": text, "guidance": guidance, "metrics": metrics,
+                        defaults={"patient": rec.patient, "prompt": text, "guidance": guidance, "metrics": metrics,
                                   "judge": judged, "refinement": refinement})
                 count += 1
                 progress(3 + int(90 * count / total), f"{count}/{total}: {variant}, sources {'on' if rag else 'off'}, {endpoint}")
@@ -300,16 +251,14 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
     return report
 
 
-def _passages(question: str, history, pregnancy) -> list[str]:
-    return [passage_text(chunk) for chunk, _ in guidance_passages(question, history, pregnancy)]
-
-
-def _refined(policy: RefinementRun, composed, flags, identifiers, token_budget) -> tuple[str, dict]:
-    """The prompt pmlm_rl sends: the refinement when it passes the guard, else the initial prompt."""
-    text, instructions, problems = policy_refinement(policy, initial_text=composed.text, sections=composed.sections,
-                                                     risk_flags=flags, identifiers=identifiers, token_budget=token_budget)
-    info = {"run": policy.pk, "used": not problems, "instructions": instructions, "problems": problems}
-    return (text if not problems else composed.text), info
+def _refined(policy: RefinementRun, asked, question: str, token_budget: int, *, fixed: bool) -> tuple[str, dict]:
+    """The prompt a refined variant sends: the edit when it passes the guard, else the initial prompt."""
+    refined = policy_refinement(policy, initial_text=asked.composed.text, sections=asked.composed.sections,
+                                risk_flags=asked.flags, question=question, identifiers=asked.identifiers,
+                                token_budget=token_budget, fixed=fixed)
+    used = not refined["problems"]
+    info = {"run": policy.pk, "used": used, "edit": refined["edit"], "label": refined["label"], "problems": refined["problems"]}
+    return (refined["text"] if used else asked.composed.text), info
 
 
 # --- clinicians beside the automatic scores ------------------------------------------------------------------
@@ -369,7 +318,7 @@ def evaluation_run_as_json(run: EvaluationRun) -> dict:
             "report": run.report, "rows": run.rows, "error": run.error}
 
 
-CSV_METRICS = (*METRICS, "closeness_vs_general")
+CSV_METRICS = (*METRICS, "closeness_vs_general", "closeness_vs_pmlm")
 
 
 def evaluation_csv(run: EvaluationRun) -> str:

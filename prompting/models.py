@@ -84,8 +84,8 @@ class PeerProfile(models.Model):
 
 
 class RefinementRun(BackgroundJob):
-    """One reinforcement-learning run of the refiner policy (TRL GRPO): configuration, live
-    progress, the reward per step, validation of initial vs refined prompts, and its checkpoint."""
+    """One reinforcement-learning run of the edit policy (TRL GRPO): configuration, live progress,
+    the reward per step, validation of initial vs refined prompts, what it learned, and its checkpoint."""
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="refinement_runs")
     version = models.PositiveIntegerField()
@@ -102,6 +102,9 @@ class RefinementRun(BackgroundJob):
     reward_refined = models.FloatField(null=True, blank=True, help_text="Mean validation reward of the refined prompts as used.")
     accepted_share = models.FloatField(null=True, blank=True, help_text="Share of refined prompts that passed the guard.")
     seconds_per_step = models.FloatField(null=True, blank=True)
+    target_calls = models.PositiveIntegerField(default=0, help_text="Distinct prompts the target LLM answered for the run.")
+    report = models.JSONField(default=dict, blank=True, help_text=(
+        "The best fixed edit, the validation's paired differences with bootstrap CIs, and what the policy learned."))
     checkpoint = models.CharField(max_length=500, blank=True, help_text="The trained policy, under the var directory.")
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)

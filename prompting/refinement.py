@@ -1,17 +1,19 @@
-"""Prompt refinement by reinforcement learning: runs, their checkpoints, and the promoted policy.
+"""Prompt refinement by reinforcement learning: runs, their policies, and the promoted one.
 
-Every surface (run pages, admin actions, `refine_prompts`, the Celery task, guidance requests)
-calls these functions. The method itself (rewards, guard, GRPO training) is in `prompting.pmlm`.
+Every surface (run pages, admin actions, `refine_prompts`, the Celery task, guidance requests,
+evaluations) calls these functions. The method itself (the edit menu, rewards, the guard, GRPO
+training, validation) is in `prompting.pmlm`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import shutil
 import statistics
+import time
 from collections import defaultdict
 from dataclasses import asdict, fields
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -19,26 +21,32 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from patients import models as pm
-from prompting.guidance import GuidanceError, endpoint_default, endpoint_named, guidance_messages, question_prompt
+from prompting.encounters import (
+    ENCOUNTER_QUESTION, EncounterPrompt, encounter_prompt, encounters_of, held_out_peers, learning_peers, patient_split,
+    peers_today, target_answerer,
+)
+from prompting.guidance import GuidanceError, endpoint_default, endpoint_named
 from prompting.jobs import job_cancel, job_claimed, job_fail
-from prompting.llm import LLMError, build_backend
-from prompting.llm.cache import CachedGenerator
+from prompting.llm import LLMError
 from prompting.models import ClinicianRating, PersonalizedPrompt, RefinementRun
+from prompting.pmlm.composer import render
+from prompting.pmlm.edits import IDENTITY, MENU_VERSION, edit_named, edited_sections
+from prompting.pmlm.holdout import DEFAULT_SHARE
 from prompting.pmlm.policy import BASE_POLICY_NAME, build_base_checkpoint, is_checkpoint
-from prompting.pmlm.refine import check_refined, clean_instructions, policy_messages, refined_sections, refined_text
+from prompting.pmlm.refine import check_refined
 from prompting.pmlm.retrieval import default_embedder
 from prompting.pmlm.rewards import Reference, RewardWeights
+from prompting.pmlm.situation import situation_summary
 from prompting.pmlm.training import (
-    Example, RefinementConfig, Scorer, Stopped, default_config, split_by_patient, train_policy,
+    EditPolicy, Example, RefinementConfig, Scorer, Stopped, best_fixed_edit, default_config, reward_table, train_policy,
+    validate, validation_summary, what_the_policy_learned,
 )
 from prompting.selectors import patient_identifiers
-from prompting.services import PromptError, count_tokens
+from prompting.services import PromptError, count_tokens, prompt_template_active, template_spec
 
-# The question a physician answered at an antenatal encounter, asked of every training example.
-ENCOUNTER_QUESTION = "What do you recommend for her at this antenatal visit?"
 ENDORSED, REJECTED = 4.0, 2.0  # mean clinician rating at or above / at or below
-EXAMPLES_PER_PATIENT = 2
 VALIDATION_SAMPLES_WITH_TEXT = 8
+INVALID_CODE_PENALTY = 0.02
 
 
 class RefinementError(ValueError):
@@ -57,26 +65,20 @@ def refiner_base_checkpoint() -> Path:
 
 
 def _device() -> str:
-    import torch
+    import torch  # lazily: only a run being created asks which device there is
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _policy_answer(checkpoint: Path, initial_prompt: str, *, max_tokens: int, device: str = "") -> tuple[str, bool]:
-    """The policy's greedy rewrite and whether the token limit cut it off: the one path validation
-    and guidance requests share."""
-    backend = build_backend("transformers", {"checkpoint": str(checkpoint), "device": device})
-    result = backend.generate(policy_messages(initial_prompt), max_tokens=max_tokens, temperature=0)
-    return result.text, result.usage.get("completion_tokens", 0) >= max_tokens
 
 
 # --- creating, cancelling, promoting ---------------------------------------------------------------
 
 
 def refinement_run_create(*, organisation: pm.Organisation, user=None, steps: int | None = None, max_examples: int | None = None,
-                          num_generations: int | None = None, endpoint_name: str = "", device: str = "") -> RefinementRun:
-    for name, value in (("steps", steps), ("max_examples", max_examples), ("num_generations", num_generations)):
-        if value is not None and (not isinstance(value, int) or value < 1 or value > 10_000):
+                          num_generations: int | None = None, endpoint_name: str = "", device: str = "",
+                          max_validation: int | None = None) -> RefinementRun:
+    for name, value in (("steps", steps), ("max_examples", max_examples), ("num_generations", num_generations),
+                        ("max_validation", max_validation)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1 or value > 10_000):
             raise RefinementError(f"{name} must be a whole number from 1 to 10000, got {value!r}.")
     if num_generations is not None and num_generations < 2:
         raise RefinementError("A group needs at least 2 generations to compare.")
@@ -84,12 +86,14 @@ def refinement_run_create(*, organisation: pm.Organisation, user=None, steps: in
         endpoint = endpoint_named(endpoint_name) if endpoint_name else endpoint_default()
     except GuidanceError as exc:
         raise RefinementError(str(exc)) from None
-    config = default_config(device or _device(), steps=steps, max_examples=max_examples, num_generations=num_generations)
+    config = default_config(device or _device(), steps=steps, max_examples=max_examples, num_generations=num_generations,
+                            max_validation=max_validation)
     with transaction.atomic():
         last = RefinementRun.objects.select_for_update().filter(organisation=organisation).order_by("-version").first()
         return RefinementRun.objects.create(
             organisation=organisation, version=(last.version + 1) if last else 1, created_by=user,
-            config={**config.as_dict(), "target_endpoint": endpoint.name, "use_retrieval": True,
+            config={**config.as_dict(), "target_endpoint": endpoint.name, "retrieval": [True, False],
+                    "target_max_tokens": config.target_max_tokens or endpoint.max_tokens, "share": DEFAULT_SHARE,
                     "question": ENCOUNTER_QUESTION, "weights": RewardWeights().as_dict()},
             message="Queued: waiting for a worker")
 
@@ -101,8 +105,8 @@ def refinement_run_queue(*, run: RefinementRun):
 
 
 def refinement_run_cancel(*, run: RefinementRun) -> RefinementRun:
-    """A queued run stops at once; a running one stops after its current step."""
-    return job_cancel(RefinementRun, run.pk, while_running="Cancelling after the current step…")
+    """A queued run stops at once; a running one stops after the answer or step it is on."""
+    return job_cancel(RefinementRun, run.pk, while_running="Cancelling after the current answer or step…")
 
 
 def refinement_run_promote(*, run: RefinementRun, user=None) -> RefinementRun:
@@ -111,6 +115,8 @@ def refinement_run_promote(*, run: RefinementRun, user=None) -> RefinementRun:
         raise RefinementError("Only a finished run with a checkpoint can be promoted.")
     if not is_checkpoint(settings.VAR_DIR / run.checkpoint):
         raise RefinementError(f"The checkpoint of run {run.version} is missing from {run.checkpoint}.")
+    if run.config.get("menu") != MENU_VERSION:
+        raise RefinementError(f"Run {run.version} learned a rewriting policy this version no longer uses; start a new run.")
     with transaction.atomic():
         RefinementRun.objects.select_for_update().filter(organisation=run.organisation, promoted=True).update(promoted=False)
         RefinementRun.objects.filter(pk=run.pk).update(promoted=True, promoted_by=user, promoted_at=timezone.now())
@@ -128,7 +134,7 @@ def promoted_run(organisation_id: int) -> RefinementRun | None:
     return RefinementRun.objects.filter(organisation_id=organisation_id, promoted=True).first()
 
 
-# --- training examples --------------------------------------------------------------------------------
+# --- training and validation examples ------------------------------------------------------------------
 
 
 def clinician_references(patient: pm.Patient) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -143,60 +149,53 @@ def clinician_references(patient: pm.Patient) -> tuple[tuple[str, ...], tuple[st
     return endorsed, rejected
 
 
-def training_examples(*, organisation: pm.Organisation, max_examples: int, seed: int, use_retrieval: bool = True,
-                      question: str = ENCOUNTER_QUESTION, on_progress=None) -> list[Example]:
-    """(patient, encounter, question) examples: the prompt as the physician's day left it, and what she advised.
+def _example(asked: EncounterPrompt, spec, question: str, references: dict) -> Example:
+    rec = asked.recommendation
+    if rec.patient_id not in references:
+        references[rec.patient_id] = clinician_references(rec.patient)
+    endorsed, rejected = references[rec.patient_id]
+    return Example(
+        key=f"visit of {asked.at:%-d %b %Y} (encounter {rec.encounter_id}), sources {'on' if asked.rag else 'off'}",
+        patient=rec.patient_id, initial_text=asked.composed.text, sections=asked.composed.sections,
+        risk_flag_labels=[f["label"] for f in asked.flags], reference=Reference(rec.text, endorsed, rejected),
+        token_budget=spec.token_budget, question=question, identifiers=asked.identifiers, rag=asked.rag)
 
-    Patients are drawn in a seeded order with at most two encounters each, so a small run still
-    sees many patients; each prompt is built as of the encounter's date."""
-    recommendations = list(pm.PhysicianRecommendation.objects.filter(patient__organisation=organisation)
-                           .select_related("encounter", "patient").order_by("pk"))
-    by_patient: dict[int, list] = defaultdict(list)
-    for rec in recommendations:
-        by_patient[rec.patient_id].append(rec)
-    rng = random.Random(seed)
-    patient_ids = sorted(by_patient)
-    rng.shuffle(patient_ids)
-    chosen = []
-    for pid in patient_ids:
-        recs = by_patient[pid]
-        chosen += rng.sample(recs, min(EXAMPLES_PER_PATIENT, len(recs)))
-        if len(chosen) >= max_examples:
-            break
-    chosen = chosen[:max_examples]
-    examples = []
+
+def refinement_examples(*, organisation: pm.Organisation, config: RefinementConfig, question: str = ENCOUNTER_QUESTION,
+                        retrieval: tuple[bool, ...] = (True, False), share: float = DEFAULT_SHARE,
+                        on_progress=None) -> tuple[list[Example], list[Example]]:
+    """(training, validation) examples, each encounter asked with and without guidance sources.
+
+    Training: up to `max_examples` encounters of learning patients (two at most each, seeded),
+    their peers from the other learning patients. Validation: the evaluation's held-out
+    encounters, their peers from the learning patients, built exactly as the evaluation builds
+    them, so the evaluation reads the same cached answers."""
+    learning, held_out = patient_split(organisation, seed=config.seed, share=share)
+    training_recs = encounters_of(learning, seed=config.seed)[:config.max_examples]
+    validation_recs = encounters_of(held_out, seed=config.seed)[:config.max_validation]
+    if not training_recs:
+        raise RefinementError("Too few encounters with a physician recommendation to learn from: the learning patients have none.")
+    on = peers_today()
+    train_patients = sorted({r.patient_id for r in training_recs})
+    peers = learning_peers(organisation=organisation, learning=learning, patients=train_patients, on=on)
+    peers.update(held_out_peers(organisation=organisation, learning=learning,
+                                patients=sorted({r.patient_id for r in validation_recs}), on=on))
+    spec = template_spec(prompt_template_active())
     references: dict[int, tuple] = {}
-    for n, rec in enumerate(chosen, 1):
-        if on_progress:
-            on_progress(n, len(chosen))
-        at = (rec.encounter.period_start or rec.written_at).date()
-        prompt, *_ = question_prompt(patient=rec.patient, question=question, at=at, use_retrieval=use_retrieval)
-        if rec.patient_id not in references:
-            references[rec.patient_id] = clinician_references(rec.patient)
-        endorsed, rejected = references[rec.patient_id]
-        examples.append(Example(
-            key=f"visit of {at:%-d %b %Y} (encounter {rec.encounter_id})", patient=rec.patient_id, initial_text=prompt.text, sections=prompt.sections,
-            risk_flag_labels=[f["label"] for f in prompt.risk_flags],
-            reference=Reference(rec.text, endorsed, rejected), token_budget=prompt.template.token_budget,
-            identifiers=patient_identifiers(rec.patient)))
-    return examples
+    sides: tuple[list[Example], list[Example]] = ([], [])
+    total, n = (len(training_recs) + len(validation_recs)) * len(retrieval), 0
+    for side, recs in zip(sides, (training_recs, validation_recs)):
+        for rec in recs:
+            for rag in retrieval:
+                n += 1
+                if on_progress:
+                    on_progress(n, total)
+                asked = encounter_prompt(rec, spec=spec, peer=peers.get(rec.patient_id), rag=rag, question=question)
+                side.append(_example(asked, spec, question, references))
+    return sides
 
 
-def endpoint_generator(endpoint_name: str, max_tokens: int) -> CachedGenerator:
-    """An endpoint answering greedily, cached by the hash of its messages: the same question is asked once."""
-    endpoint = endpoint_named(endpoint_name)
-    backend = build_backend(endpoint.kind, endpoint.settings, count_tokens=count_tokens)
-    return CachedGenerator(backend, settings.VAR_DIR / "cache" / "target-llm" / endpoint.name, max_tokens=max_tokens,
-                           temperature=0.0, model_key=f"{endpoint.kind}:{sorted(endpoint.settings.items())}")
-
-
-def target_answerer(endpoint_name: str, max_tokens: int):
-    """The target LLM, greedy and cached by prompt hash, answering a prompt as a guidance request would."""
-    cache = endpoint_generator(endpoint_name, max_tokens)
-    return lambda prompt_text: cache.generate(guidance_messages(prompt_text))
-
-
-# --- running -------------------------------------------------------------------------------------------
+# --- running ---------------------------------------------------------------------------------------------
 
 
 def _config(run: RefinementRun) -> RefinementConfig:
@@ -209,7 +208,7 @@ def _claim(run_id: int) -> RefinementRun | None:
         run = RefinementRun.objects.select_for_update().get(pk=run_id)
         if run.status in pm.JobStatus.finished():
             return None
-        # A run redelivered after its worker died starts again from the base policy.
+        # A run redelivered after its worker died starts again from the base policy (its answers are cached).
         run.status, run.started_at, run.step, run.curve, run.error = pm.JobStatus.RUNNING, timezone.now(), 0, [], ""
         run.progress, run.message = 0, "Starting"
         run.save(update_fields=["status", "started_at", "step", "curve", "error", "progress", "message"])
@@ -222,6 +221,7 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
         return RefinementRun.objects.get(pk=run_id)
     output = settings.VAR_DIR / "models" / "refiner" / f"{run.organisation.slug}-run-{run.version}"
     ours = job_claimed(RefinementRun, run.pk, run.started_at)  # the sweep or a redelivered task's claim takes it away
+    started = time.monotonic()
 
     def progress(percent: int, message: str):
         ours.update(progress=min(percent, 99), message=message[:500])
@@ -238,33 +238,10 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
         return not ours.filter(cancel_requested=False).exists()  # cancelled, or no longer ours
 
     try:
-        config = _config(run)
-        progress(1, "Preparing the refiner policy checkpoint")
-        base = refiner_base_checkpoint()
-        examples = training_examples(
-            organisation=run.organisation, max_examples=config.max_examples, seed=config.seed,
-            use_retrieval=run.config.get("use_retrieval", True), question=run.config.get("question", ENCOUNTER_QUESTION),
-            on_progress=lambda n, total: progress(1 + int(3 * n / total), f"Building the initial prompt of example {n}/{total}"))
-        if len(examples) < 2:
-            raise RefinementError("Too few encounters with a physician recommendation to learn from (need 2 or more).")
-        train, validation = split_by_patient(examples, share=config.validation_share, seed=config.seed)
-        validation = validation[:config.max_validation]
-        RefinementRun.objects.filter(pk=run.pk).update(
-            train_examples=len(train), train_patients=len({e.patient for e in train}),
-            trained_patients=sorted({e.patient for e in train}),
-            validation_examples=len(validation), validation_patients=len({e.patient for e in validation}))
-        scorer = Scorer(answer=target_answerer(run.config["target_endpoint"], config.target_max_tokens),
-                        embed=default_embedder().embed, count_tokens=count_tokens,
-                        weights=RewardWeights(**run.config.get("weights", {})))
-        if output.exists():
-            shutil.rmtree(output)
-        result = train_policy(
-            base_checkpoint=base, output_dir=output, train=train, validation=validation, config=config, scorer=scorer,
-            policy_answer=lambda checkpoint, text: _policy_answer(checkpoint, text, max_tokens=config.max_completion_tokens,
-                                                                  device=config.device),
-            on_step=on_step, should_stop=should_stop, on_progress=progress)
+        result = _train_and_validate(run, output, progress, on_step, should_stop)
     except Stopped:
-        ours.update(status=pm.JobStatus.CANCELLED, message=f"Cancelled after step {len(curve)}", finished_at=timezone.now())
+        ours.update(status=pm.JobStatus.CANCELLED, message=f"Cancelled after step {len(curve)}" if curve else "Cancelled",
+                    finished_at=timezone.now())
         if not RefinementRun.objects.filter(pk=run.pk, status=pm.JobStatus.RUNNING).exists():  # nobody else trains into it
             shutil.rmtree(output, ignore_errors=True)
         return RefinementRun.objects.get(pk=run.pk)
@@ -275,30 +252,86 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
         job_fail(RefinementRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}", started_at=run.started_at)
         raise
 
-    rows = [asdict(row) for row in result.validation]
-    for n, row in enumerate(rows):  # keep the page light: full texts for the first samples only
+    steps, rows, report = result
+    report["minutes"] = round((time.monotonic() - started) / 60, 1)
+    stored = [asdict(row) for row in rows]
+    for n, row in enumerate(stored):  # keep the page light: full texts for the first samples only
         if n >= VALIDATION_SAMPLES_WITH_TEXT:
             row["initial_prompt"] = row["refined_prompt"] = ""
-    seconds = [s.seconds for s in result.steps]
+    seconds = [s.seconds for s in steps]
+    summary = report["validation"]
     with transaction.atomic():
         ours.update(
-            status=pm.JobStatus.DONE, progress=100, curve=[asdict(s) for s in result.steps], step=len(result.steps),
-            validation=rows, reward_initial=result.reward_initial, reward_refined=result.reward_refined,
-            accepted_share=result.accepted_share, seconds_per_step=round(statistics.median(seconds), 2) if seconds else None,
-            checkpoint=str(output.relative_to(settings.VAR_DIR)), finished_at=timezone.now(),
-            message=(f"Validation on {len(rows)} examples: initial {_fmt(result.reward_initial)}, "
-                     f"refined {_fmt(result.reward_refined)}"))
+            status=pm.JobStatus.DONE, progress=100, curve=[asdict(s) for s in steps], step=len(steps), validation=stored,
+            reward_initial=summary.get("reward_initial"), reward_refined=summary.get("reward_refined"),
+            accepted_share=round(statistics.fmean(r.accepted for r in rows), 3) if rows else None,
+            seconds_per_step=round(statistics.median(seconds), 2) if seconds else None, report=report,
+            target_calls=report["target_calls"], checkpoint=str(output.relative_to(settings.VAR_DIR)), finished_at=timezone.now(),
+            message=(f"Held out: {summary.get('n', 0)} answers of {summary.get('patients', 0)} patients, refined − initial "
+                     f"{_signed(summary.get('difference'))} {_ci(summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"))
     return RefinementRun.objects.get(pk=run.pk)
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, should_stop):
+    """The run's four stages: examples, the reward table and best fixed edit, GRPO, validation."""
+    config = _config(run)
+    progress(1, "Preparing the policy's starting checkpoint")
+    base = refiner_base_checkpoint()
+    train, validation = refinement_examples(
+        organisation=run.organisation, config=config, question=run.config.get("question", ENCOUNTER_QUESTION),
+        retrieval=tuple(run.config.get("retrieval", (True, False))), share=run.config.get("share", DEFAULT_SHARE),
+        on_progress=lambda n, total: progress(1 + int(4 * n / total), f"Building the initial prompt of example {n}/{total}"))
+    RefinementRun.objects.filter(pk=run.pk).update(
+        train_examples=len(train), train_patients=len({e.patient for e in train}),
+        trained_patients=sorted({e.patient for e in train}),
+        validation_examples=len(validation), validation_patients=len({e.patient for e in validation}))
+    answerer = target_answerer(run.config["target_endpoint"], run.config.get("target_max_tokens"))
+    scorer = Scorer(answer=answerer, embed=default_embedder().embed, count_tokens=count_tokens,
+                    weights=RewardWeights.from_dict(run.config.get("weights")), distinct_calls=lambda: answerer.calls)
+    table = reward_table(train, scorer, should_stop=should_stop, on_progress=lambda n, total: progress(
+        5 + int(55 * n / total), f"Answering every edit of training example {n}/{total} ({answerer.calls} distinct answers)"))
+    best, best_mean = best_fixed_edit(table)
+    if output.exists():
+        shutil.rmtree(output)
+    steps = train_policy(base_checkpoint=base, output_dir=output, train=train, table=table, config=config,
+                         # Not a code of the menu: as used, the initial prompt is sent; a little less teaches validity.
+                         invalid_reward=lambda example: table[example.key][IDENTITY] - INVALID_CODE_PENALTY,
+                         on_step=on_step, should_stop=should_stop, on_progress=progress)
+    policy = EditPolicy(output, device=config.device)
+    rows = validate(validation, scorer, policy, best, should_stop=should_stop, on_progress=lambda n, total: progress(
+        75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the policy's edit, the best fixed edit"))
+    choices = {e.key: policy.choose(e.situation)[0] for e in train}
+    choices.update({row.key: row.code for row in rows})
+    report = {
+        "menu": MENU_VERSION, "target_calls": answerer.calls, "target_max_tokens": answerer.max_tokens,
+        "best_fixed": {"code": best, "label": edit_named(best).label, "mean_reward": best_mean,
+                       "initial_mean_reward": round(statistics.fmean(row[IDENTITY] for row in table.values()), 4)},
+        "oracle_mean_reward": round(statistics.fmean(max(row.values()) for row in table.values()), 4),
+        "validation": validation_summary(rows, seed=config.seed),
+        "learned": what_the_policy_learned([*train, *validation], choices, table),
+    }
+    return steps, rows, report
+
+
+def _signed(value) -> str:
+    return "—" if value is None else f"{value:+.3f}"
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
 
 
 def refinement_run_as_json(run: RefinementRun) -> dict:
+    report = run.report or {}
+    validation = report.get("validation") or {}
     return {
         "run_id": run.pk, "version": run.version, "status": run.status, "steps": run.step,
         "reward_initial": run.reward_initial, "reward_refined": run.reward_refined, "accepted_share": run.accepted_share,
+        "minutes": report.get("minutes"), "target_calls": run.target_calls,
+        "validation": {"n": validation.get("n", 0), "patients": validation.get("patients", 0),
+                       "difference": validation.get("difference"), "ci": validation.get("ci"),
+                       "by_sources": validation.get("by_sources", {}), "vs_best_fixed": validation.get("vs_best_fixed")},
+        "best_fixed_edit": report.get("best_fixed"), "learned": report.get("learned"),
         "seconds_per_step": run.seconds_per_step,
         "checkpoint": str(settings.VAR_DIR / run.checkpoint) if run.checkpoint else None,
         "train_examples": run.train_examples, "validation_examples": run.validation_examples,
@@ -306,57 +339,85 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
     }
 
 
-# --- using the promoted policy ---------------------------------------------------------------------------
+# --- using a run's policy -----------------------------------------------------------------------------------
 
 
-def policy_refinement(run: RefinementRun, *, initial_text: str, sections: list[dict], risk_flags: list[dict],
-                      identifiers: list[str], token_budget: int) -> tuple[str, str, list[dict]]:
-    """The run's policy rewrites a prompt and the guard checks it: (refined text, instructions, problems).
+@lru_cache(maxsize=4)
+def _edit_policy(checkpoint: str, device: str) -> EditPolicy:
+    """A run's policy, loaded once per worker process."""
+    return EditPolicy(checkpoint, device=device)
 
-    Guidance requests and evaluations share it; any problem means the refined prompt is not used."""
+
+def policy_edit(run: RefinementRun, situation: str) -> tuple[str, dict[str, float]]:
+    """The edit the run's policy chooses for a situation, and its probability for each edit of the menu."""
+    if run.config.get("menu") != MENU_VERSION:
+        raise RefinementError(f"Run {run.version} learned a rewriting policy this version no longer uses.")
+    return _edit_policy(str(settings.VAR_DIR / run.checkpoint), "cpu").choose(situation)
+
+
+def policy_refinement(run: RefinementRun, *, initial_text: str, sections: list[dict], risk_flags: list[dict], question: str,
+                      identifiers: list[str], token_budget: int, fixed: bool = False) -> dict:
+    """The run's edit of a prompt, checked by the guard: {text, sections, edit, label, problems, probabilities}.
+
+    `fixed`: the run's best fixed edit instead of the policy's choice for her. Guidance requests
+    and evaluations share it; any problem means the refined prompt is not used."""
+    labels = [f["label"] for f in risk_flags]
+    probabilities = {}
     try:
-        answer, truncated = _policy_answer(settings.VAR_DIR / run.checkpoint, initial_text,
-                                           max_tokens=run.config.get("max_completion_tokens", 96))
-    except (LLMError, OSError) as exc:
-        return "", "", [{"kind": "policy_error", "label": "the policy failed", "detail": str(exc)[:300]}]
-    instructions = clean_instructions(answer, truncated=truncated)
-    text = refined_text(sections, instructions)
-    problems = check_refined(
-        initial_text=initial_text, initial_sections=sections, risk_flag_labels=[f["label"] for f in risk_flags],
-        refined=text, instructions=instructions, identifiers=identifiers, count_tokens=count_tokens, token_budget=token_budget)
-    return text, instructions, [p.as_dict() for p in problems]
+        if fixed:
+            code = (run.report or {}).get("best_fixed", {}).get("code")
+            if not code:
+                raise RefinementError(f"Run {run.version} recorded no best fixed edit.")
+        else:
+            code, probabilities = policy_edit(run, situation_summary(sections, labels, question))
+        edit = edit_named(code)
+    except (RefinementError, LLMError, OSError, ValueError) as exc:
+        return {"text": "", "sections": [], "edit": "", "label": "", "probabilities": {},
+                "problems": [{"kind": "policy_error", "label": "the policy failed", "detail": str(exc)[:300]}]}
+    if edit.code == IDENTITY:
+        edited, text, problems = list(sections), initial_text, []
+    else:
+        edited = edited_sections(sections, edit, labels)
+        text = render(edited)
+        problems = check_refined(initial_text=initial_text, initial_sections=sections, risk_flag_labels=labels, refined=text,
+                                 identifiers=identifiers, count_tokens=count_tokens, token_budget=token_budget)
+    return {"text": text, "sections": edited, "edit": edit.code, "label": edit.label, "probabilities": probabilities,
+            "problems": [p.as_dict() for p in problems]}
 
 
 def prompt_refine(*, prompt: PersonalizedPrompt, patient: pm.Patient) -> tuple[PersonalizedPrompt, dict]:
-    """The prompt to send: the promoted policy's refinement when it passes the guard, else the initial one.
+    """The prompt to send: the promoted policy's edit when it passes the guard, else the initial one.
 
-    Returns the prompt and what happened ({} when no policy is promoted). A refined prompt that
-    drops a risk flag or a fact, names her, invents a number, runs over budget or is malformed is
+    Returns the prompt and what happened ({} when no policy is promoted). When the policy keeps the
+    prompt as it is (E0), the initial prompt is sent and marked as the policy's choice. A refined
+    prompt that drops a risk flag or a fact, names her, invents a number or runs over budget is
     never used; the reasons are recorded on the guidance request."""
     run = promoted_run(patient.organisation_id)
     if run is None:
         return prompt, {}
-    info = {"run": run.pk, "version": run.version, "used": False, "instructions": "", "problems": []}
+    info = {"run": run.pk, "version": run.version, "used": False, "edit": "", "label": "", "problems": []}
     existing = PersonalizedPrompt.objects.filter(refined_from=prompt, refinement_run=run).first()
     if existing is not None:
-        instructions = next((s["text"] for s in existing.sections if s.get("refined")), "")
-        return existing, {**info, "used": True, "instructions": instructions}
-    text, instructions, problems = policy_refinement(
-        run, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
-        identifiers=patient_identifiers(patient), token_budget=prompt.template.token_budget)
-    info = {**info, "instructions": instructions, "problems": problems}
-    if problems:
+        code = next((s["edit"] for s in existing.sections if s.get("edit")), "")
+        return existing, {**info, "used": True, "edit": code, "label": edit_named(code).label if code else ""}
+    refined = policy_refinement(run, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
+                                question=prompt.question, identifiers=patient_identifiers(patient),
+                                token_budget=prompt.template.token_budget)
+    info = {**info, "edit": refined["edit"], "label": refined["label"], "problems": refined["problems"]}
+    if refined["problems"]:
         return prompt, info
+    if refined["edit"] == IDENTITY:
+        return prompt, {**info, "used": True}
     fingerprint = hashlib.sha256(f"{prompt.inputs_hash}:refined-by-run-{run.pk}".encode()).hexdigest()
     fields_ = dict(
         question=prompt.question, consultation_date=prompt.consultation_date, template=prompt.template,
         template_version=f"{prompt.template_version}+rl{run.version}", peer_model=prompt.peer_model,
-        peer_model_version=prompt.peer_model_version, text=text, sections=refined_sections(prompt.sections, instructions),
-        risk_flags=prompt.risk_flags, peers=prompt.peers, token_count=count_tokens(text), refined_from=prompt,
+        peer_model_version=prompt.peer_model_version, text=refined["text"], sections=refined["sections"],
+        risk_flags=prompt.risk_flags, peers=prompt.peers, token_count=count_tokens(refined["text"]), refined_from=prompt,
         refinement_run=run, created_by=prompt.created_by)
     try:
         with transaction.atomic():
-            refined, _ = PersonalizedPrompt.objects.get_or_create(patient=patient, inputs_hash=fingerprint, defaults=fields_)
+            stored, _ = PersonalizedPrompt.objects.get_or_create(patient=patient, inputs_hash=fingerprint, defaults=fields_)
     except IntegrityError:
-        refined = PersonalizedPrompt.objects.get(patient=patient, inputs_hash=fingerprint)
-    return refined, {**info, "used": True}
+        stored = PersonalizedPrompt.objects.get(patient=patient, inputs_hash=fingerprint)
+    return stored, {**info, "used": True}

@@ -121,7 +121,7 @@ def test_a_curator_watches_a_refinement_run_progress_live_and_then_sees_its_curv
 def test_a_clinician_watches_an_evaluation_finish_and_reads_its_table_and_plots(browser_page, live_server, clinician, organisation):
     from patients.models import JobStatus
     from prompting.models import EvaluationRun
-    from prompting.pmlm.evaluation import VARIANTS, Scored, summarise
+    from prompting.pmlm.evaluation import VARIANT_LABELS, VARIANTS, Scored, summarise
 
     run = EvaluationRun.objects.create(
         organisation=organisation, status=JobStatus.RUNNING, progress=40, message="40/100: pmlm, sources on, smollm2-local",
@@ -142,10 +142,10 @@ def test_a_clinician_watches_an_evaluation_finish_and_reads_its_table_and_plots(
                                                    examples=6, patients=6, message="60 answers on 6 encounters of 6 held-out patients")
     table = page.get_by_role("table")
     expect(table).to_be_visible(timeout=10_000)
-    expect(table.get_by_role("row")).to_have_count(11)  # a header and five variants × sources on/off
-    expect(page.get_by_role("row", name="PMLM + RL refinement").first).to_be_visible()
+    expect(table.get_by_role("row")).to_have_count(1 + 2 * len(VARIANTS))  # a header and each variant × sources on/off
+    expect(page.get_by_role("row", name=VARIANT_LABELS["pmlm_rl"]).first).to_be_visible()
     chart = page.get_by_role("img", name="Closeness to physician by prompt variant, smollm2-local")
-    expect(chart.locator("circle")).to_have_count(10)
+    expect(chart.locator("circle")).to_have_count(2 * len(VARIANTS))
     expect(page.get_by_role("link", name="Download CSV")).to_be_visible()
     page.screenshot(path=str(live_server_screenshot_dir() / "evaluation-done.png"), full_page=True)
 

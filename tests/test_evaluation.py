@@ -1,4 +1,4 @@
-"""Evaluation runs end to end on a tiny model: held-out patients, five prompt variants × guidance
+"""Evaluation runs end to end on a tiny model: held-out patients, six prompt variants × guidance
 sources on/off, scores with confidence intervals, the judge, retries, cancel, the command, the
 pages and exports, and who may see them."""
 
@@ -15,12 +15,14 @@ from prompting.evaluation import (
     EvaluationError, evaluation_run_cancel, evaluation_run_create, evaluation_run_execute, held_out_encounters, held_out_peers,
 )
 from prompting.models import ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint
+from prompting.pmlm.edits import BY_CODE, EDIT_TITLE, edit_named
 from prompting.pmlm.evaluation import VARIANTS
 from tests.conftest import make_member
 from tests.llm_servers import ScriptedServer
-from tests.test_refinement import finished_run
+from tests.test_refinement import BEST_FIXED, finished_run
 
-METRIC_KEYS = {"closeness", "similarity", "rouge_l", "key_item_coverage", "flag_mention_rate", "safety_warning_rate", "words"}
+METRIC_KEYS = {"closeness", "similarity", "rouge_l", "key_item_coverage", "key_item_precision", "flag_mention_rate",
+               "safety_warning_rate", "words", "closeness_vs_general", "closeness_vs_pmlm"}
 
 
 def evaluated(organisation, **options) -> EvaluationRun:
@@ -63,13 +65,19 @@ class TestWhatIsEvaluated:
         assert "Her record" in prompts["self"] and "Patients like her" not in prompts["self"]
         assert "Patients like her" in prompts["peer"] and "Her record" not in prompts["peer"]
         assert "Her record" in prompts["pmlm"] and "Patients like her" in prompts["pmlm"]
-        for rl in run.items.filter(variant="pmlm_rl"):
+        assert len(VARIANTS) == 6
+        for rl in run.items.filter(variant__in=("pmlm_rl", "pmlm_best_edit")):
             initial = run.items.get(variant="pmlm", encounter_id=rl.encounter_id)
-            assert set(rl.refinement) >= {"run", "used", "problems"}
+            assert set(rl.refinement) >= {"run", "used", "edit", "label", "problems"}
             if rl.refinement["problems"]:  # a rejected refinement sends the initial prompt
                 assert rl.prompt == initial.prompt and not rl.refinement["used"]
             else:
-                assert rl.prompt != initial.prompt and rl.refinement["used"]
+                assert rl.refinement["used"] and rl.refinement["edit"] in BY_CODE
+                edit = edit_named(rl.refinement["edit"])
+                assert (EDIT_TITLE in rl.prompt) == bool(edit.sentences or edit.restate_flags)
+        best = run.items.filter(variant="pmlm_best_edit")
+        assert best.exists() and {item.refinement["edit"] for item in best} == {BEST_FIXED}  # the run's recorded best fixed edit
+        assert all(item.prompt.startswith(run.items.get(variant="pmlm", encounter_id=item.encounter_id).prompt) for item in best)
         for item in run.items.all():
             assert "Testfamily" not in item.prompt and "Testgiven" not in item.prompt and item.patient.external_id not in item.prompt
 
@@ -95,6 +103,13 @@ class TestWhatIsEvaluated:
         assert run.status == pm.JobStatus.FAILED and "/refinement/" in run.error and not run.items.exists()
         run = evaluated(organisation, variants=("general", "self", "peer", "pmlm"))
         assert run.status == pm.JobStatus.DONE and [r["variant"] for r in run.rows[:4]] == ["general", "self", "peer", "pmlm"]
+
+    def test_a_run_of_the_old_rewriting_policy_is_never_measured_as_pmlm_rl(self, cohort, tiny_policy, tiny_checkpoint,
+                                                                           organisation):
+        """Its policy cannot choose an edit: every pmlm_rl answer would be the initial prompt's, labelled as RL."""
+        finished_run(organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target"}, report={})
+        run = evaluated(organisation, variants=("pmlm", "pmlm_rl"), retrieval=(False,))
+        assert run.status == pm.JobStatus.FAILED and "/refinement/" in run.error and not run.items.exists()
 
     def test_bad_settings_are_refused_before_anything_is_stored(self, cohort, tiny_policy, organisation):
         for options in ({"variants": ("best",)}, {"variants": ()}, {"limit_patients": 0}, {"endpoint_names": ["nowhere"]},

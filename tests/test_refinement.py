@@ -1,6 +1,9 @@
-"""Refinement runs end to end on a tiny model: TRL GRPO training, validation, the command, cancel,
-promotion, guidance with the promoted policy, and the run pages with who may see them."""
+"""Refinement runs end to end on a tiny model: the reward table of every edit of the menu, the best
+fixed edit, TRL GRPO training of the edit policy, validation on held-out patients, the command,
+cancelling, promotion, guidance with the promoted policy, the evaluation that reuses a run's
+answers, and the run pages with who may see them."""
 
+import io
 import json
 import shutil
 from datetime import date
@@ -11,33 +14,59 @@ from django.conf import settings
 from django.core.management import call_command
 
 from patients import models as pm
-from prompting.guidance import guidance_as_json, guidance_request_create
+from prompting.encounters import patient_split
+from prompting.evaluation import evaluation_run_create, evaluation_run_execute
+from prompting.guidance import guidance_as_json, guidance_request_create, question_prompt
 from prompting.models import PersonalizedPrompt, RefinementRun
+from prompting.pmlm.edits import BY_CODE, EDIT_TITLE, IDENTITY, MENU, MENU_VERSION, PEER_ADVICE, edit_named, instruction_sentences
 from prompting.pmlm.policy import is_checkpoint
-from prompting.pmlm.refine import REFINED_TITLE
+from prompting.pmlm.refine import Problem
 from prompting.refinement import (
-    RefinementError, prompt_refine, refinement_run_cancel, refinement_run_create, refinement_run_execute,
+    RefinementError, policy_refinement, prompt_refine, refinement_run_cancel, refinement_run_create, refinement_run_execute,
     refinement_run_promote,
 )
 from tests.conftest import make_member
 
 AT = date(2025, 5, 2)
+CODES = [edit.code for edit in MENU]
+# The menu changes between versions: tests name its edits by what they do, not by their codes.
+ADDS = next(e.code for e in MENU if e.sentences and not (e.drop or e.first_source_only or e.restate_flags))
+RESTATES = next(e.code for e in MENU if e.restate_flags)
+DROPS_ONLY = next(e.code for e in MENU if e.drop and not (e.sentences or e.restate_flags))
+BEST_FIXED = ADDS  # the best fixed edit a finished run records
+
+
 def finished_run(organisation, tiny_checkpoint, **fields) -> RefinementRun:
-    """A finished run whose checkpoint (the tiny model) lies under the var directory, as a real run's does."""
+    """A finished run of this menu whose checkpoint (the tiny model) lies under the var directory, as a real run's does."""
     checkpoint = Path("models") / "refiner" / f"test-{organisation.slug}-{RefinementRun.objects.count() + 1}"
     shutil.copytree(tiny_checkpoint, settings.VAR_DIR / checkpoint, dirs_exist_ok=True)
     defaults = dict(version=RefinementRun.objects.filter(organisation=organisation).count() + 1, status=pm.JobStatus.DONE,
                     progress=100, step=2, checkpoint=str(checkpoint), reward_initial=0.21, reward_refined=0.24,
-                    accepted_share=0.5, config={"steps": 2, "num_generations": 2, "max_completion_tokens": 24,
-                                                "target_endpoint": "tiny-target", "device": "cpu"},
+                    accepted_share=0.5, target_calls=24,
+                    config={"steps": 2, "num_generations": 2, "max_completion_tokens": 3, "target_endpoint": "tiny-target",
+                            "device": "cpu", "menu": MENU_VERSION},
+                    report={"menu": MENU_VERSION, "target_calls": 24,
+                            "best_fixed": {"code": BEST_FIXED, "label": edit_named(BEST_FIXED).label, "mean_reward": 0.23,
+                                           "initial_mean_reward": 0.21}},
                     curve=[{"step": 1, "reward_mean": 0.18, "reward_std": 0.02, "accepted_share": 0.5, "seconds": 1.0},
                            {"step": 2, "reward_mean": 0.23, "reward_std": 0.03, "accepted_share": 1.0, "seconds": 1.1}])
     defaults.update(fields)
     return RefinementRun.objects.create(organisation=organisation, **defaults)
 
 
+def cached_answers() -> int:
+    """Answers of the target LLM on disk: a new file is a prompt the model was asked for the first time."""
+    directory = settings.VAR_DIR / "cache" / "target-llm"
+    return sum(1 for path in directory.rglob("*.txt")) if directory.exists() else 0
+
+
+def small_run(organisation, **options) -> RefinementRun:
+    options = {"steps": 2, "max_examples": 8, "num_generations": 2, **options}
+    return refinement_run_execute(run_id=refinement_run_create(organisation=organisation, **options).pk)
+
+
 class TestARun:
-    def test_it_trains_the_policy_saves_a_checkpoint_and_validates_on_patients_it_never_saw(self, cohort, tiny_policy, organisation):
+    def test_it_answers_every_edit_trains_the_policy_and_validates_on_patients_it_never_saw(self, cohort, tiny_policy, organisation):
         run = refinement_run_create(organisation=organisation, steps=2, max_examples=8, num_generations=2)
         seen = []
         run = refinement_run_execute(run_id=run.pk, on_progress=lambda percent, message: seen.append(message))
@@ -45,20 +74,91 @@ class TestARun:
         assert run.step == 2 and [p["step"] for p in run.curve] == [1, 2] and run.progress == 100
         assert is_checkpoint(settings.VAR_DIR / run.checkpoint)
         assert run.train_patients + run.validation_patients == 4 and run.validation_patients >= 1
-        assert len(run.validation) == run.validation_examples
+        assert len(run.validation) == run.validation_examples == 2 * run.validation_patients  # sources on and off
         assert run.reward_initial is not None and run.reward_refined is not None and 0 <= run.accepted_share <= 1
+        assert any(m.startswith("Answering every edit") for m in seen)
         assert any(m.startswith("Step 1/2") for m in seen) and any(m.startswith("Validating") for m in seen)
-        # The config records what produced it: sane CPU defaults and the target endpoint.
+        # The config records what produced it: sane CPU defaults, the target endpoint and the menu.
         assert run.config["device"] == "cpu" and run.config["target_endpoint"] == "tiny-target" and not run.config["bf16"]
+        assert run.config["menu"] == MENU_VERSION and run.config["max_completion_tokens"] == 3
+        # Validation patients are the evaluation's held-out patients: the policy never trained on them.
+        learning, held_out = patient_split(organisation, seed=run.config["seed"], share=run.config["share"])
+        validated = {row["patient"] for row in run.validation}
+        assert validated and validated <= set(held_out)
+        assert set(run.trained_patients) <= set(learning) and not validated & set(run.trained_patients)
+        assert len(run.trained_patients) == run.train_patients
 
-    def test_refine_prompts_prints_the_run_and_its_validation_rewards_as_json(self, cohort, tiny_policy, organisation, capsys):
+    def test_its_report_holds_the_best_fixed_edit_the_paired_validation_and_what_the_policy_learned(
+            self, cohort, tiny_policy, organisation):
+        run = small_run(organisation)
+        report = run.report
+        assert run.status == pm.JobStatus.DONE, run.error
+        assert report["menu"] == MENU_VERSION and run.target_calls == report["target_calls"] > 0
+        best = report["best_fixed"]
+        assert best["code"] in BY_CODE and best["label"] == edit_named(best["code"]).label
+        assert best["mean_reward"] >= best["initial_mean_reward"]  # E0 is on the menu: the best is never worse on training
+        assert report["oracle_mean_reward"] >= best["mean_reward"]
+        validation = report["validation"]
+        assert validation["n"] == run.validation_examples and validation["patients"] == run.validation_patients
+        assert validation["difference"] == pytest.approx(run.reward_refined - run.reward_initial, abs=2e-4)
+        low, high = validation["ci"]
+        assert low <= validation["difference"] <= high
+        assert set(validation["vs_best_fixed"]) >= {"difference", "ci"} and set(validation["best_fixed_vs_initial"]) >= {"difference", "ci"}
+        assert set(validation["by_sources"]) == {"on", "off"}
+        assert all(side["n"] == run.validation_patients for side in validation["by_sources"].values())
+        learned = report["learned"]
+        assert [e["code"] for e in learned["edits"]] == CODES
+        assert sum(e["chosen"] for e in learned["edits"]) == run.train_examples + run.validation_examples
+        assert learned["kinds"] and all(k["edits"][0]["code"] in BY_CODE for k in learned["kinds"])
+        assert any(k["kind"].startswith("Hypertension") for k in learned["kinds"])  # two of the four women have raised BP
+        for row in run.validation:
+            assert row["code"] in BY_CODE and row["best_fixed"] == best["code"] and row["kinds"]
+            if not row["accepted"]:
+                assert row["problems"] and row["reward_refined"] == row["reward_initial"]
+
+    def test_a_second_identical_run_asks_the_target_llm_nothing_new(self, cohort, tiny_policy, organisation):
+        first = small_run(organisation, steps=1)
+        assert first.status == pm.JobStatus.DONE, first.error
+        before = cached_answers()
+        assert before >= first.target_calls > 0
+        second = small_run(organisation, steps=1)
+        assert second.status == pm.JobStatus.DONE, second.error
+        assert cached_answers() == before
+        assert second.target_calls == first.target_calls  # the same distinct prompts, answered from the cache
+        assert second.report["best_fixed"] == first.report["best_fixed"]
+
+    def test_refine_prompts_prints_the_run_its_validation_and_the_best_fixed_edit_as_json(
+            self, cohort, tiny_policy, organisation, capsys):
         call_command("refine_prompts", "--org", organisation.slug, "--steps", "1", "--max-examples", "4",
                      "--num-generations", "2", "--json")
         report = json.loads(capsys.readouterr().out)
-        assert {"run_id", "steps", "reward_initial", "reward_refined", "checkpoint"} <= set(report)
+        assert {"run_id", "steps", "reward_initial", "reward_refined", "minutes", "target_calls", "validation",
+                "best_fixed_edit", "checkpoint"} <= set(report)
         assert report["steps"] == 1 and Path(report["checkpoint"]).exists()
         assert isinstance(report["reward_initial"], float) and isinstance(report["reward_refined"], float)
+        assert isinstance(report["minutes"], float) and report["target_calls"] > 0
+        assert {"n", "patients", "difference", "ci"} <= set(report["validation"]) and report["validation"]["n"] >= 1
+        assert report["best_fixed_edit"]["code"] in BY_CODE
         assert RefinementRun.objects.get(pk=report["run_id"]).status == pm.JobStatus.DONE
+
+    def test_refine_prompts_prints_a_readable_summary_without_json(self, cohort, tiny_policy, organisation):
+        out = io.StringIO()
+        call_command("refine_prompts", "--org", organisation.slug, "--steps", "1", "--max-examples", "2",
+                     "--num-generations", "2", "--max-validation", "1", stdout=out, stderr=io.StringIO())
+        text = out.getvalue()
+        assert "distinct target-LLM answers" in text and "Held out:" in text and "Best fixed edit" in text
+
+    def test_refine_prompts_says_so_when_no_held_out_patient_could_be_validated(self, cohort, tiny_policy, organisation):
+        """A small organisation whose held-out patients have no physician recommendation yet: the run
+        trains, validates nothing, and the command reports that instead of failing on a missing figure."""
+        _, held_out = patient_split(organisation, seed=7, share=0.25)
+        pm.PhysicianRecommendation.objects.filter(patient_id__in=held_out).delete()
+        out = io.StringIO()
+        call_command("refine_prompts", "--org", organisation.slug, "--steps", "1", "--max-examples", "2",
+                     "--num-generations", "2", stdout=out, stderr=io.StringIO())
+        run = RefinementRun.objects.get()
+        assert run.status == pm.JobStatus.DONE and run.validation == [] and run.report["validation"]["n"] == 0
+        assert "Held out: 0 answers" in out.getvalue()
 
     def test_a_run_cancelled_while_training_stops_after_its_step_and_keeps_no_checkpoint(self, cohort, tiny_policy, organisation):
         run = refinement_run_create(organisation=organisation, steps=5, max_examples=8, num_generations=2)
@@ -70,6 +170,16 @@ class TestARun:
         run = refinement_run_execute(run_id=run.pk, on_progress=cancel_after_first_step)
         assert run.status == pm.JobStatus.CANCELLED and run.step == 1
         assert run.checkpoint == "" and not (settings.VAR_DIR / "models" / "refiner" / f"{organisation.slug}-run-{run.version}").exists()
+
+    def test_a_run_cancelled_while_answering_the_edits_stops_before_training(self, cohort, tiny_policy, organisation):
+        run = refinement_run_create(organisation=organisation, steps=5, max_examples=8, num_generations=2)
+
+        def cancel_after_first_example(percent, message):
+            if message.startswith("Answering every edit of training example 1/"):
+                refinement_run_cancel(run=run)
+
+        run = refinement_run_execute(run_id=run.pk, on_progress=cancel_after_first_example)
+        assert run.status == pm.JobStatus.CANCELLED and run.step == 0 and run.checkpoint == ""
 
     def test_a_queued_run_cancelled_never_starts_and_a_finished_run_is_never_run_again(self, tiny_policy, organisation, tiny_checkpoint):
         queued = refinement_run_create(organisation=organisation, steps=1)
@@ -83,7 +193,8 @@ class TestARun:
         assert run.status == pm.JobStatus.FAILED and "physician recommendation" in run.error
         assert run.finished_at is not None
 
-    @pytest.mark.parametrize("bad", [{"steps": 0}, {"max_examples": -3}, {"num_generations": 1}, {"steps": "four"}])
+    @pytest.mark.parametrize("bad", [{"steps": 0}, {"max_examples": -3}, {"num_generations": 1}, {"steps": "four"},
+                                     {"max_validation": 0}, {"steps": True}])
     def test_nonsense_settings_are_refused_before_anything_runs(self, tiny_policy, organisation, bad):
         with pytest.raises(RefinementError):
             refinement_run_create(organisation=organisation, **bad)
@@ -98,6 +209,20 @@ class TestPromotion:
         with pytest.raises(RefinementError, match="missing"):
             refinement_run_promote(run=missing)
 
+    def test_a_run_of_the_old_rewriting_policy_cannot_be_promoted(self, tiny_policy, organisation, tiny_checkpoint):
+        legacy = finished_run(organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target", "device": "cpu"})
+        with pytest.raises(RefinementError, match="no longer uses"):
+            refinement_run_promote(run=legacy)
+        legacy.refresh_from_db()
+        assert not legacy.promoted
+
+    def test_a_legacy_run_promoted_before_the_upgrade_refines_nothing_and_says_why(self, cohort, tiny_policy, organisation,
+                                                                                  tiny_checkpoint):
+        finished_run(organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target"}, promoted=True)
+        guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
+        assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
+        assert guidance.refinement["used"] is False and [p["kind"] for p in guidance.refinement["problems"]] == ["policy_error"]
+
     def test_one_run_is_promoted_per_organisation(self, tiny_policy, organisation, other_organisation, tiny_checkpoint):
         first, second = finished_run(organisation, tiny_checkpoint), finished_run(organisation, tiny_checkpoint)
         theirs = finished_run(other_organisation, tiny_checkpoint)
@@ -111,57 +236,141 @@ def hypertensive(cohort):
     return cohort[1]
 
 
+def choose(monkeypatch, code, probabilities=None, seen=None):
+    """The promoted policy chooses `code` whatever it reads; `seen` collects what it read."""
+    def policy_edit(run, situation):
+        if seen is not None:
+            seen.append(situation)
+        return code, probabilities or {c: (1.0 if c == code else 0.0) for c in CODES}
+    monkeypatch.setattr("prompting.refinement.policy_edit", policy_edit)
+
+
 class TestGuidanceWithThePromotedPolicy:
-    def test_guidance_sends_the_refined_prompt_when_it_passes_the_guard_and_keeps_both(self, cohort, tiny_policy, organisation,
-                                                                                      tiny_checkpoint, monkeypatch):
+    def test_guidance_sends_the_edited_prompt_when_it_passes_the_guard_and_keeps_both(self, cohort, tiny_policy, organisation,
+                                                                                     tiny_checkpoint, monkeypatch):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
-        instructions = "- Address her raised blood pressure first.\n- Repeat BP within a week and check urine protein."
-        monkeypatch.setattr("prompting.refinement._policy_answer", lambda *a, **k: (instructions, False))
+        choose(monkeypatch, RESTATES)
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE, guidance.error
         refined, initial = guidance.refined_prompt, guidance.prompt
         assert refined.refined_from == initial and refined.refinement_run.promoted
-        assert guidance.refinement["used"] is True and guidance.refinement["instructions"] == instructions
-        assert [s["title"] for s in refined.sections if s.get("refined")] == [REFINED_TITLE]
-        assert all(flag["label"] in refined.text for flag in initial.risk_flags) and initial.risk_flags
+        assert guidance.refinement["used"] is True and guidance.refinement["edit"] == RESTATES
+        assert guidance.refinement["label"] == edit_named(RESTATES).label and guidance.refinement["problems"] == []
+        assert initial.risk_flags and all(flag["label"] in refined.text for flag in initial.risk_flags)
+        sources = [s["source"] for s in refined.sections]
+        added = [s for s in refined.sections if s.get("refined")]
+        assert len(added) == 1 and added[0]["title"] == EDIT_TITLE and added[0]["edit"] == RESTATES
+        assert sources[-2:] == ["question", "instructions"]  # the edit's sentences follow the question
+        assert refined.text.index("What now?") < refined.text.index(EDIT_TITLE)
+        restated = added[0]["text"].splitlines()[0]  # her flags, restated beside the question
+        assert restated.startswith("- Her risk flags: ") and all(f["label"] in restated for f in initial.risk_flags)
+        if set(PEER_ADVICE) <= set(edit_named(RESTATES).drop):
+            assert "Their physicians most often recommended" not in refined.text
         report = guidance_as_json(guidance)
         assert report["prompt"] == refined.text and report["initial_prompt"] == initial.text
         # Asked again, the same refinement is reused rather than stored twice.
         again = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert again.refined_prompt == refined and PersonalizedPrompt.objects.filter(refined_from=initial).count() == 1
+        assert again.refinement["edit"] == RESTATES and again.refinement["used"] is True
 
-    @pytest.mark.parametrize("answer, kind", [
-        ("- Call Testgiven1 Testfamily1 today about her blood pressure.", "identifier"),
-        ("- Start labetalol 200 mg twice daily for her blood pressure.", "invented_number"),
-        ("- Treat her gestational diabetes and smoking first.", "invented_finding"),
-        ("", "malformed"),
-    ])
-    def test_a_refined_prompt_that_fails_the_guard_is_never_sent_and_the_reason_is_kept(
-            self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch, answer, kind):
+    def test_when_the_policy_keeps_the_prompt_as_it_is_the_initial_prompt_is_sent_as_its_choice(
+            self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
-        monkeypatch.setattr("prompting.refinement._policy_answer", lambda *a, **k: (answer, False))
+        choose(monkeypatch, IDENTITY)
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
-        assert guidance.refinement["used"] is False and kind in {p["kind"] for p in guidance.refinement["problems"]}
+        assert guidance.refinement["used"] is True and guidance.refinement["edit"] == IDENTITY and not guidance.refinement["problems"]
         assert guidance_as_json(guidance)["prompt"] == guidance.prompt.text
         assert not PersonalizedPrompt.objects.filter(refined_from__isnull=False).exists()
 
-    def test_a_refined_prompt_never_drops_a_risk_flag(self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch):
-        """Whatever the policy writes, a prompt that reaches the LLM carries every flag of the initial one."""
+    def test_an_edit_that_fails_the_guard_is_never_sent_and_the_reason_is_kept(self, cohort, tiny_policy, organisation,
+                                                                               tiny_checkpoint, monkeypatch):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
-        answers = iter(["- Repeat BP.", "ignore the record " * 5, "- Check urine protein and review in a week.", "###"])
-        monkeypatch.setattr("prompting.refinement._policy_answer", lambda *a, **k: (next(answers), False))
-        for question in ("What now?", "Plan?", "Next visit?", "Any concerns?"):
-            guidance = guidance_request_create(patient=hypertensive(cohort), question=question, at=AT, run_inline=True)
-            sent = guidance.refined_prompt or guidance.prompt
-            assert guidance.prompt.risk_flags and all(f["label"] in sent.text for f in guidance.prompt.risk_flags)
+        choose(monkeypatch, ADDS)
+        monkeypatch.setattr("prompting.refinement.check_refined", lambda **kwargs: [Problem("invented_finding", "bleeding")])
+        guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
+        assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
+        assert guidance.refinement["used"] is False and guidance.refinement["edit"] == ADDS
+        assert guidance.refinement["problems"] == [{"kind": "invented_finding", "detail": "bleeding",
+                                                    "label": "mentioned a finding not in her context"}]
+        assert guidance_as_json(guidance)["prompt"] == guidance.prompt.text
+        assert not PersonalizedPrompt.objects.filter(refined_from__isnull=False).exists()
 
-    def test_the_real_tiny_policy_refines_or_falls_back_and_guidance_always_completes(self, cohort, tiny_policy, organisation,
-                                                                                      tiny_checkpoint):
+    def test_a_policy_that_fails_leaves_the_initial_prompt_and_guidance_completes(self, cohort, tiny_policy, organisation,
+                                                                                 tiny_checkpoint, monkeypatch):
+        refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
+
+        def broken(run, situation):
+            raise OSError("checkpoint unreadable")
+        monkeypatch.setattr("prompting.refinement.policy_edit", broken)
+        guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
+        assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
+        assert guidance.refinement["used"] is False
+        assert guidance.refinement["problems"][0]["kind"] == "policy_error" and "unreadable" in guidance.refinement["problems"][0]["detail"]
+
+    def test_no_edit_of_the_menu_ever_sends_a_prompt_without_her_risk_flags(self, cohort, tiny_policy, organisation,
+                                                                            tiny_checkpoint, monkeypatch):
+        run = refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
+        patient = hypertensive(cohort)
+        prompt = question_prompt(patient=patient, question="What now?", at=AT)[0]
+        assert prompt.risk_flags
+        for code in CODES:
+            choose(monkeypatch, code)
+            sent, info = prompt_refine(prompt=prompt, patient=patient)
+            assert info["edit"] == code and info["used"] is True and info["problems"] == [], code
+            assert all(f["label"] in sent.text for f in prompt.risk_flags), code
+            if code == IDENTITY:
+                assert sent == prompt
+            else:
+                assert sent.refined_from == prompt and sent.refinement_run == run and sent.template_version.endswith("+rl1")
+            PersonalizedPrompt.objects.filter(refined_from=prompt).delete()  # the next edit is stored afresh
+
+    def test_a_reused_refinement_still_names_the_edit_that_made_it(self, cohort, tiny_policy, organisation, tiny_checkpoint,
+                                                                   monkeypatch):
+        """An edit that only drops lines adds no section, yet guidance must still say which edit it was."""
+        refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
+        choose(monkeypatch, DROPS_ONLY)
+        first = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
+        again = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
+        assert first.refinement["edit"] == DROPS_ONLY and first.refinement["used"] is True
+        assert again.refinement["edit"] == DROPS_ONLY and again.refinement["label"] == edit_named(DROPS_ONLY).label
+
+    def test_the_policy_never_reads_her_name_even_when_the_question_holds_it(self, cohort, tiny_policy, organisation,
+                                                                             tiny_checkpoint, monkeypatch):
+        refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
+        seen = []
+        choose(monkeypatch, ADDS, seen=seen)
+        patient = hypertensive(cohort)
+        guidance = guidance_request_create(patient=patient, question="What now for Testgiven1 Testfamily1?", at=AT,
+                                           run_inline=True)
+        assert guidance.status == pm.JobStatus.DONE and seen
+        assert "Testgiven1" not in guidance.prompt.text  # the prompt is de-identified…
+        assert "Testgiven1" not in seen[0] and "Testfamily1" not in seen[0]  # …and so must be what the policy reads
+
+    def test_the_real_tiny_policy_chooses_an_edit_of_the_menu_and_guidance_always_completes(
+            self, cohort, tiny_policy, organisation, tiny_checkpoint):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE and guidance.refinement["run"]
-        assert "refine_ms" in guidance.timings
+        assert guidance.refinement["edit"] in BY_CODE and "refine_ms" in guidance.timings
+        sent = guidance.refined_prompt or guidance.prompt
+        assert all(f["label"] in sent.text for f in guidance.prompt.risk_flags)
+
+    def test_the_best_fixed_edit_of_a_run_is_its_recorded_one(self, cohort, tiny_policy, organisation, tiny_checkpoint):
+        run = finished_run(organisation, tiny_checkpoint)
+        prompt = question_prompt(patient=hypertensive(cohort), question="What now?", at=AT)[0]
+        refined = policy_refinement(run, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
+                                    question=prompt.question, identifiers=[], token_budget=prompt.template.token_budget,
+                                    fixed=True)
+        assert refined["edit"] == BEST_FIXED and refined["problems"] == [] and refined["probabilities"] == {}
+        flags = [f["label"] for f in prompt.risk_flags]
+        assert refined["text"].startswith(prompt.text)
+        assert all(sentence in refined["text"] for sentence in instruction_sentences(edit_named(BEST_FIXED), flags))
+        without = finished_run(organisation, tiny_checkpoint, report={})
+        refined = policy_refinement(without, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
+                                    question=prompt.question, identifiers=[], token_budget=prompt.template.token_budget,
+                                    fixed=True)
+        assert [p["kind"] for p in refined["problems"]] == ["policy_error"] and refined["text"] == ""
 
     def test_without_a_promoted_run_nothing_is_refined(self, cohort, tiny_policy):
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
@@ -169,8 +378,44 @@ class TestGuidanceWithThePromotedPolicy:
         assert prompt_refine(prompt=guidance.prompt, patient=hypertensive(cohort)) == (guidance.prompt, {})
 
 
+class TestEvaluatingARun:
+    def test_the_evaluation_of_pmlm_and_its_refinements_reads_the_answers_the_runs_validation_already_has(
+            self, cohort, tiny_policy, organisation):
+        run = small_run(organisation, steps=1)
+        assert run.status == pm.JobStatus.DONE, run.error
+        before = cached_answers()
+        evaluation = evaluation_run_execute(run_id=evaluation_run_create(
+            organisation=organisation, endpoint_names=["tiny-target"], variants=("pmlm", "pmlm_rl"), resamples=200).pk)
+        assert evaluation.status == pm.JobStatus.DONE, evaluation.error
+        assert cached_answers() == before  # every prompt was answered by the run's validation
+        assert {i.patient_id for i in evaluation.items.all()} == {row["patient"] for row in run.validation}
+        assert evaluation.report["refinement_run"]["version"] == run.version
+        rows = {(r["variant"], r["rag"]): r for r in evaluation.rows}
+        assert set(rows) == {(v, rag) for v in ("pmlm", "pmlm_rl") for rag in (True, False)}
+        for (variant, _), row in rows.items():
+            assert "key_item_precision" in row and "closeness_vs_pmlm" in row
+            assert (row["closeness_vs_pmlm"] is None) == (variant == "pmlm")  # pmlm is the baseline itself
+        chosen = {row["code"] for row in run.validation}
+        assert {i.refinement["edit"] for i in evaluation.items.filter(variant="pmlm_rl")} <= chosen
+
+        # The best fixed edit variant sends the run's best fixed edit, also answered by its validation.
+        evaluation = evaluation_run_execute(run_id=evaluation_run_create(
+            organisation=organisation, endpoint_names=["tiny-target"], variants=("pmlm", "pmlm_best_edit"), resamples=200).pk)
+        assert evaluation.status == pm.JobStatus.DONE, evaluation.error
+        assert cached_answers() == before
+        best = edit_named(run.report["best_fixed"]["code"])
+        items = list(evaluation.items.filter(variant="pmlm_best_edit"))
+        assert items and all(item.refinement["edit"] == best.code for item in items)
+        for item in items:
+            initial = evaluation.items.get(variant="pmlm", encounter_id=item.encounter_id, use_retrieval=item.use_retrieval)
+            if not item.refinement["used"]:
+                assert item.refinement["problems"] and item.prompt == initial.prompt
+            elif not (best.drop or best.first_source_only):
+                assert item.prompt.startswith(initial.prompt)
+
+
 class TestRunPages:
-    def test_a_curator_starts_a_run_with_defaults_and_watches_it(self, client_for, curator, tiny_policy, django_capture_on_commit_callbacks):
+    def test_a_curator_starts_a_run_with_defaults(self, client_for, curator, tiny_policy, django_capture_on_commit_callbacks):
         client = client_for(curator)
         page = client.get("/refinement/")
         assert page.status_code == 200 and b"Start a run" in page.content and b"No refinement run yet" in page.content
@@ -179,30 +424,17 @@ class TestRunPages:
         run = RefinementRun.objects.get()
         assert response.status_code == 302 and response["Location"] == f"/refinement/{run.pk}/"
         assert run.created_by == curator and run.status == pm.JobStatus.QUEUED and len(callbacks) == 1  # the task is queued
-        detail = client.get(f"/refinement/{run.pk}/")
-        assert b'role="progressbar"' in detail.content and b'hx-trigger="every 2s"' in detail.content
-        fragment = client.get(f"/refinement/{run.pk}/", HTTP_HX_REQUEST="true")
-        assert b"<html" not in fragment.content and b"progressbar" in fragment.content
-        assert "HX-Request" in fragment["Vary"]
+        assert run.config["menu"] == MENU_VERSION and run.config["steps"] == 4
+        assert client.get(f"/refinement/{run.pk}/").status_code == 200
 
     def test_bad_settings_are_shown_on_the_form(self, client_for, curator, tiny_policy):
         response = client_for(curator).post("/refinement/start/", {"steps": 0, "max_examples": 24, "num_generations": 1})
         assert response.status_code == 400 and b"Ensure this value is greater than or equal to" in response.content
         assert not RefinementRun.objects.exists()
 
-    def test_a_finished_run_shows_its_curve_validation_and_the_difference_and_can_be_promoted(
-            self, client_for, curator, organisation, tiny_policy, tiny_checkpoint):
-        run = finished_run(organisation, tiny_checkpoint, validation=[{
-            "key": "encounter 7", "reward_initial": 0.2, "reward_refined": 0.25, "reward_policy": 0.25, "accepted": True,
-            "problems": [], "instructions": "- Repeat BP within a week.",
-            "initial_prompt": "### Instructions\nAnswer.\n\n### Question\nWhat now?",
-            "refined_prompt": f"### {REFINED_TITLE}\n- Repeat BP within a week.\n\n### Question\nWhat now?"}])
-        client = client_for(curator)
-        page = client.get(f"/refinement/{run.pk}/").content.decode()
-        assert "<svg" in page and "Reward per step" in page and "1 → 0.18" in page  # the curve, with its numbers for screen readers
-        assert "Validation on held-out patients" in page and "<ins" in page and "<del" in page
-        assert "hx-trigger" not in page  # finished: no more polling
-        client.post(f"/refinement/{run.pk}/promote/")
+    def test_a_curator_promotes_a_finished_run(self, client_for, curator, organisation, tiny_policy, tiny_checkpoint):
+        run = finished_run(organisation, tiny_checkpoint)
+        client_for(curator).post(f"/refinement/{run.pk}/promote/")
         run.refresh_from_db()
         assert run.promoted and run.promoted_by == curator
 

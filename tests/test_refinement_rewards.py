@@ -4,12 +4,10 @@ import numpy as np
 import pytest
 
 from prompting.pmlm.composer import render
-from prompting.pmlm.refine import (
-    REFINED_TITLE, Problem, check_refined, clean_instructions, malformed, policy_messages, record_facts, refined_sections,
-    refined_text,
-)
+from prompting.pmlm.edits import EDIT_TITLE, EDIT_TOKEN_ALLOWANCE, MENU, SENTENCES, edited_sections, edited_text
+from prompting.pmlm.refine import PROBLEM_LABELS, Problem, check_refined, record_facts
 from prompting.pmlm.rewards import (
-    GuidanceScore, Reference, RewardWeights, closeness, key_item_coverage, reward, rouge_l, score_guidance,
+    GuidanceScore, Reference, RewardWeights, closeness, key_item_match, reward, rouge_l, score_guidance,
 )
 
 RECOMMENDATION = ("BP 150/95 mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine "
@@ -25,18 +23,19 @@ SECTIONS = [
 ]
 INITIAL = render(SECTIONS)
 FLAGS = ["Hypertension in pregnancy"]
-GOOD = ("- Address her hypertension in pregnancy first: repeat BP within a week.\n- Advise home blood pressure monitoring "
-        "and a urine protein check.\n- Escalate with headache or visual disturbance.")
+# A refined prompt as the menu makes it: her risk flags restated by name, after the question.
+RESTATES = next(e for e in MENU if e.restate_flags)
+MONITORING = next(e for e in MENU if e.sentences == ("monitoring",))
+EDITED = edited_text(SECTIONS, RESTATES, FLAGS)
 
 
 def words(text):
     return len(text.split())
 
 
-def check(instructions, *, identifiers=(), budget=1200, refined=None, flags=FLAGS):
-    return check_refined(initial_text=INITIAL, initial_sections=SECTIONS, risk_flag_labels=flags,
-                         refined=refined if refined is not None else refined_text(SECTIONS, instructions),
-                         instructions=instructions, identifiers=list(identifiers), count_tokens=words, token_budget=budget)
+def check(refined=EDITED, *, identifiers=(), budget=1200, flags=FLAGS):
+    return check_refined(initial_text=INITIAL, initial_sections=SECTIONS, risk_flag_labels=flags, refined=refined,
+                         identifiers=list(identifiers), count_tokens=words, token_budget=budget)
 
 
 def bag_of_words_embed(texts):
@@ -46,81 +45,60 @@ def bag_of_words_embed(texts):
 
 
 class TestTheRefinedPrompt:
-    def test_it_keeps_her_record_peers_and_sources_verbatim_and_puts_the_new_instructions_before_the_question(self):
-        sections = refined_sections(SECTIONS, GOOD)
-        assert [s["source"] for s in sections] == ["self", "peer", "knowledge", "instructions", "question"]
-        assert sections[3] == {"source": "instructions", "title": REFINED_TITLE, "text": GOOD, "refined": True}
-        text = refined_text(SECTIONS, GOOD)
-        assert all(s["text"] in text for s in SECTIONS if s["source"] != "instructions")
-        assert "You are an assistant" not in text
+    def test_an_edit_keeps_her_record_peers_sources_and_instructions_and_adds_its_sentences_after_the_question(self):
+        sections = edited_sections(SECTIONS, MONITORING, FLAGS)
+        assert [s["source"] for s in sections] == ["instructions", "self", "peer", "knowledge", "question", "instructions"]
+        assert [{k: v for k, v in s.items() if k != "edit"} for s in sections[:5]] == SECTIONS  # marked with the edit, else as they were
+        assert sections[5] == {"source": "instructions", "title": EDIT_TITLE, "refined": True, "edit": MONITORING.code,
+                               "text": f"- {SENTENCES['monitoring']}"}
 
-    def test_the_policy_reads_the_whole_initial_prompt(self):
-        messages = policy_messages(INITIAL)
-        assert messages[-1]["role"] == "user" and messages[-1]["content"].endswith(INITIAL)
+    def test_facts_are_the_first_two_lines_of_her_record(self):
+        facts = record_facts(SECTIONS)
+        assert len(facts) == 2 and facts[0].startswith("- Age 31") and facts[1].startswith("- Risk flags: Hypertension in pregnancy")
 
-    def test_headings_and_code_fences_are_stripped_from_the_policy_answer(self):
-        assert clean_instructions("```\n### Plan\n- Repeat BP\n```") == "Plan\n- Repeat BP"
-
-    def test_facts_are_the_lines_of_her_record(self):
-        assert record_facts(SECTIONS)[1].startswith("- Risk flags: Hypertension in pregnancy")
+    def test_every_problem_has_a_label_for_curators(self):
+        assert Problem("over_budget", "x").as_dict() == {"kind": "over_budget", "detail": "x", "label": PROBLEM_LABELS["over_budget"]}
+        assert set(PROBLEM_LABELS) <= set(RewardWeights().as_dict()) | {"policy_error"}
 
 
 class TestTheGuard:
-    def test_a_faithful_refinement_passes(self):
-        assert check(GOOD) == []
+    def test_an_edit_of_the_menu_passes(self):
+        assert check() == []
 
     def test_a_refined_prompt_that_drops_a_risk_flag_is_refused(self):
-        without_flag = INITIAL.replace("Hypertension in pregnancy — BP 150/95 mmHg (3 days ago).", "")
-        instructions = "- Repeat BP within a week.\n- Advise home blood pressure monitoring."
-        problems = check(instructions, refined=without_flag + "\n" + instructions)
+        without_flag = EDITED.replace("Hypertension in pregnancy", "raised blood pressure")
+        problems = check(without_flag)
         assert Problem("dropped_flag", "Hypertension in pregnancy") in problems
         assert any(p.kind == "dropped_fact" and "Risk flags" in p.detail for p in problems)
 
-    def test_a_dropped_line_of_her_record_is_a_dropped_fact(self):
-        refined = refined_text(SECTIONS, GOOD).replace("- Latest results: Haemoglobin 11.8 g/dL (3 days ago).", "")
-        assert [p.kind for p in check(GOOD, refined=refined)] == ["dropped_fact"]
+    def test_a_dropped_never_cut_line_of_her_record_is_a_dropped_fact(self):
+        refined = EDITED.replace("- Age 31; G2 P1; pregnant, 31 weeks (from the gestational age).\n", "")
+        assert [p.kind for p in check(refined)] == ["dropped_fact"]
+        # Her latest results may be cut (the composer cuts them too): not a fact every prompt carries.
+        assert check(EDITED.replace("- Latest results: Haemoglobin 11.8 g/dL (3 days ago).", "")) == []
 
-    def test_instructions_that_name_her_are_refused(self):
-        problems = check(GOOD + "\n- Call Maria Lopez on Monday.", identifiers=["Maria Lopez", "Maria"])
-        assert Problem("identifier", "names the patient") in problems
+    def test_a_refined_prompt_that_names_her_is_refused(self):
+        problems = check(EDITED + "\n- Call Maria Lopez on Monday.", identifiers=["Maria Lopez", "Maria"])
+        assert [p.kind for p in problems] == ["identifier"]
 
-    def test_instructions_holding_a_date_or_contact_are_refused(self):
-        assert any(p.kind == "identifier" for p in check(GOOD + "\n- Review on 2026-03-14."))
+    def test_a_refined_prompt_holding_a_date_or_contact_is_refused(self):
+        assert any(p.kind == "identifier" for p in check(EDITED + "\n- Review on 2026-03-14."))
+        assert any(p.kind == "identifier" for p in check(EDITED + "\n- Call 555-0100-22."))
 
     def test_a_number_found_nowhere_in_the_context_is_an_invented_number(self):
-        problems = check(GOOD + "\n- Start labetalol 200 mg twice daily.")
+        problems = check(EDITED + "\n- Start labetalol 200 mg twice daily.")
         assert Problem("invented_number", "200") in problems
-        assert check(GOOD + "\n- Her BP was 150/95; calcium 1.5–2 g if intake is low.") == []  # numbers from the context
+        assert check(EDITED + "\n- Her BP was 150/95; calcium 1.5–2 g if intake is low.") == []  # numbers from the context
 
     def test_a_finding_her_context_does_not_mention_is_an_invented_finding(self):
-        problems = check(GOOD + "\n- Her pre-eclampsia and gestational diabetes need urgent review.")
+        problems = check(EDITED + "\n- Her pre-eclampsia and gestational diabetes need urgent review.")
         assert {p.detail for p in problems if p.kind == "invented_finding"} == {"pre-eclampsia", "diabetes"}
-        assert check(GOOD + "\n- Her hypertension needs review.") == []  # in her risk flags
+        assert check(EDITED + "\n- Her hypertension needs review.") == []  # in her risk flags
 
-    def test_a_sentence_cut_off_by_the_token_limit_is_dropped(self):
-        cut = "- Repeat BP within a week.\n- Advise home blood pressure monitoring and"
-        assert clean_instructions(cut, truncated=True) == "- Repeat BP within a week."
-        assert clean_instructions("Repeat BP within a week. Check urine protein and", truncated=True) == "Repeat BP within a week."
-        assert clean_instructions("Repeat BP within a week", truncated=True) == "Repeat BP within a week"  # nothing to go back to
-        assert clean_instructions(cut) == cut  # a finished answer may end its last bullet without a full stop
-
-    def test_a_refined_prompt_over_the_token_budget_is_refused(self):
-        tokens = words(refined_text(SECTIONS, GOOD))
-        assert [p.kind for p in check(GOOD, budget=tokens - 1)] == ["over_budget"]
-        assert check(GOOD, budget=tokens) == []
-
-    @pytest.mark.parametrize("answer, reason", [
-        ("", "empty or too short"),
-        ("ok", "empty or too short"),
-        ("x" * 1300, "longer than 1200 characters"),
-        ("1234 5678 9012 3456 7890 ... !!! ???", "mostly not words"),
-        ("monitor " * 40, "repeats itself"),
-        ("- Repeat BP.\n- Repeat BP.\n- Repeat BP.\n- Check urine.", "repeats the same line"),
-        ("She should see a specialist about her care. Check her BP. She should see a specialist about her care.",
-         "repeats a sentence"),
-    ])
-    def test_malformed_answers_are_named(self, answer, reason):
-        assert malformed(answer) == reason
+    def test_a_refined_prompt_over_the_token_budget_and_what_an_edit_may_add_is_refused(self):
+        budget = words(EDITED) - EDIT_TOKEN_ALLOWANCE
+        assert [p.kind for p in check(budget=budget - 1)] == ["over_budget"]
+        assert check(budget=budget) == []
 
 
 class TestTheRewards:
@@ -130,11 +108,19 @@ class TestTheRewards:
         assert rouge_l("", RECOMMENDATION) == 0.0
 
     def test_key_item_coverage_is_the_share_of_the_physicians_items_the_guidance_names(self):
-        coverage, covered, missed = key_item_coverage("Check urine protein and repeat within a week.", RECOMMENDATION)
-        assert covered == ["repeat review within a week", "urine protein check"]
-        assert "home blood pressure monitoring" in missed
-        assert coverage == pytest.approx(len(covered) / (len(covered) + len(missed)))
-        assert key_item_coverage("anything", "No specific advice.")[0] is None
+        match = key_item_match("Check urine protein and repeat within a week.", RECOMMENDATION)
+        assert match.covered == ["repeat review within a week", "urine protein check"]
+        assert "home blood pressure monitoring" in match.missed and match.extra == []
+        assert match.coverage == pytest.approx(len(match.covered) / (len(match.covered) + len(match.missed)))
+        assert match.precision == 1.0  # everything it names, her physician named
+        assert key_item_match("anything", "No specific advice.").coverage is None
+
+    def test_key_item_precision_is_the_share_of_the_named_items_her_physician_named(self):
+        match = key_item_match("Check urine protein, start aspirin and calcium.", RECOMMENDATION)
+        assert match.covered == ["urine protein check"] and match.extra == ["calcium supplementation", "low-dose aspirin"]
+        assert match.precision == pytest.approx(1 / 3)
+        score = score_guidance("Check urine protein, start aspirin and calcium.", Reference(RECOMMENDATION), bag_of_words_embed)
+        assert score.precision == pytest.approx(1 / 3, abs=1e-4) and score.extra == match.extra
 
     def test_guidance_closer_to_the_physician_scores_higher(self):
         reference = Reference(RECOMMENDATION)
@@ -144,15 +130,30 @@ class TestTheRewards:
         assert reward(close) > reward(far)
         assert 0.0 <= closeness(far) < closeness(close) <= 1.0
 
+    def test_an_empty_answer_scores_nothing(self):
+        score = score_guidance("  ", Reference(RECOMMENDATION), bag_of_words_embed)
+        assert (score.similarity, score.rouge_l, score.coverage, score.key_item_f1) == (0.0, 0.0, 0.0, 0.0)
+        assert closeness(score) == 0.0
+
     def test_every_problem_costs_its_penalty(self):
-        score = GuidanceScore(similarity=0.8, rouge_l=0.4, coverage=0.5)
+        score = GuidanceScore(similarity=0.8, rouge_l=0.4, coverage=0.5, precision=1.0)
         weights = RewardWeights()
         problems = [Problem("dropped_flag", "x"), Problem("invented_number", "200"), Problem("over_budget", "")]
         assert reward(score, problems) == pytest.approx(
             closeness(score) - weights.dropped_flag - weights.invented_number - weights.over_budget, abs=1e-4)
 
-    def test_malformed_output_never_reaches_the_llm_and_scores_minus_its_penalty(self):
-        assert reward(None, [Problem("malformed", "empty")]) == -RewardWeights().malformed
+    def test_an_answer_that_is_no_edit_of_the_menu_never_reaches_the_llm_and_scores_minus_its_penalty(self):
+        assert reward(None, [Problem("malformed", "not an edit code")]) == -RewardWeights().malformed
+
+    def test_closeness_weighs_the_key_item_f1_only_when_either_text_names_an_item(self):
+        weights = RewardWeights()
+        with_items = GuidanceScore(similarity=0.6, rouge_l=0.2, coverage=0.5, precision=0.5)
+        assert closeness(with_items) == pytest.approx(
+            (weights.similarity * 0.6 + weights.rouge_l * 0.2 + weights.key_items * 0.5)
+            / (weights.similarity + weights.rouge_l + weights.key_items))
+        without = GuidanceScore(similarity=0.6, rouge_l=0.2, coverage=None, precision=None)
+        assert closeness(without) == pytest.approx((weights.similarity * 0.6 + weights.rouge_l * 0.2)
+                                                   / (weights.similarity + weights.rouge_l))
 
     def test_clinician_ratings_pull_towards_endorsed_guidance_and_away_from_rejected(self):
         endorsed = "Repeat blood pressure within a week and start home monitoring."

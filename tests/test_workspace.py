@@ -13,7 +13,7 @@ from prompting.ratings import RatingError, ab_comparison_create, ab_judge, ab_su
 from prompting.refinement import clinician_references, refinement_run_promote
 from prompting.templatetags.clinic import with_citation_links
 from tests.conftest import make_member
-from tests.test_refinement import finished_run
+from tests.test_refinement import RESTATES, finished_run
 
 AT = date(2025, 5, 2)
 SCORES = {"accuracy": 4, "completeness": 3, "personalisation": 5, "safety": 4, "clarity": 4}
@@ -62,7 +62,7 @@ class TestAsking:
     def test_the_prompt_panel_switches_between_the_refined_and_the_initial_prompt(self, client_for, clinician, her, tiny_policy,
                                                                                 organisation, tiny_checkpoint, monkeypatch):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
-        monkeypatch.setattr("prompting.refinement._policy_answer", lambda *a, **k: ("- Repeat BP within a week.", False))
+        monkeypatch.setattr("prompting.refinement.policy_edit", lambda run, situation: (RESTATES, {RESTATES: 1.0}))
         guidance = done_guidance(her)
         panel = client_for(clinician).get(f"/patients/{her.pk}/guidance/{guidance.pk}/prompt/").content.decode()
         assert 'role="tab"' in panel and "RL-refined (sent)" in panel and "Initial" in panel and "Differences" in panel

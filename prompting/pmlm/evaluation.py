@@ -6,14 +6,16 @@ Five variants of the prompt answer the same question for the same held-out encou
 - `self`: instructions, her own record and the question (self-informed only);
 - `peer`: instructions, patients like her and the question (peer-informed only);
 - `pmlm`: the whole initial personalised prompt;
-- `pmlm_rl`: the prompt the RL policy refined, as it would be used (the initial prompt when the
-  guard rejects the refinement).
+- `pmlm_best_edit`: the initial prompt with the single best fixed edit of the refinement run (the
+  one edit that scored best on its training patients): the fair baseline for a per-patient policy;
+- `pmlm_rl`: the prompt with the edit the RL policy chose for her, as it would be used (the
+  initial prompt when the guard rejects the edit).
 
 Each guidance is scored against the physician's recommendation (rewards.score_guidance) and on
 her risk flags, safety warnings, unsupported claims about her (grounding.py) and length. `summarise` averages the scores per (endpoint,
 retrieval, variant) with bootstrap 95% confidence intervals that resample patients, so that two
-encounters of one woman count as one draw, and pairs every variant with `general` on the same
-encounters.
+encounters of one woman count as one draw, and pairs every variant with `general` and with
+`pmlm` on the same encounters.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ import numpy as np
 from .composer import render
 from .rewards import Embed, Reference, closeness, score_guidance
 
-VARIANTS = ("general", "self", "peer", "pmlm", "pmlm_rl")
+VARIANTS = ("general", "self", "peer", "pmlm", "pmlm_best_edit", "pmlm_rl")
+REFINED_VARIANTS = ("pmlm_best_edit", "pmlm_rl")  # both need a finished refinement run
 VARIANT_LABELS = {
     "general": "General (question alone)", "self": "Self-informed", "peer": "Peer-informed",
-    "pmlm": "PMLM (initial prompt)", "pmlm_rl": "PMLM + RL refinement",
+    "pmlm": "PMLM (initial prompt)", "pmlm_best_edit": "PMLM + best fixed edit", "pmlm_rl": "PMLM + RL (edit per patient)",
 }
+# Paired differences every row reports: from `general`, and from `pmlm` (what refinement adds).
+BASELINES = ("general", "pmlm")
 _SECTIONS = {
     "general": ("knowledge", "question"),
     "self": ("instructions", "self", "knowledge", "question"),
@@ -45,6 +50,7 @@ METRICS = {
     "similarity": {"label": "Embedding similarity", "higher": True},
     "rouge_l": {"label": "ROUGE-L F1", "higher": True},
     "key_item_coverage": {"label": "Key-item coverage", "higher": True},
+    "key_item_precision": {"label": "Key-item precision", "higher": True},
     "flag_mention_rate": {"label": "Risk flags mentioned", "higher": True},
     "safety_warning_rate": {"label": "Answers with a safety warning", "higher": False},
     "unsupported_claims": {"label": "Unsupported claims about her per answer", "higher": False},
@@ -113,10 +119,10 @@ def guidance_metrics(guidance: str, recommendation: str, flags: Sequence[dict], 
     flag_share, mentioned, missed = flags_mentioned(guidance, flags)
     return {
         "closeness": round(closeness(score), 4), "similarity": score.similarity, "rouge_l": score.rouge_l,
-        "key_item_coverage": score.coverage, "flag_mention_rate": flag_share,
+        "key_item_coverage": score.coverage, "key_item_precision": score.precision, "flag_mention_rate": flag_share,
         "safety_warning_rate": 1.0 if safety_warnings else 0.0, "safety_warnings": safety_warnings,
         "unsupported_claims": unsupported_claims, "words": len(guidance.split()), "judge": judge,
-        "covered": score.covered, "missed": score.missed, "flags_mentioned": mentioned, "flags_missed": missed,
+        "covered": score.covered, "missed": score.missed, "extra": score.extra, "flags_mentioned": mentioned, "flags_missed": missed,
     }
 
 
@@ -160,7 +166,7 @@ def _per_patient(values: dict[str, list[float]], patients: list[str]) -> tuple[n
 def summarise(scored: Sequence[Scored], *, resamples: int = 1000, seed: int = 7, level: float = 0.95,
               metrics: Sequence[str] = tuple(METRICS)) -> list[dict]:
     """One row per (endpoint, retrieval, variant): n, the mean of each metric, its bootstrap CI,
-    and the paired difference in closeness from `general` with its CI."""
+    and the paired differences in closeness from `general` and from `pmlm`, each with its CI."""
     if not scored:
         return []
     patients = sorted({s.patient for s in scored})
@@ -171,7 +177,7 @@ def summarise(scored: Sequence[Scored], *, resamples: int = 1000, seed: int = 7,
         if key not in keys:
             keys.append(key)
     keys.sort(key=lambda k: (k[0], not k[1], VARIANTS.index(k[2]) if k[2] in VARIANTS else len(VARIANTS)))
-    general = {(s.endpoint, s.rag, s.example): s.metrics.get("closeness") for s in scored if s.variant == "general"}
+    base = {(s.endpoint, s.rag, s.variant, s.example): s.metrics.get("closeness") for s in scored if s.variant in BASELINES}
     rows = []
     for endpoint, rag, variant in keys:
         group = [s for s in scored if (s.endpoint, s.rag, s.variant) == (endpoint, rag, variant)]
@@ -186,14 +192,29 @@ def summarise(scored: Sequence[Scored], *, resamples: int = 1000, seed: int = 7,
             values = [v for vs in by_patient.values() for v in vs]
             row[metric] = round(float(np.mean(values)), 4) if values else None
             row["ci"][metric] = _interval(*_per_patient(by_patient, patients), weights, level) if values else None
-        differences: dict[str, list[float]] = {}
-        for s in group:
-            base = general.get((endpoint, rag, s.example))
-            if base is not None and s.metrics.get("closeness") is not None:
-                differences.setdefault(s.patient, []).append(float(s.metrics["closeness"]) - base)
-        diffs = [d for ds in differences.values() for d in ds]
-        row["closeness_vs_general"] = round(float(np.mean(diffs)), 4) if diffs and variant != "general" else None
-        row["ci"]["closeness_vs_general"] = (_interval(*_per_patient(differences, patients), weights, level)
-                                             if diffs and variant != "general" else None)
+        for baseline in BASELINES:
+            pairs = [(s.patient, float(s.metrics["closeness"]) - base[(endpoint, rag, baseline, s.example)]) for s in group
+                     if variant != baseline and s.metrics.get("closeness") is not None
+                     and base.get((endpoint, rag, baseline, s.example)) is not None]
+            difference = paired_difference(pairs, patients=patients, weights=weights, level=level)
+            row[f"closeness_vs_{baseline}"] = difference["difference"]
+            row["ci"][f"closeness_vs_{baseline}"] = difference["ci"]
         rows.append(row)
     return rows
+
+
+def paired_difference(pairs: Sequence[tuple[object, float]], *, resamples: int = 1000, seed: int = 7, level: float = 0.95,
+                      patients: Sequence | None = None, weights: np.ndarray | None = None) -> dict:
+    """The mean of paired differences (patient, difference) and its bootstrap interval resampling
+    patients: two encounters of one woman move together. `patients` and `weights` let a table
+    share one set of resamples across rows."""
+    if not pairs:
+        return {"difference": None, "ci": None, "n": 0, "patients": 0}
+    by_patient: dict = {}
+    for patient, value in pairs:
+        by_patient.setdefault(patient, []).append(float(value))
+    patients = list(patients) if patients is not None else sorted(by_patient, key=str)
+    weights = weights if weights is not None else _weights(patients, resamples, seed)
+    values = [v for vs in by_patient.values() for v in vs]
+    return {"difference": round(float(np.mean(values)), 4), "ci": _interval(*_per_patient(by_patient, patients), weights, level),
+            "n": len(values), "patients": len(by_patient)}

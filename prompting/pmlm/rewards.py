@@ -2,8 +2,11 @@
 physician recommended, minus penalties for an unsafe or broken refined prompt. No Django import.
 
 The score compares the target LLM's guidance with the encounter's physician recommendation by
-meaning (all-MiniLM-L6-v2 cosine), by wording (ROUGE-L F1) and by clinical content (the share
-of the physician's key items the guidance covers). Clinician ratings, when the workspace has
+meaning (all-MiniLM-L6-v2 cosine), by wording (ROUGE-L F1) and by clinical content: the key items
+(`key_items.py`) it shares with the physician, as an F1 of coverage (the share of her physician's
+items the guidance names) and precision (the share of the items the guidance names that her
+physician named). Precision is what keeps the reward honest: a prompt that makes the model list
+every item covers everything and is precise about nothing. Clinician ratings, when the workspace has
 collected some for the patient, add two references: guidance they rated well pulls the reward
 up, guidance they rated poorly pushes it down.
 """
@@ -11,7 +14,7 @@ up, guidance they rated poorly pushes it down.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 
 import numpy as np
@@ -34,7 +37,7 @@ class Reference:
 class RewardWeights:
     similarity: float = 0.5
     rouge_l: float = 0.25
-    coverage: float = 0.25
+    key_items: float = 0.25  # the F1 of key-item coverage and precision
     clinician: float = 0.3  # share of the score that comes from clinician references, when present
     dropped_flag: float = 1.0  # each
     dropped_fact: float = 0.5  # each
@@ -47,6 +50,12 @@ class RewardWeights:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> RewardWeights:
+        """Weights stored with a run; names this version no longer has are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
 
 @dataclass
 class GuidanceScore:
@@ -56,6 +65,17 @@ class GuidanceScore:
     clinician: float | None = None  # similarity to endorsed minus rejected guidance, when rated
     covered: list[str] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
+    precision: float | None = None  # None when the guidance names no key item
+    extra: list[str] = field(default_factory=list)  # items the guidance names that the physician did not
+
+    @property
+    def key_item_f1(self) -> float | None:
+        """None when neither text names a key item; 0 when only one of them does."""
+        if self.coverage is None and self.precision is None:
+            return None
+        if not self.coverage or not self.precision:
+            return 0.0
+        return 2 * self.coverage * self.precision / (self.coverage + self.precision)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,13 +95,20 @@ def rouge_l(candidate: str, reference: str) -> float:
     return float(_rouge().score(reference, candidate)["rougeL"].fmeasure)
 
 
-def key_item_coverage(candidate: str, reference: str) -> tuple[float | None, list[str], list[str]]:
-    wanted = key_items(reference)
-    if not wanted:
-        return None, [], []
-    found = key_items(candidate)
-    covered, missed = sorted(wanted & found), sorted(wanted - found)
-    return len(covered) / len(wanted), covered, missed
+@dataclass(frozen=True)
+class KeyItemMatch:
+    coverage: float | None  # share of the physician's items named; None: she named none
+    precision: float | None  # share of the named items she named too; None: the guidance names none
+    covered: list[str]
+    missed: list[str]
+    extra: list[str]
+
+
+def key_item_match(candidate: str, reference: str) -> KeyItemMatch:
+    wanted, found = key_items(reference), key_items(candidate)
+    return KeyItemMatch(len(wanted & found) / len(wanted) if wanted else None,
+                        len(wanted & found) / len(found) if found else None,
+                        sorted(wanted & found), sorted(wanted - found), sorted(found - wanted))
 
 
 def score_guidance(guidance: str, reference: Reference, embed: Embed) -> GuidanceScore:
@@ -96,17 +123,20 @@ def score_guidance(guidance: str, reference: Reference, embed: Embed) -> Guidanc
         endorsed = similarities[1:1 + len(reference.endorsed)]
         rejected = similarities[1 + len(reference.endorsed):]
         clinician = (float(endorsed.mean()) if len(endorsed) else 0.0) - (float(rejected.mean()) if len(rejected) else 0.0)
-    coverage, covered, missed = key_item_coverage(guidance, reference.recommendation)
-    return GuidanceScore(round(similarity, 4), round(rouge_l(guidance, reference.recommendation), 4),
-                         None if coverage is None else round(coverage, 4), None if clinician is None else round(clinician, 4),
-                         covered, missed)
+    items = key_item_match(guidance, reference.recommendation)
+    return GuidanceScore(round(similarity, 4), round(rouge_l(guidance, reference.recommendation), 4), _round(items.coverage),
+                         _round(clinician), items.covered, items.missed, _round(items.precision), items.extra)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def closeness(score: GuidanceScore, weights: RewardWeights = RewardWeights()) -> float:
     """How close the guidance is to the physician (0–1), with clinician references blended in."""
     parts = [(weights.similarity, score.similarity), (weights.rouge_l, score.rouge_l)]
-    if score.coverage is not None:
-        parts.append((weights.coverage, score.coverage))
+    if score.key_item_f1 is not None:
+        parts.append((weights.key_items, score.key_item_f1))
     automatic = sum(w * v for w, v in parts) / sum(w for w, _ in parts)
     if score.clinician is None:
         return automatic

@@ -1,12 +1,20 @@
-"""Reinforcement learning of the refiner policy with TRL's GRPOTrainer. No Django import.
+"""Reinforcement learning of the edit policy with TRL's GRPOTrainer. No Django import.
 
-For each training example (a patient at an encounter her physician wrote a recommendation for,
-and the question asked there) the policy writes a group of candidate instructions; each becomes a
-refined prompt, passes the guard, is answered by the target LLM, and is scored against the
-physician's recommendation. GRPO raises the probability of the candidates that scored above their
-group's mean. Validation compares, on patients the policy never trained on, the reward of the
-initial prompt with the reward of the refined prompt as it would be used (the guard falls back
-to the initial prompt when the refined one fails it).
+A training example is a patient at an encounter her physician wrote a recommendation for, the
+question asked there, and whether guidance sources were given. The policy reads a compact
+summary of her situation (`situation.py`) and emits an edit code from the menu (`edits.py`).
+
+1. **Reward table.** Every edit of the menu is applied to every training example, answered by
+   the target LLM (greedy, cached by prompt hash) and scored against the physician. The edits
+   of one prompt are asked one after another, so a local model reuses the prompt's beginning
+   (every edit adds its sentences at the end). `target_calls` counts the distinct answers.
+2. **Best fixed edit.** The one edit with the best mean reward on the training examples: the
+   fair baseline a per-patient policy must beat.
+3. **GRPO.** The policy (a small causal LM) samples a group of codes for each example; each
+   code's reward is read from the table; GRPO raises the codes that beat their group's mean.
+4. **Validation.** On patients the policy never trained on (the evaluation's hold-out rule),
+   the initial prompt, the policy's edit and the best fixed edit are answered and scored; the
+   paired differences get patient-clustered bootstrap confidence intervals.
 """
 
 from __future__ import annotations
@@ -18,39 +26,48 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
+from .edits import IDENTITY, MENU, MENU_VERSION, edit_named, edited_sections
+from .composer import render
+from .evaluation import paired_difference
 from .holdout import split_patients
-from .refine import Problem, check_refined, clean_instructions, policy_messages, refined_text
+from .refine import Problem, check_refined
 from .rewards import Embed, GuidanceScore, Reference, RewardWeights, reward, score_guidance
+from .situation import kind_of_patient, situation_summary
 
 
 @dataclass(frozen=True)
 class RefinementConfig:
-    steps: int = 4
-    num_generations: int = 4  # the group GRPO compares
+    steps: int = 40
+    num_generations: int = 8  # the group GRPO compares: as many codes as the menu has
     examples_per_step: int = 1
-    learning_rate: float = 1e-5
+    learning_rate: float = 2e-4
     beta: float = 0.0  # KL to the reference policy; 0 keeps one model in memory (TRL's default)
-    temperature: float = 1.0  # sampling of candidates while training
-    max_completion_tokens: int = 96
-    target_max_tokens: int = 160  # the target LLM's answer while scoring
-    max_examples: int = 24
+    # Sampling of codes while training: the instruct model's prior favours one code strongly, and
+    # a group whose codes are all the same teaches nothing; choosing takes the most probable code.
+    temperature: float = 2.0
+    trainable_layers: int = 4  # the last transformer layers GRPO updates (0: all); the rest stay as pretrained
+    max_completion_tokens: int = 3  # an edit code's digits and the end of the turn
+    target_max_tokens: int | None = None  # the target LLM's answer; None: the endpoint's, as evaluations use
+    max_examples: int = 24  # training encounters (each asked with and without guidance sources)
     validation_share: float = 0.25
-    max_validation: int = 6
+    max_validation: int = 60  # held-out encounters (each asked with and without guidance sources)
     seed: int = 7
     device: str = "cpu"
     bf16: bool = False
+    menu: str = MENU_VERSION
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def default_config(device: str = "cpu", **overrides) -> RefinementConfig:
-    """A few steps with small groups on a CPU; more steps, larger groups and bf16 on a GPU."""
+    """On a CPU: the table on 24 encounters and 40 GRPO steps; on a GPU: more of both, bf16."""
     if device == "cuda":
-        base = RefinementConfig(steps=60, num_generations=8, examples_per_step=4, max_examples=400, max_validation=40,
-                                target_max_tokens=320, max_completion_tokens=128, device="cuda", bf16=True)
+        base = RefinementConfig(steps=300, num_generations=8, examples_per_step=8, max_examples=400, max_validation=400,
+                                trainable_layers=0, device="cuda", bf16=True)
     else:
         base = RefinementConfig()
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -58,54 +75,91 @@ def default_config(device: str = "cpu", **overrides) -> RefinementConfig:
 
 @dataclass
 class Example:
-    key: str  # where it comes from, e.g. "encounter 812"
+    key: str  # where it comes from, e.g. "visit of 2 May 2025 (encounter 812), sources on"
     patient: int  # examples are split by patient
     initial_text: str
     sections: list[dict]
     risk_flag_labels: list[str]
     reference: Reference
     token_budget: int
+    question: str = ""
     identifiers: list[str] = field(default_factory=list)  # held in memory for the guard, never sent
+    rag: bool = True
+
+    @cached_property
+    def situation(self) -> str:
+        return situation_summary(self.sections, self.risk_flag_labels, self.question)
+
+    @cached_property
+    def kinds(self) -> list[str]:
+        return kind_of_patient(self.sections, self.risk_flag_labels)
 
 
 @dataclass
 class Outcome:
+    code: str
     reward: float
     prompt: str
     guidance: str = ""
     score: GuidanceScore | None = None
     problems: list[Problem] = field(default_factory=list)
-    instructions: str = ""
 
     @property
     def accepted(self) -> bool:
         return not self.problems
 
 
+def edit_prompt(example: Example, code: str, *, count_tokens: Callable[[str], int]) -> tuple[str, list[dict], list[Problem]]:
+    """(text, sections, problems) of an edit of the example's initial prompt; the identity edit is the initial prompt."""
+    edit = edit_named(code)
+    if edit.is_identity:
+        return example.initial_text, example.sections, []
+    sections = edited_sections(example.sections, edit, example.risk_flag_labels)
+    text = render(sections)
+    problems = check_refined(initial_text=example.initial_text, initial_sections=example.sections,
+                             risk_flag_labels=example.risk_flag_labels, refined=text, identifiers=example.identifiers,
+                             count_tokens=count_tokens, token_budget=example.token_budget)
+    return text, sections, problems
+
+
 class Scorer:
-    """Turns a policy answer into a reward: guard, target LLM (cached), similarity to the physician."""
+    """An edit of an example → its reward: guard, target LLM (cached by prompt hash), closeness to the physician.
+
+    Outcomes are kept in memory, so the reward table and GRPO never score the same edit twice."""
 
     def __init__(self, *, answer: Callable[[str], str], embed: Embed, count_tokens: Callable[[str], int],
-                 weights: RewardWeights = RewardWeights()):
+                 weights: RewardWeights = RewardWeights(), distinct_calls: Callable[[], int] | None = None):
         self.answer, self.embed, self.count_tokens, self.weights = answer, embed, count_tokens, weights
+        self._outcomes: dict[tuple[str, str], Outcome] = {}
+        self._prompts: set[str] = set()
+        self._distinct_calls = distinct_calls
 
-    def initial(self, example: Example) -> Outcome:
-        guidance = self.answer(example.initial_text)
-        score = score_guidance(guidance, example.reference, self.embed)
-        return Outcome(reward(score, (), self.weights), example.initial_text, guidance, score)
+    @property
+    def target_calls(self) -> int:
+        """Distinct prompts the target LLM answered for this run (the answer cache may have held some already)."""
+        return self._distinct_calls() if self._distinct_calls else len(self._prompts)
 
-    def refined(self, example: Example, policy_answer: str, *, truncated: bool = False) -> Outcome:
-        instructions = clean_instructions(policy_answer, truncated=truncated)
-        text = refined_text(example.sections, instructions)
-        problems = check_refined(
-            initial_text=example.initial_text, initial_sections=example.sections, risk_flag_labels=example.risk_flag_labels,
-            refined=text, instructions=instructions, identifiers=example.identifiers, count_tokens=self.count_tokens,
-            token_budget=example.token_budget)
-        if any(p.kind in ("malformed", "identifier") for p in problems):
-            return Outcome(reward(None, problems, self.weights), text, problems=problems, instructions=instructions)
-        guidance = self.answer(text)
-        score = score_guidance(guidance, example.reference, self.embed)
-        return Outcome(reward(score, problems, self.weights), text, guidance, score, problems, instructions)
+    def outcome(self, example: Example, code: str) -> Outcome:
+        key = (example.key, code)
+        if key in self._outcomes:
+            return self._outcomes[key]
+        text, _, problems = edit_prompt(example, code, count_tokens=self.count_tokens)
+        if problems:  # never sent: as used, the initial prompt answers, and the edit pays its penalty
+            initial = self.outcome(example, IDENTITY)
+            outcome = Outcome(code, round(initial.reward - sum(getattr(self.weights, p.kind) for p in problems), 4), text,
+                              problems=problems)
+        else:
+            guidance = self.answer(text)
+            self._prompts.add(text)
+            score = score_guidance(guidance, example.reference, self.embed)
+            outcome = Outcome(code, reward(score, (), self.weights), text, guidance, score)
+        self._outcomes[key] = outcome
+        return outcome
+
+    def used(self, example: Example, code: str) -> Outcome:
+        """The outcome as a clinician would get it: the initial prompt's when the guard rejects the edit."""
+        outcome = self.outcome(example, code)
+        return outcome if outcome.accepted else self.outcome(example, IDENTITY)
 
 
 def split_by_patient(examples: Sequence[Example], *, share: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -118,71 +172,125 @@ def split_by_patient(examples: Sequence[Example], *, share: float, seed: int) ->
     return [e for e in examples if e.patient not in held], [e for e in examples if e.patient in held]
 
 
+# --- 1 and 2: the reward table and the best fixed edit -------------------------------------------------
+
+
+def reward_table(examples: Sequence[Example], scorer: Scorer, *, codes: Sequence[str] = tuple(e.code for e in MENU),
+                 on_progress: Callable[[int, int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> dict[str, dict[str, float]]:
+    """{example key: {code: reward as used}}; the edits of one prompt are asked one after another."""
+    table = {}
+    for n, example in enumerate(examples, 1):
+        if should_stop and should_stop():
+            raise Stopped()
+        table[example.key] = {code: scorer.used(example, code).reward for code in codes}
+        if on_progress:
+            on_progress(n, len(examples))
+    return table
+
+
+def best_fixed_edit(table: dict[str, dict[str, float]]) -> tuple[str, float]:
+    """The edit with the best mean reward over the table's examples (ties: the earlier in the menu)."""
+    codes = list(next(iter(table.values())))
+    means = {code: statistics.fmean(row[code] for row in table.values()) for code in codes}
+    best = max(codes, key=lambda code: (means[code], -codes.index(code)))
+    return best, round(means[best], 4)
+
+
+def edit_gains(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each edit's mean reward gain over the initial prompt on the table's examples."""
+    return {code: round(statistics.fmean(row[code] - row[IDENTITY] for row in table.values()), 4)
+            for code in next(iter(table.values()))}
+
+
+# --- 3: the policy ----------------------------------------------------------------------------------------
+
+POLICY_SYSTEM = ("You choose how to edit a clinical decision-support prompt for one patient. The edits:\n"
+                 + "\n".join(f"{e.code}: {e.label}" for e in MENU)
+                 + "\nReply with one edit code.")
+ANSWER_PREFIX = "Edit E"
+
+
+def policy_prompt(tokenizer, situation: str) -> str:
+    """The text the policy completes: her situation, then the start of its answer ("Edit E"), so
+    that what it writes is the code's number."""
+    messages = [{"role": "system", "content": POLICY_SYSTEM}, {"role": "user", "content": situation}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + ANSWER_PREFIX
+
+
+def code_from_completion(text: str) -> str | None:
+    digits = ""
+    for ch in text.strip():
+        if not ch.isdigit():
+            break
+        digits += ch
+    code = f"E{digits}" if digits else None
+    return code if code and any(e.code == code for e in MENU) else None
+
+
+class EditPolicy:
+    """A trained policy: for a situation, the probability of each edit of the menu, and its choice (the most probable).
+
+    Every code is scored in one batch (log-probability of its digits and the end of the turn), so
+    the choice is always a code of the menu."""
+
+    def __init__(self, checkpoint: Path | str, device: str = "cpu"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch  # loaded lazily: importing the method must not load torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch, self.device = torch, device
+        self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+        self.model = AutoModelForCausalLM.from_pretrained(str(checkpoint)).to(device).eval()
+        end = self.tokenizer.eos_token or ""
+        self.codes = [e.code for e in MENU]
+        self._suffix_ids = [self.tokenizer(code[1:] + end, add_special_tokens=False)["input_ids"] for code in self.codes]
+
+    def probabilities(self, situation: str) -> dict[str, float]:
+        torch = self.torch
+        prefix = self.tokenizer(policy_prompt(self.tokenizer, situation), add_special_tokens=False)["input_ids"]
+        totals = {}
+        # Codes whose suffixes have the same length share one batch without padding; only the
+        # logits at the suffix positions are computed (the vocabulary is large).
+        for length in sorted({len(s) for s in self._suffix_ids}):
+            rows = [(code, suffix) for code, suffix in zip(self.codes, self._suffix_ids) if len(suffix) == length]
+            ids = torch.tensor([prefix + suffix for _, suffix in rows], device=self.device)
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, logits_to_keep=length + 1).logits[:, :-1].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row, (code, suffix) in enumerate(rows):
+                totals[code] = sum(float(logprobs[row, position, token]) for position, token in enumerate(suffix))
+        scores = torch.softmax(torch.tensor([totals[code] for code in self.codes]), dim=0).tolist()
+        return {code: round(p, 4) for code, p in zip(self.codes, scores)}
+
+    def choose(self, situation: str) -> tuple[str, dict[str, float]]:
+        probabilities = self.probabilities(situation)
+        return max(probabilities, key=probabilities.get), probabilities
+
+
 @dataclass
 class StepRecord:
     step: int
     reward_mean: float
     reward_std: float
-    accepted_share: float
+    accepted_share: float  # share of sampled completions that were a code of the menu
     seconds: float
-    scoring_seconds: float = 0.0  # of which: the target LLM answering and the scoring
-
-
-@dataclass
-class ValidationRow:
-    key: str
-    patient: int
-    reward_initial: float
-    reward_refined: float  # as used: the initial prompt's reward when the guard rejected the refined one
-    reward_policy: float  # the refined prompt's own reward, penalties included
-    accepted: bool
-    problems: list[dict]
-    instructions: str
-    initial_prompt: str
-    refined_prompt: str
-
-
-@dataclass
-class TrainingResult:
-    checkpoint: Path
-    steps: list[StepRecord]
-    validation: list[ValidationRow]
-    stopped: bool = False
-
-    @property
-    def reward_initial(self) -> float | None:
-        return _mean([v.reward_initial for v in self.validation])
-
-    @property
-    def reward_refined(self) -> float | None:
-        return _mean([v.reward_refined for v in self.validation])
-
-    @property
-    def accepted_share(self) -> float | None:
-        return _mean([1.0 if v.accepted else 0.0 for v in self.validation])
-
-
-def _mean(values: list[float]) -> float | None:
-    return round(statistics.fmean(values), 4) if values else None
+    scoring_seconds: float = 0.0
 
 
 class Stopped(Exception):
-    """The run was cancelled between steps."""
+    """The run was cancelled."""
 
 
-def train_policy(*, base_checkpoint: Path, output_dir: Path, train: Sequence[Example], validation: Sequence[Example],
-                 config: RefinementConfig, scorer: Scorer, policy_answer: Callable[[Path, str], tuple[str, bool]],
+def train_policy(*, base_checkpoint: Path, output_dir: Path, train: Sequence[Example], table: dict[str, dict[str, float]],
+                 config: RefinementConfig, invalid_reward: Callable[[Example], float],
                  on_step: Callable[[StepRecord], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                 on_progress: Callable[[int, str], None] | None = None) -> TrainingResult:
-    """Train with GRPO, save the policy to `output_dir`, validate initial vs refined prompts.
-
-    `policy_answer(checkpoint, initial_prompt) -> (text, truncated)` is how the saved policy is used
-    afterwards (the same path guidance requests take), so validation measures what clinicians get.
-    """
+                 on_progress: Callable[[int, str], None] | None = None) -> list[StepRecord]:
+    """GRPO over edit codes, rewards read from the table; saves the policy to `output_dir`."""
     if not train:
         raise ValueError("No training examples: the organisation needs encounters with physician recommendations.")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
+    import torch  # lazily: training is the only step that needs torch, TRL and datasets
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -194,20 +302,18 @@ def train_policy(*, base_checkpoint: Path, output_dir: Path, train: Sequence[Exa
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if config.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(base_checkpoint), dtype=dtype)
+    _freeze_all_but_last(model, config.trainable_layers)
 
-    batch: list[Outcome] = []
-    scoring = [0.0]
+    batch: list[tuple[float, bool]] = []
 
-    def reward_function(prompts, completions, example_index, completion_ids, **_):
-        started = time.perf_counter()
+    def reward_function(prompts, completions, example_index, **_):
         rewards = []
-        for completion, index, ids in zip(completions, example_index, completion_ids):
-            text = completion[-1]["content"] if isinstance(completion, list) else completion
-            truncated = len(ids) >= config.max_completion_tokens and ids[-1] != tokenizer.eos_token_id
-            outcome = scorer.refined(train[index], text, truncated=truncated)
-            batch.append(outcome)
-            rewards.append(outcome.reward)
-        scoring[0] += time.perf_counter() - started
+        for completion, index in zip(completions, example_index):
+            example = train[index]
+            code = code_from_completion(completion)
+            value = table[example.key][code] if code else invalid_reward(example)
+            batch.append((value, code is not None))
+            rewards.append(value)
         return rewards
 
     steps: list[StepRecord] = []
@@ -218,24 +324,24 @@ def train_policy(*, base_checkpoint: Path, output_dir: Path, train: Sequence[Exa
             self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            rewards = [o.reward for o in batch]
+            rewards = [r for r, _ in batch]
             record = StepRecord(
                 step=state.global_step, reward_mean=round(statistics.fmean(rewards), 4) if rewards else 0.0,
                 reward_std=round(statistics.pstdev(rewards), 4) if len(rewards) > 1 else 0.0,
-                accepted_share=round(sum(o.accepted for o in batch) / len(batch), 3) if batch else 0.0,
-                seconds=round(time.perf_counter() - self.started, 2), scoring_seconds=round(scoring[0], 2))
+                accepted_share=round(sum(ok for _, ok in batch) / len(batch), 3) if batch else 0.0,
+                seconds=round(time.perf_counter() - self.started, 2))
             batch.clear()
-            scoring[0] = 0.0
             steps.append(record)
             if on_step:
                 on_step(record)
-            progress(5 + int(75 * state.global_step / config.steps),
+            progress(60 + int(15 * state.global_step / config.steps),
                      f"Step {state.global_step}/{config.steps}: mean reward {record.reward_mean:.3f}")
             if should_stop and should_stop():
                 stopped[0] = True
                 control.should_training_stop = True
 
-    dataset = Dataset.from_list([{"prompt": policy_messages(e.initial_text), "example_index": i} for i, e in enumerate(train)])
+    dataset = Dataset.from_list([{"prompt": policy_prompt(tokenizer, e.situation), "example_index": i}
+                                 for i, e in enumerate(train)])
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers' renames, raised inside TRL
         args = GRPOConfig(
@@ -245,34 +351,112 @@ def train_policy(*, base_checkpoint: Path, output_dir: Path, train: Sequence[Exa
             max_completion_length=config.max_completion_tokens, temperature=config.temperature,
             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, seed=config.seed,
             use_cpu=config.device == "cpu", bf16=config.bf16, dataloader_num_workers=0,
-            # On a GPU, recomputing activations saves memory for larger groups; on a CPU it only costs time.
-            gradient_checkpointing=config.device != "cpu",
         )
         trainer = GRPOTrainer(model=model, reward_funcs=[reward_function], args=args, train_dataset=dataset,
                               processing_class=tokenizer, callbacks=[Progress()])
         trainer.remove_callback(PrinterCallback)  # progress goes to the run row, never to stdout
-        progress(5, f"Training on {len(train)} examples from {len({e.patient for e in train})} patients")
+        progress(60, f"Training the policy on {len(train)} examples from {len({e.patient for e in train})} patients")
         trainer.train()
     if stopped[0]:
         raise Stopped()
-
-    progress(82, "Saving the policy")
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    del trainer, model
+    return steps
 
+
+def _freeze_all_but_last(model, layers: int) -> None:
+    """Train only the last `layers` transformer layers and the final norm: on a CPU the backward
+    pass then stops early, and a few hundred examples cannot overwrite what the model knows."""
+    blocks = getattr(getattr(model, "model", None), "layers", None)
+    if not layers or blocks is None or layers >= len(blocks):
+        return
+    trainable = {id(p) for block in blocks[-layers:] for p in block.parameters()}
+    trainable |= {id(p) for p in model.model.norm.parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad = id(parameter) in trainable
+
+
+# --- 4: validation ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ValidationRow:
+    key: str
+    patient: int
+    rag: bool
+    code: str  # the policy's edit
+    best_fixed: str
+    reward_initial: float
+    reward_refined: float  # as used: the initial prompt's reward when the guard rejected the edit
+    reward_best_fixed: float
+    accepted: bool
+    problems: list[dict]
+    kinds: list[str]
+    initial_prompt: str = ""
+    refined_prompt: str = ""
+
+
+def validate(validation: Sequence[Example], scorer: Scorer, policy: EditPolicy, best_fixed: str, *,
+             on_progress: Callable[[int, int], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> list[ValidationRow]:
     rows = []
     for n, example in enumerate(validation, 1):
-        progress(82 + int(17 * n / max(1, len(validation))), f"Validating {n}/{len(validation)}: initial vs refined prompt")
         if should_stop and should_stop():
             raise Stopped()
-        initial = scorer.initial(example)
-        answer, truncated = policy_answer(output_dir, example.initial_text)
-        refined = scorer.refined(example, answer, truncated=truncated)
+        code, _ = policy.choose(example.situation)
+        initial, refined = scorer.outcome(example, IDENTITY), scorer.outcome(example, code)
+        fixed = scorer.used(example, best_fixed)
         rows.append(ValidationRow(
-            key=example.key, patient=example.patient, reward_initial=initial.reward,
-            reward_refined=refined.reward if refined.accepted else initial.reward, reward_policy=refined.reward,
-            accepted=refined.accepted, problems=[p.as_dict() for p in refined.problems], instructions=refined.instructions,
-            initial_prompt=example.initial_text, refined_prompt=refined.prompt))
-    return TrainingResult(output_dir, steps, rows)
+            key=example.key, patient=example.patient, rag=example.rag, code=code, best_fixed=best_fixed,
+            reward_initial=initial.reward, reward_refined=refined.reward if refined.accepted else initial.reward,
+            reward_best_fixed=fixed.reward, accepted=refined.accepted, problems=[p.as_dict() for p in refined.problems],
+            kinds=example.kinds, initial_prompt=example.initial_text, refined_prompt=refined.prompt))
+        if on_progress:
+            on_progress(n, len(validation))
+    return rows
+
+
+def validation_summary(rows: Sequence[ValidationRow], *, resamples: int = 1000, seed: int = 7) -> dict:
+    """Paired differences on held-out patients with patient-clustered bootstrap 95% intervals:
+    the policy against the initial prompt and against the best fixed edit, overall and per retrieval setting."""
+    def block(subset):
+        if not subset:
+            return None
+        return {
+            "n": len(subset), "patients": len({r.patient for r in subset}),
+            "reward_initial": round(statistics.fmean(r.reward_initial for r in subset), 4),
+            "reward_refined": round(statistics.fmean(r.reward_refined for r in subset), 4),
+            "reward_best_fixed": round(statistics.fmean(r.reward_best_fixed for r in subset), 4),
+            **paired_difference([(r.patient, r.reward_refined - r.reward_initial) for r in subset], resamples=resamples, seed=seed),
+            "vs_best_fixed": paired_difference([(r.patient, r.reward_refined - r.reward_best_fixed) for r in subset],
+                                               resamples=resamples, seed=seed),
+            "best_fixed_vs_initial": paired_difference([(r.patient, r.reward_best_fixed - r.reward_initial) for r in subset],
+                                                       resamples=resamples, seed=seed),
+        }
+    summary = block(list(rows)) or {"n": 0, "patients": 0}
+    summary["by_sources"] = {("on" if rag else "off"): block([r for r in rows if r.rag == rag]) for rag in (True, False)
+                             if any(r.rag == rag for r in rows)}
+    return summary
+
+
+def what_the_policy_learned(examples: Sequence[Example], choices: dict[str, str], table: dict[str, dict[str, float]],
+                            *, top: int = 3) -> dict:
+    """In the curators' words: how often each edit is chosen and its mean reward gain, and which
+    edits the policy picks for which kinds of patient."""
+    gains = edit_gains(table) if table else {}
+    chosen = [choices[e.key] for e in examples if e.key in choices]
+    edits = [{"code": e.code, "label": e.label, "chosen": chosen.count(e.code),
+              "share": round(chosen.count(e.code) / len(chosen), 3) if chosen else 0.0, "mean_gain": gains.get(e.code)}
+             for e in MENU]
+    by_kind: dict[str, list[str]] = {}
+    for example in examples:
+        if example.key in choices:
+            for kind in example.kinds:
+                by_kind.setdefault(kind, []).append(choices[example.key])
+    kinds = []
+    for kind, codes in sorted(by_kind.items(), key=lambda item: -len(item[1])):
+        counts = sorted({c: codes.count(c) for c in set(codes)}.items(), key=lambda item: (-item[1], item[0]))[:top]
+        kinds.append({"kind": kind, "examples": len(codes),
+                      "edits": [{"code": c, "label": edit_named(c).label, "count": n} for c, n in counts]})
+    return {"menu": MENU_VERSION, "edits": edits, "kinds": kinds}

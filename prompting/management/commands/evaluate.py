@@ -11,7 +11,7 @@ from prompting.pmlm.evaluation import METRICS, VARIANT_LABELS, VARIANTS
 
 
 class Command(BaseCommand):
-    help = ("Compare the five prompt variants (general, self, peer, pmlm, pmlm_rl), with and without guidance sources, on "
+    help = ("Compare the six prompt variants (general, self, peer, pmlm, pmlm_best_edit, pmlm_rl), with and without guidance sources, on "
             "patients held out from peer training and RL: guidance scored against the physicians' recommendations, "
             "with bootstrap 95% confidence intervals.")
 
@@ -54,11 +54,11 @@ class Command(BaseCommand):
             self.stdout.write(jsonlib.dumps(evaluation_run_as_json(run), indent=2))
             return
         self.stdout.write(f"Evaluation {run.pk}: {run.examples} encounters of {run.patients} held-out patients")
-        shown = [m for m in METRICS if any(row.get(m) is not None for row in run.rows)]
-        self.stdout.write(f"{'endpoint':<16}{'sources':<9}{'variant':<28}{'n':>4}" + "".join(f"{m[:18]:>26}" for m in shown))
+        shown = [m for m in (*METRICS, "closeness_vs_general", "closeness_vs_pmlm") if any(row.get(m) is not None for row in run.rows)]
+        self.stdout.write(f"{'endpoint':<16}{'sources':<9}{'variant':<30}{'n':>4}" + "".join(f"{m[:24]:>26}" for m in shown))
         for row in run.rows:
             cells = "".join(f"{_figure(row, m):>26}" for m in shown)
-            self.stdout.write(f"{row['endpoint']:<16}{'on' if row['rag'] else 'off':<9}{VARIANT_LABELS[row['variant']]:<28}{row['n']:>4}{cells}")
+            self.stdout.write(f"{row['endpoint']:<16}{'on' if row['rag'] else 'off':<9}{VARIANT_LABELS[row['variant']]:<30}{row['n']:>4}{cells}")
         for note in run.report.get("notes", []):
             self.stdout.write(f"Note: {note}")
 

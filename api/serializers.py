@@ -233,7 +233,7 @@ class RefinementRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = RefinementRun
         fields = ["version", "status", "progress", "message", "step", "curve", "reward_initial", "reward_refined",
-                  "accepted_share", "seconds_per_step", "promoted", "created_at", "finished_at"]
+                  "accepted_share", "seconds_per_step", "target_calls", "report", "promoted", "created_at", "finished_at"]
 
 
 class ImportResultSerializer(serializers.Serializer):

@@ -158,8 +158,8 @@ class ComparisonRunAdmin(CuratedAdmin):
 class RefinementRunAdmin(CuratedAdmin):
     """Runs start from the refinement pages (or `refine_prompts`); here curators audit, promote and cancel."""
 
-    list_display = ("version", "organisation", "status", "progress", "step", "reward_initial", "reward_refined", "promoted",
-                    "page", "created_at")
+    list_display = ("version", "organisation", "status", "progress", "step", "reward_initial", "reward_refined", "target_calls",
+                    "promoted", "page", "created_at")
     list_filter = ("status", "promoted", "organisation")
     readonly_fields = [f.name for f in RefinementRun._meta.fields]
     actions = ["promote", "cancel", export_csv]

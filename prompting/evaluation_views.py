@@ -22,8 +22,8 @@ from prompting.pmlm.evaluation import METRICS, VARIANT_LABELS, VARIANTS
 from prompting.views import fragment
 
 RAGS = {"both": (True, False), "on": (True,), "off": (False,)}
-TABLE_METRICS = ("closeness", "similarity", "rouge_l", "key_item_coverage", "flag_mention_rate", "safety_warning_rate",
-                 "unsupported_claims", "words", "judge")
+TABLE_METRICS = ("closeness", "similarity", "rouge_l", "key_item_coverage", "key_item_precision", "flag_mention_rate",
+                 "safety_warning_rate", "unsupported_claims", "words", "judge")
 
 
 def _run_for(request, pk: int) -> tuple[EvaluationRun, object]:
@@ -75,7 +75,9 @@ def _figure(row: dict, metric: str) -> dict:
 def _context(run: EvaluationRun, membership) -> dict:
     shown = [m for m in TABLE_METRICS if any(row.get(m) is not None for row in run.rows)]
     rows = [{**row, "label": VARIANT_LABELS.get(row["variant"], row["variant"]),
-             "figures": [_figure(row, m) for m in shown], "delta": _figure(row, "closeness_vs_general")} for row in run.rows]
+             "figures": [_figure(row, m) for m in shown], "delta": _figure(row, "closeness_vs_general"),
+             "delta_pmlm": _figure(row, "closeness_vs_pmlm")} for row in run.rows]
+    vs_pmlm = any(row.get("closeness_vs_pmlm") is not None for row in run.rows)
     charts = []
     for endpoint in run.config.get("endpoints", []):
         for metric, label in (("closeness", "closeness to the physician (0–1)"), ("key_item_coverage", "key-item coverage (0–1)")):
@@ -93,7 +95,8 @@ def _context(run: EvaluationRun, membership) -> dict:
                 charts.append({"svg": chart, "caption": f"{METRICS[metric]['label']}: mean and bootstrap 95% CI per variant, {endpoint}."})
     return {"run": run, "running": run.status in (pm.JobStatus.QUEUED, pm.JobStatus.RUNNING), "rows": rows,
             "metrics": [{"key": m, **METRICS[m]} for m in shown], "charts": charts, "samples": _samples(run),
-            "curator": membership.role in CURATION_ROLES, "report": run.report}
+            "curator": membership.role in CURATION_ROLES, "report": run.report, "vs_pmlm": vs_pmlm,
+            "delta_after": "closeness" if "closeness" in shown else ""}  # the paired differences follow closeness
 
 
 SAMPLE_ENCOUNTERS = 3
@@ -109,10 +112,11 @@ def _samples(run: EvaluationRun) -> list[dict]:
     advice = dict(pm.PhysicianRecommendation.objects.filter(encounter_id__in=encounters).values_list("encounter_id", "text"))
     samples = []
     for encounter in encounters:
-        answers = sorted((i for i in items if i.encounter_id == encounter), key=lambda i: VARIANTS.index(i.variant))
+        answers = sorted((i for i in items if i.encounter_id == encounter),
+                         key=lambda i: VARIANTS.index(i.variant) if i.variant in VARIANTS else len(VARIANTS))
         samples.append({"patient": answers[0].patient, "encounter": encounter, "recommendation": advice.get(encounter, ""),
                         "rag": rag, "endpoint": run.config["endpoints"][0],
-                        "answers": [{"label": VARIANT_LABELS[i.variant], "item": i} for i in answers]})
+                        "answers": [{"label": VARIANT_LABELS.get(i.variant, i.variant), "item": i} for i in answers]})
     return samples
 
 

@@ -25,7 +25,7 @@ class RefinementRunForm(forms.Form):
     max_examples = forms.IntegerField(min_value=2, max_value=5000, label="Examples",
                                       help_text="Encounters with a physician recommendation; a quarter of the patients are held out for validation.")
     num_generations = forms.IntegerField(min_value=2, max_value=16, label="Group size",
-                                         help_text="Candidate rewrites per example that GRPO compares.")
+                                         help_text="Edits the policy samples per example, which GRPO compares.")
     endpoint = forms.ModelChoiceField(queryset=None, required=False, label="Target LLM",
                                       empty_label="The default endpoint", help_text="The LLM whose guidance is scored.")
 

@@ -1,4 +1,5 @@
-"""Refinement run pages for curators: start a run, watch it, read its curve and validation, promote it."""
+"""Refinement run pages for curators: start a run, watch it, read its curve, its validation and what
+the policy learned, promote it."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,6 +14,7 @@ from pmlm_site.charts import line_chart
 from pmlm_site.textdiff import diff_html
 from prompting.forms import RefinementRunForm
 from prompting.models import RefinementRun
+from prompting.pmlm.edits import BY_CODE, MENU, MENU_VERSION
 from prompting.pmlm.training import default_config
 from prompting.refinement import (
     RefinementError, refinement_run_cancel, refinement_run_create, refinement_run_demote, refinement_run_promote,
@@ -35,7 +37,12 @@ def run_list(request):
     defaults = default_config("cpu")
     form = RefinementRunForm(initial={"steps": defaults.steps, "max_examples": defaults.max_examples,
                                       "num_generations": defaults.num_generations})
-    return render(request, "prompting/refinement_list.html", {"runs": runs, "form": form, "defaults": defaults})
+    return render(request, "prompting/refinement_list.html", _list_context(runs, form, defaults))
+
+
+def _list_context(runs, form, defaults) -> dict:
+    return {"runs": runs, "form": form, "defaults": defaults, "menu": MENU, "menu_version": MENU_VERSION,
+            "answers_per_example": 2 * len(MENU)}  # every edit, with and without guidance sources
 
 
 @require_POST
@@ -45,8 +52,7 @@ def run_start(request):
     form = RefinementRunForm(request.POST)
     if not form.is_valid():
         runs = RefinementRun.objects.filter(organisation=membership.organisation)[:50]
-        return render(request, "prompting/refinement_list.html", {"runs": runs, "form": form, "defaults": default_config("cpu")},
-                      status=400)
+        return render(request, "prompting/refinement_list.html", _list_context(runs, form, default_config("cpu")), status=400)
     data = form.cleaned_data
     try:
         run = refinement_run_create(organisation=membership.organisation, user=request.user, steps=data["steps"],
@@ -59,16 +65,80 @@ def run_start(request):
     return redirect("refinement:detail", pk=run.pk)
 
 
+def edit_label(code: str) -> str:
+    """An edit's words for curators; a code this version's menu lacks is shown as it is."""
+    edit = BY_CODE.get(code or "")
+    return edit.label if edit else (code or "")
+
+
+def _interval(difference, ci) -> dict:
+    """A paired difference as the figure template takes it, and what it means in words."""
+    low, high = (ci[0], ci[1]) if ci else (None, None)
+    if difference is None or not ci:
+        verdict = ""
+    elif low is not None and low > 0:
+        verdict = "higher: the 95% interval lies above zero"
+    elif high is not None and high < 0:
+        verdict = "lower: the 95% interval lies below zero"
+    else:
+        verdict = "no clear difference: the 95% interval includes zero"
+    text = "" if difference is None else f"{difference:+.3f}" + (f" (95% CI {low:+.3f} to {high:+.3f})" if ci else "")
+    return {"value": difference, "low": low, "high": high, "verdict": verdict, "text": text.replace("-", "−")}
+
+
+def _validation_blocks(validation: dict) -> list[dict]:
+    """The held-out summary, overall and per guidance-sources setting, ready for the table."""
+    blocks = [("All held-out answers", validation)]
+    blocks += [(f"Guidance sources {setting}", block) for setting, block in (validation.get("by_sources") or {}).items() if block]
+    out = []
+    for label, block in blocks:
+        if not block.get("n"):
+            continue
+        vs_fixed, fixed_vs_initial = block.get("vs_best_fixed") or {}, block.get("best_fixed_vs_initial") or {}
+        out.append({"label": label, "n": block.get("n"), "patients": block.get("patients"),
+                    "reward_initial": block.get("reward_initial"), "reward_refined": block.get("reward_refined"),
+                    "reward_best_fixed": block.get("reward_best_fixed"),
+                    "vs_initial": _interval(block.get("difference"), block.get("ci")),
+                    "vs_best_fixed": _interval(vs_fixed.get("difference"), vs_fixed.get("ci")),
+                    "best_fixed_vs_initial": _interval(fixed_vs_initial.get("difference"), fixed_vs_initial.get("ci"))})
+    return out
+
+
+def _learned(learned: dict, best_fixed: str) -> dict | None:
+    """What the policy learned, in curators' words: each edit's use and gain, and its picks per kind of patient."""
+    if not learned or not learned.get("edits"):
+        return None
+    edits = [{**edit, "label": edit.get("label") or edit_label(edit.get("code")), "best_fixed": edit.get("code") == best_fixed,
+              "gain": {"value": edit.get("mean_gain"), "low": None, "high": None}} for edit in learned["edits"]]
+    most = max(edits, key=lambda edit: edit.get("chosen") or 0)
+    kinds = []
+    for kind in learned.get("kinds") or []:
+        picks = [{**pick, "label": pick.get("label") or edit_label(pick.get("code"))} for pick in kind.get("edits") or []]
+        if picks:
+            kinds.append({"kind": kind.get("kind", ""), "examples": kind.get("examples", 0), "top": picks[0], "others": picks[1:]})
+    return {"menu": learned.get("menu", ""), "edits": edits, "kinds": kinds,
+            "most_chosen": most if most.get("chosen") else None, "total": sum(edit.get("chosen") or 0 for edit in edits)}
+
+
 def _context(run: RefinementRun) -> dict:
     curve = [(point["step"], point["reward_mean"]) for point in run.curve]
     patients = Patient.objects.filter(organisation=run.organisation).in_bulk([row.get("patient") for row in run.validation])
-    rows = [dict(row, patient_obj=patients.get(row.get("patient"))) for row in run.validation]
+    rows = [dict(row, patient_obj=patients.get(row.get("patient")), edit_label=edit_label(row.get("code")),
+                 best_fixed_label=edit_label(row.get("best_fixed"))) for row in run.validation]
     samples = [dict(row, diff=diff_html(row["initial_prompt"], row["refined_prompt"])) for row in rows if row.get("initial_prompt")]
+    report = run.report or {}
+    best_fixed = report.get("best_fixed") or {}
+    validation = report.get("validation") or {}
     return {
         "run": run, "running": run.status in ("queued", "running"),
         "chart": line_chart([("mean reward", curve)], title=f"Reward per step, run {run.version}", x_label="step",
                             y_label="mean reward") if len(curve) >= 1 else "",
-        "rows": rows, "samples": samples,
+        "rows": rows, "samples": samples, "report": report,
+        "best_fixed": {**best_fixed, "label": best_fixed.get("label") or edit_label(best_fixed.get("code"))} if best_fixed else None,
+        "validation": validation, "blocks": _validation_blocks(validation) if validation else [],
+        "validation_difference": _interval(validation.get("difference"), validation.get("ci")),
+        "learned": _learned(report.get("learned") or {}, best_fixed.get("code", "")),
+        "edit_runs": any(row.get("code") for row in run.validation) or bool(report),
     }
 
 
@@ -81,7 +151,11 @@ def run_detail(request, pk: int):
     shown = [row["patient_obj"].pk for row in context["rows"] if row["patient_obj"]] if not request.htmx else []
     if shown:  # the validation table names held-out patients: which ones were shown is audited
         audit_record(AuditAction.VIEW_PATIENT_LIST, obj=run, details={"patients": shown})
-    return fragment(request, template, context)
+    response = fragment(request, template, context)
+    if request.htmx and not context["running"]:
+        # The poll that sees the run finish reloads the page: its validation and what it learned are outside the fragment.
+        response["HX-Refresh"] = "true"
+    return response
 
 
 @require_POST

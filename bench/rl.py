@@ -1,10 +1,14 @@
-"""Time per step of prompt refinement by RL (TRL GRPO with the real SmolLM2 policy), beside the
-policy merely sampling one group of candidates from the same prompt in the same run.
+"""The RL refinement policy's costs: the latency of one choice of the edit policy (`EditPolicy.choose`
+on a patient's situation, the call every guidance request with a promoted policy makes) and the
+time of a GRPO step of the real SmolLM2 policy over edit codes, beside the policy merely sampling
+one group of codes from the same situation.
 
-Runs on a small demo cohort under var/bench/rl (Synthea patients with physician recommendations),
-target LLM = the local GGUF. Prints one JSON line.
+The step reads its rewards from a synthetic reward table, so the target LLM is never asked: the
+figure is the policy's own cost (sampling, the update), not the target LLM's answers. Runs on a
+small demo cohort under var/bench/rl (Synthea patients with physician recommendations). Prints
+one JSON line.
 
-    .venv/bin/python bench/rl.py [--steps 2] [--patients 40]
+    .venv/bin/python bench/rl.py [--steps 1] [--patients 40]
 """
 
 import argparse
@@ -12,6 +16,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +34,9 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 
 from patients import models as pm  # noqa: E402
-from prompting.pmlm.refine import policy_messages  # noqa: E402
-from prompting.refinement import refinement_run_create, refinement_run_execute, refiner_base_checkpoint, training_examples  # noqa: E402
+from prompting.pmlm.edits import MENU  # noqa: E402
+from prompting.pmlm.training import EditPolicy, default_config, policy_prompt, train_policy  # noqa: E402
+from prompting.refinement import refinement_examples, refiner_base_checkpoint  # noqa: E402
 
 
 def seed(patients: int) -> pm.Organisation:
@@ -42,17 +48,16 @@ def seed(patients: int) -> pm.Organisation:
     return organisation
 
 
-def sampling_baseline(checkpoint: Path, prompt: str, *, group: int, tokens: int, runs: int = 2) -> float:
-    """Seconds for the policy to sample one group of `group` candidates of `tokens` tokens: the part
-    of a GRPO step that is plain generation, without scoring or the update."""
+def sampling_baseline(checkpoint: Path, situation: str, *, group: int, tokens: int, runs: int = 2) -> float:
+    """Seconds for the policy to sample one group of `group` edit codes of `tokens` tokens: the part
+    of a GRPO step that is plain generation, without the update."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(7)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32)
-    inputs = tokenizer.apply_chat_template(policy_messages(prompt), add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
+    inputs = tokenizer(policy_prompt(tokenizer, situation), return_tensors="pt", add_special_tokens=False)
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -63,29 +68,46 @@ def sampling_baseline(checkpoint: Path, prompt: str, *, group: int, tokens: int,
     return statistics.median(seconds)
 
 
+def choice_latency_ms(checkpoint: Path, situations: list[str], runs: int = 3) -> float:
+    """Median milliseconds of one `EditPolicy.choose` (every edit of the menu scored in one batch)."""
+    policy = EditPolicy(checkpoint)
+    policy.choose(situations[0])  # warm-up
+    seconds = []
+    for _ in range(runs):
+        for situation in situations:
+            started = time.perf_counter()
+            policy.choose(situation)
+            seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds) * 1000
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--patients", type=int, default=40)
     args = parser.parse_args()
     organisation = seed(args.patients)
     started = time.perf_counter()
     base = refiner_base_checkpoint()  # converted from the GGUF once, then kept under var/bench/rl
     conversion_s = time.perf_counter() - started
-    run = refinement_run_create(organisation=organisation, steps=args.steps, max_examples=8, num_generations=4, device="cpu")
-    run = refinement_run_execute(run_id=run.pk)
-    if run.status != pm.JobStatus.DONE:
-        raise SystemExit(f"the refinement run {run.status}: {run.error}")
-    example = training_examples(organisation=organisation, max_examples=1, seed=7)[0]
-    baseline = sampling_baseline(base, example.initial_text, group=run.config["num_generations"],
-                                 tokens=run.config["max_completion_tokens"])
-    steps = [point["seconds"] for point in run.curve]
-    scoring = [point.get("scoring_seconds", 0) for point in run.curve]
+    config = default_config("cpu", steps=args.steps, max_examples=8, max_validation=2)
+    train, _ = refinement_examples(organisation=organisation, config=config)
+    codes = [edit.code for edit in MENU]
+    # A synthetic reward table (no target LLM): one edit is best for each example, the rest lower.
+    table = {e.key: {code: (0.6 if n % len(codes) == i % len(codes) else 0.3) for n, code in enumerate(codes)}
+             for i, e in enumerate(train)}
+    choose_ms = choice_latency_ms(base, [e.situation for e in train[:5]])
+    with tempfile.TemporaryDirectory() as scratch:
+        steps = train_policy(base_checkpoint=base, output_dir=Path(scratch) / "policy", train=train, table=table, config=config,
+                             invalid_reward=lambda example: -1.0)
+    baseline = sampling_baseline(base, train[0].situation, group=config.num_generations, tokens=config.max_completion_tokens)
+    seconds = [s.seconds for s in steps]
     print(json.dumps({
-        "steps": len(steps), "step_s_median": round(statistics.median(steps), 1), "scoring_s_median": round(statistics.median(scoring), 1),
-        "sampling_baseline_s": round(baseline, 1), "group": run.config["num_generations"],
-        "completion_tokens": run.config["max_completion_tokens"], "conversion_s": round(conversion_s, 1),
-        "train_examples": run.train_examples, "validation_examples": run.validation_examples,
+        "steps": len(steps), "step_s_median": round(statistics.median(seconds), 2), "scoring_s_median": 0.0,
+        "sampling_baseline_s": round(baseline, 2), "group": config.num_generations,
+        "completion_tokens": config.max_completion_tokens, "choose_ms_median": round(choose_ms, 1),
+        "situation_chars_max": max(len(e.situation) for e in train), "conversion_s": round(conversion_s, 1),
+        "train_examples": len(train),
     }))
 
 

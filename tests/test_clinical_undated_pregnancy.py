@@ -217,3 +217,28 @@ def test_the_patient_page_says_pregnant_gestational_age_not_recorded(organisatio
     page = client_for(clinician).get(f"/patients/{patient.pk}/").content.decode()
     assert "Pregnant, gestational age not recorded" in page and "Not pregnant" not in page
     assert "Diabetes in pregnancy" in page and "Multiple pregnancy" in page
+
+
+# --- she is not pregnant, and the prompt says how and when her pregnancy ended ------------------------
+
+
+def test_at_the_follow_up_after_an_induced_termination_she_is_not_pregnant_and_the_prompt_says_why():
+    h = record(visits=[antenatal_visit(0), antenatal_visit(28, "424441002")],
+               diagnoses=[Diagnosis("72892002", "Normal pregnancy", 28, 0)],
+               procedures=[ProcedureDone("714812005", "Induced termination of pregnancy", 14)])
+    pregnancy = current_pregnancy(h)
+    assert not pregnancy.pregnant and pregnancy.ended_days_ago == 14
+    assert pregnancy.label == "not pregnant: her pregnancy ended 2 weeks ago (induced termination of pregnancy)"
+    prompt = compose(h, "What do you recommend?", TEMPLATE, count_tokens=words).text
+    assert "not pregnant: her pregnancy ended 2 weeks ago (induced termination of pregnancy)" in prompt
+
+
+def test_a_miscarriage_diagnosed_at_this_visit_ends_the_pregnancy_today():
+    h = record(diagnoses=[Diagnosis("19169002", "Miscarriage in first trimester", 0)])
+    pregnancy = current_pregnancy(h)
+    assert not pregnancy.pregnant and pregnancy.ended == "today (miscarriage in first trimester)"
+
+
+def test_a_pregnancy_that_ended_long_ago_is_not_mentioned():
+    h = record(visits=[], procedures=[ProcedureDone("11466000", "Cesarean section", 400)])
+    assert current_pregnancy(h).label == "not pregnant" and current_pregnancy(h).ended == ""

@@ -39,3 +39,40 @@ def test_wording_varies_across_patients():
     texts = {generator.generate(generator.Snapshot(**{**snapshot().__dict__, "external_id": f"p{i}"}), 1).recommendations[0]["text"]
              for i in range(20)}
     assert len(texts) > 3
+
+
+# --- a visit coded prenatal after her pregnancy had ended -------------------------------------------
+
+ANTENATAL_ONLY = ("antenatal", "gestation", "fetal movements", "reduced movements", "dating", "aspirin", "weight gain")
+
+
+def ended_snapshot(*, conditions=(), procedures=()):
+    """Synthea's pattern: a prenatal visit after the pregnancy ended (the episode closes at that visit)."""
+    return generator.Snapshot(external_id="p1", birth_date=None, visits=[VISIT], prenatal_encounters=[(1, VISIT)],
+                              conditions=list(conditions), pregnancy_ending_procedures=list(procedures))
+
+
+def test_the_follow_up_visit_after_an_induced_termination_is_about_care_after_it_not_antenatal_care():
+    s = ended_snapshot(conditions=[("72892002", VISIT - timedelta(weeks=4), VISIT)],
+                       procedures=[(generator.TERMINATION_CODE, VISIT - timedelta(weeks=2))])
+    for seed in range(6):
+        advice = text(s, seed)
+        assert "termination" in advice and "contraception" in advice and "Anti-D" in advice
+        assert not any(word in advice.lower() for word in ANTENATAL_ONLY), advice
+
+
+def test_a_miscarriage_diagnosed_at_the_booking_visit_is_advised_on_as_a_pregnancy_loss():
+    advice = text(ended_snapshot(conditions=[("19169002", VISIT, None)]))
+    assert ("miscarriage" in advice or "loss" in advice) and "heavy bleeding" in advice
+    assert not any(word in advice.lower() for word in ANTENATAL_ONLY), advice
+
+
+def test_a_new_pregnancy_after_an_earlier_loss_gets_antenatal_advice_again():
+    s = ended_snapshot(conditions=[("19169002", VISIT - timedelta(weeks=11), None),
+                                   ("72892002", VISIT - timedelta(weeks=6), None)])
+    assert "6 weeks" in text(s) or "6-week" in text(s)
+
+
+def test_a_pregnancy_episode_that_closes_at_this_visit_without_a_recorded_cause_is_not_advised_on_as_antenatal():
+    advice = text(ended_snapshot(conditions=[("72892002", VISIT - timedelta(weeks=11), VISIT)]))
+    assert "pregnancy has ended" in advice and not any(word in advice.lower() for word in ANTENATAL_ONLY), advice

@@ -15,7 +15,10 @@ Assumptions (also in the README):
   complication.
 - Physician recommendations are written at every prenatal encounter from her state at that
   date (gestational age, latest blood pressure, haemoglobin, glucose, BMI, smoking, conditions,
-  previous caesarean), in varied wording, following WHO antenatal-care recommendations.
+  previous caesarean), in varied wording, following WHO antenatal-care recommendations. A visit
+  coded prenatal at which her pregnancy had already ended (Synthea's follow-up after an induced
+  termination, a miscarriage diagnosed at the booking visit) gets the care after a pregnancy
+  ends instead: bleeding and infection checks, contraception, anti-D, her mood.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ GLUCOSE_CODES = DIABETES_CODES | {"15777000", "11687002"}
 PRE_ECLAMPSIA_CODES = {"398254007", "15938005", "198992004"}
 ANAEMIA_CODES = {"271737000", "27342004"}
 CAESAREAN_CODE = "11466000"
+TERMINATION_CODE = "714812005"
+RECENT_END_DAYS = 84  # a prenatal-coded visit within twelve weeks of the end is about that end
 
 LATENT_TYPES = {
     "routine follower": (1.0, 0.3, -0.5, 0.0),
@@ -60,6 +65,8 @@ class Snapshot:
     # code -> [(when, value)] for the observations the generator reads
     observations: dict[str, list[tuple[datetime, float | str]]] = field(default_factory=dict)
     caesarean_dates: list[datetime] = field(default_factory=list)
+    # (code, when) for procedures that end a pregnancy: births, induced termination
+    pregnancy_ending_procedures: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass
@@ -106,9 +113,25 @@ def _pregnancy_at(s: Snapshot, when: datetime) -> date | None:
     for code, onset, abatement in s.conditions:
         if code in codes.PREGNANCY_CONDITION_CODES and onset and onset <= when:
             end = abatement or onset + timedelta(days=codes.MAX_PREGNANCY_DAYS)
-            if when <= end and (best is None or onset.date() > best):
+            if when < end and (best is None or onset.date() > best):
                 best = onset.date()
     return best
+
+
+def _pregnancy_ended(s: Snapshot, when: datetime) -> tuple[datetime, str] | None:
+    """(when, how) her last pregnancy ended, at or before `when` and within RECENT_END_DAYS:
+    "termination", "loss", "birth", or "ended" when only the pregnancy episode closes; None when a
+    pregnancy is current or none ended recently."""
+    ends = [(t, 1, "termination" if c == TERMINATION_CODE else "birth") for c, t in s.pregnancy_ending_procedures]
+    ends += [(onset, 1, "loss") for c, onset, _ in s.conditions if c in codes.PREGNANCY_END_CONDITION_CODES and onset]
+    ends += [(abated, 0, "ended") for c, _, abated in s.conditions if c in codes.PREGNANCY_CONDITION_CODES and abated]
+    ends = [(t, specific, how) for t, specific, how in ends if t <= when and (when - t).days <= RECENT_END_DAYS]
+    if not ends:
+        return None
+    start = _pregnancy_at(s, when)
+    specific = [e for e in ends if e[1]]
+    ended, _, how = max(specific or ends)  # the birth, loss or termination rather than the episode closing
+    return None if start and start > ended.date() else (ended, how)
 
 
 def _latest(s: Snapshot, code: str, when: datetime, within_days: int = 400):
@@ -294,6 +317,49 @@ def _lifestyle_at(lifestyle: list[dict], kind: str, when: datetime) -> dict | No
 
 
 def _recommendation(s: Snapshot, lifestyle: list[dict], key: int, when: datetime, rng: random.Random) -> dict:
+    ended = _pregnancy_ended(s, when)
+    parts = _after_pregnancy_ended(s, lifestyle, when, *ended, rng) if ended else _antenatal(s, lifestyle, when, rng)
+    return {
+        "encounter": key,
+        "written_at": when,
+        "author": _pick(rng, "Obstetrician", "Midwife (reviewed by obstetrician)", "Consultant obstetrician"),
+        "text": " ".join(parts),
+    }
+
+
+def _after_pregnancy_ended(s: Snapshot, lifestyle: list[dict], when: datetime, ended: datetime, how: str,
+                           rng: random.Random) -> list[str]:
+    """Care after an induced termination, a pregnancy loss or a birth (WHO post-abortion and postnatal care)."""
+    if how == "termination":
+        parts = [_pick(rng, "Review after induced termination of pregnancy.", "Follow-up visit after termination of pregnancy.")]
+    elif how == "loss":
+        parts = [_pick(rng, "First-trimester miscarriage.", "Pregnancy loss in the first trimester.")]
+    elif how == "birth":
+        parts = [_pick(rng, "Postnatal review.", "Review after the birth.")]
+    else:
+        parts = [_pick(rng, "Review now that her pregnancy has ended.", "Her pregnancy has ended: review.")]
+    parts.append(_pick(rng, "Check bleeding, pain and temperature; confirm the uterus is empty if bleeding persists.",
+                       "Assess vaginal bleeding, abdominal pain and signs of infection."))
+    systolic, diastolic = _latest(s, "8480-6", when), _latest(s, "8462-4", when)
+    if systolic is not None and diastolic is not None and (systolic >= 140 or diastolic >= 90):
+        parts.append(f"BP {systolic:.0f}/{diastolic:.0f} mmHg is raised: repeat within a week and review.")
+    hb = _latest(s, "718-7", when)
+    if hb is not None and hb < 11:
+        parts.append(f"Haemoglobin {hb:.1f} g/dL: daily oral iron, recheck haemoglobin in 4 weeks.")
+    parts.append(_pick(rng, "Offer contraception today; fertility returns within weeks.",
+                       "Discuss contraception and start a method now if she wishes."))
+    if how != "birth":
+        parts.append("Anti-D immunoglobulin if RhD negative and not yet given.")
+    parts.append(_pick(rng, "Ask about low mood and offer emotional support.", "Screen for depression and offer counselling."))
+    tobacco = _lifestyle_at(lifestyle, "tobacco", when)
+    if tobacco and tobacco["quantity"]:
+        parts.append(f"Smokes about {tobacco['quantity']:.0f} a day: advise stopping, offer cessation support.")
+    parts.append(_pick(rng, "Return urgently with heavy bleeding, fever, severe abdominal pain or foul-smelling discharge.",
+                       "Seek care at once for heavy bleeding, fever or severe pain."))
+    return parts
+
+
+def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.Random) -> list[str]:
     start = _pregnancy_at(s, when)
     weeks = max(4, (when.date() - start).days // 7) if start else None
     active = {c for c, onset, abatement in s.conditions if onset and onset <= when and (abatement is None or abatement > when)}
@@ -388,12 +454,7 @@ def _recommendation(s: Snapshot, lifestyle: list[dict], key: int, when: datetime
                                "Post-dates: membrane sweep offered, induction planned from 41 weeks."))
     parts.append(_pick(rng, "Return sooner for bleeding, reduced fetal movements or severe headache.",
                        "Next visit as scheduled; seek care early for bleeding or reduced movements."))
-    return {
-        "encounter": key,
-        "written_at": when,
-        "author": _pick(rng, "Obstetrician", "Midwife (reviewed by obstetrician)", "Consultant obstetrician"),
-        "text": " ".join(parts),
-    }
+    return parts
 
 
 def to_utc(d: date) -> datetime:

@@ -202,10 +202,12 @@ def _snapshots(patient_ids: list[int]) -> dict[int, generator.Snapshot]:
             observations.setdefault(code, []).append((when, quantity))
         elif value_code:
             observations.setdefault(code, []).append((when, value_code))
-    for pid, performed in m.Procedure.objects.filter(patient_id__in=patient_ids, code=generator.CAESAREAN_CODE).values_list(
-            "patient_id", "performed_start"):
+    for pid, code, performed in m.Procedure.objects.filter(
+            patient_id__in=patient_ids, code__in=codes.PREGNANCY_END_PROCEDURE_CODES).values_list("patient_id", "code", "performed_start"):
         if performed:
-            snapshots[pid].caesarean_dates.append(performed)
+            snapshots[pid].pregnancy_ending_procedures.append((code, performed))
+            if code == generator.CAESAREAN_CODE:
+                snapshots[pid].caesarean_dates.append(performed)
     return snapshots
 
 

@@ -94,7 +94,12 @@ AUTOIMMUNE_DISEASE = frozenset({
 PREGNANCY_CONDITIONS = frozenset({NORMAL_PREGNANCY, "77386006", "47200007"}) | PRE_ECLAMPSIA | GESTATIONAL_DIABETES | MULTIPLE_PREGNANCY
 # Miscarriage (first trimester, any), tubal pregnancy, blighted ovum.
 PREGNANCY_ENDING_CONDITIONS = frozenset({"19169002", "17369002", "79586000", "35999006"})
-PREGNANCY_ENDING_PROCEDURES = frozenset({"11466000", "31208007", "177184002", "236973005", "177141003", "274130007"})
+# Births, instrumental delivery (236974004) and induced termination of pregnancy (714812005).
+PREGNANCY_ENDING_PROCEDURES = frozenset({"11466000", "31208007", "177184002", "236973005", "177141003", "274130007",
+                                         "236974004", "714812005"})
+# How long after her pregnancy ended the prompt still says how and when it ended (post-abortion and
+# postnatal care run six weeks; a woman seen within twelve is still being seen because of it).
+RECENT_PREGNANCY_END_DAYS = 84
 # Encounters (type or reason) of antenatal care: prenatal initial visit, prenatal visit, antenatal
 # care, prenatal examination and care of mother.
 PRENATAL_VISITS = frozenset({"424441002", "424619006", "424525001", "18114009"})

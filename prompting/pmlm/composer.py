@@ -102,7 +102,7 @@ def self_section(s: SelfInformed) -> list[tuple[int, str]]:
                      f"the last {_span(s.pregnancy.window_days)}, and those that need the gestational age "
                      f"({', '.join(GESTATIONAL_AGE_RULES)}) were not applied")
     else:
-        facts.append("not pregnant")
+        facts.append(s.pregnancy.label)  # "not pregnant", or how and when her pregnancy ended if recently
     if s.bmi:
         facts.append(f"BMI {s.bmi.value:.1f} ({s.bmi.category})")
     lines.append((NEVER_CUT, "- " + "; ".join(facts) + "."))

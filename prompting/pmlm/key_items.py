@@ -30,6 +30,11 @@ KEY_ITEMS: dict[str, str] = {
     "induction of labour": r"induction|membrane sweep",
     "repeat review within a week": r"within a week|in one week|in a week",
     "anaemia recheck": r"recheck haemoglobin|repeat full blood count|recheck hb",
+    # After a pregnancy ends (termination, loss, birth)
+    "bleeding and infection check": r"heavy bleeding|signs of infection|\bfever\b|foul-smelling",
+    "contraception": r"contracept|family planning",
+    "anti-D immunoglobulin": r"anti-d\b|rhd negative|rh-negative|rhesus",
+    "emotional support": r"low mood|depression|emotional support",
 }
 _COMPILED = {name: re.compile(pattern, re.IGNORECASE) for name, pattern in KEY_ITEMS.items()}
 

@@ -29,7 +29,7 @@ def pregnancy_words(sections: Sequence[dict]) -> str:
     for part in lines[0].lstrip("- ").rstrip(".").split("; "):
         if part.startswith("pregnant, gestational age not recorded"):
             return "pregnant, gestational age not recorded"
-        if part.startswith("pregnant") or part == "not pregnant":
+        if part.startswith("pregnant") or part.startswith("not pregnant"):
             return part.split(" (from")[0]
     return "state unknown"
 
@@ -39,7 +39,8 @@ def kind_of_patient(sections: Sequence[dict], risk_flag_labels: Sequence[str]) -
     state = pregnancy_words(sections)
     trimester = re.search(r"trimester (\d)", state)
     kinds = [f"trimester {trimester.group(1)}" if trimester else
-             "not pregnant" if state == "not pregnant" else "pregnant, undated" if state.startswith("pregnant") else state]
+             "not pregnant" if state == "not pregnant" else "pregnancy ended recently" if state.startswith("not pregnant")
+             else "pregnant, undated" if state.startswith("pregnant") else state]
     kinds += list(risk_flag_labels) or ["no risk flag"]
     return kinds
 

@@ -36,6 +36,9 @@ class Pregnancy:
     gestational_days: int | None = None  # at the consultation; = days since the pregnancy started
     basis: str = ""
     lookback_days: int | None = None  # undated: how far back a value counts as "in this pregnancy"
+    # Not pregnant, her last pregnancy having ended within RECENT_PREGNANCY_END_DAYS: when, and what ended it.
+    ended_days_ago: int | None = None
+    ended_by: str = ""
 
     @property
     def dated(self) -> bool:
@@ -61,10 +64,15 @@ class Pregnancy:
     @property
     def label(self) -> str:
         if not self.pregnant:
-            return "not pregnant"
+            return f"not pregnant: her pregnancy ended {self.ended}" if self.ended else "not pregnant"
         if self.gestational_days is None:
             return "gestational age not recorded"
         return f"{self.weeks}+{self.gestational_days % 7} weeks, trimester {self.trimester}"
+
+    @property
+    def ended(self) -> str:
+        """When and how her last pregnancy ended, if recently ("2 weeks ago (induced termination of pregnancy)")."""
+        return "" if self.ended_days_ago is None else f"{ago(self.ended_days_ago)} ({self.ended_by})"
 
     def started_within(self, days_ago: int | None) -> bool:
         """Was something `days_ago` recorded in this pregnancy?"""
@@ -72,13 +80,40 @@ class Pregnancy:
         return window is not None and days_ago is not None and days_ago <= window
 
 
+@dataclass(frozen=True)
+class PregnancyEnd:
+    days_ago: int
+    what: str
+    specific: bool  # a birth, loss or termination; not only the pregnancy episode closing
+
+
+def _pregnancy_ends(h: PatientHistory) -> list[PregnancyEnd]:
+    """Every event in the record that ends a pregnancy, most recent first."""
+    ends = [PregnancyEnd(d.abated_days_ago, "pregnancy episode closed", False)
+            for d in h.diagnosed(codes.PREGNANCY_CONDITIONS) if d.abated_days_ago is not None]
+    ends += [PregnancyEnd(d.onset_days_ago, d.display or d.code, True)
+             for d in h.diagnosed(codes.PREGNANCY_ENDING_CONDITIONS) if d.onset_days_ago is not None]
+    ends += [PregnancyEnd(p.days_ago, p.display or p.code, True)
+             for p in h.procedures if p.code in codes.PREGNANCY_ENDING_PROCEDURES and p.days_ago is not None]
+    ends += [PregnancyEnd(v.days_ago, "postnatal visit", True) for v in h.visits if v.code in codes.POSTNATAL_VISITS]
+    return sorted((e for e in ends if e.days_ago >= 0), key=lambda e: (e.days_ago, not e.specific))
+
+
 def _last_pregnancy_end(h: PatientHistory) -> int | None:
     """Days since the most recent event that ends a pregnancy, if any."""
-    ends = [d.abated_days_ago for d in h.diagnosed(codes.PREGNANCY_CONDITIONS) if d.abated_days_ago is not None]
-    ends += [d.onset_days_ago for d in h.diagnosed(codes.PREGNANCY_ENDING_CONDITIONS) if d.onset_days_ago is not None]
-    ends += [p.days_ago for p in h.procedures if p.code in codes.PREGNANCY_ENDING_PROCEDURES and p.days_ago is not None]
-    ends += [v.days_ago for v in h.visits if v.code in codes.POSTNATAL_VISITS]
-    return min(ends) if ends else None
+    ends = _pregnancy_ends(h)
+    return ends[0].days_ago if ends else None
+
+
+def _recently_ended(h: PatientHistory) -> Pregnancy:
+    """Not pregnant; if her last pregnancy ended recently, when and how (the birth, loss or termination
+    rather than the episode closing at the follow-up visit, when the record has it)."""
+    ends = [e for e in _pregnancy_ends(h) if e.days_ago <= codes.RECENT_PREGNANCY_END_DAYS]
+    if not ends:
+        return Pregnancy(False)
+    specific = [e for e in ends if e.specific]
+    end = specific[0] if specific else ends[0]
+    return Pregnancy(False, ended_days_ago=end.days_ago, ended_by=end.what[:1].lower() + end.what[1:])
 
 
 def current_pregnancy(h: PatientHistory) -> Pregnancy:
@@ -106,7 +141,7 @@ def current_pregnancy(h: PatientHistory) -> Pregnancy:
               if d.onset_days_ago is not None and d.abated_days_ago is None and plausible(d.onset_days_ago)]
     if onsets:
         return Pregnancy(True, max(onsets), "start of the pregnancy episode")
-    return undated_pregnancy(h, last_end) or Pregnancy(False)
+    return undated_pregnancy(h, last_end) or _recently_ended(h)
 
 
 FINDING_NAMES = {**dict.fromkeys(codes.FETUS_COUNT, "number of fetuses"), **dict.fromkeys(codes.FETAL_HEART_RATE, "fetal heart rate"),

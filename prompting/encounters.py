@@ -68,15 +68,15 @@ def patient_split(organisation: pm.Organisation, *, seed: int, share: float) -> 
 
 
 def encounters_of(patient_ids: list[int], *, seed: int, limit_patients: int | None = None,
-                  exclude: set[int] = frozenset()) -> list[pm.PhysicianRecommendation]:
-    """At most two encounters with a recommendation per patient (seeded), in the order of `patient_ids`."""
+                  exclude: set[int] = frozenset(), per_patient: int = EXAMPLES_PER_PATIENT) -> list[pm.PhysicianRecommendation]:
+    """At most `per_patient` encounters with a recommendation per patient (seeded), in the order of `patient_ids`."""
     by_patient: dict[int, list] = defaultdict(list)
     for rec in (pm.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).exclude(patient_id__in=exclude)
                 .select_related("encounter", "patient").order_by("pk")):
         by_patient[rec.patient_id].append(rec)
     chosen_patients = [pid for pid in patient_ids if pid in by_patient][:limit_patients]
     rng = random.Random(seed)
-    return [rec for pid in chosen_patients for rec in rng.sample(by_patient[pid], min(EXAMPLES_PER_PATIENT, len(by_patient[pid])))]
+    return [rec for pid in chosen_patients for rec in rng.sample(by_patient[pid], min(per_patient, len(by_patient[pid])))]
 
 
 def held_out_encounters(*, organisation: pm.Organisation, seed: int, share: float, limit_patients: int | None = None,

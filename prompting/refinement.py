@@ -166,12 +166,12 @@ def refinement_examples(*, organisation: pm.Organisation, config: RefinementConf
                         on_progress=None) -> tuple[list[Example], list[Example]]:
     """(training, validation) examples, each encounter asked with and without guidance sources.
 
-    Training: up to `max_examples` encounters of learning patients (two at most each, seeded),
+    Training: up to `max_examples` encounters of learning patients (`examples_per_patient` each, seeded),
     their peers from the other learning patients. Validation: the evaluation's held-out
     encounters, their peers from the learning patients, built exactly as the evaluation builds
     them, so the evaluation reads the same cached answers."""
     learning, held_out = patient_split(organisation, seed=config.seed, share=share)
-    training_recs = encounters_of(learning, seed=config.seed)[:config.max_examples]
+    training_recs = encounters_of(learning, seed=config.seed, per_patient=config.examples_per_patient)[:config.max_examples]
     validation_recs = encounters_of(held_out, seed=config.seed)[:config.max_validation]
     if not training_recs:
         raise RefinementError("Too few encounters with a physician recommendation to learn from: the learning patients have none.")
@@ -268,13 +268,20 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
             seconds_per_step=round(statistics.median(seconds), 2) if seconds else None, report=report,
             target_calls=report["target_calls"], checkpoint=str(output.relative_to(settings.VAR_DIR)), finished_at=timezone.now(),
             message=(f"Held out: {summary.get('n', 0)} answers of {summary.get('patients', 0)} patients, refined − initial "
-                     f"{_signed(summary.get('difference'))} {_ci(summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"))
+                     f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"))
     return RefinementRun.objects.get(pk=run.pk)
 
 
 def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, should_stop):
     """The run's four stages: examples, the reward table and best fixed edit, GRPO, validation."""
     config = _config(run)
+    stages, clock = {}, time.monotonic()
+
+    def stage_done(name: str):
+        nonlocal clock
+        stages[name] = round((time.monotonic() - clock) / 60, 1)
+        clock = time.monotonic()
+
     progress(1, "Preparing the policy's starting checkpoint")
     base = refiner_base_checkpoint()
     train, validation = refinement_examples(
@@ -285,23 +292,27 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
         train_examples=len(train), train_patients=len({e.patient for e in train}),
         trained_patients=sorted({e.patient for e in train}),
         validation_examples=len(validation), validation_patients=len({e.patient for e in validation}))
+    stage_done("examples")
     answerer = target_answerer(run.config["target_endpoint"], run.config.get("target_max_tokens"))
     scorer = Scorer(answer=answerer, embed=default_embedder().embed, count_tokens=count_tokens,
                     weights=RewardWeights.from_dict(run.config.get("weights")), distinct_calls=lambda: answerer.calls)
     table = reward_table(train, scorer, should_stop=should_stop, on_progress=lambda n, total: progress(
         5 + int(55 * n / total), f"Answering every edit of training example {n}/{total} ({answerer.calls} distinct answers)"))
     best, best_mean = best_fixed_edit(table)
+    stage_done("reward_table")
     if output.exists():
         shutil.rmtree(output)
     steps = train_policy(base_checkpoint=base, output_dir=output, train=train, table=table, config=config,
                          # Not a code of the menu: as used, the initial prompt is sent; a little less teaches validity.
                          invalid_reward=lambda example: table[example.key][IDENTITY] - INVALID_CODE_PENALTY,
                          on_step=on_step, should_stop=should_stop, on_progress=progress)
+    stage_done("training")
     policy = EditPolicy(output, device=config.device)
     rows = validate(validation, scorer, policy, best, should_stop=should_stop, on_progress=lambda n, total: progress(
         75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the policy's edit, the best fixed edit"))
     choices = {e.key: policy.choose(e.situation)[0] for e in train}
     choices.update({row.key: row.code for row in rows})
+    stage_done("validation")
     report = {
         "menu": MENU_VERSION, "target_calls": answerer.calls, "target_max_tokens": answerer.max_tokens,
         "best_fixed": {"code": best, "label": edit_named(best).label, "mean_reward": best_mean,
@@ -309,16 +320,16 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
         "oracle_mean_reward": round(statistics.fmean(max(row.values()) for row in table.values()), 4),
         "validation": validation_summary(rows, seed=config.seed),
         "learned": what_the_policy_learned([*train, *validation], choices, table),
+        "stage_minutes": stages,
     }
     return steps, rows, report
 
 
-def _signed(value) -> str:
-    return "—" if value is None else f"{value:+.3f}"
-
-
-def _ci(ci) -> str:
-    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+def difference_text(difference, ci) -> str:
+    """A paired difference with its interval, as the run page, its message and the command say it."""
+    if difference is None:
+        return "—"
+    return f"{difference:+.3f}" + (f" (95% CI {ci[0]:+.3f} to {ci[1]:+.3f})" if ci else "")
 
 
 def refinement_run_as_json(run: RefinementRun) -> dict:
@@ -327,7 +338,7 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
     return {
         "run_id": run.pk, "version": run.version, "status": run.status, "steps": run.step,
         "reward_initial": run.reward_initial, "reward_refined": run.reward_refined, "accepted_share": run.accepted_share,
-        "minutes": report.get("minutes"), "target_calls": run.target_calls,
+        "minutes": report.get("minutes"), "stage_minutes": report.get("stage_minutes", {}), "target_calls": run.target_calls,
         "validation": {"n": validation.get("n", 0), "patients": validation.get("patients", 0),
                        "difference": validation.get("difference"), "ci": validation.get("ci"),
                        "by_sources": validation.get("by_sources", {}), "vs_best_fixed": validation.get("vs_best_fixed")},

@@ -87,6 +87,7 @@ class TestARun:
         assert validated and validated <= set(held_out)
         assert set(run.trained_patients) <= set(learning) and not validated & set(run.trained_patients)
         assert len(run.trained_patients) == run.train_patients
+        assert run.train_examples == 2 * run.train_patients  # one encounter each, with and without sources: more patients
 
     def test_its_report_holds_the_best_fixed_edit_the_paired_validation_and_what_the_policy_learned(
             self, cohort, tiny_policy, organisation):
@@ -98,6 +99,7 @@ class TestARun:
         assert best["code"] in BY_CODE and best["label"] == edit_named(best["code"]).label
         assert best["mean_reward"] >= best["initial_mean_reward"]  # E0 is on the menu: the best is never worse on training
         assert report["oracle_mean_reward"] >= best["mean_reward"]
+        assert set(report["stage_minutes"]) == {"examples", "reward_table", "training", "validation"}
         validation = report["validation"]
         assert validation["n"] == run.validation_examples and validation["patients"] == run.validation_patients
         assert validation["difference"] == pytest.approx(run.reward_refined - run.reward_initial, abs=2e-4)
@@ -160,26 +162,21 @@ class TestARun:
         assert run.status == pm.JobStatus.DONE and run.validation == [] and run.report["validation"]["n"] == 0
         assert "Held out: 0 answers" in out.getvalue()
 
-    def test_a_run_cancelled_while_training_stops_after_its_step_and_keeps_no_checkpoint(self, cohort, tiny_policy, organisation):
+    @pytest.mark.parametrize("cancelled_at, steps_done", [
+        ("Answering every edit of training example 1/", 0),  # before training starts
+        ("Step 1/", 1),  # while training: after its step
+    ])
+    def test_a_cancelled_run_stops_where_it_is_and_keeps_no_checkpoint(self, cohort, tiny_policy, organisation,
+                                                                       cancelled_at, steps_done):
         run = refinement_run_create(organisation=organisation, steps=5, max_examples=8, num_generations=2)
 
-        def cancel_after_first_step(percent, message):
-            if message.startswith("Step 1/"):
+        def cancel(percent, message):
+            if message.startswith(cancelled_at):
                 refinement_run_cancel(run=run)
 
-        run = refinement_run_execute(run_id=run.pk, on_progress=cancel_after_first_step)
-        assert run.status == pm.JobStatus.CANCELLED and run.step == 1
+        run = refinement_run_execute(run_id=run.pk, on_progress=cancel)
+        assert run.status == pm.JobStatus.CANCELLED and run.step == steps_done
         assert run.checkpoint == "" and not (settings.VAR_DIR / "models" / "refiner" / f"{organisation.slug}-run-{run.version}").exists()
-
-    def test_a_run_cancelled_while_answering_the_edits_stops_before_training(self, cohort, tiny_policy, organisation):
-        run = refinement_run_create(organisation=organisation, steps=5, max_examples=8, num_generations=2)
-
-        def cancel_after_first_example(percent, message):
-            if message.startswith("Answering every edit of training example 1/"):
-                refinement_run_cancel(run=run)
-
-        run = refinement_run_execute(run_id=run.pk, on_progress=cancel_after_first_example)
-        assert run.status == pm.JobStatus.CANCELLED and run.step == 0 and run.checkpoint == ""
 
     def test_a_queued_run_cancelled_never_starts_and_a_finished_run_is_never_run_again(self, tiny_policy, organisation, tiny_checkpoint):
         queued = refinement_run_create(organisation=organisation, steps=1)

@@ -20,7 +20,7 @@ from prompting.pmlm.rewards import GuidanceScore, Reference, RewardWeights, clos
 from prompting.pmlm.situation import MAX_CHARS, kind_of_patient, pregnancy_words, situation_summary
 from prompting.pmlm.training import (
     EditPolicy, Example, RefinementConfig, Scorer, StepRecord, ValidationRow, best_fixed_edit, code_from_completion, edit_gains,
-    edit_prompt, reward_table, split_by_patient, train_policy, validation_summary, what_the_policy_learned,
+    edit_prompt, policy_prompt, reward_table, split_by_patient, train_policy, validation_summary, what_the_policy_learned,
 )
 
 TEMPLATE = TemplateSpec("t-1", "Advise the clinician.", {"self": "Her record", "peer": "Patients like her",
@@ -399,6 +399,21 @@ class TestThePolicy:
         assert all(0 <= p <= 1 for p in probabilities.values())
         code, again = policy.choose(situation)
         assert code in BY_CODE and again == probabilities and probabilities[code] == max(probabilities.values())
+
+    def test_reading_her_situation_once_gives_each_code_the_probability_of_its_whole_answer(self, tiny_checkpoint):
+        import torch
+
+        policy = EditPolicy(tiny_checkpoint)
+        situation = situation_summary(PROMPT.sections, FLAGS, QUESTION)
+        prefix = policy.tokenizer(policy_prompt(policy.tokenizer, situation), add_special_tokens=False)["input_ids"]
+        whole = {}
+        for code, suffix in zip(policy.codes, policy._suffix_ids):
+            with torch.no_grad():
+                logits = policy.model(input_ids=torch.tensor([prefix + suffix])).logits[0].float()
+            logprobs = torch.log_softmax(logits[len(prefix) - 1:-1], dim=-1)
+            whole[code] = sum(float(logprobs[i, token]) for i, token in enumerate(suffix))
+        expected = torch.softmax(torch.tensor([whole[c] for c in policy.codes]), dim=0).tolist()
+        assert list(policy.probabilities(situation).values()) == pytest.approx(expected, abs=2e-4)
 
     def test_grpo_trains_on_a_reward_table_for_its_steps_and_saves_the_policy(self, tiny_checkpoint, tmp_path):
         train = [example(key="a", patient=1), example(key="b", patient=2, prompt=PLAIN, rag=False)]

@@ -66,7 +66,7 @@ class TestAsking:
         guidance = done_guidance(her)
         panel = client_for(clinician).get(f"/patients/{her.pk}/guidance/{guidance.pk}/prompt/").content.decode()
         assert 'role="tab"' in panel and "RL-refined (sent)" in panel and "Initial" in panel and "Differences" in panel
-        assert "<ins" in panel and "written by the RL policy" in panel
+        assert "<ins" in panel and f"added by edit {RESTATES}, chosen by the RL policy" in panel
 
     def test_a_citation_in_the_text_links_to_its_passage(self, her, tiny_policy):
         guidance = GuidanceRequest(pk=7, patient=her, citations=[{"n": 1}, {"n": 2}])

@@ -19,6 +19,8 @@ summary of her situation (`situation.py`) and emits an edit code from the menu (
 
 from __future__ import annotations
 
+import copy
+
 import os
 import statistics
 import tempfile
@@ -51,7 +53,8 @@ class RefinementConfig:
     trainable_layers: int = 4  # the last transformer layers GRPO updates (0: all); the rest stay as pretrained
     max_completion_tokens: int = 3  # an edit code's digits and the end of the turn
     target_max_tokens: int | None = None  # the target LLM's answer; None: the endpoint's, as evaluations use
-    max_examples: int = 24  # training encounters (each asked with and without guidance sources)
+    max_examples: int = 16  # training encounters (each asked with and without guidance sources)
+    examples_per_patient: int = 1  # training encounters per learning patient: more patients for the same answers
     validation_share: float = 0.25
     max_validation: int = 60  # held-out encounters (each asked with and without guidance sources)
     seed: int = 7
@@ -64,10 +67,10 @@ class RefinementConfig:
 
 
 def default_config(device: str = "cpu", **overrides) -> RefinementConfig:
-    """On a CPU: the table on 24 encounters and 40 GRPO steps; on a GPU: more of both, bf16."""
+    """On a CPU: the table on 16 encounters of 16 patients and 40 GRPO steps; on a GPU: more of both, bf16."""
     if device == "cuda":
-        base = RefinementConfig(steps=300, num_generations=8, examples_per_step=8, max_examples=400, max_validation=400,
-                                trainable_layers=0, device="cuda", bf16=True)
+        base = RefinementConfig(steps=300, num_generations=8, examples_per_step=8, max_examples=400, examples_per_patient=2,
+                                max_validation=400, trainable_layers=0, device="cuda", bf16=True)
     else:
         base = RefinementConfig()
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -231,8 +234,8 @@ def code_from_completion(text: str) -> str | None:
 class EditPolicy:
     """A trained policy: for a situation, the probability of each edit of the menu, and its choice (the most probable).
 
-    Every code is scored in one batch (log-probability of its digits and the end of the turn), so
-    the choice is always a code of the menu."""
+    Every code is scored (log-probability of its digits and the end of the turn), so the choice is
+    always a code of the menu."""
 
     def __init__(self, checkpoint: Path | str, device: str = "cpu"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -247,19 +250,27 @@ class EditPolicy:
         self._suffix_ids = [self.tokenizer(code[1:] + end, add_special_tokens=False)["input_ids"] for code in self.codes]
 
     def probabilities(self, situation: str) -> dict[str, float]:
+        """Her situation is read once; every code's digits then continue from the same cached
+        state (the prompt is ~400 tokens, a code 2), so a choice costs about one forward pass."""
         torch = self.torch
         prefix = self.tokenizer(policy_prompt(self.tokenizer, situation), add_special_tokens=False)["input_ids"]
-        totals = {}
-        # Codes whose suffixes have the same length share one batch without padding; only the
-        # logits at the suffix positions are computed (the vocabulary is large).
-        for length in sorted({len(s) for s in self._suffix_ids}):
-            rows = [(code, suffix) for code, suffix in zip(self.codes, self._suffix_ids) if len(suffix) == length]
-            ids = torch.tensor([prefix + suffix for _, suffix in rows], device=self.device)
-            with torch.no_grad():
-                logits = self.model(input_ids=ids, logits_to_keep=length + 1).logits[:, :-1].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for row, (code, suffix) in enumerate(rows):
-                totals[code] = sum(float(logprobs[row, position, token]) for position, token in enumerate(suffix))
+        with torch.no_grad():
+            read = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(read.logits[0, -1].float(), dim=-1)
+            totals = {}
+            # Codes whose suffixes have the same length continue together, without padding.
+            for length in sorted({len(s) for s in self._suffix_ids}):
+                rows = [(code, suffix) for code, suffix in zip(self.codes, self._suffix_ids) if len(suffix) == length]
+                for code, suffix in rows:
+                    totals[code] = float(first[suffix[0]])
+                if length == 1:
+                    continue
+                state = copy.deepcopy(read.past_key_values)  # a forward pass extends the cache it is given
+                state.batch_repeat_interleave(len(rows))
+                ids = torch.tensor([suffix[:-1] for _, suffix in rows], device=self.device)
+                logprobs = torch.log_softmax(self.model(input_ids=ids, past_key_values=state, use_cache=True).logits.float(), dim=-1)
+                for row, (code, suffix) in enumerate(rows):
+                    totals[code] += sum(float(logprobs[row, position, token]) for position, token in enumerate(suffix[1:]))
         scores = torch.softmax(torch.tensor([totals[code] for code in self.codes]), dim=0).tolist()
         return {code: round(p, 4) for code, p in zip(self.codes, scores)}
 

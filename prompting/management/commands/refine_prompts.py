@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from patients.models import JobStatus, Organisation
 from prompting.refinement import (
-    RefinementError, refinement_run_as_json, refinement_run_create, refinement_run_execute, refinement_run_promote,
+    RefinementError, difference_text, refinement_run_as_json, refinement_run_create, refinement_run_execute,
+    refinement_run_promote,
 )
 
 
@@ -16,10 +17,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--org", default=settings.PMLM_DEMO_ORGANISATION, help="Organisation slug.")
-        parser.add_argument("--steps", type=int, help="GRPO steps (default: 60 on a CPU, 300 on a GPU).")
-        parser.add_argument("--max-examples", type=int, help="Training encounters of learning patients (default: 40 / 400).")
-        parser.add_argument("--max-validation", type=int, help="Held-out encounters validated on (default: 200).")
-        parser.add_argument("--num-generations", type=int, help="Edit codes per example that GRPO compares (default: 6 / 8).")
+        parser.add_argument("--steps", type=int, help="GRPO steps (default: 40 on a CPU, 300 on a GPU).")
+        parser.add_argument("--max-examples", type=int, help="Training encounters of learning patients (default: CPU 16 / GPU 400).")
+        parser.add_argument("--max-validation", type=int, help="Held-out encounters validated on (default: 60 / 400).")
+        parser.add_argument("--num-generations", type=int, help="Edit codes per example that GRPO compares (default: 8).")
         parser.add_argument("--endpoint", default="", help="The target LLM endpoint (default: the default endpoint).")
         parser.add_argument("--device", choices=["cpu", "cuda"], help="Default: cuda when available.")
         parser.add_argument("--promote", action="store_true", help="Promote the run when it finishes.")
@@ -45,7 +46,7 @@ class Command(BaseCommand):
         report = refinement_run_as_json(run)
         if json:
             self.stdout.write(jsonlib.dumps({k: report[k] for k in (
-                "run_id", "steps", "reward_initial", "reward_refined", "minutes", "target_calls", "validation",
+                "run_id", "steps", "reward_initial", "reward_refined", "minutes", "stage_minutes", "target_calls", "validation",
                 "best_fixed_edit", "learned", "checkpoint", "accepted_share", "seconds_per_step", "train_examples",
                 "validation_examples", "promoted")}, indent=2))
             return
@@ -54,15 +55,12 @@ class Command(BaseCommand):
                           f"{run.target_calls} distinct target-LLM answers")
         self.stdout.write(f"Held out: {validation['n']} answers of {validation['patients']} patients; reward initial "
                           f"{_figure(run.reward_initial)}, refined {_figure(run.reward_refined)}; refined − initial "
-                          f"{_figure(validation['difference'], '+.3f')} (95% CI {_interval(validation['ci'])})")
+                          f"{difference_text(validation['difference'], validation['ci'])}")
         best = report["best_fixed_edit"]
         self.stdout.write(f"Best fixed edit on the training patients: {best['code']} ({best['label']})")
         self.stdout.write(f"Checkpoint: {report['checkpoint']}" + (" (promoted)" if run.promoted else ""))
 
 
-def _figure(value, spec: str = ".3f") -> str:
-    return "—" if value is None else format(value, spec)
 
-
-def _interval(ci) -> str:
-    return f"{ci[0]:+.3f} to {ci[1]:+.3f}" if ci else "—"
+def _figure(value) -> str:
+    return "—" if value is None else f"{value:.3f}"

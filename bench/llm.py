@@ -7,6 +7,7 @@ import os
 import statistics
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -18,9 +19,9 @@ import django  # noqa: E402
 django.setup()
 
 from patients import models as pm  # noqa: E402
-from prompting.guidance import SYSTEM_MESSAGE, guidance_request_create  # noqa: E402
+from prompting.guidance import SYSTEM_MESSAGE, guidance_messages, guidance_request_create, question_prompt  # noqa: E402
 from prompting.llm import build_backend  # noqa: E402
-from prompting.services import prompt_build  # noqa: E402
+from prompting.services import prompt_build, prompt_prefix  # noqa: E402
 
 MAX_TOKENS = 128
 RUNS = 5
@@ -42,6 +43,35 @@ def timed_stream(generate) -> tuple[float, float, int]:
     ttft = (first[0] - started) * 1000 if first else float("nan")
     rate = (count[0] - 1) / (end - first[0]) if first and count[0] > 1 else float("nan")
     return ttft, rate, count[0]
+
+
+def first_words(patients) -> dict:
+    """Time to first words of a full guidance prompt (guidance sources included) when its start was prefilled
+    (her workspace opened), against the same prompt read cold, interleaved on one loaded model; and whether
+    the two answers are the same text."""
+    backend = build_backend("llamacpp", {})
+    llama, _ = backend.model()
+    cold_runs, warm_runs, identical, tokens = [], [], [], []
+    for n, patient in enumerate(patients[:RUNS]):
+        prompt, _, _, _ = question_prompt(patient=patient, question=f"What should we plan for her next visit? ({n})", at=date.today())
+        messages = guidance_messages(prompt.text)
+        prefix = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": prompt_prefix(patient=patient)}]
+        texts = {}
+        for kind in ("cold", "warm"):
+            llama.reset()
+            llama.cache.cache_state.clear()  # nothing read before: neither in the context nor in the prefix cache
+            if kind == "warm":
+                backend.prefill(prefix)
+            out = {}
+            ttft, _, _ = timed_stream(lambda on_token: out.setdefault("r", backend.generate(
+                messages, max_tokens=MAX_TOKENS, temperature=0.2, on_token=on_token)))
+            (warm_runs if kind == "warm" else cold_runs).append(ttft)
+            texts[kind] = out["r"].text
+            tokens.append(out["r"].usage["prompt_tokens"])
+        identical.append(texts["cold"] == texts["warm"])
+    cold, warm = statistics.median(cold_runs), statistics.median(warm_runs)
+    return {"prompt_tokens_median": statistics.median(tokens), "cold_ttft_ms": round(cold, 1), "warm_ttft_ms": round(warm, 1),
+            "cold_over_warm": round(cold / warm, 2), "identical_text": f"{sum(identical)}/{len(identical)}"}
 
 
 def main():
@@ -67,6 +97,8 @@ def main():
         llama.reset()
         our_runs.append(timed_stream(ours))
 
+    prefix_reuse = first_words(patients)
+
     consultation = []
     for n, patient in enumerate(patients[:6]):
         g = guidance_request_create(patient=patient, question=f"What should we plan for her next visit? ({n})", run_inline=True)
@@ -82,6 +114,7 @@ def main():
         "our_tokens_per_s": round(statistics.median(r[1] for r in our_runs), 1),
         "consultations": len(consultation), "consultation_total_ms": round(total), "share_outside_llm": round(outside, 3),
         "outside_parts_ms": {k: round(statistics.median(t.get(k, 0) for t in consultation), 1) for k in ("retrieval_ms", "prompt_ms", "safety_ms")},
+        "prefix_reuse": prefix_reuse,
     }))
 
 

@@ -82,6 +82,10 @@ def main():
               f"{llm['our_tokens_per_s'] / llm['raw_tokens_per_s']:>8.2f}  raw llama.cpp, same GGUF and prompt (aim ≥ 0.9)")
         print(f"{'local time to first token (ms)':<34}{'':>9}{llm['our_ttft_ms']:>14}{llm['raw_ttft_ms']:>14}"
               f"{llm['our_ttft_ms'] / llm['raw_ttft_ms']:>8.2f}  raw llama.cpp ({llm['prompt_tokens']}-token prompt)")
+        reuse = llm["prefix_reuse"]
+        print(f"{'first words, prefix prefilled (ms)':<34}{'':>9}{reuse['warm_ttft_ms']:>14}{reuse['cold_ttft_ms']:>14}"
+              f"{reuse['cold_over_warm']:>8.2f}× faster than the same {reuse['prompt_tokens_median']:.0f}-token prompt read cold "
+              f"(target ≤ 2000 ms and ≥ 3×); same text in {reuse['identical_text']}")
         parts = llm["outside_parts_ms"]
         print(f"{'consultation time outside the LLM':<34}{'':>9}{llm['share_outside_llm']:>14.1%}{llm['consultation_total_ms']:>14}"
               f"{'':>8}  of a median {llm['consultation_total_ms']} ms consultation (retrieval {parts['retrieval_ms']}, "

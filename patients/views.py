@@ -10,6 +10,7 @@ from audit.services import audit_record
 from patients import selectors
 from patients.forms import PatientSearchForm
 from prompting.forms import GuidanceForm
+from prompting.guidance import guidance_prefill_soon
 from prompting.pmlm.selfinformed import summarise
 from prompting.pmlm.series import pregnancy_series
 from prompting.ratings import ab_kinds_available
@@ -66,6 +67,7 @@ def patient_detail(request, pk: int):
     patient = selectors.patient_get(organisation=membership.organisation, pk=pk)
     today = timezone.now().date()
     audit_record(AuditAction.VIEW_PATIENT, obj=patient)
+    guidance_prefill_soon(patient=patient)  # her prompt's start is read while the clinician reads her record
     history = patient_history(patient, today)
     summary = summarise(history)
     peer = peer_summary_for(patient)[0]

@@ -238,6 +238,10 @@ CELERY_BEAT_SCHEDULE = {"sweep-stuck-jobs": {"task": "prompting.tasks.sweep_stuc
 # organisation; beyond it a request is refused (the API answers 429 with Retry-After).
 PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT = int(os.environ.get("PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT", "10"))
 PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION = int(os.environ.get("PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION", "100"))
+# Opening a patient's record has the interactive lane read her prompt's start into the local model (prefix reuse:
+# a question then costs only its guidance sources and itself); a prefill no worker took within this long is dropped.
+PMLM_PREFILL_ON_OPEN = env_bool("PMLM_PREFILL_ON_OPEN", True)
+PMLM_PREFILL_EXPIRES_SECONDS = int(os.environ.get("PMLM_PREFILL_EXPIRES_SECONDS", "30"))
 
 # API throttling counts requests in the cache: shared across processes with Redis, per process otherwise.
 _cache_url = os.environ.get("PMLM_CACHE_URL", "")

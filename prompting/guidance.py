@@ -7,12 +7,14 @@ finished request is left alone and a retried one overwrites its own row, never a
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from datetime import date
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -29,12 +31,13 @@ from prompting.pmlm.risk import risk_flags
 from prompting.pmlm.safety import NOTICE, safety_warnings
 from prompting.pmlm.state import current_pregnancy
 from prompting.selectors import patient_history, patient_identifiers
-from prompting.services import PromptError, consultation_date_check, count_tokens, prompt_build
+from prompting.services import PromptError, consultation_date_check, count_tokens, prompt_build, prompt_prefix
 
 SYSTEM_MESSAGE = ("You are a careful obstetrics and gynaecology decision-support assistant. Answer the clinician's question "
                   "for this patient using only the context given. Cite guidance sources as [1], [2].")
 ANSWER_INSTRUCTION = "Answer for the clinician in at most 200 words, as short bullet points."
 RETRIEVED_PASSAGES = 3
+logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 
 
@@ -95,6 +98,15 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
         existing = GuidanceRequest.objects.filter(patient=patient, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing
+    if not run_inline:
+        _refuse_when_busy(patient, user)  # a first, unlocked look: a refused request builds nothing
+    # Her prompt is built here, in the request (tens of milliseconds), and shown at once: only the LLM waits for a worker.
+    timings = {}
+    try:
+        prompt, passages, _, _ = question_prompt(patient=patient, question=question, at=at, use_retrieval=use_retrieval,
+                                                 user=user, timings=timings)
+    except PromptError as exc:
+        raise GuidanceError(str(exc)) from None
     try:
         with transaction.atomic():
             if not run_inline:  # queued work is capped; inline work is done by the caller itself
@@ -103,6 +115,7 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
             guidance = GuidanceRequest.objects.create(
                 patient=patient, question=question, consultation_date=at, endpoint=endpoint,
                 use_retrieval=use_retrieval, use_refinement=use_refinement, idempotency_key=idempotency_key,
+                prompt=prompt, citations=_citations(passages), timings=timings,
                 created_by=user if user is not None and user.is_authenticated else None)
             audit_record(AuditAction.REQUEST_GUIDANCE, obj=guidance, organisation_id=patient.organisation_id,
                          details={"patient": patient.pk, "endpoint": endpoint.name, "retrieval": use_retrieval})
@@ -116,6 +129,41 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
         guidance_request_run(guidance_id=guidance.pk)
         guidance.refresh_from_db()
     return guidance
+
+
+def guidance_prefill(*, patient: pm.Patient, at: date | None = None, endpoint: LLMEndpoint | None = None) -> int:
+    """Have the endpoint read the start of her prompt (instructions, her record, her peers) before she is asked
+    about, so that a question costs only its guidance sources and itself. Only an in-process model keeps what
+    it read; for other endpoints nothing is done. Returns the prompt tokens read."""
+    endpoint = endpoint or endpoint_default()
+    backend = build_backend(endpoint.kind, endpoint.settings, count_tokens=count_tokens)
+    prefill = getattr(backend, "prefill", None)
+    if prefill is None:
+        return 0
+    messages = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": prompt_prefix(patient=patient, at=at)}]
+    return prefill(_guard_identifiers(messages, endpoint, patient))
+
+
+def guidance_prefill_soon(*, patient: pm.Patient):
+    """When a clinician opens her record: prefill on the interactive lane, dropped if no worker takes it within
+    PMLM_PREFILL_EXPIRES_SECONDS (a question asked by then reads the prefix itself). Best effort: once per patient
+    in that time, only for an in-process default model, and a broker or cache that fails never fails the page."""
+    if not settings.PMLM_PREFILL_ON_OPEN or settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).only("kind").first()
+    if endpoint is None or endpoint.kind != LLMEndpoint.Kind.LLAMACPP:
+        return
+    from prompting.tasks import prefill_guidance_task
+
+    def queue():
+        expires = settings.PMLM_PREFILL_EXPIRES_SECONDS
+        try:
+            if cache.add(f"prefill:{patient.pk}", 1, timeout=expires):  # not if queued a moment ago
+                prefill_guidance_task.apply_async((patient.pk,), expires=expires, retry=False)
+        except Exception:  # noqa: BLE001 — the question will read the prefix itself
+            logger.warning("Prefill for patient %s not queued", patient.pk, exc_info=True)
+
+    transaction.on_commit(queue)
 
 
 def _claim(guidance_id: int) -> GuidanceRequest | None:
@@ -187,10 +235,18 @@ def _run(guidance: GuidanceRequest, timings: dict):
 
     patient, endpoint = guidance.patient, guidance.endpoint
     started = time.perf_counter()
-    prompt, passages, history, pregnancy = question_prompt(
-        patient=patient, question=guidance.question, at=guidance.consultation_date, use_retrieval=guidance.use_retrieval,
-        user=guidance.created_by, timings=timings)
-    _ours(guidance).update(prompt=prompt)
+    prompt, citations = guidance.prompt, guidance.citations
+    if prompt is None:  # queued before prompts were built in the request, or its prompt since deleted
+        prompt, passages, history, pregnancy = question_prompt(
+            patient=patient, question=guidance.question, at=guidance.consultation_date, use_retrieval=guidance.use_retrieval,
+            user=guidance.created_by, timings=timings)
+        citations = _citations(passages)
+        _ours(guidance).update(prompt=prompt, citations=citations)
+    else:
+        timings.update(guidance.timings or {})  # retrieval and her prompt, timed in the request
+        started -= (timings.get("retrieval_ms", 0) + timings.get("prompt_ms", 0)) / 1000  # the total counts them once
+        history = patient_history(patient, guidance.consultation_date)
+        pregnancy = current_pregnancy(history)
 
     step = time.perf_counter()
     used, refinement = prompt_refine(prompt=prompt, patient=patient) if guidance.use_refinement else (prompt, {})
@@ -217,16 +273,20 @@ def _run(guidance: GuidanceRequest, timings: dict):
     warnings = [w.as_dict() for w in safety_warnings(history, pregnancy, result.text)]
     claims = guidance_claims(result.text, prompt.sections, history)  # checked against her record, not the refined wording
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.text)}
-    citations = [{
-        "n": n, "chunk": chunk.pk, "document": chunk.document_id, "title": chunk.document.title,
-        "source": chunk.document.source, "excerpt": chunk.text[:400], "score": round(score, 3), "cited_in_text": n in cited,
-    } for n, (chunk, score) in enumerate(passages, 1)]
+    citations = [{**c, "cited_in_text": c["n"] in cited} for c in citations]
     timings["safety_ms"] = round((time.perf_counter() - step) * 1000, 1)
     timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     _ours(guidance).update(
         status=pm.JobStatus.DONE, text=result.text, backend=endpoint.kind, model=result.model, usage=result.usage,
         latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, citations=citations, warnings=warnings, timings=timings,
         unsupported_claims=claims, finished_at=timezone.now())
+
+
+def _citations(passages) -> list[dict]:
+    """The guidance sources her prompt carries, numbered as the prompt numbers them."""
+    return [{"n": n, "chunk": chunk.pk, "document": chunk.document_id, "title": chunk.document.title,
+             "source": chunk.document.source, "excerpt": chunk.text[:400], "score": round(score, 3), "cited_in_text": False}
+            for n, (chunk, score) in enumerate(passages, 1)]
 
 
 def guidance_passages(question: str, history, pregnancy) -> list:

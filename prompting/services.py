@@ -16,7 +16,7 @@ from prompting.jobs import job_claimed, job_finish
 from prompting.models import PeerModel, PeerProfile, PersonalizedPrompt, PromptTemplate
 from prompting.pmlm import peer_advice
 from prompting.pmlm import peers as peer_method
-from prompting.pmlm.composer import PeerSummary, TemplateSpec, compose, inputs_hash
+from prompting.pmlm.composer import PeerSummary, TemplateSpec, compose, inputs_hash, render
 from prompting.pmlm.key_items import key_items
 from prompting.pmlm.selfinformed import summarise
 from prompting.pmlm.tokens import token_counter
@@ -139,6 +139,21 @@ def prompt_build(*, patient: pm.Patient, question: str, at: date | None = None, 
             )
     except IntegrityError:  # built at the same moment by another request: use that one
         return PersonalizedPrompt.objects.get(patient=patient, inputs_hash=fingerprint)
+
+
+# Sections that depend on the question; everything before them is known when her workspace opens.
+QUESTION_SECTIONS = ("knowledge", "question")
+
+
+def prompt_prefix(*, patient: pm.Patient, at: date | None = None) -> str:
+    """The start every prompt for her that day shares, whatever the question: the instructions, her
+    record and her peers, ending where the guidance sources (or the question) begin. Nothing is stored."""
+    at = consultation_date_check(at)
+    spec = template_spec(prompt_template_active())
+    peer, _ = peer_summary_for(patient)
+    composed = compose(patient_history(patient, at), "?", spec, peer=peer, count_tokens=count_tokens,
+                       identifiers=patient_identifiers(patient))
+    return render([s for s in composed.sections if s["source"] not in QUESTION_SECTIONS]) + "\n\n"
 
 
 def prompt_as_json(prompt: PersonalizedPrompt) -> dict:

@@ -17,6 +17,21 @@ def run_guidance_task(guidance_id: int) -> str:
     return guidance_request_run(guidance_id=guidance_id).status
 
 
+@shared_task
+def prefill_guidance_task(patient_id: int) -> int:
+    """Best effort: a lost prefill costs nothing but the time it would have saved."""
+    from patients.models import Patient
+    from prompting.guidance import GuidanceError, guidance_prefill
+    from prompting.llm import LLMError
+    from prompting.services import PromptError
+
+    patient = Patient.objects.filter(pk=patient_id).first()
+    try:
+        return guidance_prefill(patient=patient) if patient is not None else 0
+    except (GuidanceError, PromptError, LLMError):  # no default endpoint or template, a prompt too long: nothing to reuse
+        return 0
+
+
 @shared_task(acks_late=True)
 def run_comparison_task(run_id: int) -> str:
     from prompting.guidance import comparison_run_execute

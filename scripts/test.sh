@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 export DJANGO_DEBUG=1 HF_HUB_OFFLINE=1
 # Threads of the live test server must not keep connections open past their request.
 export DATABASE_CONN_MAX_AGE=0
+# Opening a record prefills the local model on the worker; tests that wait on the worker turn it on themselves.
+export PMLM_PREFILL_ON_OPEN="${PMLM_PREFILL_ON_OPEN:-0}"
 export PMLM_VAR_DIR="${PMLM_VAR_DIR:-$(pwd)/var/test}"
 mkdir -p "$PMLM_VAR_DIR"
 

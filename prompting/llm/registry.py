@@ -16,7 +16,8 @@ def build_backend(kind: str, settings: dict, *, count_tokens=None):
             from prompting.pmlm.tokens import smollm2_gguf_path
 
             settings["model_path"] = str(smollm2_gguf_path())
-        return LlamaCppBackend(**{k: v for k, v in settings.items() if k in ("model_path", "n_ctx", "n_threads", "seed", "repeat_penalty", "deadline")})
+        allowed = ("model_path", "n_ctx", "n_threads", "seed", "repeat_penalty", "deadline", "prefix_cache_mb")
+        return LlamaCppBackend(**{k: v for k, v in settings.items() if k in allowed})
     if kind == "transformers":
         from .transformers_backend import TransformersBackend
 

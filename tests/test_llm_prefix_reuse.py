@@ -1,0 +1,129 @@
+"""The local model reads a prompt's known start once: her workspace opening prefills it, and the
+answer to her question is word for word the answer without reuse."""
+
+import numpy as np
+import pytest
+from django.core.cache import cache
+
+from patients.services import patient_import_bundle
+from prompting.guidance import SYSTEM_MESSAGE, guidance_messages, guidance_prefill
+from prompting.llm import build_backend
+from prompting.models import LLMEndpoint, PromptTemplate
+from tests import fhir_builders as fb
+from prompting.services import prompt_build, prompt_prefix
+
+HER_RECORD = ("### Instructions\nYou advise an obstetric clinician.\n\n### Her record\n- Age 31; G2 P1; pregnant, 24+3 weeks.\n"
+              "- Risk flags: Raised blood pressure (>= 140/90 mmHg) — 146/94 mmHg 3 days ago.\n"
+              "- Latest results: Haemoglobin 10.2 g/dL (2 weeks ago); Weight 81 kg (3 days ago).\n\n"
+              "### Patients like her\n- Care that helped them: Home blood pressure monitoring (rated 4.5).\n\n")
+ANOTHER_RECORD = "### Instructions\nYou advise an obstetric clinician.\n\n### Her record\n- Age 22; not pregnant.\n\n"
+QUESTION = "### Question\nWhat should we plan for her next visit?"
+
+
+def local(**settings):
+    return build_backend("llamacpp", settings)
+
+
+def answer(backend, prompt_start: str) -> str:
+    return backend.generate(guidance_messages(prompt_start + QUESTION), max_tokens=40, temperature=0.0).text
+
+
+def prefill(backend, prompt_start: str) -> int:
+    return backend.prefill([{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": prompt_start}])
+
+
+def test_an_answer_after_her_prompt_was_prefilled_is_word_for_word_the_answer_without_reuse(monkeypatch):
+    without_reuse = answer(local(prefix_cache_mb=0), HER_RECORD)
+    backend = local(prefix_cache_mb=64)
+    llama = backend.model()[0]
+    llama.reset()
+    llama.cache.cache_state.clear()  # nothing read before
+    restored = []
+    monkeypatch.setattr(llama, "load_state", lambda state, real=llama.load_state: (restored.append(state.n_tokens), real(state)))
+    assert prefill(backend, HER_RECORD) > 100
+    prefill(backend, ANOTHER_RECORD)  # another clinician's patient in between: her state comes back from the cache
+    assert answer(backend, HER_RECORD) == without_reuse
+    assert restored and restored[0] > 100  # her prefix was restored, not read again
+    assert answer(backend, HER_RECORD) == without_reuse  # and again, from the state its own answer left
+    assert all(state.scores.shape[0] == 1 for state in llama.cache.cache_state.values())  # the states stay small
+
+
+def test_prefix_states_are_bounded_in_memory_least_recently_used_out_first():
+    from prompting.llm.llamacpp import _prefix_states
+
+    class State:  # what a saved llama.cpp state carries, at a size of our choosing
+        def __init__(self, size):
+            self.llama_state_size, self.scores = size, np.zeros((512, 4), dtype=np.float32)
+
+    states = _prefix_states(capacity_bytes=250)
+    states[(1, 2, 3)] = State(100)
+    states[(1, 2, 9)] = State(100)
+    assert states[(1, 2, 3, 4)] is states.cache_state[(1, 2, 3)]  # the longest prefix, now the most recent
+    states[(5, 6)] = State(100)
+    assert list(states.cache_state) == [(1, 2, 3), (5, 6)] and states.cache_size <= 250
+    assert all(s.scores.shape == (1, 4) for s in states.cache_state.values())
+
+
+def test_prefix_reuse_can_be_turned_off():
+    assert local(prefix_cache_mb=0).prefill([{"role": "user", "content": "Hello"}]) == 0
+
+
+@pytest.fixture
+def her(organisation):
+    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})
+    assert patient_import_bundle(organisation=organisation, bundle=fb.small_bundle("pat-k"), source="test").ok
+    return organisation.patients.get(external_id="pat-k")
+
+
+def test_her_prompt_starts_with_the_prefix_read_when_her_workspace_opens(her):
+    prefix = prompt_prefix(patient=her)
+    prompt = prompt_build(patient=her, question="What should we plan for her next visit?", knowledge=["[WHO] Aspirin from 12 weeks."])
+    assert prompt.text.startswith(prefix) and "### Guidance sources" not in prefix and "Question" not in prefix
+    assert "### Her record" in prefix and her.family_name and her.family_name not in prefix
+
+
+def test_prefilling_reads_her_prompt_start_on_a_local_model_and_nothing_elsewhere(her):
+    local_endpoint = LLMEndpoint.objects.create(name="local-prefill", kind="llamacpp", settings={"prefix_cache_mb": 64})
+    assert guidance_prefill(patient=her, endpoint=local_endpoint) > 100
+    remote = LLMEndpoint.objects.create(name="remote", kind="openai", settings={"base_url": "http://127.0.0.1:9", "model": "m"})
+    assert guidance_prefill(patient=her, endpoint=remote) == 0  # nothing sent: a server keeps its own prefix cache
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_opening_her_record_queues_a_prefill_on_the_interactive_lane_that_expires(
+        her, client_for, clinician, settings, monkeypatch, django_capture_on_commit_callbacks, enabled):
+    settings.PMLM_PREFILL_ON_OPEN = enabled
+    LLMEndpoint.objects.update(is_default=False)
+    LLMEndpoint.objects.create(name="local-default", kind="llamacpp", is_default=True)
+    cache.clear()
+    queued = []
+    monkeypatch.setattr("prompting.tasks.prefill_guidance_task.apply_async", lambda args, **options: queued.append((args, options)))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client_for(clinician).get(f"/patients/{her.pk}/").status_code == 200
+    assert queued == ([((her.pk,), {"expires": settings.PMLM_PREFILL_EXPIRES_SECONDS, "retry": False})] if enabled else [])
+
+
+def test_opening_her_record_again_at_once_queues_no_second_prefill_and_a_broken_broker_never_fails_the_page(
+        her, client_for, clinician, settings, monkeypatch, django_capture_on_commit_callbacks):
+    settings.PMLM_PREFILL_ON_OPEN = True
+    LLMEndpoint.objects.update(is_default=False)
+    LLMEndpoint.objects.create(name="local-default", kind="llamacpp", is_default=True)
+    cache.clear()
+    calls = []
+
+    def broken(args, **options):
+        calls.append(args)
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("prompting.tasks.prefill_guidance_task.apply_async", broken)
+    client = client_for(clinician)
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert client.get(f"/patients/{her.pk}/").status_code == 200
+    assert calls == [(her.pk,)]
+
+
+def test_the_prefill_task_takes_the_interactive_lane():
+    from pmlm_site.lanes import INTERACTIVE, TASK_LANES
+
+    assert TASK_LANES["prompting.tasks.prefill_guidance_task"] == INTERACTIVE

@@ -38,8 +38,8 @@ from prompting.pmlm.retrieval import default_embedder
 from prompting.pmlm.rewards import Reference, RewardWeights
 from prompting.pmlm.situation import situation_summary
 from prompting.pmlm.training import (
-    EditPolicy, Example, RefinementConfig, Scorer, Stopped, best_fixed_edit, default_config, reward_table, train_policy,
-    validate, validation_summary, what_the_policy_learned,
+    EditPolicy, Example, FixedEdit, RefinementConfig, Scorer, Stopped, best_fixed_edit, default_config, deployed_choice,
+    reward_table, train_policy, validate, validation_summary, what_the_policy_learned,
 )
 from prompting.selectors import patient_identifiers
 from prompting.services import PromptError, count_tokens, prompt_template_active, template_spec
@@ -268,7 +268,10 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
             seconds_per_step=round(statistics.median(seconds), 2) if seconds else None, report=report,
             target_calls=report["target_calls"], checkpoint=str(output.relative_to(settings.VAR_DIR)), finished_at=timezone.now(),
             message=(f"Held out: {summary.get('n', 0)} answers of {summary.get('patients', 0)} patients, refined − initial "
-                     f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"))
+                     f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"
+                     + ("" if report["deployed"] == "policy" else
+                        f", deployed: the policy did worse on its training patients ({report['policy_train_mean_reward']:.3f} "
+                        f"against {report['best_fixed_train_mean_reward']:.3f})")))
     return RefinementRun.objects.get(pk=run.pk)
 
 
@@ -308,10 +311,12 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
                          on_step=on_step, should_stop=should_stop, on_progress=progress)
     stage_done("training")
     policy = EditPolicy(output, device=config.device)
-    rows = validate(validation, scorer, policy, best, should_stop=should_stop, on_progress=lambda n, total: progress(
-        75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the policy's edit, the best fixed edit"))
     choices = {e.key: policy.choose(e.situation)[0] for e in train}
-    choices.update({row.key: row.code for row in rows})
+    deployment = deployed_choice(train, table, choices, best)
+    used = policy if deployment["deployed"] == "policy" else FixedEdit(best)
+    rows = validate(validation, scorer, used, best, should_stop=should_stop, on_progress=lambda n, total: progress(
+        75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the deployed edit, the best fixed edit"))
+    choices.update({e.key: policy.choose(e.situation)[0] for e in validation})  # what the policy learned, deployed or not
     stage_done("validation")
     report = {
         "menu": MENU_VERSION, "target_calls": answerer.calls, "target_max_tokens": answerer.max_tokens,
@@ -321,6 +326,7 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
         "validation": validation_summary(rows, seed=config.seed),
         "learned": what_the_policy_learned([*train, *validation], choices, table),
         "stage_minutes": stages,
+        **deployment,
     }
     return steps, rows, report
 
@@ -343,6 +349,7 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
                        "difference": validation.get("difference"), "ci": validation.get("ci"),
                        "by_sources": validation.get("by_sources", {}), "vs_best_fixed": validation.get("vs_best_fixed")},
         "best_fixed_edit": report.get("best_fixed"), "learned": report.get("learned"),
+        "deployed": report.get("deployed", "policy"), "policy_train_mean_reward": report.get("policy_train_mean_reward"),
         "seconds_per_step": run.seconds_per_step,
         "checkpoint": str(settings.VAR_DIR / run.checkpoint) if run.checkpoint else None,
         "train_examples": run.train_examples, "validation_examples": run.validation_examples,
@@ -379,6 +386,9 @@ def policy_refinement(run: RefinementRun, *, initial_text: str, sections: list[d
             code = (run.report or {}).get("best_fixed", {}).get("code")
             if not code:
                 raise RefinementError(f"Run {run.version} recorded no best fixed edit.")
+        elif (run.report or {}).get("deployed") == "best_fixed":  # its policy did worse than the template while learning
+            return policy_refinement(run, initial_text=initial_text, sections=sections, risk_flags=risk_flags, question=question,
+                                     identifiers=identifiers, token_budget=token_budget, fixed=True)
         else:
             code, probabilities = policy_edit(run, situation_summary(sections, labels, question))
         edit = edit_named(code)

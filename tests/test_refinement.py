@@ -100,6 +100,7 @@ class TestARun:
         assert best["mean_reward"] >= best["initial_mean_reward"]  # E0 is on the menu: the best is never worse on training
         assert report["oracle_mean_reward"] >= best["mean_reward"]
         assert set(report["stage_minutes"]) == {"examples", "reward_table", "training", "validation"}
+        assert report["deployed"] in ("policy", "best_fixed") and report["policy_train_mean_reward"] is not None
         validation = report["validation"]
         assert validation["n"] == run.validation_examples and validation["patients"] == run.validation_patients
         assert validation["difference"] == pytest.approx(run.reward_refined - run.reward_initial, abs=2e-4)
@@ -368,6 +369,17 @@ class TestGuidanceWithThePromotedPolicy:
                                     question=prompt.question, identifiers=[], token_budget=prompt.template.token_budget,
                                     fixed=True)
         assert [p["kind"] for p in refined["problems"]] == ["policy_error"] and refined["text"] == ""
+
+    def test_a_run_whose_policy_did_worse_than_the_best_fixed_edit_while_learning_applies_the_best_fixed_edit(
+            self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch):
+        run = finished_run(organisation, tiny_checkpoint)
+        run.report = {**run.report, "deployed": "best_fixed", "policy_train_mean_reward": 0.25, "best_fixed_train_mean_reward": 0.3}
+        run.save(update_fields=["report"])
+        monkeypatch.setattr("prompting.refinement.policy_edit", lambda run, situation: (DROPS_ONLY, {DROPS_ONLY: 1.0}))
+        prompt = question_prompt(patient=hypertensive(cohort), question="What now?", at=AT)[0]
+        refined = policy_refinement(run, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
+                                    question=prompt.question, identifiers=[], token_budget=prompt.template.token_budget)
+        assert refined["edit"] == BEST_FIXED and refined["problems"] == []
 
     def test_without_a_promoted_run_nothing_is_refined(self, cohort, tiny_policy):
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)

@@ -19,7 +19,8 @@ from prompting.pmlm.refine import Problem, check_refined, record_facts
 from prompting.pmlm.rewards import GuidanceScore, Reference, RewardWeights, closeness, key_item_match, score_guidance
 from prompting.pmlm.situation import MAX_CHARS, kind_of_patient, pregnancy_words, situation_summary
 from prompting.pmlm.training import (
-    EditPolicy, Example, RefinementConfig, Scorer, StepRecord, ValidationRow, best_fixed_edit, code_from_completion, edit_gains,
+    EditPolicy, Example, FixedEdit, RefinementConfig, Scorer, StepRecord, ValidationRow, best_fixed_edit, code_from_completion,
+    deployed_choice, edit_gains,
     edit_prompt, policy_prompt, reward_table, split_by_patient, train_policy, validation_summary, what_the_policy_learned,
 )
 
@@ -312,6 +313,15 @@ class TestTheRewardTableAndTheBestFixedEdit:
     def test_the_best_fixed_edit_has_the_best_mean_reward_and_ties_go_to_the_earlier_edit(self):
         assert best_fixed_edit(TABLE) == ("E1", pytest.approx(0.35))
         assert best_fixed_edit({"a": {"E0": 0.3, "E1": 0.3}})[0] == "E0"
+
+    def test_a_run_deploys_its_policy_only_when_the_policy_scored_at_least_the_best_fixed_edit_on_its_training_examples(self):
+        train = [example(key=key, patient=n) for n, key in enumerate(TABLE)]
+        per_patient = {"a": "E1", "b": "E2", "c": "E1"}  # the best edit for each: 0.45 on average
+        assert deployed_choice(train, TABLE, per_patient, "E1") == {
+            "deployed": "policy", "policy_train_mean_reward": pytest.approx(0.45), "best_fixed_train_mean_reward": pytest.approx(0.35)}
+        stuck = {"a": "E2", "b": "E0", "c": "E2"}  # 0.2667: worse than E1 for everyone
+        assert deployed_choice(train, TABLE, stuck, "E1")["deployed"] == "best_fixed"
+        assert FixedEdit("E1").choose("any situation") == ("E1", {"E1": 1.0})
 
     def test_edit_gains_are_mean_gains_over_the_initial_prompt(self):
         assert edit_gains(TABLE) == pytest.approx({"E0": 0.0, "E1": 0.05, "E2": 0.0333}, abs=1e-4)

@@ -408,7 +408,28 @@ class ValidationRow:
     refined_prompt: str = ""
 
 
-def validate(validation: Sequence[Example], scorer: Scorer, policy: EditPolicy, best_fixed: str, *,
+class FixedEdit:
+    """Chooses one edit for everyone, as a policy does per situation (the best fixed edit, when a run deploys it)."""
+
+    def __init__(self, code: str):
+        self.code = code
+
+    def choose(self, situation: str) -> tuple[str, dict[str, float]]:
+        return self.code, {self.code: 1.0}
+
+
+def deployed_choice(train: Sequence[Example], table: dict[str, dict[str, float]], choices: dict[str, str],
+                    best_fixed: str) -> dict:
+    """What a run deploys, decided on its training examples only: the policy's per-patient choices when
+    their mean reward there is at least the best fixed edit's, else the best fixed edit (a policy that has
+    not learned the template's gain is never sent to clinicians)."""
+    policy_mean = statistics.fmean(table[e.key][choices[e.key]] for e in train)
+    fixed_mean = statistics.fmean(table[e.key][best_fixed] for e in train)
+    return {"deployed": "policy" if policy_mean >= fixed_mean else "best_fixed",
+            "policy_train_mean_reward": round(policy_mean, 4), "best_fixed_train_mean_reward": round(fixed_mean, 4)}
+
+
+def validate(validation: Sequence[Example], scorer: Scorer, policy: EditPolicy | FixedEdit, best_fixed: str, *,
              on_progress: Callable[[int, int], None] | None = None,
              should_stop: Callable[[], bool] | None = None) -> list[ValidationRow]:
     rows = []

@@ -47,8 +47,8 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(jsonlib.dumps({k: report[k] for k in (
                 "run_id", "steps", "reward_initial", "reward_refined", "minutes", "stage_minutes", "target_calls", "validation",
-                "best_fixed_edit", "learned", "checkpoint", "accepted_share", "seconds_per_step", "train_examples",
-                "validation_examples", "promoted")}, indent=2))
+                "best_fixed_edit", "deployed", "policy_train_mean_reward", "learned", "checkpoint", "accepted_share",
+                "seconds_per_step", "train_examples", "validation_examples", "promoted")}, indent=2))
             return
         validation = report["validation"]
         self.stdout.write(f"Refinement run {run.version}: {run.step} steps in {report['minutes']} min, "
@@ -58,6 +58,10 @@ class Command(BaseCommand):
                           f"{difference_text(validation['difference'], validation['ci'])}")
         best = report["best_fixed_edit"]
         self.stdout.write(f"Best fixed edit on the training patients: {best['code']} ({best['label']})")
+        if report["deployed"] == "best_fixed":
+            self.stdout.write(f"Deployed: the best fixed edit (the policy's choices scored "
+                              f"{_figure(report['policy_train_mean_reward'])} on its training patients, the best fixed edit "
+                              f"{_figure(best['mean_reward'])})")
         self.stdout.write(f"Checkpoint: {report['checkpoint']}" + (" (promoted)" if run.promoted else ""))
 
 

@@ -83,6 +83,8 @@ FLAGS = [f.label for f in PROMPT.risk_flags]
 # Not pregnant, no risk flag, no peer model, no guidance sources: the other end of the menu's inputs.
 PLAIN = composed(PatientHistory(age_years=29, readings=bp(3, 116, 72, 1)), peer=None, knowledge=())
 PROMPTS = {"hypertensive and anaemic at 26 weeks": PROMPT, "not pregnant, no flag": PLAIN}
+STAGE_CARE = next(e for e in MENU if e.sentences == ("stage_care",))
+COMES_BACK = next(e for e in MENU if e.sentences == ("return_signs",))
 LONGEST = max(ADDS, key=lambda e: len(edited_text(PROMPT.sections, e, FLAGS)))  # the edit that adds the most
 
 
@@ -163,6 +165,24 @@ class TestTheMenu:
         assert instruction_sentences(RESTATES, FLAGS)[0] == f"Address each of her risk flags by name: {'; '.join(FLAGS)}."
         plain = edited_text(PLAIN.sections, RESTATES, [])
         assert "Her risk flags: none." in plain and SENTENCES["no_flags"] in plain
+
+    def test_a_woman_whose_pregnancy_ended_is_never_given_antenatal_care_by_an_edit(self):
+        from prompting.pmlm.history import ProcedureDone, Visit
+
+        after = composed(PatientHistory(age_years=24, readings=bp(0, 118, 74, 1), visits=[Visit("424619006", "Prenatal visit", 0, True)],
+                                        diagnoses=[Diagnosis("72892002", "Normal pregnancy", 28, 0)],
+                                        procedures=[ProcedureDone("714812005", "Induced termination of pregnancy", 14)]),
+                         peer=None, knowledge=())
+        assert "not pregnant: her pregnancy ended 2 weeks ago (induced termination of pregnancy)" in after.text
+        for code in CODES:
+            text = edited_text(after.sections, edit_named(code), [])
+            assert not any(word in text for word in ("fetal movements", "birth planning", "scans due")), code
+            assert check_refined(initial_text=after.text, initial_sections=after.sections, risk_flag_labels=[], refined=text,
+                                 identifiers=[], count_tokens=words, token_budget=10_000) == [], code
+        assert "contraception" in edited_text(after.sections, STAGE_CARE, []) and "fever" in edited_text(after.sections, COMES_BACK, [])
+        never = edited_text(PLAIN.sections, STAGE_CARE, [])  # not pregnant, nothing ended: routine gynaecological care
+        assert "fetal movements" not in never and "cervical screening" in never
+        assert "fetal movements" in edited_text(PROMPT.sections, STAGE_CARE, FLAGS)  # pregnant: antenatal care, as before
 
     def test_the_peers_line_edit_drops_their_advice_and_keeps_how_they_were_matched(self):
         text = edited_text(PROMPT.sections, DROPS_PEER_ADVICE, FLAGS)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .composer import render
+from .situation import pregnancy_words
 
 MENU_VERSION = "edits-1"
 EDIT_TITLE = "How to answer for her"
@@ -48,6 +49,17 @@ SENTENCES = {
     "stage_care": ("Include the routine care due at her stage of pregnancy: daily iron and folic acid, the scans due, "
                    "fetal movements, and birth planning near term."),
     "return_signs": "End with when she should come back sooner: bleeding, reduced fetal movements, severe headache.",
+}
+# The same sentences for a woman who is not pregnant: never antenatal care after her pregnancy has ended.
+SENTENCES_AFTER_PREGNANCY = {
+    "stage_care": ("Include the care due now that her pregnancy has ended: bleeding and signs of infection, "
+                   "contraception, anti-D if she is RhD negative, and her mood."),
+    "return_signs": "End with when she should come back sooner: heavy bleeding, fever, severe abdominal pain.",
+}
+SENTENCES_NOT_PREGNANT = {
+    "stage_care": ("Include the routine care due for her, who is not pregnant: contraception or, if she plans a "
+                   "pregnancy, folic acid before conception, and cervical screening."),
+    "return_signs": "End with when she should come back sooner: heavy bleeding, fever, severe abdominal pain.",
 }
 
 
@@ -89,14 +101,25 @@ def edit_named(code: str) -> Edit:
         raise ValueError(f"Unknown prompt edit {code!r}; the menu {MENU_VERSION} has {', '.join(BY_CODE)}.") from None
 
 
-def instruction_sentences(edit: Edit, risk_flag_labels: Sequence[str]) -> list[str]:
+def sentence_library(pregnancy_state: str = "pregnant") -> dict[str, str]:
+    """The library as it reads for her: the prompt's own words for her state ("pregnant, …", "not pregnant",
+    "not pregnant: her pregnancy ended …")."""
+    if pregnancy_state.startswith("not pregnant: her pregnancy ended"):
+        return {**SENTENCES, **SENTENCES_AFTER_PREGNANCY}
+    if pregnancy_state.startswith("not pregnant"):
+        return {**SENTENCES, **SENTENCES_NOT_PREGNANT}
+    return SENTENCES
+
+
+def instruction_sentences(edit: Edit, risk_flag_labels: Sequence[str], pregnancy_state: str = "pregnant") -> list[str]:
+    library = sentence_library(pregnancy_state)
     sentences = []
     for name in edit.sentences:
         if name == "flags_by_name":
-            sentences.append(SENTENCES["flags_by_name"].format(flags="; ".join(risk_flag_labels)) if risk_flag_labels
-                             else SENTENCES["no_flags"])
+            sentences.append(library["flags_by_name"].format(flags="; ".join(risk_flag_labels)) if risk_flag_labels
+                             else library["no_flags"])
         else:
-            sentences.append(SENTENCES[name])
+            sentences.append(library[name])
     return sentences
 
 
@@ -106,8 +129,11 @@ def _restated(risk_flag_labels: Sequence[str]) -> str:
 
 def library_lines(risk_flag_labels: Sequence[str]) -> list[str]:
     """Every line an edit can add for her, as rendered: what the guard knows to be the library's."""
-    sentences = [_restated(risk_flag_labels)] + instruction_sentences(Edit("all", "", tuple(SENTENCES)), risk_flag_labels)
-    return [f"- {sentence}" for sentence in sentences]
+    every = Edit("all", "", tuple(SENTENCES))
+    sentences = [_restated(risk_flag_labels)] + [
+        sentence for state in ("pregnant", "not pregnant", "not pregnant: her pregnancy ended")
+        for sentence in instruction_sentences(every, risk_flag_labels, state)]
+    return [f"- {sentence}" for sentence in dict.fromkeys(sentences)]
 
 
 def _keep_line(line: str, drop: tuple[str, ...]) -> bool:
@@ -130,7 +156,7 @@ def edited_sections(sections: Sequence[dict], edit: Edit, risk_flag_labels: Sequ
     added = []
     if edit.restate_flags:
         added.append(_restated(risk_flag_labels))
-    added += instruction_sentences(edit, risk_flag_labels)
+    added += instruction_sentences(edit, risk_flag_labels, pregnancy_words(sections))
     if added:
         out.append({"source": "instructions", "title": EDIT_TITLE, "text": "\n".join(f"- {s}" for s in added),
                     "refined": True, "edit": edit.code})

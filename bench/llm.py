@@ -45,6 +45,13 @@ def timed_stream(generate) -> tuple[float, float, int]:
     return ttft, rate, count[0]
 
 
+def forget(llama):
+    """Nothing read before: neither in the live context nor in the prefix cache."""
+    llama.reset()
+    if llama.cache is not None:
+        llama.cache.cache_state.clear()
+
+
 def first_words(patients) -> dict:
     """Time to first words of a full guidance prompt (guidance sources included) when its start was prefilled
     (her workspace opened), against the same prompt read cold, interleaved on one loaded model; and whether
@@ -58,8 +65,7 @@ def first_words(patients) -> dict:
         prefix = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": prompt_prefix(patient=patient)}]
         texts = {}
         for kind in ("cold", "warm"):
-            llama.reset()
-            llama.cache.cache_state.clear()  # nothing read before: neither in the context nor in the prefix cache
+            forget(llama)
             if kind == "warm":
                 backend.prefill(prefix)
             out = {}
@@ -92,9 +98,9 @@ def main():
     raw(lambda t: None)  # warm-up: both share the loaded model
     raw_runs, our_runs = [], []
     for _ in range(RUNS):  # interleaved, so machine noise hits both alike
-        llama.reset()  # no prefix reuse from the run before: each run evaluates the whole prompt
+        forget(llama)  # no prefix reuse from the run before: each run evaluates the whole prompt
         raw_runs.append(timed_stream(raw))
-        llama.reset()
+        forget(llama)
         our_runs.append(timed_stream(ours))
 
     prefix_reuse = first_words(patients)

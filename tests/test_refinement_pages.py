@@ -90,6 +90,15 @@ def text_of(response) -> str:
 
 
 class TestTheRunPage:
+    def test_a_run_that_deployed_the_best_fixed_edit_says_so_and_validates_what_it_deployed(
+            self, client_for, curator, organisation, imported_patient):
+        report = {**realistic_report(), "deployed": "best_fixed", "policy_train_mean_reward": 0.266,
+                  "best_fixed_train_mean_reward": 0.359}
+        run = stored_run(organisation, report=report, validation=validation_rows(imported_patient.pk))
+        page = text_of(client_for(curator).get(f"/refinement/{run.pk}/"))
+        assert "Deployed: the best fixed edit, not the policy." in page and "0.266 against 0.359" in page
+        assert "does the deployed edit help?" in page and "Deployed − best fixed" in page and "Policy − best fixed" not in page
+
     def test_a_finished_run_shows_its_held_out_validation_with_intervals_and_what_the_policy_learned(
             self, client_for, curator, organisation, imported_patient):
         run = stored_run(organisation, target_calls=512, report=realistic_report(), validation=validation_rows(imported_patient.pk))

@@ -381,14 +381,13 @@ def policy_refinement(run: RefinementRun, *, initial_text: str, sections: list[d
     and evaluations share it; any problem means the refined prompt is not used."""
     labels = [f["label"] for f in risk_flags]
     probabilities = {}
+    # A run whose policy did worse than the template while learning deploys its best fixed edit.
+    fixed = fixed or (run.report or {}).get("deployed") == "best_fixed"
     try:
         if fixed:
             code = (run.report or {}).get("best_fixed", {}).get("code")
             if not code:
                 raise RefinementError(f"Run {run.version} recorded no best fixed edit.")
-        elif (run.report or {}).get("deployed") == "best_fixed":  # its policy did worse than the template while learning
-            return policy_refinement(run, initial_text=initial_text, sections=sections, risk_flags=risk_flags, question=question,
-                                     identifiers=identifiers, token_budget=token_budget, fixed=True)
         else:
             code, probabilities = policy_edit(run, situation_summary(sections, labels, question))
         edit = edit_named(code)

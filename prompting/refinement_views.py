@@ -98,25 +98,29 @@ def _validation_blocks(validation: dict) -> list[dict]:
         out.append({"label": label, "n": block.get("n"), "patients": block.get("patients"),
                     "reward_initial": block.get("reward_initial"), "reward_refined": block.get("reward_refined"),
                     "reward_best_fixed": block.get("reward_best_fixed"),
+                    "precision": block.get("key_item_precision") or {},
                     "vs_initial": _interval(block.get("difference"), block.get("ci")),
                     "vs_best_fixed": _interval(vs_fixed.get("difference"), vs_fixed.get("ci")),
                     "best_fixed_vs_initial": _interval(fixed_vs_initial.get("difference"), fixed_vs_initial.get("ci"))})
     return out
 
 
-def _learned(learned: dict, best_fixed: str) -> dict | None:
-    """What the policy learned, in curators' words: each edit's use and gain, and its picks per kind of patient."""
+def _learned(learned: dict, best_fixed: str, precision: dict | None = None) -> dict | None:
+    """What the policy learned, in curators' words: each edit's use, gain and key-item precision on the
+    training patients, and its picks per kind of patient."""
     if not learned or not learned.get("edits"):
         return None
+    precision = precision or {}
     edits = [{**edit, "label": edit.get("label") or edit_label(edit.get("code")), "best_fixed": edit.get("code") == best_fixed,
-              "gain": {"value": edit.get("mean_gain"), "low": None, "high": None}} for edit in learned["edits"]]
+              "gain": {"value": edit.get("mean_gain"), "low": None, "high": None},
+              "precision": precision.get(edit.get("code"))} for edit in learned["edits"]]
     most = max(edits, key=lambda edit: edit.get("chosen") or 0)
     kinds = []
     for kind in learned.get("kinds") or []:
         picks = [{**pick, "label": pick.get("label") or edit_label(pick.get("code"))} for pick in kind.get("edits") or []]
         if picks:
             kinds.append({"kind": kind.get("kind", ""), "examples": kind.get("examples", 0), "top": picks[0], "others": picks[1:]})
-    return {"menu": learned.get("menu", ""), "edits": edits, "kinds": kinds,
+    return {"menu": learned.get("menu", ""), "edits": edits, "kinds": kinds, "has_precision": bool(precision),
             "most_chosen": most if most.get("chosen") else None, "total": sum(edit.get("chosen") or 0 for edit in edits)}
 
 
@@ -130,14 +134,15 @@ def _context(run: RefinementRun) -> dict:
     best_fixed = report.get("best_fixed") or {}
     validation = report.get("validation") or {}
     return {
-        "run": run, "running": run.status in ("queued", "running"),
+        "run": run, "running": run.is_unfinished,
         "chart": line_chart([("mean reward", curve)], title=f"Reward per step, run {run.version}", x_label="step",
                             y_label="mean reward") if len(curve) >= 1 else "",
         "rows": rows, "samples": samples, "report": report,
         "best_fixed": {**best_fixed, "label": best_fixed.get("label") or edit_label(best_fixed.get("code"))} if best_fixed else None,
         "validation": validation, "blocks": _validation_blocks(validation) if validation else [],
         "validation_difference": _interval(validation.get("difference"), validation.get("ci")),
-        "learned": _learned(report.get("learned") or {}, best_fixed.get("code", "")),
+        "learned": _learned(report.get("learned") or {}, best_fixed.get("code", ""), report.get("edit_precision")),
+        "set_aside": report.get("set_aside"),
         "edit_runs": any(row.get("code") for row in run.validation) or bool(report),
     }
 

@@ -20,7 +20,7 @@ from prompting.pmlm.rewards import GuidanceScore, Reference, RewardWeights, clos
 from prompting.pmlm.situation import MAX_CHARS, kind_of_patient, pregnancy_words, situation_summary
 from prompting.pmlm.training import (
     EditPolicy, Example, FixedEdit, RefinementConfig, Scorer, StepRecord, ValidationRow, best_fixed_edit, code_from_completion,
-    deployed_choice, edit_gains,
+    deployed_choice, edit_gains, keeps_precision, precision_by_edit,
     edit_prompt, policy_prompt, reward_table, split_by_patient, train_policy, validation_summary, what_the_policy_learned,
 )
 
@@ -342,6 +342,32 @@ class TestTheRewardTableAndTheBestFixedEdit:
         stuck = {"a": "E2", "b": "E0", "c": "E2"}  # 0.2667: worse than E1 for everyone
         assert deployed_choice(train, TABLE, stuck, "E1")["deployed"] == "best_fixed"
         assert FixedEdit("E1").choose("any situation") == ("E1", {"E1": 1.0})
+
+    def test_an_edit_that_lowered_key_item_precision_is_never_the_best_fixed_edit_and_the_initial_prompt_always_may_be(self):
+        assert best_fixed_edit(TABLE, eligible=lambda code: code != "E1") == ("E2", pytest.approx(0.3333, abs=1e-4))
+        assert best_fixed_edit(TABLE, eligible=lambda code: False) == ("E0", pytest.approx(0.30))
+
+    def test_precision_is_kept_when_it_is_at_least_the_initial_prompts_or_either_names_nothing(self):
+        assert keeps_precision(0.5, 0.5) and keeps_precision(0.6, 0.5) and not keeps_precision(0.49, 0.5)
+        assert keeps_precision(None, 0.5) and keeps_precision(0.2, None)
+
+    def test_each_edits_precision_is_read_from_the_answers_it_got_and_a_policy_that_lowered_it_is_not_deployed(self):
+        come_back = next(edit.code for edit in MENU if edit.sentences == ("return_signs",))
+
+        def answer(text):  # the return-signs sentence makes the model list routine care the physician did not name
+            if "come back sooner" in text:
+                return "Repeat blood pressure within a week. Take iron, folic acid and aspirin; count fetal movements."
+            return "Repeat blood pressure within a week."
+
+        scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
+        train = [example(key=f"visit {n}", patient=n) for n in range(3)]
+        precision = precision_by_edit(train, scorer, codes=(IDENTITY, come_back))
+        assert precision == {IDENTITY: 1.0, come_back: pytest.approx(0.2)}  # 1 of the 5 items it names is the physician's
+        table = {e.key: {IDENTITY: 0.3, come_back: 0.5} for e in train}  # the reward alone would pick the edit
+        decision = deployed_choice(train, table, {e.key: come_back for e in train}, IDENTITY, scorer)
+        assert decision["deployed"] == "best_fixed"
+        assert decision["policy_train_key_item_precision"] == pytest.approx(0.2)
+        assert deployed_choice(train, table, {e.key: IDENTITY for e in train}, IDENTITY, scorer)["deployed"] == "policy"
 
     def test_edit_gains_are_mean_gains_over_the_initial_prompt(self):
         assert edit_gains(TABLE) == pytest.approx({"E0": 0.0, "E1": 0.05, "E2": 0.0333}, abs=1e-4)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .composer import render
 from .situation import pregnancy_words
 
-MENU_VERSION = "edits-1"
+MENU_VERSION = "edits-2"  # edits-2 added E8
 EDIT_TITLE = "How to answer for her"
 # What an edit may add beyond the template's token budget: its library sentences and her flags'
 # labels (the model's context leaves room for them beside the answer).
@@ -88,6 +88,10 @@ MENU: tuple[Edit, ...] = (
     Edit("E5", "when to come back sooner, last", ("return_signs",)),
     Edit("E6", "peers' line dropped", drop=PEER_ADVICE + PEER_CARE),
     Edit("E7", "risk flags by name, routine care for her stage, when to come back", ("flags_by_name", "stage_care", "return_signs"),
+         restate_flags=True),
+    # E7 without the routine list: E7 raised the reward but made the model name routine care her physician had
+    # not (key-item precision fell), so the menu offers the flags and the return signs alone.
+    Edit("E8", "risk flags by name and when to come back, without the routine list", ("flags_by_name", "return_signs"),
          restate_flags=True),
 )
 BY_CODE = {edit.code: edit for edit in MENU}

@@ -192,12 +192,35 @@ def reward_table(examples: Sequence[Example], scorer: Scorer, *, codes: Sequence
     return table
 
 
-def best_fixed_edit(table: dict[str, dict[str, float]]) -> tuple[str, float]:
-    """The edit with the best mean reward over the table's examples (ties: the earlier in the menu)."""
-    codes = list(next(iter(table.values())))
+def best_fixed_edit(table: dict[str, dict[str, float]], eligible: Callable[[str], bool] = lambda code: True) -> tuple[str, float]:
+    """The eligible edit with the best mean reward over the table's examples (ties: the earlier in the
+    menu); the initial prompt is always eligible."""
+    codes = [code for code in next(iter(table.values())) if code == IDENTITY or eligible(code)]
     means = {code: statistics.fmean(row[code] for row in table.values()) for code in codes}
     best = max(codes, key=lambda code: (means[code], -codes.index(code)))
     return best, round(means[best], 4)
+
+
+def _mean_defined(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def key_item_precision(outcomes: Sequence[Outcome]) -> float | None:
+    """Mean key-item precision of guidance as the evaluation takes it: over the answers that name a key item."""
+    return _mean_defined(o.score.precision for o in outcomes if o.score is not None)
+
+
+def precision_by_edit(examples: Sequence[Example], scorer: Scorer, codes: Sequence[str] = tuple(e.code for e in MENU)
+                      ) -> dict[str, float | None]:
+    """Each edit's mean key-item precision on the examples, as used (read from the scorer's outcomes: no new answers)."""
+    return {code: key_item_precision([scorer.used(example, code) for example in examples]) for code in codes}
+
+
+def keeps_precision(precision: float | None, initial: float | None) -> bool:
+    """The guardrail: an edit is deployed only if its guidance names no more of what the physician did not
+    than the initial prompt's (a reward gain bought by listing everything is not a gain to a clinic)."""
+    return precision is None or initial is None or precision >= initial
 
 
 def edit_gains(table: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -406,6 +429,8 @@ class ValidationRow:
     kinds: list[str]
     initial_prompt: str = ""
     refined_prompt: str = ""
+    precision_initial: float | None = None  # key-item precision of the initial prompt's guidance (None: it names none)
+    precision_refined: float | None = None  # as used
 
 
 class FixedEdit:
@@ -419,14 +444,20 @@ class FixedEdit:
 
 
 def deployed_choice(train: Sequence[Example], table: dict[str, dict[str, float]], choices: dict[str, str],
-                    best_fixed: str) -> dict:
+                    best_fixed: str, scorer: Scorer | None = None) -> dict:
     """What a run deploys, decided on its training examples only: the policy's per-patient choices when
-    their mean reward there is at least the best fixed edit's, else the best fixed edit (a policy that has
-    not learned the template's gain is never sent to clinicians)."""
+    their mean reward there is at least the best fixed edit's and they keep key-item precision, else the
+    best fixed edit (a policy that has not learned the template's gain is never sent to clinicians)."""
     policy_mean = statistics.fmean(table[e.key][choices[e.key]] for e in train)
     fixed_mean = statistics.fmean(table[e.key][best_fixed] for e in train)
-    return {"deployed": "policy" if policy_mean >= fixed_mean else "best_fixed",
-            "policy_train_mean_reward": round(policy_mean, 4), "best_fixed_train_mean_reward": round(fixed_mean, 4)}
+    decision = {"policy_train_mean_reward": round(policy_mean, 4), "best_fixed_train_mean_reward": round(fixed_mean, 4)}
+    precise = True
+    if scorer is not None:
+        policy_precision = key_item_precision([scorer.used(e, choices[e.key]) for e in train])
+        initial_precision = key_item_precision([scorer.used(e, IDENTITY) for e in train])
+        precise = keeps_precision(policy_precision, initial_precision)
+        decision["policy_train_key_item_precision"] = policy_precision
+    return {"deployed": "policy" if policy_mean >= fixed_mean and precise else "best_fixed", **decision}
 
 
 def validate(validation: Sequence[Example], scorer: Scorer, policy: EditPolicy | FixedEdit, best_fixed: str, *,
@@ -438,12 +469,14 @@ def validate(validation: Sequence[Example], scorer: Scorer, policy: EditPolicy |
             raise Stopped()
         code, _ = policy.choose(example.situation)
         initial, refined = scorer.outcome(example, IDENTITY), scorer.outcome(example, code)
-        fixed = scorer.used(example, best_fixed)
+        fixed, used = scorer.used(example, best_fixed), scorer.used(example, code)
         rows.append(ValidationRow(
             key=example.key, patient=example.patient, rag=example.rag, code=code, best_fixed=best_fixed,
             reward_initial=initial.reward, reward_refined=refined.reward if refined.accepted else initial.reward,
             reward_best_fixed=fixed.reward, accepted=refined.accepted, problems=[p.as_dict() for p in refined.problems],
-            kinds=example.kinds, initial_prompt=example.initial_text, refined_prompt=refined.prompt))
+            kinds=example.kinds, initial_prompt=example.initial_text, refined_prompt=refined.prompt,
+            precision_initial=initial.score.precision if initial.score else None,
+            precision_refined=used.score.precision if used.score else None))
         if on_progress:
             on_progress(n, len(validation))
     return rows
@@ -460,6 +493,8 @@ def validation_summary(rows: Sequence[ValidationRow], *, resamples: int = 1000, 
             "reward_initial": round(statistics.fmean(r.reward_initial for r in subset), 4),
             "reward_refined": round(statistics.fmean(r.reward_refined for r in subset), 4),
             "reward_best_fixed": round(statistics.fmean(r.reward_best_fixed for r in subset), 4),
+            "key_item_precision": {"initial": _mean_defined(r.precision_initial for r in subset),
+                                   "refined": _mean_defined(r.precision_refined for r in subset)},
             **paired_difference([(r.patient, r.reward_refined - r.reward_initial) for r in subset], resamples=resamples, seed=seed),
             "vs_best_fixed": paired_difference([(r.patient, r.reward_refined - r.reward_best_fixed) for r in subset],
                                                resamples=resamples, seed=seed),

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(jsonlib.dumps({k: report[k] for k in (
                 "run_id", "steps", "reward_initial", "reward_refined", "minutes", "stage_minutes", "target_calls", "validation",
-                "best_fixed_edit", "deployed", "policy_train_mean_reward", "learned", "checkpoint", "accepted_share",
+                "best_fixed_edit", "set_aside", "deployed", "policy_train_mean_reward", "learned", "checkpoint", "accepted_share",
                 "seconds_per_step", "train_examples", "validation_examples", "promoted")}, indent=2))
             return
         validation = report["validation"]
@@ -58,6 +58,11 @@ class Command(BaseCommand):
                           f"{difference_text(validation['difference'], validation['ci'])}")
         best = report["best_fixed_edit"]
         self.stdout.write(f"Best fixed edit on the training patients: {best['code']} ({best['label']})")
+        if report["set_aside"]:
+            aside = report["set_aside"]
+            self.stdout.write(f"Set aside: {aside['code']} ({aside['label']}) scored best, {_figure(aside['mean_reward'])}, but "
+                              f"lowered key-item precision to {_figure(aside['key_item_precision'])} (initial prompt "
+                              f"{_figure(best.get('initial_key_item_precision'))})")
         if report["deployed"] == "best_fixed":
             self.stdout.write(f"Deployed: the best fixed edit (the policy's choices scored "
                               f"{_figure(report['policy_train_mean_reward'])} on its training patients, the best fixed edit "

@@ -1,10 +1,13 @@
 """What the partner API reads and writes. Patients are addressed by their FHIR id, never by database keys."""
 
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from patients.models import Patient
-from prompting.models import ClinicianRating, GuidanceRequest, PeerModel, RefinementRun
+from patients.selectors import patient_pregnancy
+from prompting.guidance import guidance_as_json
+from prompting.models import RATING_SCALES, ClinicianRating, GuidanceRequest, PeerModel, RefinementRun
 from prompting.services import MAX_QUESTION_CHARS, PromptError, consultation_date_check, consultation_year_pattern
 
 
@@ -107,10 +110,6 @@ class PatientSerializer(serializers.ModelSerializer):
                   "pregnancy_start", "pregnancy_end", "last_encounter_at", "updated_at"]
 
     def get_pregnant(self, patient) -> bool:
-        from django.utils import timezone
-
-        from patients.selectors import patient_pregnancy
-
         return patient_pregnancy(patient, timezone.now().date()).pregnant
 
 
@@ -164,45 +163,35 @@ class CitationSerializer(serializers.Serializer):
 
 
 class GuidanceSerializer(serializers.ModelSerializer):
+    """Guidance, read only: its JSON is prompting.guidance.guidance_as_json (the one shape `ask --json` prints too);
+    the fields here document it for the schema."""
+
     patient = serializers.CharField(source="patient.external_id")
     endpoint = serializers.CharField(source="endpoint.name")
-    prompt = serializers.SerializerMethodField()
-    initial_prompt = serializers.SerializerMethodField()
-    refined = serializers.SerializerMethodField()
+    prompt = serializers.CharField(help_text="The prompt the LLM was sent: the refined one when the policy's edit was used.")
+    initial_prompt = serializers.CharField()
+    refined = serializers.BooleanField()
+    refinement = serializers.DictField(help_text=(
+        "What the promoted refinement run did to the prompt (empty when none is promoted): run, version, edit, label, "
+        "used, and the guard's problems when its edit was not used."))
     guidance = serializers.CharField(source="text")
-    citations = serializers.SerializerMethodField()
+    citations = CitationSerializer(many=True)
     warnings = serializers.ListField(child=serializers.DictField())
     unsupported_claims = serializers.ListField(child=serializers.DictField(), help_text=(
         "Sentences of the guidance that assert about her what her record does not support: sentence, start, end "
         "(offsets into the guidance), reason, kinds (finding, number, medicine)."))
     usage = serializers.DictField()
-    notice = serializers.SerializerMethodField()
+    notice = serializers.CharField()
 
     class Meta:
         model = GuidanceRequest
         fields = ["id", "patient", "question", "consultation_date", "status", "endpoint", "use_retrieval", "backend", "model",
-                  "prompt", "initial_prompt", "refined", "guidance", "citations", "warnings", "unsupported_claims", "usage",
-                  "latency_ms", "error",
-                  "notice", "created_at", "finished_at"]
+                  "prompt", "initial_prompt", "refined", "refinement", "guidance", "citations", "warnings",
+                  "unsupported_claims", "usage", "latency_ms", "error", "notice", "created_at", "finished_at"]
+        read_only_fields = fields
 
-    def get_prompt(self, guidance) -> str:
-        sent = guidance.refined_prompt or guidance.prompt
-        return sent.text if sent else ""
-
-    def get_initial_prompt(self, guidance) -> str:
-        return guidance.prompt.text if guidance.prompt else ""
-
-    def get_refined(self, guidance) -> bool:
-        return guidance.refined_prompt_id is not None
-
-    def get_citations(self, guidance) -> list[dict]:
-        keep = ("n", "title", "source", "excerpt", "score", "cited_in_text")
-        return CitationSerializer([{k: c.get(k) for k in keep} for c in guidance.citations], many=True).data
-
-    def get_notice(self, guidance) -> str:
-        from prompting.pmlm.safety import NOTICE
-
-        return NOTICE
+    def to_representation(self, instance) -> dict:
+        return guidance_as_json(instance)
 
 
 class RatingSerializer(serializers.ModelSerializer):
@@ -217,8 +206,7 @@ class RatingSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ClinicianRating
-        fields = ["id", "rater", "accuracy", "completeness", "personalisation", "safety", "clarity", "would_follow", "comment",
-                  "created_at"]
+        fields = ["id", "rater", *RATING_SCALES, "would_follow", "comment", "created_at"]
         read_only_fields = ["id", "rater", "created_at"]
 
 

@@ -3,6 +3,7 @@ looked up inside the caller's organisation, so another organisation's patient is
 
 import re
 
+from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -13,7 +14,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.errors import Conflict, fhir_error_response
+from api.errors import Conflict, error_body, fhir_error_response
 from api.parsers import FhirJSONAsJSONParser, FhirJSONParser
 from api.serializers import (
     ErrorSerializer, FhirErrorSerializer, GuidanceCreateSerializer, GuidanceSerializer, ImportResultSerializer,
@@ -26,10 +27,12 @@ from patients.fhir.parse import SUPPORTED_BUNDLE_TYPES
 from patients.models import Patient, Role
 from patients.selectors import get_or_404_audited, patient_list
 from patients.services import patient_import_bundle
-from prompting.guidance import GuidanceBusy, GuidanceError, endpoint_named, guidance_request_create
-from prompting.models import GuidanceRequest, PeerModel, RefinementRun
+from prompting.endpoints import endpoint_named
+from prompting.errors import GuidanceBusy, GuidanceError
+from prompting.guidance import guidance_request_create
+from prompting.models import RATING_SCALES, GuidanceRequest, PeerModel, RefinementRun
 from prompting.ratings import RatingError, guidance_rate
-from prompting.services import PromptError, prompt_as_json, prompt_build
+from prompting.services import PromptError, prompt_as_json, prompt_request
 
 IMPORT_ROLES = {Role.PARTNER, Role.CURATOR, Role.ADMIN}
 ERRORS = {code: OpenApiResponse(ErrorSerializer, description=text) for code, text in (
@@ -208,10 +211,9 @@ class PatientPrompt(PartnerView):
         patient = self.patient(patient_id)
         data = _valid(QuestionSerializer, request.data)
         try:
-            prompt = prompt_build(patient=patient, question=data["question"], at=data.get("at"), user=request.user)
+            prompt = prompt_request(patient=patient, question=data["question"], at=data.get("at"), user=request.user)
         except PromptError as exc:
             raise ValidationError({"question": [str(exc)]}) from None
-        audit_record(AuditAction.BUILD_PROMPT, obj=patient, details={"prompt": prompt.pk})
         return Response(prompt_as_json(prompt))
 
 
@@ -262,9 +264,9 @@ class GuidanceRatings(PartnerView):
     def post(self, request, guidance_id: int):
         guidance = _guidance_in(self.organisation, guidance_id)
         data = _valid(RatingSerializer, request.data)
-        if guidance.status != "done":
+        if not guidance.is_done:
             raise Conflict(f"Only finished guidance can be rated; this one is {guidance.status}.")
-        scores = {s: data[s] for s in ("accuracy", "completeness", "personalisation", "safety", "clarity")}
+        scores = {scale: data[scale] for scale in RATING_SCALES}
         try:
             rating = guidance_rate(guidance=guidance, rater=request.user, scores=scores, would_follow=data.get("would_follow"),
                                    comment=data.get("comment", ""))
@@ -303,8 +305,4 @@ def _valid(serializer_class, data) -> dict:
 @csrf_exempt
 def not_found(request, *args, **kwargs):
     """Any other URL under /api/ answers in the API's error shape, not with an HTML page."""
-    from django.http import JsonResponse
-
-    from api.errors import error_body
-
     return JsonResponse(error_body(404, "not_found", f"No API endpoint at {request.path}."), status=404)

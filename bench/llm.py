@@ -19,7 +19,8 @@ import django  # noqa: E402
 django.setup()
 
 from patients import models as pm  # noqa: E402
-from prompting.guidance import SYSTEM_MESSAGE, guidance_messages, guidance_request_create, question_prompt  # noqa: E402
+from prompting.consultation import SYSTEM_MESSAGE, guidance_messages, question_prompt  # noqa: E402
+from prompting.guidance import guidance_request_create  # noqa: E402
 from prompting.llm import build_backend  # noqa: E402
 from prompting.services import prompt_build, prompt_prefix  # noqa: E402
 

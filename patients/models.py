@@ -466,18 +466,57 @@ class JobStatus(models.TextChoices):
 
 
 class BackgroundJob(models.Model):
-    """Long work done by a Celery worker: its status and progress, which pages and the API show."""
+    """Work done by a Celery worker (every kind: guidance requests, imports, peer training, refinement,
+    evaluations, comparisons): its status and progress, which pages and the API show. patients/jobs.py
+    claims, advances, cancels, fails, finishes and sweeps every kind the same way."""
 
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
-    message = models.TextField(blank=True)
+    message = models.TextField(blank=True, help_text="Its status line: what it is doing, or how it ended.")
+    error = models.TextField(blank=True, help_text="Why it failed, in full.")
+    cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When its current claim started it.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True
         ordering = ["-created_at"]
+
+    @property
+    def is_queued(self) -> bool:
+        return self.status == JobStatus.QUEUED
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == JobStatus.RUNNING
+
+    @property
+    def is_unfinished(self) -> bool:
+        """Queued or running: a page showing it keeps polling."""
+        return self.status not in JobStatus.finished()
+
+    @property
+    def is_done(self) -> bool:
+        return self.status == JobStatus.DONE
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status == JobStatus.FAILED
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.status == JobStatus.CANCELLED
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in JobStatus.finished()
+
+    @property
+    def failure(self) -> str:
+        """Why it failed, for the jobs page: its error, else its status line."""
+        return (self.error or self.message) if self.is_failed else ""
 
 
 def import_upload_path(instance, filename):

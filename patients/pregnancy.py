@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from patients.fhir.codes import MAX_PREGNANCY_DAYS
+from prompting.pmlm.codes import MAX_PREGNANCY_DAYS
 
 TRIMESTER_STARTS = {1: 0, 2: 14, 3: 28}  # completed weeks at which each trimester begins
 

@@ -8,8 +8,9 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.http import Http404
 
+from audit.services import audit_denied
 from patients import models as m
-from patients.fhir.codes import MAX_PREGNANCY_DAYS
+from prompting.pmlm.codes import MAX_PREGNANCY_DAYS
 from patients.pregnancy import PregnancyStatus, pregnancy_status, start_window_for_trimester
 from prompting.pmlm.trends import care_engagement
 
@@ -72,8 +73,6 @@ def patient_list(*, organisation: m.Organisation, query: str = "", pregnant: boo
 def get_or_404_audited(queryset: QuerySet, *, object_id, anywhere: dict, **lookup):
     """The object the caller may reach (`lookup` within `queryset`), or 404. A refusal is audited
     (access_denied) with the id asked for, and whether the object exists at all (`anywhere`)."""
-    from audit.services import audit_denied
-
     model = queryset.model
     try:
         return queryset.get(**lookup)

@@ -15,17 +15,18 @@ from django.db import DatabaseError, transaction
 from django.db.models import Max
 from django.utils.text import slugify
 
-from patients.fhir import codes
-from pmlm_site import safejson
+
+from audit.models import AuditAction
+from audit.services import audit_record
+from prompting.pmlm import codes
 from patients.fhir.parse import FhirError, ParsedBundle, parse_bundle
 from patients.fhir.store import store_bundle
-from prompting.jobs import job_finish
-from django.utils import timezone
-
+from patients.jobs import job_claim, job_claimed, job_fail, job_finish
+from patients.tasks import run_import_job
+from pmlm_site import safejson
 from patients.models import (
-    BundleImport, Condition, Encounter, ImportJob, ImportStatus, JobStatus, Organisation, Patient, Procedure,
+    BundleImport, Condition, Encounter, ImportJob, ImportStatus, Organisation, Patient, Procedure,
 )
-
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +124,6 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
 def _record(organisation, result: BundleResult, user, started: float):
     """The import's own row, and its audit event (ids and counts only)."""
     _record_import(organisation, result, user, started)
-    from audit.models import AuditAction
-    from audit.services import audit_record
-
     audit_record(AuditAction.IMPORT_BUNDLE, object_type="patients.BundleImport", object_id=result.bundle_import_id or "",
                  actor=user, organisation_id=organisation.pk,
                  details={"ok": result.ok, "patients": len(result.patient_external_ids)})
@@ -188,25 +186,22 @@ def import_job_create(*, organisation: Organisation, upload, user=None) -> Impor
 
 
 def import_job_queue(*, job: ImportJob):
-    from patients.tasks import run_import_job
-
     transaction.on_commit(lambda: run_import_job.delay(job.pk))
 
 
 def import_job_run(*, job_id: int) -> str:
     """Run one import job. Safe to repeat: a finished job is left alone, and imports upsert."""
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update().get(pk=job_id)
-        if job.status in JobStatus.finished():
-            return job.status
-        job.status, job.progress, job.message = JobStatus.RUNNING, 10, "Importing"
-        job.save(update_fields=["status", "progress", "message"])
+    job = job_claim(ImportJob, job_id, progress=10, message="Importing")
+    if job is None:
+        return ImportJob.objects.get(pk=job_id).status
     results = fhir_import_paths(organisation=job.organisation, paths=[job.upload.path], user=job.created_by)
     result = results[0] if results else BundleResult(source=job.upload.name, ok=False, error="the upload is missing")
-    # Only while it is still running: a job the sweep failed meanwhile stays failed with the sweep's reason.
-    job_finish(ImportJob, job.pk, status=JobStatus.DONE if result.ok else JobStatus.FAILED, progress=100,
-               message=result.summary() if result.ok else result.error, bundle_import_id=result.bundle_import_id,
-               finished_at=timezone.now())
+    # Only while it is still this claim's: a job the sweep failed meanwhile stays failed with the sweep's reason.
+    if result.ok:
+        job_finish(job, message=result.summary(), bundle_import_id=result.bundle_import_id)
+    else:
+        job_claimed(job).update(bundle_import_id=result.bundle_import_id)
+        job_fail(job, result.error)
     return ImportJob.objects.get(pk=job.pk).status
 
 
@@ -219,12 +214,12 @@ def patient_refresh_summary(*, patient_ids: list[int]):
         return
     starts: dict[int, list] = {}
     for pid, code, onset, abatement in Condition.objects.filter(
-        patient_id__in=patient_ids, code__in=codes.PREGNANCY_CONDITION_CODES | codes.PREGNANCY_END_CONDITION_CODES
+        patient_id__in=patient_ids, code__in=codes.PREGNANCY_CONDITIONS | codes.PREGNANCY_ENDING_CONDITIONS
     ).values_list("patient_id", "code", "onset_at", "abatement_at"):
         starts.setdefault(pid, []).append((code, onset, abatement))
     procedures: dict[int, list] = {}
     for pid, performed in Procedure.objects.filter(
-        patient_id__in=patient_ids, code__in=codes.PREGNANCY_END_PROCEDURE_CODES
+        patient_id__in=patient_ids, code__in=codes.PREGNANCY_ENDING_PROCEDURES
     ).values_list("patient_id", "performed_start"):
         if performed:
             procedures.setdefault(pid, []).append(performed.date())
@@ -252,7 +247,7 @@ def pregnancy_episode(conditions: list[tuple], end_procedures: list[date]) -> tu
     episode at MAX_PREGNANCY_DAYS.
     """
     episodes = [(onset.date(), abatement.date() if abatement else None)
-                for code, onset, abatement in conditions if code in codes.PREGNANCY_CONDITION_CODES and onset]
+                for code, onset, abatement in conditions if code in codes.PREGNANCY_CONDITIONS and onset]
     if not episodes:
         return None, None
     latest = max(start for start, _ in episodes)
@@ -261,6 +256,6 @@ def pregnancy_episode(conditions: list[tuple], end_procedures: list[date]) -> tu
     start = min(s for s, _ in overlapping)
     ends = [e for s, e in overlapping if e is not None]
     ends += [onset.date() for code, onset, _ in conditions
-             if code in codes.PREGNANCY_END_CONDITION_CODES and onset and onset.date() >= start]
+             if code in codes.PREGNANCY_ENDING_CONDITIONS and onset and onset.date() >= start]
     ends += [d for d in end_procedures if d >= start]
     return start, (min(ends) if ends else None)

@@ -20,6 +20,10 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from prompting.endpoints import endpoint_default
+from prompting.errors import GuidanceError
+from prompting.pmlm.tokens import smollm2_gguf_path
+
 logger = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 2.0
@@ -58,8 +62,6 @@ def check_broker() -> dict:
 def check_llm() -> dict:
     """The default endpoint: a local model file that exists and is readable (never loaded), or an HTTP server that
     answers GET /models (any status: reachable is what matters)."""
-    from prompting.guidance import GuidanceError, endpoint_default
-
     try:
         endpoint = endpoint_default()
     except GuidanceError:
@@ -69,8 +71,6 @@ def check_llm() -> dict:
         if options.get("model_path"):
             path = Path(options["model_path"])
         else:
-            from prompting.pmlm.tokens import smollm2_gguf_path
-
             try:
                 path = smollm2_gguf_path()
             except FileNotFoundError:

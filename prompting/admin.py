@@ -1,9 +1,13 @@
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
 from patients.admin import CuratedAdmin, SiteSettingsAdmin, export_csv
+from prompting.errors import GuidanceError
 from prompting.evaluation import evaluation_run_cancel
+from prompting.guidance import comparison_run_check, comparison_run_create
+from prompting.knowledge import KnowledgeError, knowledge_document_save
 from prompting.models import (
     ClinicianRating, ComparisonRun, EvaluationItem, EvaluationRun, GuidanceRequest, KnowledgeChunk, KnowledgeDocument,
     LLMEndpoint, PeerModel, PeerProfile, PersonalizedPrompt, PromptTemplate, RefinementRun,
@@ -106,19 +110,13 @@ class KnowledgeDocumentAdmin(SiteSettingsAdmin):
         return obj.chunks.count()
 
     def save_model(self, request, obj, form, change):
-        from django.db import transaction
-
-        from prompting.knowledge import KnowledgeError, extract_text
-        from prompting.tasks import index_knowledge_document_task
-
-        if "upload" in form.changed_data and obj.upload:
-            try:
-                obj.text = extract_text(obj.upload.name, obj.upload.read())
-            except KnowledgeError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                return
-        super().save_model(request, obj, form, change)
-        transaction.on_commit(lambda: index_knowledge_document_task.delay(obj.pk))
+        upload = "upload" in form.changed_data and obj.upload
+        try:
+            knowledge_document_save(document=obj, file_name=obj.upload.name if upload else "",
+                                    data=obj.upload.read() if upload else None)
+        except KnowledgeError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
         self.message_user(request, "Indexing in the background: the passages appear in a moment.")
 
 
@@ -134,24 +132,45 @@ class GuidanceRequestAdmin(CuratedAdmin):
         return False
 
 
+class ComparisonRunForm(forms.ModelForm):
+    """The comparison's checks, as comparison_run_create makes them, shown on the form."""
+
+    class Meta:
+        model = ComparisonRun
+        fields = ("organisation", "patient_ids", "questions", "endpoint_names")
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            try:
+                data["endpoint_names"] = comparison_run_check(
+                    organisation=data["organisation"], patient_ids=data.get("patient_ids") or [],
+                    questions=data.get("questions") or [], endpoint_names=data.get("endpoint_names") or [])
+            except GuidanceError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return data
+
+
 @admin.register(ComparisonRun)
 class ComparisonRunAdmin(CuratedAdmin):
     """Start a comparison: patients (FHIR ids), questions and endpoints; a worker runs it."""
 
     list_display = ("created_at", "organisation", "status", "progress", "message")
     list_filter = ("status",)
+    form = ComparisonRunForm
     fields = ("organisation", "patient_ids", "questions", "endpoint_names", "status", "progress", "message", "table")
     readonly_fields = ("status", "progress", "message", "table")
 
+    def get_readonly_fields(self, request, obj=None):
+        """A started comparison is a record of what ran: nothing of it changes afterwards."""
+        return self.fields if obj is not None else self.readonly_fields
+
     def save_model(self, request, obj, form, change):
-        from django.db import transaction
-
-        from prompting.tasks import run_comparison_task
-
-        obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        if not change:
-            transaction.on_commit(lambda: run_comparison_task.delay(obj.pk))
+        if change:
+            return
+        run = comparison_run_create(organisation=obj.organisation, patient_ids=obj.patient_ids, questions=obj.questions,
+                                    endpoint_names=obj.endpoint_names, user=request.user)
+        obj.pk, obj._state.adding = run.pk, False
 
 
 @admin.register(RefinementRun)

@@ -23,7 +23,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from patients import models as pm
-from prompting.guidance import endpoint_named, guidance_messages, guidance_passages, passage_text
+from prompting.consultation import guidance_messages, guidance_passages, passage_text
+from prompting.endpoints import endpoint_named
 from prompting.llm import build_backend
 from prompting.llm.cache import CachedGenerator
 from prompting.models import PeerModel

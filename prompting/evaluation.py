@@ -15,30 +15,31 @@ import io
 
 from django.db import transaction
 from django.db.models import Avg, BooleanField, Count, ExpressionWrapper, Q
-from django.utils import timezone
 
 from patients import models as pm
+from patients.jobs import job_cancel, job_claim, job_fail, job_finish, job_progress, job_should_stop, job_stopped
 from prompting.encounters import (  # noqa: F401  (held_out_*: the evaluation's who, re-exported)
     ENCOUNTER_QUESTION, EXAMPLES_PER_PATIENT, encounter_prompt, endpoint_generator, held_out_encounters, held_out_peers,
     peers_today, target_answerer,
 )
-from prompting.guidance import GuidanceError, endpoint_named
-from prompting.jobs import job_cancel, job_claimed, job_fail
+from prompting.endpoints import endpoint_named
+from prompting.errors import GuidanceError
 from prompting.llm import LLMError
 from prompting.models import (
-    ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, PeerModel, RefinementRun,
+    ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, RefinementRun,
 )
 from prompting.pmlm.agreement import judge_clinician_agreement
 from prompting.pmlm.deidentify import leaks
 from prompting.pmlm.edits import MENU_VERSION
 from prompting.pmlm.evaluation import METRICS, REFINED_VARIANTS, VARIANTS, Scored, guidance_metrics, summarise, variant_text
 from prompting.pmlm.grounding import guidance_claims
-from prompting.pmlm.holdout import DEFAULT_SEED, DEFAULT_SHARE, split_patients
+from prompting.pmlm.holdout import DEFAULT_SEED, DEFAULT_SHARE
 from prompting.pmlm.judge import judge_guidance, rubric
 from prompting.pmlm.retrieval import default_embedder
 from prompting.pmlm.safety import safety_warnings
 from prompting.refinement import policy_refinement
 from prompting.services import PromptError, prompt_template_active, template_spec
+from prompting.tasks import run_evaluation_task
 
 JUDGE_MAX_TOKENS = 80
 JUDGE_READABLE_MINIMUM = 0.8  # below this share of readable verdicts, the report warns that the judge is not usable
@@ -100,8 +101,6 @@ def _model_name(endpoint) -> str:
 
 
 def evaluation_run_queue(*, run: EvaluationRun):
-    from prompting.tasks import run_evaluation_task
-
     transaction.on_commit(lambda: run_evaluation_task.delay(run.pk))
 
 
@@ -123,46 +122,34 @@ def refinement_run_for_evaluation(organisation: pm.Organisation) -> RefinementRu
 # --- running ---------------------------------------------------------------------------------------------
 
 
-def _claim(run_id: int) -> EvaluationRun | None:
-    with transaction.atomic():
-        run = EvaluationRun.objects.select_for_update().get(pk=run_id)
-        if run.status in pm.JobStatus.finished():
-            return None
-        # A run redelivered after its worker died goes on: the guidance it already scored is kept.
-        run.status, run.started_at, run.error, run.message = pm.JobStatus.RUNNING, timezone.now(), "", "Starting"
-        run.save(update_fields=["status", "started_at", "error", "message"])
-        return run
-
-
 def evaluation_run_execute(*, run_id: int, on_progress=None) -> EvaluationRun:
-    run = _claim(run_id)
+    # A run redelivered after its worker died goes on: the guidance it already scored is kept.
+    run = job_claim(EvaluationRun, run_id, message="Starting")
     if run is None:
         return EvaluationRun.objects.get(pk=run_id)
 
-    ours = job_claimed(EvaluationRun, run.pk, run.started_at)  # the sweep or a redelivered task's claim takes it away
-
     def progress(percent: int, message: str):
-        ours.update(progress=min(percent, 99), message=message[:500])
+        job_progress(run, percent, message)
         if on_progress:
             on_progress(percent, message)
-        if not ours.filter(cancel_requested=False).exists():  # cancelled, or no longer ours
+        if job_should_stop(run):
             raise _Cancelled()
 
     try:
         report = _evaluate(run, progress)
     except _Cancelled:
-        ours.update(status=pm.JobStatus.CANCELLED, message=f"Cancelled after {run.items.count()} answers", finished_at=timezone.now())
+        job_stopped(run, f"Cancelled after {run.items.count()} answers")
         return EvaluationRun.objects.get(pk=run.pk)
     except (EvaluationError, GuidanceError, PromptError, LLMError, ValueError) as exc:
-        job_fail(EvaluationRun, run.pk, str(exc), started_at=run.started_at)
+        job_fail(run, str(exc))
         return EvaluationRun.objects.get(pk=run.pk)
     except Exception as exc:
-        job_fail(EvaluationRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}", started_at=run.started_at)
+        job_fail(run, f"Unexpected error: {exc.__class__.__name__}: {exc}")
         raise
     rows = evaluation_rows(run, report)
     with transaction.atomic():
-        ours.update(
-            status=pm.JobStatus.DONE, progress=100, rows=rows, report=report, finished_at=timezone.now(),
+        job_finish(
+            run, rows=rows, report=report,
             message=f"{run.items.count()} answers on {report['examples']} encounters of {report['patients']} held-out patients")
     return EvaluationRun.objects.get(pk=run.pk)
 

@@ -93,7 +93,7 @@ def _context(run: EvaluationRun, membership) -> dict:
             chart = interval_chart(variants, series, title=f"{METRICS[metric]['label']} by prompt variant, {endpoint}", y_label=label)
             if chart:
                 charts.append({"svg": chart, "caption": f"{METRICS[metric]['label']}: mean and bootstrap 95% CI per variant, {endpoint}."})
-    return {"run": run, "running": run.status in (pm.JobStatus.QUEUED, pm.JobStatus.RUNNING), "rows": rows,
+    return {"run": run, "running": run.is_unfinished, "rows": rows,
             "metrics": [{"key": m, **METRICS[m]} for m in shown], "charts": charts, "samples": _samples(run),
             "curator": membership.role in CURATION_ROLES, "report": run.report, "vs_pmlm": vs_pmlm,
             "delta_after": "closeness" if "closeness" in shown else ""}  # the paired differences follow closeness
@@ -104,7 +104,7 @@ SAMPLE_ENCOUNTERS = 3
 
 def _samples(run: EvaluationRun) -> list[dict]:
     """What the physician advised at the first encounters, beside each variant's answer (first LLM, sources on if evaluated)."""
-    if run.status != pm.JobStatus.DONE or not run.config.get("endpoints"):
+    if not run.is_done or not run.config.get("endpoints"):
         return []
     rag = run.config["retrieval"][0]
     items = list(run.items.filter(endpoint_name=run.config["endpoints"][0], use_retrieval=rag).select_related("patient"))

@@ -1,5 +1,8 @@
 from django import forms
 
+from prompting.models import LLMEndpoint
+from prompting.pmlm.evaluation import VARIANT_LABELS
+from prompting.ratings import ab_kinds_available
 from prompting.services import MAX_QUESTION_CHARS
 
 
@@ -14,8 +17,6 @@ class GuidanceForm(PromptForm):
     use_retrieval = forms.BooleanField(required=False, initial=True, label="Ground in guidance sources")
 
     def __init__(self, *args, **kwargs):
-        from prompting.models import LLMEndpoint
-
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = LLMEndpoint.objects.filter(active=True)
 
@@ -30,8 +31,6 @@ class RefinementRunForm(forms.Form):
                                       empty_label="The default endpoint", help_text="The LLM whose guidance is scored.")
 
     def __init__(self, *args, **kwargs):
-        from prompting.models import LLMEndpoint
-
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = LLMEndpoint.objects.filter(active=True)
 
@@ -53,8 +52,6 @@ class ABForm(PromptForm):
     kind = forms.ChoiceField(label="Compare", choices=())
 
     def __init__(self, *args, patient=None, **kwargs):
-        from prompting.ratings import ab_kinds_available
-
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = ab_kinds_available(patient) if patient is not None else []
 
@@ -71,9 +68,6 @@ class EvaluationRunForm(forms.Form):
                                    help_text="Scores each answer on a HealthBench-style rubric; the judge is named in the report.")
 
     def __init__(self, *args, **kwargs):
-        from prompting.models import LLMEndpoint
-        from prompting.pmlm.evaluation import VARIANT_LABELS
-
         super().__init__(*args, **kwargs)
         self.fields["endpoints"].queryset = self.fields["judge"].queryset = LLMEndpoint.objects.filter(active=True)
         self.fields["variants"].choices = list(VARIANT_LABELS.items())

@@ -16,39 +16,28 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
 from patients import models as pm
-from prompting.jobs import job_claimed
-from prompting.knowledge import knowledge_search
+from patients.jobs import job_claim, job_claimed, job_fail, job_finish, job_progress
+from prompting.consultation import SYSTEM_MESSAGE, guidance_messages, passage_citations, question_prompt
+from prompting.endpoints import endpoint_default, endpoint_named
+from prompting.errors import GuidanceBusy, GuidanceError
 from prompting.llm import LLMError, build_backend
 from prompting.models import ComparisonResult, ComparisonRun, GuidanceRequest, LLMEndpoint
 from prompting.pmlm.deidentify import leaks, scrub
 from prompting.pmlm.grounding import guidance_claims
-from prompting.pmlm.risk import risk_flags
 from prompting.pmlm.safety import NOTICE, safety_warnings
 from prompting.pmlm.state import current_pregnancy
+from prompting.refinement import prompt_refine
 from prompting.selectors import patient_history, patient_identifiers
-from prompting.services import PromptError, consultation_date_check, count_tokens, prompt_build, prompt_prefix
+from prompting.services import MAX_QUESTION_CHARS, PromptError, consultation_date_check, count_tokens, prompt_prefix
+from prompting.tasks import prefill_guidance_task, run_comparison_task, run_guidance_task
 
-SYSTEM_MESSAGE = ("You are a careful obstetrics and gynaecology decision-support assistant. Answer the clinician's question "
-                  "for this patient using only the context given. Cite guidance sources as [1], [2].")
-ANSWER_INSTRUCTION = "Answer for the clinician in at most 200 words, as short bullet points."
-RETRIEVED_PASSAGES = 3
+__all__ = ["GuidanceBusy", "GuidanceError", "endpoint_default", "endpoint_named"]  # raised and named by callers of guidance
 logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
-
-
-class GuidanceError(ValueError):
-    pass
-
-
-class GuidanceBusy(GuidanceError):
-    """Too much guidance is already waiting for this account or organisation: try again later (API: 429)."""
-
-    retry_after = 30  # seconds: about one guidance answer
 
 
 def _refuse_when_busy(patient: pm.Patient, user):
@@ -66,29 +55,14 @@ def _refuse_when_busy(patient: pm.Patient, user):
                            "try again when some have finished.")
 
 
-def endpoint_default() -> LLMEndpoint:
-    endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).first()
-    if endpoint is None:
-        raise GuidanceError("No default LLM endpoint is configured: a site administrator marks one as default in the admin.")
-    return endpoint
-
-
-def endpoint_named(name: str) -> LLMEndpoint:
-    endpoint = LLMEndpoint.objects.filter(name=name, active=True).first()
-    if endpoint is None:
-        names = ", ".join(LLMEndpoint.objects.filter(active=True).values_list("name", flat=True))
-        raise GuidanceError(f"No active LLM endpoint named {name!r} (configured: {names or 'none'}).")
-    return endpoint
-
-
 def guidance_request_create(*, patient: pm.Patient, question: str, at: date | None = None, endpoint: LLMEndpoint | None = None,
                             use_retrieval: bool = True, use_refinement: bool = True, user=None, idempotency_key: str = "",
                             run_inline: bool = False) -> GuidanceRequest:
     question = (question or "").strip()
     if not question:
         raise GuidanceError("Type a question.")
-    if len(question) > 2000:
-        raise GuidanceError("The question is longer than 2000 characters.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise GuidanceError(f"The question is longer than {MAX_QUESTION_CHARS} characters.")
     try:
         at = consultation_date_check(at)
     except PromptError as exc:
@@ -115,13 +89,11 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
             guidance = GuidanceRequest.objects.create(
                 patient=patient, question=question, consultation_date=at, endpoint=endpoint,
                 use_retrieval=use_retrieval, use_refinement=use_refinement, idempotency_key=idempotency_key,
-                prompt=prompt, citations=_citations(passages), timings=timings,
+                prompt=prompt, citations=passage_citations(passages), timings=timings,
                 created_by=user if user is not None and user.is_authenticated else None)
             audit_record(AuditAction.REQUEST_GUIDANCE, obj=guidance, organisation_id=patient.organisation_id,
                          details={"patient": patient.pk, "endpoint": endpoint.name, "retrieval": use_retrieval})
             if not run_inline:
-                from prompting.tasks import run_guidance_task
-
                 transaction.on_commit(lambda: run_guidance_task.delay(guidance.pk))
     except IntegrityError:  # the same key at the same moment
         return GuidanceRequest.objects.get(patient=patient, idempotency_key=idempotency_key)
@@ -153,8 +125,6 @@ def guidance_prefill_soon(*, patient: pm.Patient):
     endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).only("kind").first()
     if endpoint is None or endpoint.kind != LLMEndpoint.Kind.LLAMACPP:
         return
-    from prompting.tasks import prefill_guidance_task
-
     def queue():
         expires = settings.PMLM_PREFILL_EXPIRES_SECONDS
         try:
@@ -167,20 +137,9 @@ def guidance_prefill_soon(*, patient: pm.Patient):
 
 
 def _claim(guidance_id: int) -> GuidanceRequest | None:
-    """Start (or, redelivered, start again) a request; its `started_at` is this claim's token (prompting.jobs)."""
-    with transaction.atomic():
-        guidance = GuidanceRequest.objects.select_for_update().select_related("patient", "endpoint").get(pk=guidance_id)
-        if guidance.status in pm.JobStatus.finished():
-            return None
-        guidance.status, guidance.started_at, guidance.text, guidance.error = pm.JobStatus.RUNNING, timezone.now(), "", ""
-        guidance.refined_prompt, guidance.refinement, guidance.unsupported_claims = None, {}, []  # a retried request starts clean
-        guidance.save(update_fields=["status", "started_at", "text", "error", "refined_prompt", "refinement", "unsupported_claims"])
-        return guidance
-
-
-def _ours(guidance: GuidanceRequest):
-    """Its row while this claim still runs it: the sweep, or a redelivered task's claim, takes it away."""
-    return job_claimed(GuidanceRequest, guidance.pk, guidance.started_at)
+    """Start (or, redelivered, start again) a request: a retried request starts clean."""
+    return job_claim(GuidanceRequest, guidance_id, select_related=("patient", "endpoint"), text="", refined_prompt=None,
+                     refinement={}, unsupported_claims=[])
 
 
 def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
@@ -191,48 +150,23 @@ def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
     try:
         _run(guidance, timings)
     except (LLMError, GuidanceError, PromptError) as exc:
-        _ours(guidance).update(status=pm.JobStatus.FAILED, error=str(exc), finished_at=timezone.now(), timings=timings)
+        _failed(guidance, str(exc), timings)
     except SoftTimeLimitExceeded:  # the worker's time limit for the task: recorded, then the task ends
-        _ours(guidance).update(status=pm.JobStatus.FAILED, finished_at=timezone.now(), timings=timings, error=(
-            "Not finished in time: the answer took longer than this site allows. Ask again, or ask a curator "
-            "for a faster endpoint."))
+        _failed(guidance, "Not finished in time: the answer took longer than this site allows. Ask again, or ask a "
+                          "curator for a faster endpoint.", timings)
         raise
     except Exception as exc:
-        _ours(guidance).update(status=pm.JobStatus.FAILED, error=f"Unexpected error: {exc.__class__.__name__}: {exc}"[:2000],
-                               finished_at=timezone.now(), timings=timings)
+        _failed(guidance, f"Unexpected error: {exc.__class__.__name__}: {exc}", timings)
         raise
     return GuidanceRequest.objects.get(pk=guidance_id)
 
 
-def guidance_messages(prompt_text: str) -> list[dict]:
-    """What the LLM receives for a prompt: the same for guidance requests and for scoring refinements."""
-    return [{"role": "system", "content": SYSTEM_MESSAGE},
-            {"role": "user", "content": f"{prompt_text}\n\n{ANSWER_INSTRUCTION}"}]
-
-
-def question_prompt(*, patient: pm.Patient, question: str, at: date, use_retrieval: bool = True, user=None,
-                    timings: dict | None = None):
-    """The initial personalised prompt for a question, grounded in retrieved guidance when asked.
-
-    Returns (prompt, passages, history, pregnancy); guidance requests and refinement runs share it."""
-    timings = timings if timings is not None else {}
-    started = time.perf_counter()
-    history = patient_history(patient, at)  # read once: retrieval and safety share it
-    pregnancy = current_pregnancy(history)
-    passages = []
-    if use_retrieval:
-        passages = guidance_passages(question, history, pregnancy)
-        timings["retrieval_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    step = time.perf_counter()
-    prompt = prompt_build(patient=patient, question=question, at=at, user=user,
-                          knowledge=[passage_text(chunk) for chunk, _ in passages])
-    timings["prompt_ms"] = round((time.perf_counter() - step) * 1000, 1)
-    return prompt, passages, history, pregnancy
+def _failed(guidance: GuidanceRequest, reason: str, timings: dict):
+    job_claimed(guidance).update(timings=timings)
+    job_fail(guidance, reason)
 
 
 def _run(guidance: GuidanceRequest, timings: dict):
-    from prompting.refinement import prompt_refine
-
     patient, endpoint = guidance.patient, guidance.endpoint
     started = time.perf_counter()
     prompt, citations = guidance.prompt, guidance.citations
@@ -240,8 +174,8 @@ def _run(guidance: GuidanceRequest, timings: dict):
         prompt, passages, history, pregnancy = question_prompt(
             patient=patient, question=guidance.question, at=guidance.consultation_date, use_retrieval=guidance.use_retrieval,
             user=guidance.created_by, timings=timings)
-        citations = _citations(passages)
-        _ours(guidance).update(prompt=prompt, citations=citations)
+        citations = passage_citations(passages)
+        job_claimed(guidance).update(prompt=prompt, citations=citations)
     else:
         timings.update(guidance.timings or {})  # retrieval and her prompt, timed in the request
         started -= (timings.get("retrieval_ms", 0) + timings.get("prompt_ms", 0)) / 1000  # the total counts them once
@@ -252,7 +186,7 @@ def _run(guidance: GuidanceRequest, timings: dict):
     used, refinement = prompt_refine(prompt=prompt, patient=patient) if guidance.use_refinement else (prompt, {})
     if refinement:
         timings["refine_ms"] = round((time.perf_counter() - step) * 1000, 1)
-        _ours(guidance).update(refined_prompt=used if used.pk != prompt.pk else None, refinement=refinement)
+        job_claimed(guidance).update(refined_prompt=used if used.pk != prompt.pk else None, refinement=refinement)
 
     messages = _guard_identifiers(guidance_messages(used.text), endpoint, patient)
 
@@ -262,7 +196,7 @@ def _run(guidance: GuidanceRequest, timings: dict):
     def on_token(token: str):
         buffer.append(token)
         if time.monotonic() - last_flush[0] >= FLUSH_SECONDS:
-            _ours(guidance).update(text="".join(buffer))
+            job_claimed(guidance).update(text="".join(buffer))
             last_flush[0] = time.monotonic()
 
     step = time.perf_counter()
@@ -276,30 +210,10 @@ def _run(guidance: GuidanceRequest, timings: dict):
     citations = [{**c, "cited_in_text": c["n"] in cited} for c in citations]
     timings["safety_ms"] = round((time.perf_counter() - step) * 1000, 1)
     timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    _ours(guidance).update(
-        status=pm.JobStatus.DONE, text=result.text, backend=endpoint.kind, model=result.model, usage=result.usage,
+    job_finish(
+        guidance, text=result.text, backend=endpoint.kind, model=result.model, usage=result.usage,
         latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, citations=citations, warnings=warnings, timings=timings,
-        unsupported_claims=claims, finished_at=timezone.now())
-
-
-def _citations(passages) -> list[dict]:
-    """The guidance sources her prompt carries, numbered as the prompt numbers them."""
-    return [{"n": n, "chunk": chunk.pk, "document": chunk.document_id, "title": chunk.document.title,
-             "source": chunk.document.source, "excerpt": chunk.text[:400], "score": round(score, 3), "cited_in_text": False}
-            for n, (chunk, score) in enumerate(passages, 1)]
-
-
-def guidance_passages(question: str, history, pregnancy) -> list:
-    """The guidance passages retrieved for a question about her: (chunk, score), best first.
-
-    The query carries her risk flags, so a question about a hypertensive woman finds the
-    hypertension guidance."""
-    flags = " ".join(f.label for f in risk_flags(history, pregnancy))
-    return knowledge_search(f"{question} {flags}", k=RETRIEVED_PASSAGES)
-
-
-def passage_text(chunk) -> str:
-    return f"{chunk.text} (Source: {chunk.document.title})"
+        unsupported_claims=claims)
 
 
 def _guard_identifiers(messages: list[dict], endpoint: LLMEndpoint, patient: pm.Patient) -> list[dict]:
@@ -313,38 +227,41 @@ def _guard_identifiers(messages: list[dict], endpoint: LLMEndpoint, patient: pm.
     return cleaned
 
 
+CITATION_KEYS = ("n", "title", "source", "excerpt", "score", "cited_in_text")
+
+
 def guidance_as_json(guidance: GuidanceRequest) -> dict:
-    """The `ask --json` object (DESIGN.md), with status, warnings and the decision-support notice."""
+    """Guidance as every surface gives it, one shape: the partner API's object and `ask --json` (docs/DESIGN.md's
+    guidance, citations, backend, model, usage, latency_ms and prompt among its keys)."""
+    sent = guidance.prompt_sent
     return {
-        "status": guidance.status,
-        "guidance": guidance.text,
-        "citations": guidance.citations,
-        "backend": guidance.backend or guidance.endpoint.kind,
-        "endpoint": guidance.endpoint.name,
-        "model": guidance.model,
-        "usage": guidance.usage,
-        "latency_ms": guidance.latency_ms,
-        "prompt": _prompt_sent(guidance),
-        "initial_prompt": guidance.prompt.text if guidance.prompt else "",
-        "refinement": guidance.refinement,
-        "warnings": guidance.warnings,
-        "unsupported_claims": guidance.unsupported_claims,
-        "notice": NOTICE,
-        "error": guidance.error,
+        "id": guidance.pk, "patient": guidance.patient.external_id, "question": guidance.question,
+        "consultation_date": _iso(guidance.consultation_date), "status": guidance.status,
+        "endpoint": guidance.endpoint.name, "use_retrieval": guidance.use_retrieval,
+        "backend": guidance.backend or guidance.endpoint.kind, "model": guidance.model,
+        "prompt": sent.text if sent else "", "initial_prompt": guidance.prompt.text if guidance.prompt else "",
+        "refined": guidance.refined_prompt_id is not None, "refinement": guidance.refinement,
+        "guidance": guidance.text, "citations": [{key: c.get(key) for key in CITATION_KEYS} for c in guidance.citations],
+        "warnings": guidance.warnings, "unsupported_claims": guidance.unsupported_claims, "usage": guidance.usage,
+        "latency_ms": guidance.latency_ms, "error": guidance.error, "notice": NOTICE,
+        "created_at": _iso(guidance.created_at), "finished_at": _iso(guidance.finished_at),
     }
 
 
-def _prompt_sent(guidance: GuidanceRequest) -> str:
-    if guidance.refined_prompt_id:
-        return guidance.refined_prompt.text
-    return guidance.prompt.text if guidance.prompt else ""
+def _iso(value) -> str | None:
+    """A date, or a UTC time as REST APIs write it (2025-05-02T09:30:00.123456Z)."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 # --- comparison runner ----------------------------------------------------------------------------
 
 
-def comparison_run_create(*, organisation: pm.Organisation, patient_ids: list[str], questions: list[str],
-                          endpoint_names: list[str] | None = None, user=None, run_inline: bool = False) -> ComparisonRun:
+def comparison_run_check(*, organisation: pm.Organisation, patient_ids: list[str], questions: list[str],
+                         endpoint_names: list[str] | None = None) -> list[str]:
+    """What a comparison needs before it starts (GuidanceError otherwise); returns the endpoints' names."""
     names = endpoint_names or list(LLMEndpoint.objects.filter(active=True).values_list("name", flat=True))
     for name in names:
         endpoint_named(name)
@@ -354,33 +271,27 @@ def comparison_run_create(*, organisation: pm.Organisation, patient_ids: list[st
         raise GuidanceError(f"Not patients of {organisation.slug}: {', '.join(sorted(missing))}")
     if not questions or not patient_ids:
         raise GuidanceError("A comparison needs at least one patient and one question.")
+    return names
+
+
+def comparison_run_create(*, organisation: pm.Organisation, patient_ids: list[str], questions: list[str],
+                          endpoint_names: list[str] | None = None, user=None, run_inline: bool = False) -> ComparisonRun:
+    names = comparison_run_check(organisation=organisation, patient_ids=patient_ids, questions=questions,
+                                 endpoint_names=endpoint_names)
     run = ComparisonRun.objects.create(organisation=organisation, patient_ids=patient_ids, questions=questions,
                                        endpoint_names=names, created_by=user)
     if run_inline:
         comparison_run_execute(run_id=run.pk)
         run.refresh_from_db()
     else:
-        from prompting.tasks import run_comparison_task
-
         transaction.on_commit(lambda: run_comparison_task.delay(run.pk))
     return run
 
 
-def _claim_comparison(run_id: int) -> ComparisonRun | None:
-    with transaction.atomic():
-        run = ComparisonRun.objects.select_for_update().get(pk=run_id)
-        if run.status in pm.JobStatus.finished():  # done, or failed by the sweep: a redelivered task leaves it
-            return None
-        run.status = pm.JobStatus.RUNNING  # redelivered, it goes on: the requests it already made are reused
-        run.save(update_fields=["status"])
-        return run
-
-
 def comparison_run_execute(*, run_id: int, on_progress=None) -> ComparisonRun:
-    run = _claim_comparison(run_id)
+    run = job_claim(ComparisonRun, run_id)  # redelivered, it goes on: the requests it already made are reused
     if run is None:
         return ComparisonRun.objects.get(pk=run_id)
-    ours = job_claimed(ComparisonRun, run.pk)  # no start time of its own to tell two claims apart (report)
     patients = {p.external_id: p for p in pm.Patient.objects.filter(organisation=run.organisation, external_id__in=run.patient_ids)}
     combos = [(pid, q, name, rag) for pid in run.patient_ids for q in run.questions for name in run.endpoint_names for rag in (True, False)]
     try:
@@ -391,15 +302,13 @@ def comparison_run_execute(*, run_id: int, on_progress=None) -> ComparisonRun:
             ComparisonResult.objects.get_or_create(run=run, guidance=guidance, defaults={"endpoint_name": name, "use_retrieval": rag})
             percent = int(done * 100 / len(combos))
             message = f"{done}/{len(combos)}: {name}, retrieval {'on' if rag else 'off'}"
-            if not ours.update(progress=percent, message=message):
+            if not job_progress(run, percent, message):
                 return ComparisonRun.objects.get(pk=run.pk)  # swept meanwhile: it stays failed
             if on_progress:
                 on_progress(percent, message)
-        run.refresh_from_db()
-        ours.update(table=comparison_table(run), status=pm.JobStatus.DONE, finished_at=timezone.now())
+        job_finish(run, table=comparison_table(run))
     except Exception as exc:
-        ours.update(status=pm.JobStatus.FAILED, finished_at=timezone.now(),
-                    message=f"Failed: {exc.__class__.__name__}: {exc}"[:500])
+        job_fail(run, f"{exc.__class__.__name__}: {exc}")
         raise
     return ComparisonRun.objects.get(pk=run.pk)
 

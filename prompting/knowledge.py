@@ -14,6 +14,7 @@ from django.db.models import Count, Max
 
 from prompting.models import KnowledgeChunk, KnowledgeDocument
 from prompting.pmlm.retrieval import VectorIndex, chunk_text, default_embedder, distinct_passages
+from prompting.tasks import index_knowledge_document_task
 
 WHO_ANC_DIR = Path(settings.BASE_DIR) / "demo_data" / "who_anc"
 WHO_LICENCE = "CC BY-NC-SA 3.0 IGO (World Health Organization); demonstration knowledge only"
@@ -46,6 +47,21 @@ def extract_text(name: str, data: bytes) -> str:
     if not text.strip():
         raise KnowledgeError(f"{name} contains no text (a scanned PDF needs OCR first)")
     return text
+
+
+def knowledge_document_save(*, document: KnowledgeDocument, file_name: str = "", data: bytes | None = None,
+                            index_now: bool = False) -> int | None:
+    """A guidance document added or changed, from the admin or `load_knowledge`: its text is read from the
+    file when one is given (KnowledgeError when it cannot be), it is saved, and its passages are indexed now
+    (returning how many) or by a worker once the save commits."""
+    if data is not None:
+        document.text = extract_text(file_name, data)
+    with transaction.atomic():
+        document.save()
+        if not index_now:
+            transaction.on_commit(lambda: index_knowledge_document_task.delay(document.pk))
+            return None
+    return knowledge_document_index(document=document)
 
 
 def knowledge_document_index(*, document: KnowledgeDocument) -> int:

@@ -5,7 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from patients.models import BackgroundJob, JobStatus, Organisation, Patient
+from patients.models import BackgroundJob, Organisation, Patient
 
 DEFAULT_INSTRUCTIONS = (
     "You are an obstetrics and gynaecology decision-support assistant writing for a clinician. "
@@ -106,9 +106,6 @@ class RefinementRun(BackgroundJob):
     report = models.JSONField(default=dict, blank=True, help_text=(
         "The best fixed edit, the validation's paired differences with bootstrap CIs, and what the policy learned."))
     checkpoint = models.CharField(max_length=500, blank=True, help_text="The trained policy, under the var directory.")
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    started_at = models.DateTimeField(null=True, blank=True)
     promoted = models.BooleanField(default=False, help_text="Guidance requests of this organisation refine prompts with this policy.")
     promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     promoted_at = models.DateTimeField(null=True, blank=True)
@@ -230,7 +227,7 @@ class KnowledgeChunk(models.Model):
         return f"{self.document.title} §{self.ordinal + 1}"
 
 
-class GuidanceRequest(models.Model):
+class GuidanceRequest(BackgroundJob):
     """One question about one patient answered by one LLM endpoint: status, prompt, text, sources."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="guidance_requests")
@@ -239,7 +236,6 @@ class GuidanceRequest(models.Model):
     endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="guidance_requests")
     use_retrieval = models.BooleanField(default=True)
     use_refinement = models.BooleanField(default=True, help_text="Refine the prompt with the promoted policy, when there is one.")
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     prompt = models.ForeignKey(PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="guidance")
     refined_prompt = models.ForeignKey(PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="refined_guidance")
     backend = models.CharField(max_length=20, blank=True)
@@ -255,20 +251,20 @@ class GuidanceRequest(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     refinement = models.JSONField(default=dict, blank=True, help_text=(
         "With a promoted policy: {run, used, problems, instructions}. A refined prompt that failed the guard is not used."))
-    error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=100, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(BackgroundJob.Meta):
         constraints = [models.UniqueConstraint(fields=["patient", "idempotency_key"], condition=~models.Q(idempotency_key=""),
                                                name="guidance_idempotency")]
 
     def __str__(self):
         return f"Guidance {self.pk} ({self.status})"
+
+    @property
+    def prompt_sent(self):
+        """The prompt the LLM was sent: the refined one when the promoted policy's edit was used, else the initial one
+        (None before her prompt is built)."""
+        return self.refined_prompt or self.prompt
 
 
 RATING_SCALES = ("accuracy", "completeness", "personalisation", "safety", "clarity")
@@ -385,9 +381,6 @@ class EvaluationRun(BackgroundJob):
     patients = models.PositiveIntegerField(default=0, help_text="Held-out patients they belong to.")
     rows = models.JSONField(default=list, blank=True, help_text="[{variant, rag, endpoint, n, metric…, ci: {metric: [low, high]}}, …]")
     report = models.JSONField(default=dict, blank=True, help_text="The judge, the RL run, exclusions, clinician ratings and agreement.")
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    started_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"Evaluation {self.pk} ({self.status})"

@@ -17,7 +17,8 @@ from django.utils import timezone
 from audit.models import AuditAction
 from audit.services import audit_record
 from patients import models as pm
-from prompting.guidance import endpoint_default, guidance_request_create
+from prompting.endpoints import endpoint_default
+from prompting.guidance import guidance_request_create
 from prompting.models import ABComparison, ABJudgement, ClinicianRating, GuidanceRequest, LLMEndpoint, RATING_SCALES
 from prompting.pmlm.agreement import fleiss_kappa, pairwise_agreement, win_rates
 from prompting.refinement import promoted_run

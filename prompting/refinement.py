@@ -21,12 +21,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from patients import models as pm
+from patients.jobs import (
+    job_cancel, job_claim, job_claimed, job_fail, job_finish, job_progress, job_should_stop, job_stopped,
+)
 from prompting.encounters import (
     ENCOUNTER_QUESTION, EncounterPrompt, encounter_prompt, encounters_of, held_out_peers, learning_peers, patient_split,
     peers_today, target_answerer,
 )
-from prompting.guidance import GuidanceError, endpoint_default, endpoint_named
-from prompting.jobs import job_cancel, job_claimed, job_fail
+from prompting.endpoints import endpoint_default, endpoint_named
+from prompting.errors import GuidanceError, RefinementError
 from prompting.llm import LLMError
 from prompting.models import ClinicianRating, PersonalizedPrompt, RefinementRun
 from prompting.pmlm.composer import render
@@ -39,18 +42,15 @@ from prompting.pmlm.rewards import Reference, RewardWeights
 from prompting.pmlm.situation import situation_summary
 from prompting.pmlm.training import (
     EditPolicy, Example, FixedEdit, RefinementConfig, Scorer, Stopped, best_fixed_edit, default_config, deployed_choice,
-    reward_table, train_policy, validate, validation_summary, what_the_policy_learned,
+    keeps_precision, precision_by_edit, reward_table, train_policy, validate, validation_summary, what_the_policy_learned,
 )
 from prompting.selectors import patient_identifiers
 from prompting.services import PromptError, count_tokens, prompt_template_active, template_spec
+from prompting.tasks import run_refinement_task
 
 ENDORSED, REJECTED = 4.0, 2.0  # mean clinician rating at or above / at or below
 VALIDATION_SAMPLES_WITH_TEXT = 8
 INVALID_CODE_PENALTY = 0.02
-
-
-class RefinementError(ValueError):
-    """A run that cannot start or go on, with a message for the curator."""
 
 
 def refiner_base_checkpoint() -> Path:
@@ -99,8 +99,6 @@ def refinement_run_create(*, organisation: pm.Organisation, user=None, steps: in
 
 
 def refinement_run_queue(*, run: RefinementRun):
-    from prompting.tasks import run_refinement_task
-
     transaction.on_commit(lambda: run_refinement_task.delay(run.pk))
 
 
@@ -203,28 +201,16 @@ def _config(run: RefinementRun) -> RefinementConfig:
     return RefinementConfig(**{k: v for k, v in run.config.items() if k in names})
 
 
-def _claim(run_id: int) -> RefinementRun | None:
-    with transaction.atomic():
-        run = RefinementRun.objects.select_for_update().get(pk=run_id)
-        if run.status in pm.JobStatus.finished():
-            return None
-        # A run redelivered after its worker died starts again from the base policy (its answers are cached).
-        run.status, run.started_at, run.step, run.curve, run.error = pm.JobStatus.RUNNING, timezone.now(), 0, [], ""
-        run.progress, run.message = 0, "Starting"
-        run.save(update_fields=["status", "started_at", "step", "curve", "error", "progress", "message"])
-        return run
-
-
 def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
-    run = _claim(run_id)
+    # A run redelivered after its worker died starts again from the base policy (its answers are cached).
+    run = job_claim(RefinementRun, run_id, step=0, curve=[], progress=0, message="Starting")
     if run is None:
         return RefinementRun.objects.get(pk=run_id)
     output = settings.VAR_DIR / "models" / "refiner" / f"{run.organisation.slug}-run-{run.version}"
-    ours = job_claimed(RefinementRun, run.pk, run.started_at)  # the sweep or a redelivered task's claim takes it away
     started = time.monotonic()
 
     def progress(percent: int, message: str):
-        ours.update(progress=min(percent, 99), message=message[:500])
+        job_progress(run, percent, message)
         if on_progress:
             on_progress(percent, message)
 
@@ -232,24 +218,20 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
 
     def on_step(record):
         curve.append(asdict(record))
-        ours.update(step=record.step, curve=curve)
-
-    def should_stop() -> bool:
-        return not ours.filter(cancel_requested=False).exists()  # cancelled, or no longer ours
+        job_claimed(run).update(step=record.step, curve=curve)
 
     try:
-        result = _train_and_validate(run, output, progress, on_step, should_stop)
+        result = _train_and_validate(run, output, progress, on_step, should_stop=lambda: job_should_stop(run))
     except Stopped:
-        ours.update(status=pm.JobStatus.CANCELLED, message=f"Cancelled after step {len(curve)}" if curve else "Cancelled",
-                    finished_at=timezone.now())
+        job_stopped(run, f"Cancelled after step {len(curve)}" if curve else "Cancelled")
         if not RefinementRun.objects.filter(pk=run.pk, status=pm.JobStatus.RUNNING).exists():  # nobody else trains into it
             shutil.rmtree(output, ignore_errors=True)
         return RefinementRun.objects.get(pk=run.pk)
     except (RefinementError, GuidanceError, PromptError, LLMError, ValueError) as exc:
-        job_fail(RefinementRun, run.pk, str(exc), started_at=run.started_at)
+        job_fail(run, str(exc))
         return RefinementRun.objects.get(pk=run.pk)
     except Exception as exc:
-        job_fail(RefinementRun, run.pk, f"Unexpected error: {exc.__class__.__name__}: {exc}", started_at=run.started_at)
+        job_fail(run, f"Unexpected error: {exc.__class__.__name__}: {exc}")
         raise
 
     steps, rows, report = result
@@ -261,18 +243,26 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
     seconds = [s.seconds for s in steps]
     summary = report["validation"]
     with transaction.atomic():
-        ours.update(
-            status=pm.JobStatus.DONE, progress=100, curve=[asdict(s) for s in steps], step=len(steps), validation=stored,
+        job_finish(
+            run, curve=[asdict(s) for s in steps], step=len(steps), validation=stored,
             reward_initial=summary.get("reward_initial"), reward_refined=summary.get("reward_refined"),
             accepted_share=round(statistics.fmean(r.accepted for r in rows), 3) if rows else None,
             seconds_per_step=round(statistics.median(seconds), 2) if seconds else None, report=report,
-            target_calls=report["target_calls"], checkpoint=str(output.relative_to(settings.VAR_DIR)), finished_at=timezone.now(),
+            target_calls=report["target_calls"], checkpoint=str(output.relative_to(settings.VAR_DIR)),
             message=(f"Held out: {summary.get('n', 0)} answers of {summary.get('patients', 0)} patients, refined − initial "
                      f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"
-                     + ("" if report["deployed"] == "policy" else
-                        f", deployed: the policy did worse on its training patients ({report['policy_train_mean_reward']:.3f} "
-                        f"against {report['best_fixed_train_mean_reward']:.3f})")))
+                     + ("" if report["deployed"] == "policy" else f", deployed instead of the policy: {_why_not_the_policy(report)}")))
     return RefinementRun.objects.get(pk=run.pk)
+
+
+def _why_not_the_policy(report: dict) -> str:
+    """Why a run deployed its best fixed edit, from its training patients' figures."""
+    why = (f"on its training patients the policy scored {report['policy_train_mean_reward']:.3f} against "
+           f"{report['best_fixed_train_mean_reward']:.3f}")
+    precision, initial = report.get("policy_train_key_item_precision"), report["best_fixed"].get("initial_key_item_precision")
+    if precision is not None and initial is not None:
+        why += f", key-item precision {precision:.3f} against {initial:.3f} for the initial prompt"
+    return why
 
 
 def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, should_stop):
@@ -301,7 +291,9 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
                     weights=RewardWeights.from_dict(run.config.get("weights")), distinct_calls=lambda: answerer.calls)
     table = reward_table(train, scorer, should_stop=should_stop, on_progress=lambda n, total: progress(
         5 + int(55 * n / total), f"Answering every edit of training example {n}/{total} ({answerer.calls} distinct answers)"))
-    best, best_mean = best_fixed_edit(table)
+    precision = precision_by_edit(train, scorer)
+    best, best_mean = best_fixed_edit(table, eligible=lambda code: keeps_precision(precision[code], precision[IDENTITY]))
+    by_reward, _ = best_fixed_edit(table)
     stage_done("reward_table")
     if output.exists():
         shutil.rmtree(output)
@@ -312,7 +304,7 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
     stage_done("training")
     policy = EditPolicy(output, device=config.device)
     choices = {e.key: policy.choose(e.situation)[0] for e in train}
-    deployment = deployed_choice(train, table, choices, best)
+    deployment = deployed_choice(train, table, choices, best, scorer)
     used = policy if deployment["deployed"] == "policy" else FixedEdit(best)
     rows = validate(validation, scorer, used, best, should_stop=should_stop, on_progress=lambda n, total: progress(
         75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the deployed edit, the best fixed edit"))
@@ -321,7 +313,14 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
     report = {
         "menu": MENU_VERSION, "target_calls": answerer.calls, "target_max_tokens": answerer.max_tokens,
         "best_fixed": {"code": best, "label": edit_named(best).label, "mean_reward": best_mean,
-                       "initial_mean_reward": round(statistics.fmean(row[IDENTITY] for row in table.values()), 4)},
+                       "initial_mean_reward": round(statistics.fmean(row[IDENTITY] for row in table.values()), 4),
+                       "key_item_precision": precision[best], "initial_key_item_precision": precision[IDENTITY]},
+        # The edit with the best reward when it lowered key-item precision on the training patients: never deployed.
+        "set_aside": None if by_reward == best else {
+            "code": by_reward, "label": edit_named(by_reward).label,
+            "mean_reward": round(statistics.fmean(row[by_reward] for row in table.values()), 4),
+            "key_item_precision": precision[by_reward]},
+        "edit_precision": precision,
         "oracle_mean_reward": round(statistics.fmean(max(row.values()) for row in table.values()), 4),
         "validation": validation_summary(rows, seed=config.seed),
         "learned": what_the_policy_learned([*train, *validation], choices, table),
@@ -347,9 +346,11 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
         "minutes": report.get("minutes"), "stage_minutes": report.get("stage_minutes", {}), "target_calls": run.target_calls,
         "validation": {"n": validation.get("n", 0), "patients": validation.get("patients", 0),
                        "difference": validation.get("difference"), "ci": validation.get("ci"),
+                       "key_item_precision": validation.get("key_item_precision"),
                        "by_sources": validation.get("by_sources", {}), "vs_best_fixed": validation.get("vs_best_fixed")},
-        "best_fixed_edit": report.get("best_fixed"), "learned": report.get("learned"),
+        "best_fixed_edit": report.get("best_fixed"), "set_aside": report.get("set_aside"), "learned": report.get("learned"),
         "deployed": report.get("deployed", "policy"), "policy_train_mean_reward": report.get("policy_train_mean_reward"),
+        "policy_train_key_item_precision": report.get("policy_train_key_item_precision"),
         "seconds_per_step": run.seconds_per_step,
         "checkpoint": str(settings.VAR_DIR / run.checkpoint) if run.checkpoint else None,
         "train_examples": run.train_examples, "validation_examples": run.validation_examples,

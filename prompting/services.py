@@ -11,8 +11,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from patients import models as pm
-from prompting.jobs import job_claimed, job_finish
+from patients.jobs import job_claim, job_fail, job_finish, job_progress
 from prompting.models import PeerModel, PeerProfile, PersonalizedPrompt, PromptTemplate
 from prompting.pmlm import peer_advice
 from prompting.pmlm import peers as peer_method
@@ -21,6 +23,7 @@ from prompting.pmlm.key_items import key_items
 from prompting.pmlm.selfinformed import summarise
 from prompting.pmlm.tokens import token_counter
 from prompting.selectors import patient_histories, patient_history, patient_identifiers, pregnancy_histories
+from prompting.tasks import train_peer_model_task
 
 MAX_QUESTION_CHARS = 2000
 HISTORY_CHUNK = 500
@@ -141,6 +144,14 @@ def prompt_build(*, patient: pm.Patient, question: str, at: date | None = None, 
         return PersonalizedPrompt.objects.get(patient=patient, inputs_hash=fingerprint)
 
 
+def prompt_request(*, patient: pm.Patient, question: str, at: date | None = None, user=None) -> PersonalizedPrompt:
+    """A person asks for her prompt (the workspace, the partner API, `build_prompt`): built or found, and audited.
+    Prompts built for a guidance request, an evaluation or a refinement run are audited with those."""
+    prompt = prompt_build(patient=patient, question=question, at=at, user=user)
+    audit_record(AuditAction.BUILD_PROMPT, obj=patient, details={"prompt": prompt.pk})
+    return prompt
+
+
 # Sections that depend on the question; everything before them is known when her workspace opens.
 QUESTION_SECTIONS = ("knowledge", "question")
 
@@ -157,7 +168,7 @@ def prompt_prefix(*, patient: pm.Patient, at: date | None = None) -> str:
 
 
 def prompt_as_json(prompt: PersonalizedPrompt) -> dict:
-    """The interface DESIGN.md fixes for build_prompt --json and the API."""
+    """The interface docs/DESIGN.md fixes for build_prompt --json and the API."""
     return {
         "patient": prompt.patient.external_id,
         "template_version": prompt.template_version,
@@ -181,8 +192,6 @@ def peer_model_create(*, organisation: pm.Organisation, user=None, parameters: d
 
 
 def peer_model_queue(*, peer_model: PeerModel):
-    from prompting.tasks import train_peer_model_task
-
     transaction.on_commit(lambda: train_peer_model_task.delay(peer_model.pk))
 
 
@@ -190,23 +199,16 @@ class _NoLongerOurs(Exception):
     """The sweep failed the training meanwhile: it stays failed and nothing of this run is kept."""
 
 
-def _progress(peer_model: PeerModel, percent: int, message: str):
-    if not job_claimed(PeerModel, peer_model.pk).update(progress=percent, message=message[:500]):
-        raise _NoLongerOurs()
-
-
 def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
     """Train one peer model and store every patient's peers. Safe to run twice: a finished or
     failed run is left alone, and profiles are written in one transaction."""
-    with transaction.atomic():
-        peer_model = PeerModel.objects.select_for_update().get(pk=peer_model_id)
-        if peer_model.status in pm.JobStatus.finished():
-            return peer_model
-        peer_model.status = pm.JobStatus.RUNNING
-        peer_model.save(update_fields=["status"])
+    peer_model = job_claim(PeerModel, peer_model_id)
+    if peer_model is None:
+        return PeerModel.objects.get(pk=peer_model_id)
 
     def progress(percent, message):
-        _progress(peer_model, percent, message)
+        if not job_progress(peer_model, percent, message):
+            raise _NoLongerOurs()
         if on_progress:
             on_progress(percent, message)
 
@@ -222,10 +224,10 @@ def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
         with transaction.atomic():
             PeerModel.objects.filter(organisation=peer_model.organisation, active=True).update(active=False)
             finished = job_finish(
-                PeerModel, peer_model.pk, status=pm.JobStatus.DONE, progress=100, active=True,
+                peer_model, active=True,
                 metrics={**result.metrics, "timings": result.timings}, neighbour_method=result.neighbour_method,
                 cohort_size=result.metrics.get("patients", 0), artefact=str(artefact.relative_to(settings.VAR_DIR)),
-                training_seconds=round(time.perf_counter() - started, 2), finished_at=timezone.now(),
+                training_seconds=round(time.perf_counter() - started, 2),
                 message=f"Trained on {result.metrics['ratings']} ratings from {result.metrics['patients_with_ratings']} patients")
             if not finished:
                 raise _NoLongerOurs()  # rolls back the models it deactivated
@@ -234,8 +236,7 @@ def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
     except _NoLongerOurs:
         pass
     except Exception as exc:
-        job_finish(PeerModel, peer_model.pk, status=pm.JobStatus.FAILED, message=f"Training failed: {exc}"[:2000],
-                   finished_at=timezone.now())
+        job_fail(peer_model, f"{exc.__class__.__name__}: {exc}")
         raise
     return PeerModel.objects.get(pk=peer_model.pk)
 

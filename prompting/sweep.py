@@ -1,8 +1,9 @@
 """Fail jobs that have stopped moving, with the reason, so no page or partner waits forever.
 
-A job is stuck when it is unfinished its limit (settings.PMLM_JOB_LIMITS_SECONDS) after it started or,
-never started, after it was created. Beat runs this every PMLM_SWEEP_INTERVAL seconds. A job's worker
-finishes it only while it is still running (prompting.jobs), so a swept job stays failed."""
+A job is stuck when it is unfinished its limit (settings.PMLM_JOB_LIMITS_SECONDS) after its current
+claim started it or, never started, after it was created. Beat runs this every PMLM_SWEEP_INTERVAL
+seconds. A job's worker finishes it only while it is still that claim's (patients/jobs.py), so a swept
+job stays failed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from patients.models import ImportJob, JobStatus
 from prompting.models import ComparisonRun, EvaluationRun, GuidanceRequest, PeerModel, RefinementRun
 
 UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
+# A comparison asks for its guidance inline, in its batch task: those wait as long as the comparison may.
+IN_A_COMPARISON = Q(idempotency_key__startswith="comparison-")  # comparison_run_execute's keys
 
 
 def _reason(seconds: int) -> str:
@@ -23,29 +26,26 @@ def _reason(seconds: int) -> str:
     return f"Stopped by the sweep: not finished within {within} (its worker was probably lost). Start it again."
 
 
-def _stuck(rows, seconds: int, now, *, started: bool):
-    since = now - timedelta(seconds=seconds)
-    rows = rows.filter(status__in=UNFINISHED, created_at__lt=since)
-    return rows.filter(Q(started_at__isnull=True) | Q(started_at__lt=since)) if started else rows
+def _jobs_and_limits(limits: dict) -> list[tuple[str, object, int]]:
+    """(kind, its unfinished jobs, seconds they may take), for every kind of job."""
+    return [
+        ("guidance", GuidanceRequest.objects.exclude(IN_A_COMPARISON), limits["guidance"]),
+        ("guidance", GuidanceRequest.objects.filter(IN_A_COMPARISON), limits["comparison"]),
+        ("import", ImportJob.objects.all(), limits["import"]),
+        ("peer_model", PeerModel.objects.all(), limits["peer_model"]),
+        ("comparison", ComparisonRun.objects.all(), limits["comparison"]),
+        ("refinement", RefinementRun.objects.all(), limits["refinement"]),
+        ("evaluation", EvaluationRun.objects.all(), limits["evaluation"]),
+    ]
 
 
 def sweep_stuck_jobs(*, now=None) -> dict[str, int]:
     now = now or timezone.now()
-    limits = settings.PMLM_JOB_LIMITS_SECONDS
-    swept = {}
-    swept["guidance"] = 0
-    # A comparison asks for its guidance inline, in its batch task: those wait as long as the comparison may.
-    in_a_comparison = Q(idempotency_key__startswith="comparison-")  # comparison_run_execute's keys
-    for rows, seconds in ((GuidanceRequest.objects.exclude(in_a_comparison), limits["guidance"]),
-                          (GuidanceRequest.objects.filter(in_a_comparison), limits["comparison"])):
-        swept["guidance"] += _stuck(rows, seconds, now, started=True).update(
-            status=JobStatus.FAILED, error=_reason(seconds), finished_at=now)
-    for key, model in (("import", ImportJob), ("peer_model", PeerModel), ("comparison", ComparisonRun)):
-        seconds = limits[key]  # these keep no start time: their wait in the queue counts too
-        swept[key] = _stuck(model.objects.all(), seconds, now, started=False).update(
-            status=JobStatus.FAILED, message=_reason(seconds), finished_at=now)
-    for key, model in (("refinement", RefinementRun), ("evaluation", EvaluationRun)):
-        seconds = limits[key]
-        swept[key] = _stuck(model.objects.all(), seconds, now, started=True).update(
-            status=JobStatus.FAILED, error=_reason(seconds), message=_reason(seconds), finished_at=now)
+    swept: dict[str, int] = {}
+    for kind, jobs, seconds in _jobs_and_limits(settings.PMLM_JOB_LIMITS_SECONDS):
+        since = now - timedelta(seconds=seconds)
+        stuck = jobs.filter(status__in=UNFINISHED, created_at__lt=since).filter(
+            Q(started_at__isnull=True) | Q(started_at__lt=since))
+        reason = _reason(seconds)
+        swept[kind] = swept.get(kind, 0) + stuck.update(status=JobStatus.FAILED, error=reason, message=reason, finished_at=now)
     return swept

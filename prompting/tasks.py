@@ -1,12 +1,17 @@
-"""Background work of the method. Tasks take ids, are idempotent and record progress on a row."""
+"""Background work of the method. Tasks take ids, are idempotent and record progress on a row.
+
+Tasks import the services they call inside their bodies, and services import tasks at the top
+(the HackSoft Django Styleguide's Celery recipe): services queue tasks, so this way round no
+module imports one that imports it back.
+"""
 
 from celery import shared_task
-
-from prompting.services import peer_model_train
 
 
 @shared_task(acks_late=True)
 def train_peer_model_task(peer_model_id: int) -> str:
+    from prompting.services import peer_model_train
+
     return peer_model_train(peer_model_id=peer_model_id).status
 
 

@@ -16,11 +16,15 @@ from patients import selectors as patient_selectors
 from pmlm_site.textdiff import diff_html
 from prompting.forms import ABForm, GuidanceForm, PromptForm, RatingForm
 from prompting.guidance import GuidanceError, guidance_request_create
-from prompting.models import ABComparison, ABJudgement, ClinicianRating, GuidanceRequest, LLMEndpoint, RATING_SCALES
+from patients.models import ImportJob
+from prompting.models import (
+    RATING_SCALES, ABComparison, ABJudgement, ClinicianRating, ComparisonRun, EvaluationRun, GuidanceRequest, LLMEndpoint,
+    PeerModel, RefinementRun,
+)
 from prompting.pmlm.safety import NOTICE
 from prompting.ratings import RatingError, ab_comparison_create, ab_judge, ab_summary, guidance_rate
 from prompting.refinement import promoted_run
-from prompting.services import PromptError, prompt_build
+from prompting.services import PromptError, prompt_request
 
 SCALE_LABELS = {"accuracy": "Accuracy", "completeness": "Completeness", "personalisation": "Personalisation",
                 "safety": "Safety", "clarity": "Clarity"}
@@ -59,10 +63,10 @@ def guidance_context(request, patient, guidance, *, blind: bool = False, label: 
 
 def prompt_panel_context(patient, guidance) -> dict:
     prompt, refined = guidance.prompt, guidance.refined_prompt
-    finished = guidance.status in ("done", "failed", "cancelled")
+    finished = guidance.is_finished
     refinement_expected = guidance.use_refinement and promoted_run(patient.organisation_id) is not None
     pending = not finished and (prompt is None or (refinement_expected and not guidance.refinement))
-    return {"patient": patient, "guidance": guidance, "prompt": prompt, "refined": refined, "sent": refined or prompt,
+    return {"patient": patient, "guidance": guidance, "prompt": prompt, "refined": refined, "sent": guidance.prompt_sent,
             "pending": pending, "diff": diff_html(prompt.text, refined.text) if prompt and refined else ""}
 
 
@@ -75,9 +79,8 @@ def prompt_panel(request, pk: int):
     context = {"patient": patient, "form": form}
     if form.is_valid():
         try:
-            context["prompt"] = prompt_build(patient=patient, question=form.cleaned_data["question"],
-                                             at=form.cleaned_data["at"], user=request.user)
-            audit_record(AuditAction.BUILD_PROMPT, obj=patient, details={"prompt": context["prompt"].pk})
+            context["prompt"] = prompt_request(patient=patient, question=form.cleaned_data["question"],
+                                               at=form.cleaned_data["at"], user=request.user)
         except PromptError as exc:
             context["error"] = str(exc)
     else:
@@ -108,7 +111,7 @@ def guidance_create(request, pk: int):
 def guidance_detail(request, pk: int, guidance_id: int):
     patient = _patient_for(request, pk)
     guidance = _guidance_for(patient, guidance_id)
-    if guidance.status in ("done", "failed"):  # while it is written the panel polls: the finished answer is the read
+    if guidance.is_done or guidance.is_failed:  # while it is written the panel polls: the finished answer is the read
         audit_record(AuditAction.VIEW_GUIDANCE, obj=guidance, organisation_id=patient.organisation_id)
     return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, guidance))
 
@@ -151,7 +154,7 @@ def _ab_context(request, comparison: ABComparison) -> dict:
         "comparison": comparison, "patient": comparison.patient, "judgement": judgement, "revealed": revealed,
         "sides": [guidance_context(request, comparison.patient, g, blind=not revealed, label=label)
                   for label, g in (("A", comparison.guidance_a), ("B", comparison.guidance_b))],
-        "both_done": {comparison.guidance_a.status, comparison.guidance_b.status} == {"done"},
+        "both_done": comparison.guidance_a.is_done and comparison.guidance_b.is_done,
         "choices": ABJudgement.Choice.choices,
     }
 
@@ -209,20 +212,16 @@ def ab_summary_page(request):
 
 def _jobs(organisation, *, curator: bool) -> list[dict]:
     """Every long job of the organisation, newest first: what it is, its status, progress and reason."""
-    from patients.models import ImportJob
-    from prompting.models import ComparisonRun, EvaluationRun, PeerModel, RefinementRun
-
     rows = []
     for model, name in ((PeerModel, "Peer model training"), (RefinementRun, "Prompt refinement (RL)"),
                         (EvaluationRun, "Evaluation"), (ComparisonRun, "LLM comparison"), (ImportJob, "FHIR import")):
         for job in model.objects.filter(organisation=organisation).order_by("-created_at")[:10]:
-            error = getattr(job, "error", "") or (job.message if job.status == "failed" else "")
             link = ""
             if model is RefinementRun and curator:
                 link = reverse("refinement:detail", args=[job.pk])
             elif model is EvaluationRun:
                 link = reverse("evaluations:detail", args=[job.pk])
-            rows.append({"name": name, "job": job, "error": error, "link": link})
+            rows.append({"name": name, "job": job, "link": link})
     rows.sort(key=lambda r: r["job"].created_at, reverse=True)
     return rows
 
@@ -232,6 +231,6 @@ def _jobs(organisation, *, curator: bool) -> list[dict]:
 def jobs_page(request):
     membership = patient_selectors.page_membership_for(request.user)
     rows = _jobs(membership.organisation, curator=membership.role in patient_selectors.CURATION_ROLES)
-    context = {"rows": rows, "running": any(r["job"].status in ("queued", "running") for r in rows)}
+    context = {"rows": rows, "running": any(r["job"].is_unfinished for r in rows)}
     template = "prompting/_jobs.html" if request.htmx else "prompting/jobs.html"
     return fragment(request, template, context)

@@ -1,11 +1,14 @@
+import json
 import shutil
 
 import pytest
 from django.conf import settings
 
+from api.tokens import token_issue
 from patients import models as pm
 from patients.models import Role
 from patients.services import patient_import_bundle
+from prompting.knowledge import knowledge_load_who
 from prompting.models import LLMEndpoint
 from tests import fhir_builders as fb
 from tests.factories import MembershipFactory, OrganisationFactory, UserFactory
@@ -153,3 +156,30 @@ def tiny_policy(settings, tiny_checkpoint, db):
                                       settings={"checkpoint": str(tiny_checkpoint), "device": "cpu"})
 
 
+@pytest.fixture
+def knowledge(db):
+    """The WHO antenatal guidance, chunked and embedded for retrieval."""
+    knowledge_load_who()
+
+
+@pytest.fixture
+def partner_token(partner):
+    return token_issue(username=partner.username, name="EHR")[1]
+
+
+@pytest.fixture
+def their_token(other_organisation):
+    user = make_member("partner-south", other_organisation, pm.Role.PARTNER)
+    return token_issue(username=user.username)[1]
+
+
+@pytest.fixture
+def api(client):
+    def call(method, path, token=None, body=None, content_type="application/json", **headers):
+        extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+        if token:
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        data = json.dumps(body) if body is not None and not isinstance(body, (str, bytes)) else body
+        return getattr(client, method)(path, data=data, content_type=content_type, **extra) if data is not None else \
+            getattr(client, method)(path, **extra)
+    return call

@@ -1,6 +1,5 @@
 """Curation in the admin: scoped to the curator's organisation, with history and CSV export."""
 
-import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 

@@ -1,7 +1,5 @@
 """Partner API v1: tokens, organisation scoping, FHIR in and out, prompts, guidance, conventions."""
 
-import json
-
 import pytest
 from django.core.management import call_command
 
@@ -13,37 +11,7 @@ from prompting.guidance import guidance_request_run
 from prompting.models import ClinicianRating, GuidanceRequest, PeerModel
 from tests import fhir_builders as fb
 from tests.conftest import make_member
-
-FHIR = "application/fhir+json"
-
-
-@pytest.fixture
-def partner_token(partner):
-    return token_issue(username=partner.username, name="EHR")[1]
-
-
-@pytest.fixture
-def their_token(other_organisation):
-    user = make_member("partner-south", other_organisation, pm.Role.PARTNER)
-    return token_issue(username=user.username)[1]
-
-
-@pytest.fixture
-def api(client):
-    def call(method, path, token=None, body=None, content_type="application/json", **headers):
-        extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
-        if token:
-            extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-        data = json.dumps(body) if body is not None and not isinstance(body, (str, bytes)) else body
-        return getattr(client, method)(path, data=data, content_type=content_type, **extra) if data is not None else \
-            getattr(client, method)(path, **extra)
-    return call
-
-
-def is_error(response, status):
-    body = response.json()
-    return response.status_code == status and set(body["error"]) >= {"status", "code", "message"} and body["error"]["status"] == status
-
+from tests.helpers import FHIR, is_error
 
 class TestTokens:
     def test_issue_token_prints_the_token_on_its_last_line_and_keeps_only_its_digest(self, partner, capsys, api):

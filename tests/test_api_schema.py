@@ -103,7 +103,7 @@ def test_chained_calls_keep_to_the_schema(token):
 def test_the_partner_example_imports_fetches_a_prompt_and_gets_guidance_from_a_live_server(live_server, partner, tiny_policy,
                                                                                          tmp_path):
     from prompting.models import PromptTemplate
-    from tests.test_worker import running_worker
+    from tests.helpers import running_worker
 
     PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})
     token = token_issue(username=partner.username)[1]

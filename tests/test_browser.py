@@ -166,7 +166,7 @@ def test_a_clinician_asks_watches_both_panels_fill_rates_and_picks_in_a_blinded_
     from patients.models import Role
     from prompting.models import ABJudgement, ClinicianRating, PromptTemplate
     from tests.conftest import make_member
-    from tests.test_worker import running_worker
+    from tests.helpers import running_worker
 
     PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # flushed with the data migrations
     make_member("demo-clinician", organisation, Role.CLINICIAN)

@@ -19,7 +19,7 @@ from prompting.pmlm.edits import BY_CODE, EDIT_TITLE, edit_named
 from prompting.pmlm.evaluation import VARIANTS
 from tests.conftest import make_member
 from tests.llm_servers import ScriptedServer
-from tests.test_refinement import BEST_FIXED, finished_run
+from tests.helpers import BEST_FIXED, finished_run
 
 METRIC_KEYS = {"closeness", "similarity", "rouge_l", "key_item_coverage", "key_item_precision", "flag_mention_rate",
                "safety_warning_rate", "words", "closeness_vs_general", "closeness_vs_pmlm"}

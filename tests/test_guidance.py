@@ -9,24 +9,13 @@ from django.core.management import CommandError, call_command
 from patients import models as pm
 from patients.services import patient_import_bundle
 from prompting.guidance import comparison_run_create, guidance_request_create, guidance_request_run
-from prompting.knowledge import knowledge_load_who
 from prompting.models import GuidanceRequest, LLMEndpoint
 from prompting.pmlm.tokens import smollm2_gguf_path
-from tests import fhir_builders as fb
+from tests.helpers import hypertensive_bundle
 from tests.llm_servers import LlamaServer, ScriptedServer, completion
 
 QUESTION = "Her blood pressure is high: what should we do at this visit?"
 AT = date(2025, 5, 2)
-
-
-@pytest.fixture
-def knowledge(db):
-    knowledge_load_who()
-
-
-def hypertensive_bundle(pid="p-bp"):
-    return fb.bundle(fb.patient(pid, family="Okonkwo-Test", given=("Adaeze",)), fb.encounter(f"{pid}-e", pid),
-                     fb.bp_panel(f"{pid}-bp", pid, f"{pid}-e", systolic=152, diastolic=98), fb.condition(f"{pid}-c", pid))
 
 
 @pytest.fixture

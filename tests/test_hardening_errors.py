@@ -11,11 +11,12 @@ from django.core.management import CommandError, call_command
 from patients import models as pm
 from patients.fhir.parse import FhirError, parse_bundle
 from pmlm_site.safejson import MAX_JSON_DEPTH, nesting_depth
-from prompting.guidance import GuidanceError, guidance_request_create
+from prompting.errors import GuidanceError
+from prompting.guidance import guidance_request_create
 from prompting.models import ABComparison, ABJudgement, GuidanceRequest
 from prompting.services import PromptError, prompt_build
 from tests import fhir_builders as fb
-from tests.test_api import FHIR, api, is_error, partner_token  # noqa: F401  (fixtures)
+from tests.helpers import FHIR, is_error
 
 DEEP = "[" * 10_000 + "]" * 10_000
 OVERFLOWING = "0001-01-01T00:00:00+14:00"  # before year 1 once converted to UTC

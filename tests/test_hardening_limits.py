@@ -11,11 +11,12 @@ from django.test import override_settings
 
 from api.throttling import TokenRateThrottle
 from patients import models as pm
-from prompting.guidance import GuidanceError, guidance_request_create
+from prompting.errors import GuidanceError
+from prompting.guidance import guidance_request_create
 from prompting.models import GuidanceRequest
 from api.tokens import token_issue
 from tests.conftest import make_member
-from tests.test_api import api, is_error, partner_token  # noqa: F401  (fixtures)
+from tests.helpers import is_error
 
 ASK = {"question": "Plan?", "at": "2025-05-02"}
 

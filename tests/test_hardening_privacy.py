@@ -3,7 +3,7 @@ another organisation's objects are audited; list reads record which patients wer
 
 from audit.models import AuditAction, AuditEvent
 from prompting.models import EvaluationRun, GuidanceRequest, RefinementRun
-from tests.test_api import api, is_error, partner_token, their_token  # noqa: F401  (fixtures)
+from tests.helpers import is_error
 
 
 def no_store(response) -> bool:

@@ -6,7 +6,8 @@ import pytest
 from django.core.cache import cache
 
 from patients.services import patient_import_bundle
-from prompting.guidance import SYSTEM_MESSAGE, guidance_messages, guidance_prefill
+from prompting.consultation import SYSTEM_MESSAGE, guidance_messages
+from prompting.guidance import guidance_prefill
 from prompting.llm import build_backend
 from prompting.models import LLMEndpoint, PromptTemplate
 from tests import fhir_builders as fb

@@ -4,7 +4,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from patients.fhir.codes import MAX_PREGNANCY_DAYS
+from prompting.pmlm.codes import MAX_PREGNANCY_DAYS
 from patients.pregnancy import pregnancy_status, start_window_for_trimester
 from patients.services import pregnancy_episode
 

@@ -5,7 +5,6 @@ answers, and the run pages with who may see them."""
 
 import io
 import json
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from django.core.management import call_command
 from patients import models as pm
 from prompting.encounters import patient_split
 from prompting.evaluation import evaluation_run_create, evaluation_run_execute
-from prompting.guidance import guidance_as_json, guidance_request_create, question_prompt
+from prompting.consultation import question_prompt
+from prompting.guidance import guidance_as_json, guidance_request_create
 from prompting.models import PersonalizedPrompt, RefinementRun
 from prompting.pmlm.edits import BY_CODE, EDIT_TITLE, IDENTITY, MENU, MENU_VERSION, PEER_ADVICE, edit_named, instruction_sentences
 from prompting.pmlm.policy import is_checkpoint
@@ -26,32 +26,11 @@ from prompting.refinement import (
     refinement_run_promote,
 )
 from tests.conftest import make_member
+from tests.helpers import ADDS, BEST_FIXED, RESTATES, finished_run
 
 AT = date(2025, 5, 2)
 CODES = [edit.code for edit in MENU]
-# The menu changes between versions: tests name its edits by what they do, not by their codes.
-ADDS = next(e.code for e in MENU if e.sentences and not (e.drop or e.first_source_only or e.restate_flags))
-RESTATES = next(e.code for e in MENU if e.restate_flags)
 DROPS_ONLY = next(e.code for e in MENU if e.drop and not (e.sentences or e.restate_flags))
-BEST_FIXED = ADDS  # the best fixed edit a finished run records
-
-
-def finished_run(organisation, tiny_checkpoint, **fields) -> RefinementRun:
-    """A finished run of this menu whose checkpoint (the tiny model) lies under the var directory, as a real run's does."""
-    checkpoint = Path("models") / "refiner" / f"test-{organisation.slug}-{RefinementRun.objects.count() + 1}"
-    shutil.copytree(tiny_checkpoint, settings.VAR_DIR / checkpoint, dirs_exist_ok=True)
-    defaults = dict(version=RefinementRun.objects.filter(organisation=organisation).count() + 1, status=pm.JobStatus.DONE,
-                    progress=100, step=2, checkpoint=str(checkpoint), reward_initial=0.21, reward_refined=0.24,
-                    accepted_share=0.5, target_calls=24,
-                    config={"steps": 2, "num_generations": 2, "max_completion_tokens": 3, "target_endpoint": "tiny-target",
-                            "device": "cpu", "menu": MENU_VERSION},
-                    report={"menu": MENU_VERSION, "target_calls": 24,
-                            "best_fixed": {"code": BEST_FIXED, "label": edit_named(BEST_FIXED).label, "mean_reward": 0.23,
-                                           "initial_mean_reward": 0.21}},
-                    curve=[{"step": 1, "reward_mean": 0.18, "reward_std": 0.02, "accepted_share": 0.5, "seconds": 1.0},
-                           {"step": 2, "reward_mean": 0.23, "reward_std": 0.03, "accepted_share": 1.0, "seconds": 1.1}])
-    defaults.update(fields)
-    return RefinementRun.objects.create(organisation=organisation, **defaults)
 
 
 def cached_answers() -> int:

@@ -2,67 +2,21 @@
 limits, and, on Redis, a lost guidance request handed on by its lane while batch work runs undisturbed."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 
 from patients import models as m
 from patients.services import import_job_create, import_job_run
-from pmlm_site.celery import app as celery_app
-from pmlm_site.lanes import BATCH, INTERACTIVE, LANES, queue_name, task_routes
+from pmlm_site.lanes import BATCH, INTERACTIVE, queue_name
 from tests import fhir_builders as fb
+from tests.helpers import running_worker
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgresql://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def route_tasks_to(prefix: str):
-    """Send tasks from this process to the lanes of this queue prefix, as a deployment with that prefix does."""
-    celery_app.conf.task_routes = task_routes(prefix)
-    celery_app.conf.task_default_queue = queue_name(prefix, BATCH)
-    celery_app.amqp.flush_routes()
-    celery_app.amqp.__dict__.pop("router", None)  # a cached property built from the routes
-
-
-@contextmanager
-def running_worker(prefix: str = "", *, lanes: tuple[str, ...] = LANES, pool: str = "solo", **extra_env):
-    """A real worker consuming these lanes of its own queue prefix (both by default); tasks sent from the test
-    meanwhile go to that prefix's lanes."""
-    prefix = prefix or f"test-{uuid.uuid4().hex[:8]}"
-    route_tasks_to(prefix)
-    env = dict(os.environ, DATABASE_URL=database_url(), PMLM_CELERY_QUEUE=prefix, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-               PMLM_VAR_DIR=str(settings.VAR_DIR), DJANGO_DEBUG="1", DATABASE_CONN_MAX_AGE="0", **extra_env)
-    queues = ",".join(queue_name(prefix, lane) for lane in lanes)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "pmlm_site", "worker", f"--pool={pool}", "--concurrency=1", "--loglevel=INFO",
-         "-Q", queues, "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        yield process
-    finally:
-        route_tasks_to(settings.PMLM_CELERY_QUEUE)
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from prompting.ratings import RatingError, ab_comparison_create, ab_judge, ab_su
 from prompting.refinement import clinician_references, refinement_run_promote
 from prompting.templatetags.clinic import with_citation_links
 from tests.conftest import make_member
-from tests.test_refinement import RESTATES, finished_run
+from tests.helpers import RESTATES, finished_run
 
 AT = date(2025, 5, 2)
 SCORES = {"accuracy": 4, "completeness": 3, "personalisation": 5, "safety": 4, "clarity": 4}

@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from patients.fhir import codes
+from prompting.pmlm import codes
 
 from .catalogue import CARE_ITEMS, CatalogueItem
 
@@ -111,7 +111,7 @@ def _pregnancy_at(s: Snapshot, when: datetime) -> date | None:
     """Start of the pregnancy episode that covers `when`, if any."""
     best = None
     for code, onset, abatement in s.conditions:
-        if code in codes.PREGNANCY_CONDITION_CODES and onset and onset <= when:
+        if code in codes.PREGNANCY_CONDITIONS and onset and onset <= when:
             end = abatement or onset + timedelta(days=codes.MAX_PREGNANCY_DAYS)
             if when < end and (best is None or onset.date() > best):
                 best = onset.date()
@@ -123,8 +123,8 @@ def _pregnancy_ended(s: Snapshot, when: datetime) -> tuple[datetime, str] | None
     "termination", "loss", "birth", or "ended" when only the pregnancy episode closes; None when a
     pregnancy is current or none ended recently."""
     ends = [(t, 1, "termination" if c == TERMINATION_CODE else "birth") for c, t in s.pregnancy_ending_procedures]
-    ends += [(onset, 1, "loss") for c, onset, _ in s.conditions if c in codes.PREGNANCY_END_CONDITION_CODES and onset]
-    ends += [(abated, 0, "ended") for c, _, abated in s.conditions if c in codes.PREGNANCY_CONDITION_CODES and abated]
+    ends += [(onset, 1, "loss") for c, onset, _ in s.conditions if c in codes.PREGNANCY_ENDING_CONDITIONS and onset]
+    ends += [(abated, 0, "ended") for c, _, abated in s.conditions if c in codes.PREGNANCY_CONDITIONS and abated]
     ends = [(t, specific, how) for t, specific, how in ends if t <= when and (when - t).days <= RECENT_END_DAYS]
     if not ends:
         return None
@@ -269,7 +269,7 @@ def _ratings(s: Snapshot, rng: random.Random, latent: str, needs: set[str], time
     preference = LATENT_TYPES[latent]
     patient_bias = rng.gauss(0, 0.4)
     fading = rng.random() < 0.25
-    ever_pregnant = any(c in codes.PREGNANCY_CONDITION_CODES for c, _, _ in s.conditions) or bool(s.prenatal_encounters)
+    ever_pregnant = any(c in codes.PREGNANCY_CONDITIONS for c, _, _ in s.conditions) or bool(s.prenatal_encounters)
     dates = [p for _, p in s.prenatal_encounters] or timepoints
     dates = sorted(dates)[-12:]
     ratings = []

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from patients import models as m
-from patients.fhir import codes
+from prompting.pmlm import codes
 from patients.fhir.parse import FhirError, parse_bundle
 from patients.roles import SITE_ADMIN_GROUP, SITE_SETTINGS_MODELS, site_only_permissions
 from patients.services import bundle_paths, organisation_get_or_create, patient_import_bundle, read_bundle_file
@@ -182,7 +182,7 @@ def _snapshots(patient_ids: list[int]) -> dict[int, generator.Snapshot]:
     for pid, code, onset, abatement in m.Condition.objects.filter(patient_id__in=patient_ids).values_list(
             "patient_id", "code", "onset_at", "abatement_at"):
         snapshots[pid].conditions.append((code, onset, abatement))
-    prenatal = codes.PRENATAL_ENCOUNTER_CODES
+    prenatal = codes.PRENATAL_VISITS
     for pk, pid, code, start in m.Encounter.objects.filter(patient_id__in=patient_ids).values_list(
             "pk", "patient_id", "code", "period_start"):
         snapshots[pid].visits.append(start)
@@ -203,7 +203,7 @@ def _snapshots(patient_ids: list[int]) -> dict[int, generator.Snapshot]:
         elif value_code:
             observations.setdefault(code, []).append((when, value_code))
     for pid, code, performed in m.Procedure.objects.filter(
-            patient_id__in=patient_ids, code__in=codes.PREGNANCY_END_PROCEDURE_CODES).values_list("patient_id", "code", "performed_start"):
+            patient_id__in=patient_ids, code__in=codes.PREGNANCY_ENDING_PROCEDURES).values_list("patient_id", "code", "performed_start"):
         if performed:
             snapshots[pid].pregnancy_ending_procedures.append((code, performed))
             if code == generator.CAESAREAN_CODE:

@@ -1,4 +1,7 @@
-"""Terminology systems and the codes the clinic reads (see FHIR_CODES.md). No Django import."""
+"""Terminology systems and how a coding is chosen when FHIR gives several. No Django import.
+
+The clinical codes themselves (pregnancy, visits, observations) are the method's, in prompting/pmlm/codes.py,
+so that the record, its filters and the prompt agree on who is pregnant."""
 
 from __future__ import annotations
 
@@ -35,13 +38,3 @@ def preferred_coding(codings: list[Coding]) -> Coding:
                 return coding
     return codings[0]
 
-
-# Pregnancy episodes are read with the method's own code lists, so the list filter and the
-# prompt agree on who is pregnant.
-from prompting.pmlm.codes import (  # noqa: E402
-    MAX_PREGNANCY_DAYS,
-    PREGNANCY_CONDITIONS as PREGNANCY_CONDITION_CODES,
-    PREGNANCY_ENDING_CONDITIONS as PREGNANCY_END_CONDITION_CODES,
-    PREGNANCY_ENDING_PROCEDURES as PREGNANCY_END_PROCEDURE_CODES,
-    PRENATAL_VISITS as PRENATAL_ENCOUNTER_CODES,
-)

@@ -1,4 +1,4 @@
-"""Clinical codes the method reads (FHIR_CODES.md). Matched on code, never on display text."""
+"""Clinical codes the method reads (docs/FHIR_CODES.md). Matched on code, never on display text."""
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"

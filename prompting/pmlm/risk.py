@@ -1,4 +1,4 @@
-"""Risk flags following the WHO antenatal-care recommendations (FHIR_CODES.md), with evidence.
+"""Risk flags following the WHO antenatal-care recommendations (docs/FHIR_CODES.md), with evidence.
 
 Each rule reads the latest value unless it says otherwise; a rule about the current pregnancy
 only looks at what was recorded since it started (for a pregnancy the record proves but does not

@@ -3,7 +3,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from patients.models import JobStatus
-from prompting.guidance import GuidanceError, endpoint_named, guidance_as_json, guidance_request_create
+from prompting.endpoints import endpoint_named
+from prompting.errors import GuidanceError
+from prompting.guidance import guidance_as_json, guidance_request_create
 from prompting.management.commands._patients import parse_day, patient_by_external_id
 from prompting.services import PromptError
 

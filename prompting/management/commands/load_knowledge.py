@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from prompting.knowledge import KnowledgeError, knowledge_document_index, knowledge_load_who
+from prompting.knowledge import KnowledgeError, knowledge_document_save, knowledge_load_who
 from prompting.models import KnowledgeDocument
 
 
@@ -18,15 +18,13 @@ class Command(BaseCommand):
         if not files:
             self.stdout.write(f"Loaded {knowledge_load_who()} WHO antenatal decision rules.")
             return
-        from prompting.knowledge import extract_text
-
         for name in files:
             path = Path(name)
+            key = f"file:{path.name}"[:120]
+            document = KnowledgeDocument.objects.filter(external_key=key).first() or KnowledgeDocument(external_key=key)
+            document.title, document.source, document.licence = path.stem.replace("_", " "), source or path.name, licence
             try:
-                text = extract_text(path.name, path.read_bytes())
+                passages = knowledge_document_save(document=document, file_name=path.name, data=path.read_bytes(), index_now=True)
             except (OSError, KnowledgeError) as exc:
                 raise CommandError(f"{name}: {exc}") from None
-            document, _ = KnowledgeDocument.objects.update_or_create(
-                external_key=f"file:{path.name}"[:120], defaults={"title": path.stem.replace("_", " "), "text": text,
-                                                                    "source": source or path.name, "licence": licence})
-            self.stdout.write(f"{path.name}: {knowledge_document_index(document=document)} passages")
+            self.stdout.write(f"{path.name}: {passages} passages")

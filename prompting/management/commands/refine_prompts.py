@@ -47,7 +47,7 @@ class Command(BaseCommand):
         if json:
             self.stdout.write(jsonlib.dumps({k: report[k] for k in (
                 "run_id", "steps", "reward_initial", "reward_refined", "minutes", "stage_minutes", "target_calls", "validation",
-                "best_fixed_edit", "set_aside", "deployed", "policy_train_mean_reward", "learned", "checkpoint", "accepted_share",
+                "best_fixed_edit", "set_aside", "deployed", "policy_train_mean_reward", "policy_train_key_item_precision", "learned", "checkpoint", "accepted_share",
                 "seconds_per_step", "train_examples", "validation_examples", "promoted")}, indent=2))
             return
         validation = report["validation"]

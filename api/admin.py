@@ -29,8 +29,9 @@ class ApiTokenAdmin(RefusalAuditMixin, admin.ModelAdmin):
         if db_field.name == "user" and allowed is not None:
             # A token acts with its account's role: nobody issues one for a role above their own.
             roles = [role for role in Role.values if ROLE_RANK[role] <= role_rank(own_role(request.user))]
-            kwargs["queryset"] = get_user_model().objects.filter(membership__organisation__in=allowed,
-                                                                 membership__role__in=roles, is_superuser=False)
+            kwargs["queryset"] = get_user_model().objects.filter(
+                membership__organisation__in=allowed, membership__role__in=roles, is_superuser=False
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
@@ -39,7 +40,9 @@ class ApiTokenAdmin(RefusalAuditMixin, admin.ModelAdmin):
             return
         record, token = token_issue(username=obj.user.username, name=obj.name, created_by=request.user)
         obj.pk = record.pk
-        self.message_user(request, f"New token for {obj.user} (copy it now, it is not shown again): {token}", messages.WARNING)
+        self.message_user(
+            request, f"New token for {obj.user} (copy it now, it is not shown again): {token}", messages.WARNING
+        )
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request, queryset):

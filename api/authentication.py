@@ -29,4 +29,8 @@ class PartnerTokenScheme(OpenApiAuthenticationExtension):
     name = "partnerToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "A partner token from `manage.py issue_token USERNAME`."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A partner token from `manage.py issue_token USERNAME`.",
+        }

@@ -8,7 +8,8 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_handler, set_rollback
+from rest_framework.views import exception_handler as drf_handler
+from rest_framework.views import set_rollback
 
 logger = logging.getLogger("api")
 
@@ -51,14 +52,20 @@ def api_exception_handler(exc, context):
         view = context.get("view")
         logger.error("Unexpected error in %s", view.__class__.__name__ if view is not None else "the API", exc_info=exc)
         set_rollback()
-        return Response(error_body(500, "server_error", "The server failed to answer this request; it has been logged."),
-                        status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return Response(
+            error_body(500, "server_error", "The server failed to answer this request; it has been logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     detail = getattr(exc, "detail", None)
     code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
     if isinstance(exc, exceptions.ValidationError):
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
-        response.data = error_body(response.status_code, "invalid", "The request is not valid: " + _message(detail),
-                                   {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in fields.items()})
+        response.data = error_body(
+            response.status_code,
+            "invalid",
+            "The request is not valid: " + _message(detail),
+            {k: [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in fields.items()},
+        )
     else:
         response.data = error_body(response.status_code, code if isinstance(code, str) else "error", _message(detail))
     return response
@@ -75,5 +82,10 @@ def operation_outcome(message: str, *, resource: str = "", field: str = "") -> d
 
 
 def fhir_error_response(message: str, *, resource: str = "", field: str = "", status_code: int = 422) -> Response:
-    return Response({**error_body(status_code, "invalid_fhir", message), **operation_outcome(message, resource=resource, field=field)},
-                    status=status_code)
+    return Response(
+        {
+            **error_body(status_code, "invalid_fhir", message),
+            **operation_outcome(message, resource=resource, field=field),
+        },
+        status=status_code,
+    )

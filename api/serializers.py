@@ -10,7 +10,6 @@ from prompting.guidance import guidance_as_json
 from prompting.models import RATING_SCALES, ClinicianRating, GuidanceRequest, PeerModel, RefinementRun
 from prompting.services import MAX_QUESTION_CHARS, PromptError, consultation_date_check, consultation_year_pattern
 
-
 # Request fields take only their JSON type: DRF would otherwise read 0 as the question "0", "yes" as
 # true and "5" as 5, none of which the schema allows.
 # Blank is only white space, as the schema's regular expressions (ECMA \s) and Python's str.strip() count it.
@@ -106,8 +105,20 @@ class PatientSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Patient
-        fields = ["id", "given_names", "family_name", "birth_date", "gender", "deceased_at", "language", "pregnant",
-                  "pregnancy_start", "pregnancy_end", "last_encounter_at", "updated_at"]
+        fields = [
+            "id",
+            "given_names",
+            "family_name",
+            "birth_date",
+            "gender",
+            "deceased_at",
+            "language",
+            "pregnant",
+            "pregnancy_start",
+            "pregnancy_end",
+            "last_encounter_at",
+            "updated_at",
+        ]
 
     def get_pregnant(self, patient) -> bool:
         return patient_pregnancy(patient, timezone.now().date()).pregnant
@@ -115,12 +126,17 @@ class PatientSerializer(serializers.ModelSerializer):
 
 class QuestionSerializer(serializers.Serializer):
     question = StrictCharField(max_length=MAX_QUESTION_CHARS, trim_whitespace=True)
-    at = ConsultationDateField(required=False, allow_null=True,
-                               help_text="Consultation date (default today), from 1900-01-01 to the end of next year: the record is read as of it.")
+    at = ConsultationDateField(
+        required=False,
+        allow_null=True,
+        help_text="Consultation date (default today), from 1900-01-01 to the end of next year: the record is read as of it.",
+    )
 
 
 class GuidanceCreateSerializer(QuestionSerializer):
-    endpoint = StrictCharField(required=False, allow_blank=True, max_length=50, help_text="Endpoint name (default: the default one).")
+    endpoint = StrictCharField(
+        required=False, allow_blank=True, max_length=50, help_text="Endpoint name (default: the default one)."
+    )
     use_retrieval = StrictBooleanField(required=False, default=True)
 
 
@@ -168,26 +184,57 @@ class GuidanceSerializer(serializers.ModelSerializer):
 
     patient = serializers.CharField(source="patient.external_id")
     endpoint = serializers.CharField(source="endpoint.name")
-    prompt = serializers.CharField(help_text="The prompt the LLM was sent: the refined one when the policy's edit was used.")
+    prompt = serializers.CharField(
+        help_text="The prompt the LLM was sent: the refined one when the policy's edit was used."
+    )
     initial_prompt = serializers.CharField()
     refined = serializers.BooleanField()
-    refinement = serializers.DictField(help_text=(
-        "What the promoted refinement run did to the prompt (empty when none is promoted): run, version, edit, label, "
-        "used, and the guard's problems when its edit was not used."))
+    refinement = serializers.DictField(
+        help_text=(
+            "What the promoted refinement run did to the prompt (empty when none is promoted): run, version, edit, label, "
+            "used, and the guard's problems when its edit was not used."
+        )
+    )
     guidance = serializers.CharField(source="text")
     citations = CitationSerializer(many=True)
     warnings = serializers.ListField(child=serializers.DictField())
-    unsupported_claims = serializers.ListField(child=serializers.DictField(), help_text=(
-        "Sentences of the guidance that assert about her what her record does not support: sentence, start, end "
-        "(offsets into the guidance), reason, kinds (finding, number, medicine)."))
+    unsupported_claims = serializers.ListField(
+        child=serializers.DictField(),
+        help_text=(
+            "Sentences of the guidance that assert about her what her record does not support: sentence, start, end "
+            "(offsets into the guidance), reason, kinds (finding, number, medicine)."
+        ),
+    )
     usage = serializers.DictField()
     notice = serializers.CharField()
 
     class Meta:
         model = GuidanceRequest
-        fields = ["id", "patient", "question", "consultation_date", "status", "endpoint", "use_retrieval", "backend", "model",
-                  "prompt", "initial_prompt", "refined", "refinement", "guidance", "citations", "warnings",
-                  "unsupported_claims", "usage", "latency_ms", "error", "notice", "created_at", "finished_at"]
+        fields = [
+            "id",
+            "patient",
+            "question",
+            "consultation_date",
+            "status",
+            "endpoint",
+            "use_retrieval",
+            "backend",
+            "model",
+            "prompt",
+            "initial_prompt",
+            "refined",
+            "refinement",
+            "guidance",
+            "citations",
+            "warnings",
+            "unsupported_claims",
+            "usage",
+            "latency_ms",
+            "error",
+            "notice",
+            "created_at",
+            "finished_at",
+        ]
         read_only_fields = fields
 
     def to_representation(self, instance) -> dict:
@@ -213,15 +260,41 @@ class RatingSerializer(serializers.ModelSerializer):
 class PeerModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = PeerModel
-        fields = ["version", "status", "progress", "message", "active", "neighbour_method", "cohort_size", "metrics",
-                  "training_seconds", "created_at", "finished_at"]
+        fields = [
+            "version",
+            "status",
+            "progress",
+            "message",
+            "active",
+            "neighbour_method",
+            "cohort_size",
+            "metrics",
+            "training_seconds",
+            "created_at",
+            "finished_at",
+        ]
 
 
 class RefinementRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = RefinementRun
-        fields = ["version", "status", "progress", "message", "step", "curve", "reward_initial", "reward_refined",
-                  "accepted_share", "seconds_per_step", "target_calls", "report", "promoted", "created_at", "finished_at"]
+        fields = [
+            "version",
+            "status",
+            "progress",
+            "message",
+            "step",
+            "curve",
+            "reward_initial",
+            "reward_refined",
+            "accepted_share",
+            "seconds_per_step",
+            "target_calls",
+            "report",
+            "promoted",
+            "created_at",
+            "finished_at",
+        ]
 
 
 class ImportResultSerializer(serializers.Serializer):

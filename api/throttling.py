@@ -24,7 +24,9 @@ class TokenRateThrottle(SimpleRateThrottle):
 
     def _count(self, key: str) -> int:
         """Add one to this window's count, atomically, and return it."""
-        self.cache.add(key, 0, timeout=2 * self.duration + 1)  # kept through the next window, which reads it as "previous"
+        self.cache.add(
+            key, 0, timeout=2 * self.duration + 1
+        )  # kept through the next window, which reads it as "previous"
         try:
             return self.cache.incr(key)
         except ValueError:  # expired between the two calls

@@ -30,8 +30,9 @@ def token_issue(*, username: str, name: str = "", created_by=None) -> tuple[ApiT
         raise TokenError(f"{username} is not a member of any organisation: a token would reach nothing.")
     public = secrets.token_hex(4)
     token = f"{PREFIX}_{public}_{secrets.token_urlsafe(32)}"
-    record = ApiToken.objects.create(user=user, name=name or "API token", prefix=f"{PREFIX}_{public}", digest=_digest(token),
-                                     created_by=created_by)
+    record = ApiToken.objects.create(
+        user=user, name=name or "API token", prefix=f"{PREFIX}_{public}", digest=_digest(token), created_by=created_by
+    )
     return record, token
 
 
@@ -39,9 +40,14 @@ def token_authenticate(token: str) -> ApiToken | None:
     """The active token record for this token, or None; marks when it was last used."""
     if not token or len(token) > 200:
         return None
-    record = ApiToken.objects.filter(digest=_digest(token), revoked_at__isnull=True, user__is_active=True).select_related(
-        "user", "user__membership", "user__membership__organisation").first()
-    if record is not None and (record.last_used_at is None or (timezone.now() - record.last_used_at).total_seconds() > 60):
+    record = (
+        ApiToken.objects.filter(digest=_digest(token), revoked_at__isnull=True, user__is_active=True)
+        .select_related("user", "user__membership", "user__membership__organisation")
+        .first()
+    )
+    if record is not None and (
+        record.last_used_at is None or (timezone.now() - record.last_used_at).total_seconds() > 60
+    ):
         ApiToken.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
     return record
 

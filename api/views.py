@@ -17,8 +17,17 @@ from rest_framework.views import APIView
 from api.errors import Conflict, error_body, fhir_error_response
 from api.parsers import FhirJSONAsJSONParser, FhirJSONParser
 from api.serializers import (
-    ErrorSerializer, FhirErrorSerializer, GuidanceCreateSerializer, GuidanceSerializer, ImportResultSerializer,
-    PatientSerializer, PeerModelSerializer, PromptSerializer, QuestionSerializer, RatingSerializer, RefinementRunSerializer,
+    ErrorSerializer,
+    FhirErrorSerializer,
+    GuidanceCreateSerializer,
+    GuidanceSerializer,
+    ImportResultSerializer,
+    PatientSerializer,
+    PeerModelSerializer,
+    PromptSerializer,
+    QuestionSerializer,
+    RatingSerializer,
+    RefinementRunSerializer,
 )
 from audit.models import AuditAction
 from audit.services import AuditContext, audit_denied, audit_record, reset_context, set_context
@@ -35,12 +44,23 @@ from prompting.ratings import RatingError, guidance_rate
 from prompting.services import PromptError, prompt_as_json, prompt_request
 
 IMPORT_ROLES = {Role.PARTNER, Role.CURATOR, Role.ADMIN}
-ERRORS = {code: OpenApiResponse(ErrorSerializer, description=text) for code, text in (
-    (400, "Invalid request"), (401, "No or invalid token"), (403, "Not allowed for this account"),
-    (404, "Not found in your organisation"), (409, "Not possible in the object's present state"), (413, "Body too large"), (415, "Unsupported media type"), (429, "Too many requests"))}
+ERRORS = {
+    code: OpenApiResponse(ErrorSerializer, description=text)
+    for code, text in (
+        (400, "Invalid request"),
+        (401, "No or invalid token"),
+        (403, "Not allowed for this account"),
+        (404, "Not found in your organisation"),
+        (409, "Not possible in the object's present state"),
+        (413, "Body too large"),
+        (415, "Unsupported media type"),
+        (429, "Too many requests"),
+    )
+}
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # what the importer accepts as an id (patients/fhir/parse.py)
-PATIENT_ID = OpenApiParameter("patient_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="FHIR Patient.id",
-                              pattern=FHIR_ID.pattern)
+PATIENT_ID = OpenApiParameter(
+    "patient_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="FHIR Patient.id", pattern=FHIR_ID.pattern
+)
 NO_NUL = r"^[^\x00]*$"  # no NUL in any text the API takes (the database refuses it): one is answered 400
 
 
@@ -63,8 +83,14 @@ class PartnerView(APIView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         membership = request.user.membership
-        self._audit = set_context(AuditContext(actor=request.user, organisation_id=membership.organisation_id,
-                                               request_id=getattr(request._request, "request_id", ""), surface="api"))
+        self._audit = set_context(
+            AuditContext(
+                actor=request.user,
+                organisation_id=membership.organisation_id,
+                request_id=getattr(request._request, "request_id", ""),
+                surface="api",
+            )
+        )
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -72,8 +98,10 @@ class PartnerView(APIView):
             if request.method == "GET" and response.status_code < 400:
                 # The object by its database id: a FHIR id can itself identify a patient. A list records which patients it showed.
                 audited = getattr(self, "audited", None)
-                details = {"view": self.__class__.__name__,
-                           "count": response.data.get("count") if isinstance(response.data, dict) else None}
+                details = {
+                    "view": self.__class__.__name__,
+                    "count": response.data.get("count") if isinstance(response.data, dict) else None,
+                }
                 if getattr(self, "patients_shown", None) is not None:
                     details["patients"] = self.patients_shown
                 audit_record(AuditAction.API_READ, obj=audited, details=details)
@@ -88,10 +116,17 @@ class PartnerView(APIView):
     def patient(self, patient_id: str) -> Patient:
         """Her, in the caller's organisation; any other id is not found, and the refusal is audited."""
         if not FHIR_ID.fullmatch(patient_id):  # no patient can have it (and PostgreSQL refuses a NUL in a query)
-            audit_denied(object_type="patients.Patient", object_id="", reason="not a FHIR id")  # free text: not recorded
+            audit_denied(
+                object_type="patients.Patient", object_id="", reason="not a FHIR id"
+            )  # free text: not recorded
             raise NotFound("Not found in your organisation.")
-        self.audited = get_or_404_audited(Patient.objects.all(), object_id=patient_id, anywhere={"external_id": patient_id},
-                                          organisation=self.organisation, external_id=patient_id)
+        self.audited = get_or_404_audited(
+            Patient.objects.all(),
+            object_id=patient_id,
+            anywhere={"external_id": patient_id},
+            organisation=self.organisation,
+            external_id=patient_id,
+        )
         return self.audited
 
 
@@ -119,16 +154,29 @@ class Pages(PageNumberPagination):
         return parameters
 
 
-ORDERINGS = {"id": "external_id", "-id": "-external_id", "family_name": "family_name", "-family_name": "-family_name",
-             "last_encounter_at": "last_encounter_at", "-last_encounter_at": "-last_encounter_at",
-             "updated_at": "updated_at", "-updated_at": "-updated_at"}
+ORDERINGS = {
+    "id": "external_id",
+    "-id": "-external_id",
+    "family_name": "family_name",
+    "-family_name": "-family_name",
+    "last_encounter_at": "last_encounter_at",
+    "-last_encounter_at": "-last_encounter_at",
+    "updated_at": "updated_at",
+    "-updated_at": "-updated_at",
+}
 
 
-@extend_schema(tags=["patients"], parameters=[
-    OpenApiParameter("q", OpenApiTypes.STR, description="Name, or the start of the patient id", pattern=NO_NUL),
-    OpenApiParameter("pregnant", OpenApiTypes.BOOL, description="Only patients in an ongoing pregnancy episode (or not)"),
-    OpenApiParameter("ordering", OpenApiTypes.STR, enum=list(ORDERINGS), description="Sort order (default: id)"),
-], responses={200: PatientSerializer(many=True), **errors(400, 401, 403, 404, 429)})
+@extend_schema(
+    tags=["patients"],
+    parameters=[
+        OpenApiParameter("q", OpenApiTypes.STR, description="Name, or the start of the patient id", pattern=NO_NUL),
+        OpenApiParameter(
+            "pregnant", OpenApiTypes.BOOL, description="Only patients in an ongoing pregnancy episode (or not)"
+        ),
+        OpenApiParameter("ordering", OpenApiTypes.STR, enum=list(ORDERINGS), description="Sort order (default: id)"),
+    ],
+    responses={200: PatientSerializer(many=True), **errors(400, 401, 403, 404, 429)},
+)
 class PatientList(PartnerView, generics.ListAPIView):
     serializer_class = PatientSerializer
     pagination_class = Pages
@@ -139,8 +187,12 @@ class PatientList(PartnerView, generics.ListAPIView):
         if pregnant is not None and pregnant.lower() not in ("true", "false"):
             raise ValidationError({"pregnant": ["Use true or false."]})
         # The same selector as the patient list page: one rule for "pregnant now".
-        patients = patient_list(organisation=self.organisation, query=" ".join(params.get("q", "").split()[:5]),
-                                pregnant=None if pregnant is None else pregnant.lower() == "true", on=timezone.now().date())
+        patients = patient_list(
+            organisation=self.organisation,
+            query=" ".join(params.get("q", "").split()[:5]),
+            pregnant=None if pregnant is None else pregnant.lower() == "true",
+            on=timezone.now().date(),
+        )
         ordering = params.get("ordering", "id")
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
@@ -152,7 +204,9 @@ class PatientList(PartnerView, generics.ListAPIView):
         return page
 
 
-@extend_schema(tags=["patients"], parameters=[PATIENT_ID], responses={200: PatientSerializer, **errors(401, 403, 404, 429)})
+@extend_schema(
+    tags=["patients"], parameters=[PATIENT_ID], responses={200: PatientSerializer, **errors(401, 403, 404, 429)}
+)
 class PatientDetail(PartnerView):
     def get(self, request, patient_id: str):
         return Response(PatientSerializer(self.patient(patient_id)).data)
@@ -160,15 +214,27 @@ class PatientDetail(PartnerView):
 
 # What the schema can say about a Bundle; the importer checks the rest of FHIR and answers 422 naming what is wrong.
 BUNDLE_REQUEST = {
-    "type": "object", "description": "A FHIR R4 Bundle; other elements as FHIR defines them.", "required": ["resourceType", "type"],
+    "type": "object",
+    "description": "A FHIR R4 Bundle; other elements as FHIR defines them.",
+    "required": ["resourceType", "type"],
     "properties": {
         "resourceType": {"type": "string", "enum": ["Bundle"]},
         "type": {"type": "string", "enum": sorted(SUPPORTED_BUNDLE_TYPES)},
-        "entry": {"type": "array", "items": {"type": "object", "required": ["resource"], "properties": {
-            "fullUrl": {"type": "string", "nullable": True},
-            "resource": {"type": "object", "required": ["resourceType"],
-                         "properties": {"resourceType": {"type": "string", "minLength": 1}}},
-        }}},
+        "entry": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["resource"],
+                "properties": {
+                    "fullUrl": {"type": "string", "nullable": True},
+                    "resource": {
+                        "type": "object",
+                        "required": ["resourceType"],
+                        "properties": {"resourceType": {"type": "string", "minLength": 1}},
+                    },
+                },
+            },
+        },
     },
 }
 
@@ -176,26 +242,44 @@ BUNDLE_REQUEST = {
 class BundleImport(PartnerView):
     parser_classes = [FhirJSONParser, FhirJSONAsJSONParser]
 
-    @extend_schema(tags=["fhir"], request={"application/fhir+json": BUNDLE_REQUEST, "application/json": BUNDLE_REQUEST},
-                   responses={200: ImportResultSerializer, 422: OpenApiResponse(FhirErrorSerializer, description="Rejected: OperationOutcome naming the resource and field"),
-                              **errors(400, 401, 403, 413, 415, 429)},
-                   description="Import one FHIR R4 transaction Bundle, all or nothing (the same service as `import_fhir`).")
+    @extend_schema(
+        tags=["fhir"],
+        request={"application/fhir+json": BUNDLE_REQUEST, "application/json": BUNDLE_REQUEST},
+        responses={
+            200: ImportResultSerializer,
+            422: OpenApiResponse(
+                FhirErrorSerializer, description="Rejected: OperationOutcome naming the resource and field"
+            ),
+            **errors(400, 401, 403, 413, 415, 429),
+        },
+        description="Import one FHIR R4 transaction Bundle, all or nothing (the same service as `import_fhir`).",
+    )
     def post(self, request):
         if request.user.membership.role not in IMPORT_ROLES:
             raise PermissionDenied("Only partner, curator and admin accounts import records.")
         if not isinstance(request.data, dict):
             return fhir_error_response("The body must be a FHIR Bundle (a JSON object).")
-        result = patient_import_bundle(organisation=self.organisation, bundle=request.data, source=f"api:{request.auth.prefix if request.auth else request.user.username}",
-                                       user=request.user)
+        result = patient_import_bundle(
+            organisation=self.organisation,
+            bundle=request.data,
+            source=f"api:{request.auth.prefix if request.auth else request.user.username}",
+            user=request.user,
+        )
         if not result.ok:
             return fhir_error_response(result.error, resource=result.error_resource, field=result.error_field)
         created = sum(c["created"] for k, c in result.counts.items() if k != "skipped")
         updated = sum(c["updated"] for k, c in result.counts.items() if k != "skipped")
-        return Response({"status": "imported", "patients": result.patient_external_ids, "created": created, "updated": updated})
+        return Response(
+            {"status": "imported", "patients": result.patient_external_ids, "created": created, "updated": updated}
+        )
 
 
-@extend_schema(tags=["fhir"], parameters=[PATIENT_ID], responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT, **errors(401, 403, 404, 429)},
-               description="Her record as a FHIR R4 transaction Bundle.")
+@extend_schema(
+    tags=["fhir"],
+    parameters=[PATIENT_ID],
+    responses={(200, "application/fhir+json"): OpenApiTypes.OBJECT, **errors(401, 403, 404, 429)},
+    description="Her record as a FHIR R4 transaction Bundle.",
+)
 class PatientExport(PartnerView):
     def get(self, request, patient_id: str):
         patient = self.patient(patient_id)
@@ -204,9 +288,13 @@ class PatientExport(PartnerView):
 
 
 class PatientPrompt(PartnerView):
-    @extend_schema(tags=["prompts"], parameters=[PATIENT_ID], request=QuestionSerializer,
-                   responses={200: PromptSerializer, **errors(400, 401, 403, 404, 413, 415, 429)},
-                   description="The personalised, de-identified hard prompt for a question: use it with any LLM.")
+    @extend_schema(
+        tags=["prompts"],
+        parameters=[PATIENT_ID],
+        request=QuestionSerializer,
+        responses={200: PromptSerializer, **errors(400, 401, 403, 404, 413, 415, 429)},
+        description="The personalised, de-identified hard prompt for a question: use it with any LLM.",
+    )
     def post(self, request, patient_id: str):
         patient = self.patient(patient_id)
         data = _valid(QuestionSerializer, request.data)
@@ -217,14 +305,23 @@ class PatientPrompt(PartnerView):
         return Response(prompt_as_json(prompt))
 
 
-IDEMPOTENCY = OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-                               description="Retrying with the same key returns the same request instead of a new one.")
+IDEMPOTENCY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Retrying with the same key returns the same request instead of a new one.",
+)
 
 
 class PatientGuidance(PartnerView):
-    @extend_schema(tags=["guidance"], parameters=[PATIENT_ID, IDEMPOTENCY], request=GuidanceCreateSerializer,
-                   responses={202: GuidanceSerializer, **errors(400, 401, 403, 404, 413, 415, 429)},
-                   description="Queue guidance for a question; poll the URL in `Location` until `status` is done or failed.")
+    @extend_schema(
+        tags=["guidance"],
+        parameters=[PATIENT_ID, IDEMPOTENCY],
+        request=GuidanceCreateSerializer,
+        responses={202: GuidanceSerializer, **errors(400, 401, 403, 404, 413, 415, 429)},
+        description="Queue guidance for a question; poll the URL in `Location` until `status` is done or failed.",
+    )
     def post(self, request, patient_id: str):
         patient = self.patient(patient_id)
         data = _valid(GuidanceCreateSerializer, request.data)
@@ -233,9 +330,15 @@ class PatientGuidance(PartnerView):
             raise ValidationError({"Idempotency-Key": ["At most 100 characters, and no NUL."]})
         try:
             endpoint = endpoint_named(data["endpoint"]) if data.get("endpoint") else None
-            guidance = guidance_request_create(patient=patient, question=data["question"], at=data.get("at"), endpoint=endpoint,
-                                               use_retrieval=data.get("use_retrieval", True), user=request.user,
-                                               idempotency_key=key)
+            guidance = guidance_request_create(
+                patient=patient,
+                question=data["question"],
+                at=data.get("at"),
+                endpoint=endpoint,
+                use_retrieval=data.get("use_retrieval", True),
+                user=request.user,
+                idempotency_key=key,
+            )
         except GuidanceBusy as exc:
             raise Throttled(wait=exc.retry_after, detail=str(exc)) from None
         except (GuidanceError, PromptError) as exc:
@@ -246,8 +349,13 @@ class PatientGuidance(PartnerView):
 
 
 def _guidance_in(organisation, guidance_id: int) -> GuidanceRequest:
-    return get_or_404_audited(GuidanceRequest.objects.select_related("patient", "endpoint", "prompt", "refined_prompt"),
-                              object_id=guidance_id, anywhere={"pk": guidance_id}, pk=guidance_id, patient__organisation=organisation)
+    return get_or_404_audited(
+        GuidanceRequest.objects.select_related("patient", "endpoint", "prompt", "refined_prompt"),
+        object_id=guidance_id,
+        anywhere={"pk": guidance_id},
+        pk=guidance_id,
+        patient__organisation=organisation,
+    )
 
 
 @extend_schema(tags=["guidance"], responses={200: GuidanceSerializer, **errors(401, 403, 404, 429)})
@@ -258,9 +366,13 @@ class GuidanceDetail(PartnerView):
 
 
 class GuidanceRatings(PartnerView):
-    @extend_schema(tags=["guidance"], request=RatingSerializer, responses={201: RatingSerializer, **errors(400, 401, 403, 404, 409, 413, 415, 429)},
-                   description="A clinician's rating of finished guidance (one per account; posting again updates it). "
-                               "Guidance that is not done yet answers 409.")
+    @extend_schema(
+        tags=["guidance"],
+        request=RatingSerializer,
+        responses={201: RatingSerializer, **errors(400, 401, 403, 404, 409, 413, 415, 429)},
+        description="A clinician's rating of finished guidance (one per account; posting again updates it). "
+        "Guidance that is not done yet answers 409.",
+    )
     def post(self, request, guidance_id: int):
         guidance = _guidance_in(self.organisation, guidance_id)
         data = _valid(RatingSerializer, request.data)
@@ -268,8 +380,13 @@ class GuidanceRatings(PartnerView):
             raise Conflict(f"Only finished guidance can be rated; this one is {guidance.status}.")
         scores = {scale: data[scale] for scale in RATING_SCALES}
         try:
-            rating = guidance_rate(guidance=guidance, rater=request.user, scores=scores, would_follow=data.get("would_follow"),
-                                   comment=data.get("comment", ""))
+            rating = guidance_rate(
+                guidance=guidance,
+                rater=request.user,
+                scores=scores,
+                would_follow=data.get("would_follow"),
+                comment=data.get("comment", ""),
+            )
         except RatingError as exc:
             raise ValidationError({"non_field_errors": [str(exc)]}) from None
         return Response(RatingSerializer(rating).data, status=status.HTTP_201_CREATED)
@@ -299,7 +416,6 @@ def _valid(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
-
 
 
 @csrf_exempt

@@ -109,12 +109,25 @@ def walk(entries: Iterable[Entry], start: str, keyring: Keyring) -> tuple[int, s
         if entry.prev_hash != expected:
             return checked, expected, Break(entry.id, FOLLOWS)
         if entry.key_id == LEGACY:
-            return checked, expected, Break(entry.id, "it is not keyed: it was written before PMLM_AUDIT_KEY and never "
-                                                      "sealed (manage.py seal_audit)")
+            return (
+                checked,
+                expected,
+                Break(
+                    entry.id,
+                    "it is not keyed: it was written before PMLM_AUDIT_KEY and never sealed (manage.py seal_audit)",
+                ),
+            )
         key = keyring.get(entry.key_id)
         if key is None:
-            return checked, expected, Break(entry.id, f"its key ({entry.key_id}) is not one this deployment holds "
-                                                      "(PMLM_AUDIT_KEY, PMLM_AUDIT_RETIRED_KEYS)")
+            return (
+                checked,
+                expected,
+                Break(
+                    entry.id,
+                    f"its key ({entry.key_id}) is not one this deployment holds "
+                    "(PMLM_AUDIT_KEY, PMLM_AUDIT_RETIRED_KEYS)",
+                ),
+            )
         if not hmac.compare_digest(entry_hash(key, entry.prev_hash, entry.payload), entry.hash):
             return checked, expected, Break(entry.id, EDITED)
         expected = entry.hash
@@ -152,4 +165,3 @@ def reseal(entries: Iterable[Entry], start: str, rehash: Callable[[str, dict], s
         new = rehash(prev, entry.payload)
         yield entry.id, prev, new
         prev = new
-

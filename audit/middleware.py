@@ -17,10 +17,17 @@ class AuditContextMiddleware:
         request.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         user = getattr(request, "user", None)
         membership = getattr(user, "membership", None) if user is not None and user.is_authenticated else None
-        surface = "admin" if request.path.startswith("/admin/") else "api" if request.path.startswith("/api/") else "page"
-        token = set_context(AuditContext(actor=user if membership or (user and user.is_authenticated) else None,
-                                         organisation_id=membership.organisation_id if membership else None,
-                                         request_id=request.request_id, surface=surface))
+        surface = (
+            "admin" if request.path.startswith("/admin/") else "api" if request.path.startswith("/api/") else "page"
+        )
+        token = set_context(
+            AuditContext(
+                actor=user if membership or (user and user.is_authenticated) else None,
+                organisation_id=membership.organisation_id if membership else None,
+                request_id=request.request_id,
+                surface=surface,
+            )
+        )
         try:
             response = self.get_response(request)
         finally:

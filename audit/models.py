@@ -35,19 +35,29 @@ class AuditAction(models.TextChoices):
 
 class AuditEvent(models.Model):
     at = models.DateTimeField(db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_name = models.CharField(max_length=150, blank=True, help_text="The username then (kept if the account goes).")
-    organisation = models.ForeignKey("patients.Organisation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    organisation = models.ForeignKey(
+        "patients.Organisation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     action = models.CharField(max_length=30, choices=AuditAction.choices, db_index=True)
     surface = models.CharField(max_length=20, help_text="page, api, admin, command or worker")
     object_type = models.CharField(max_length=60, blank=True)
-    object_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="A database id, never a name or MRN.")
+    object_id = models.CharField(
+        max_length=64, blank=True, db_index=True, help_text="A database id, never a name or MRN."
+    )
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
     details = models.JSONField(default=dict, blank=True, help_text="Counts, codes and ids only.")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
-    key_id = models.CharField(max_length=16, blank=True, default="",
-                              help_text="Fingerprint of the key that hashed it (never the key); empty: plain SHA-256, before keying.")
+    key_id = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        help_text="Fingerprint of the key that hashed it (never the key); empty: plain SHA-256, before keying.",
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -61,6 +71,8 @@ class AuditHead(models.Model):
     """A single row: the chain's last hash (appends lock it) and the anchor a retention purge leaves, sealed with the key."""
 
     last_hash = models.CharField(max_length=64)
-    anchor_hash = models.CharField(max_length=64, help_text="prev_hash of the oldest kept entry, trusted after a purge.")
+    anchor_hash = models.CharField(
+        max_length=64, help_text="prev_hash of the oldest kept entry, trusted after a purge."
+    )
     key_id = models.CharField(max_length=16, blank=True, default="")
     seal = models.CharField(max_length=64, blank=True, default="", help_text="HMAC of anchor_hash and last_hash.")

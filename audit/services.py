@@ -68,10 +68,18 @@ def reset_context(token):
 
 def _payload(event: AuditEvent) -> dict:
     """What the hash covers: ids, codes and counts; never a name, an identifier or free text about a patient."""
-    return {"at": event.at.isoformat(), "actor": event.actor_id, "actor_name": event.actor_name,
-            "organisation": event.organisation_id, "action": event.action, "surface": event.surface,
-            "object_type": event.object_type, "object_id": event.object_id, "request_id": event.request_id,
-            "details": event.details}
+    return {
+        "at": event.at.isoformat(),
+        "actor": event.actor_id,
+        "actor_name": event.actor_name,
+        "organisation": event.organisation_id,
+        "action": event.action,
+        "surface": event.surface,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "request_id": event.request_id,
+        "details": event.details,
+    }
 
 
 DEVELOPMENT_KEY_LABEL = "pmlm-audit-chain-development-key"
@@ -80,8 +88,11 @@ DEVELOPMENT_KEY_LABEL = "pmlm-audit-chain-development-key"
 def audit_keyring() -> chain.Keyring:
     """PMLM_AUDIT_KEY (new entries) and PMLM_AUDIT_RETIRED_KEYS (older entries only). Without a key (debug only:
     production refuses to start) a stable development key is derived from SECRET_KEY; it is never stored."""
-    return _keyring(getattr(settings, "PMLM_AUDIT_KEY", ""), tuple(getattr(settings, "PMLM_AUDIT_RETIRED_KEYS", ())),
-                    settings.SECRET_KEY)
+    return _keyring(
+        getattr(settings, "PMLM_AUDIT_KEY", ""),
+        tuple(getattr(settings, "PMLM_AUDIT_RETIRED_KEYS", ())),
+        settings.SECRET_KEY,
+    )
 
 
 @lru_cache(maxsize=8)
@@ -95,23 +106,43 @@ def _lock_head() -> AuditHead:
     Call inside a transaction."""
     if not AuditHead.objects.filter(pk=1).update(last_hash=F("last_hash")):
         keyring = audit_keyring()
-        AuditHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS, "anchor_hash": GENESIS, "key_id": keyring.current_id,
-                                                        "seal": chain.head_seal(keyring.current, GENESIS, GENESIS)})
+        AuditHead.objects.get_or_create(
+            pk=1,
+            defaults={
+                "last_hash": GENESIS,
+                "anchor_hash": GENESIS,
+                "key_id": keyring.current_id,
+                "seal": chain.head_seal(keyring.current, GENESIS, GENESIS),
+            },
+        )
     return AuditHead.objects.select_for_update().get(pk=1)
 
 
 def _seal_head(*, anchor_hash: str, last_hash: str) -> None:
     keyring = audit_keyring()
-    AuditHead.objects.filter(pk=1).update(anchor_hash=anchor_hash, last_hash=last_hash, key_id=keyring.current_id,
-                                          seal=chain.head_seal(keyring.current, anchor_hash, last_hash))
+    AuditHead.objects.filter(pk=1).update(
+        anchor_hash=anchor_hash,
+        last_hash=last_hash,
+        key_id=keyring.current_id,
+        seal=chain.head_seal(keyring.current, anchor_hash, last_hash),
+    )
 
 
 def _user_id(actor) -> int | None:
     return actor.pk if actor is not None and getattr(actor, "is_authenticated", False) else None
 
 
-def audit_record(action: str, *, obj=None, object_type: str = "", object_id="", details: dict | None = None, actor=None,
-                 organisation_id: int | None = None, surface: str = "") -> AuditEvent:
+def audit_record(
+    action: str,
+    *,
+    obj=None,
+    object_type: str = "",
+    object_id="",
+    details: dict | None = None,
+    actor=None,
+    organisation_id: int | None = None,
+    surface: str = "",
+) -> AuditEvent:
     """Append one event to the chain (inside the caller's transaction: a rolled-back write leaves no event)."""
     if action not in AuditAction.values:
         raise ValueError(f"Unknown audit action {action!r}.")
@@ -125,10 +156,19 @@ def audit_record(action: str, *, obj=None, object_type: str = "", object_id="", 
     with transaction.atomic():
         head = _lock_head()
         event = AuditEvent(
-            at=timezone.now(), actor_id=_user_id(actor), actor_name=getattr(actor, "username", "")[:150] if _user_id(actor) else "",
-            organisation_id=organisation_id or context.organisation_id, action=action, surface=surface or context.surface,
-            object_type=object_type[:60], object_id=str(object_id or "")[:64], request_id=context.request_id[:64],
-            details=details or {}, prev_hash=head.last_hash, key_id=keyring.current_id)
+            at=timezone.now(),
+            actor_id=_user_id(actor),
+            actor_name=getattr(actor, "username", "")[:150] if _user_id(actor) else "",
+            organisation_id=organisation_id or context.organisation_id,
+            action=action,
+            surface=surface or context.surface,
+            object_type=object_type[:60],
+            object_id=str(object_id or "")[:64],
+            request_id=context.request_id[:64],
+            details=details or {},
+            prev_hash=head.last_hash,
+            key_id=keyring.current_id,
+        )
         event.hash = chain.entry_hash(keyring.current, event.prev_hash, _payload(event))
         event.save()
         _seal_head(anchor_hash=head.anchor_hash, last_hash=event.hash)
@@ -138,8 +178,13 @@ def audit_record(action: str, *, obj=None, object_type: str = "", object_id="", 
 def audit_denied(*, object_type: str, object_id="", reason: str, surface: str = "") -> AuditEvent:
     """Record a refused attempt: an object of another organisation, or one that does not exist there.
     The id is the one asked for (cut to 64 characters, NULs removed), never a name."""
-    return audit_record(AuditAction.ACCESS_DENIED, object_type=object_type, object_id=str(object_id).replace("\x00", ""),
-                        details={"reason": reason[:200]}, surface=surface)
+    return audit_record(
+        AuditAction.ACCESS_DENIED,
+        object_type=object_type,
+        object_id=str(object_id).replace("\x00", ""),
+        details={"reason": reason[:200]},
+        surface=surface,
+    )
 
 
 @dataclass
@@ -202,8 +247,9 @@ def _verify() -> _Verified:
         return done
     key = keyring.get(head.key_id)
     if key is None or not hmac.compare_digest(chain.head_seal(key, head.anchor_hash, head.last_hash), head.seal):
-        done.broken = ChainBreak(None, "the chain's head was rewritten (its seal does not match; entries were dropped or "
-                                       "the start moved)")
+        done.broken = ChainBreak(
+            None, "the chain's head was rewritten (its seal does not match; entries were dropped or the start moved)"
+        )
         return done
     done.broken = _check_anchor(keyring, done.first_id)
     return done
@@ -217,6 +263,7 @@ def audit_verify() -> tuple[int, ChainBreak | None]:
 
 
 # Anchors: the signed head, outside the database.
+
 
 def _anchor_dir() -> Path:
     return Path(getattr(settings, "PMLM_AUDIT_ANCHOR_DIR", "") or settings.VAR_DIR / "audit-anchors")
@@ -246,10 +293,14 @@ def _check_anchor(keyring: chain.Keyring, first_id: int | None) -> ChainBreak | 
     if found is None:
         if first_id is not None and entry_id < first_id:
             return None  # purged past retention since it was anchored
-        return ChainBreak(None, f"entries up to entry {entry_id}, anchored at {record.get('at')} in {path.name}, are missing")
+        return ChainBreak(
+            None, f"entries up to entry {entry_id}, anchored at {record.get('at')} in {path.name}, are missing"
+        )
     if found != record["hash"]:
-        return ChainBreak(entry_id, f"it differs from the anchor written at {record.get('at')} in {path.name} (the chain "
-                                    "was rewritten)")
+        return ChainBreak(
+            entry_id,
+            f"it differs from the anchor written at {record.get('at')} in {path.name} (the chain was rewritten)",
+        )
     return None
 
 
@@ -266,8 +317,13 @@ def audit_anchor() -> Path | None:
         return latest[0]
     keyring = audit_keyring()
     now = timezone.now()
-    record = {"entry": verified.last_id, "hash": verified.last_hash, "entries": verified.checked, "at": now.isoformat(),
-              "key_id": keyring.current_id}
+    record = {
+        "entry": verified.last_id,
+        "hash": verified.last_hash,
+        "entries": verified.checked,
+        "at": now.isoformat(),
+        "key_id": keyring.current_id,
+    }
     record["mac"] = chain.anchor_mac(keyring.current, record)
     folder = _anchor_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -279,6 +335,7 @@ def audit_anchor() -> Path | None:
 
 
 # Sealing: re-hash the chain under the current key (the upgrade from plain SHA-256, and key rotation).
+
 
 def chain_seal(event_model, head_model, keyring: chain.Keyring, *, unkeyed: bool = False) -> int:
     """Check the whole chain as it stands (plain SHA-256 entries from before keying, keyed entries under any held key),
@@ -292,6 +349,7 @@ def chain_seal(event_model, head_model, keyring: chain.Keyring, *, unkeyed: bool
 
         def rehash(prev_hash, payload):
             return chain.entry_hash(keyring.current, prev_hash, payload)
+
     with transaction.atomic():
         if not head_model.objects.filter(pk=1).update(last_hash=F("last_hash")):
             head_model.objects.create(pk=1, last_hash=GENESIS, anchor_hash=GENESIS)
@@ -301,12 +359,17 @@ def chain_seal(event_model, head_model, keyring: chain.Keyring, *, unkeyed: bool
             raise AuditChainBroken(checked, ChainBreak(broken.entry_id, broken.reason))
         last = event_model.objects.order_by("-id").values_list("hash", flat=True).first()
         if head.last_hash != (last or head.anchor_hash):
-            raise AuditChainBroken(checked, ChainBreak(None, "the newest entries are missing (the chain's head is not the "
-                                                             "last entry)"))
+            raise AuditChainBroken(
+                checked, ChainBreak(None, "the newest entries are missing (the chain's head is not the last entry)")
+            )
         if head.seal:
             key = keyring.get(head.key_id)
-            if key is None or not hmac.compare_digest(chain.head_seal(key, head.anchor_hash, head.last_hash), head.seal):
-                raise AuditChainBroken(checked, ChainBreak(None, "the chain's head was rewritten (its seal does not match)"))
+            if key is None or not hmac.compare_digest(
+                chain.head_seal(key, head.anchor_hash, head.last_hash), head.seal
+            ):
+                raise AuditChainBroken(
+                    checked, ChainBreak(None, "the chain's head was rewritten (its seal does not match)")
+                )
         new_last, batch = head.anchor_hash, []
         # Pages are read as the rows before them are rewritten: only their links change, never the hashed content.
         for entry_id, prev_hash, new_hash in chain.reseal(_entries(event_model), head.anchor_hash, rehash):
@@ -347,22 +410,47 @@ def audit_purge(*, older_than_days: int | None = None) -> int:
     return count
 
 
-FHIR_ACTIONS = {"view": "R", "export": "R", "api_read": "R", "build": "C", "request": "C", "rate": "C", "ab": "C",
-                "import": "C", "admin_change": "U", "admin_delete": "D", "admin_view": "R", "sign": "E", "retention": "D",
-                "access_denied": "E", "role_change": "U"}
+FHIR_ACTIONS = {
+    "view": "R",
+    "export": "R",
+    "api_read": "R",
+    "build": "C",
+    "request": "C",
+    "rate": "C",
+    "ab": "C",
+    "import": "C",
+    "admin_change": "U",
+    "admin_delete": "D",
+    "admin_view": "R",
+    "sign": "E",
+    "retention": "D",
+    "access_denied": "E",
+    "role_change": "U",
+}
 
 
 def audit_event_fhir(event: AuditEvent) -> dict:
     """One entry as a FHIR R4 AuditEvent."""
     code = next((c for prefix, c in FHIR_ACTIONS.items() if event.action.startswith(prefix)), "E")
     resource = {
-        "resourceType": "AuditEvent", "id": str(event.id),
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "resourceType": "AuditEvent",
+        "id": str(event.id),
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation",
+        },
         "subtype": [{"system": "urn:pmlm:audit-action", "code": event.action, "display": event.get_action_display()}],
-        "action": code, "recorded": event.at.isoformat(),
+        "action": code,
+        "recorded": event.at.isoformat(),
         "outcome": "4" if event.action in (AuditAction.ACCESS_DENIED, AuditAction.SIGN_IN_FAILED) else "0",
-        "agent": [{"who": {"identifier": {"system": "urn:pmlm:user", "value": event.actor_name or "system"}},
-                   "requestor": True, "network": {"address": event.request_id or "-", "type": "5"}}],
+        "agent": [
+            {
+                "who": {"identifier": {"system": "urn:pmlm:user", "value": event.actor_name or "system"}},
+                "requestor": True,
+                "network": {"address": event.request_id or "-", "type": "5"},
+            }
+        ],
         "source": {"site": event.surface, "observer": {"display": "PMLM clinic"}},
         "extension": [{"url": "urn:pmlm:audit-hash", "valueString": event.hash}],
     }
@@ -372,4 +460,8 @@ def audit_event_fhir(event: AuditEvent) -> dict:
 
 
 def audit_bundle(events) -> dict:
-    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": audit_event_fhir(e)} for e in events]}
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": audit_event_fhir(e)} for e in events],
+    }

@@ -61,24 +61,37 @@ def first_words(patients) -> dict:
     llama, _ = backend.model()
     cold_runs, warm_runs, identical, tokens = [], [], [], []
     for n, patient in enumerate(patients[:RUNS]):
-        prompt, _, _, _ = question_prompt(patient=patient, question=f"What should we plan for her next visit? ({n})", at=date.today())
+        prompt, _, _, _ = question_prompt(
+            patient=patient, question=f"What should we plan for her next visit? ({n})", at=date.today()
+        )
         messages = guidance_messages(prompt.text)
-        prefix = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": prompt_prefix(patient=patient)}]
+        prefix = [
+            {"role": "system", "content": SYSTEM_MESSAGE},
+            {"role": "user", "content": prompt_prefix(patient=patient)},
+        ]
         texts = {}
         for kind in ("cold", "warm"):
             forget(llama)
             if kind == "warm":
                 backend.prefill(prefix)
             out = {}
-            ttft, _, _ = timed_stream(lambda on_token: out.setdefault("r", backend.generate(
-                messages, max_tokens=MAX_TOKENS, temperature=0.2, on_token=on_token)))
+            ttft, _, _ = timed_stream(
+                lambda on_token: out.setdefault(
+                    "r", backend.generate(messages, max_tokens=MAX_TOKENS, temperature=0.2, on_token=on_token)
+                )
+            )
             (warm_runs if kind == "warm" else cold_runs).append(ttft)
             texts[kind] = out["r"].text
             tokens.append(out["r"].usage["prompt_tokens"])
         identical.append(texts["cold"] == texts["warm"])
     cold, warm = statistics.median(cold_runs), statistics.median(warm_runs)
-    return {"prompt_tokens_median": statistics.median(tokens), "cold_ttft_ms": round(cold, 1), "warm_ttft_ms": round(warm, 1),
-            "cold_over_warm": round(cold / warm, 2), "identical_text": f"{sum(identical)}/{len(identical)}"}
+    return {
+        "prompt_tokens_median": statistics.median(tokens),
+        "cold_ttft_ms": round(cold, 1),
+        "warm_ttft_ms": round(warm, 1),
+        "cold_over_warm": round(cold / warm, 2),
+        "identical_text": f"{sum(identical)}/{len(identical)}",
+    }
 
 
 def main():
@@ -89,7 +102,9 @@ def main():
     llama, _ = backend.model()
 
     def raw(on_token):
-        for event in llama.create_chat_completion(messages=messages, max_tokens=MAX_TOKENS, temperature=0.2, seed=7, stream=True):
+        for event in llama.create_chat_completion(
+            messages=messages, max_tokens=MAX_TOKENS, temperature=0.2, seed=7, stream=True
+        ):
             if (event["choices"][0].get("delta") or {}).get("content"):
                 on_token(event)
 
@@ -108,21 +123,32 @@ def main():
 
     consultation = []
     for n, patient in enumerate(patients[:6]):
-        g = guidance_request_create(patient=patient, question=f"What should we plan for her next visit? ({n})", run_inline=True)
+        g = guidance_request_create(
+            patient=patient, question=f"What should we plan for her next visit? ({n})", run_inline=True
+        )
         if g.status == "done":
             consultation.append(g.timings)
     total = statistics.median(t["total_ms"] for t in consultation)
     outside = statistics.median(1 - t["llm_ms"] / t["total_ms"] for t in consultation)
-    print(json.dumps({
-        "prompt_tokens": prompt.token_count,
-        "raw_ttft_ms": round(statistics.median(r[0] for r in raw_runs), 1),
-        "our_ttft_ms": round(statistics.median(r[0] for r in our_runs), 1),
-        "raw_tokens_per_s": round(statistics.median(r[1] for r in raw_runs), 1),
-        "our_tokens_per_s": round(statistics.median(r[1] for r in our_runs), 1),
-        "consultations": len(consultation), "consultation_total_ms": round(total), "share_outside_llm": round(outside, 3),
-        "outside_parts_ms": {k: round(statistics.median(t.get(k, 0) for t in consultation), 1) for k in ("retrieval_ms", "prompt_ms", "safety_ms")},
-        "prefix_reuse": prefix_reuse,
-    }))
+    print(
+        json.dumps(
+            {
+                "prompt_tokens": prompt.token_count,
+                "raw_ttft_ms": round(statistics.median(r[0] for r in raw_runs), 1),
+                "our_ttft_ms": round(statistics.median(r[0] for r in our_runs), 1),
+                "raw_tokens_per_s": round(statistics.median(r[1] for r in raw_runs), 1),
+                "our_tokens_per_s": round(statistics.median(r[1] for r in our_runs), 1),
+                "consultations": len(consultation),
+                "consultation_total_ms": round(total),
+                "share_outside_llm": round(outside, 3),
+                "outside_parts_ms": {
+                    k: round(statistics.median(t.get(k, 0) for t in consultation), 1)
+                    for k in ("retrieval_ms", "prompt_ms", "safety_ms")
+                },
+                "prefix_reuse": prefix_reuse,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

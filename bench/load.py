@@ -65,15 +65,24 @@ def wrk(url: str, headers: dict, *, duration: int, connections: int) -> dict:
     lua = "{" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("{HEADERS}", lua))
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", script.name, url],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", script.name, url],
+        capture_output=True,
+        text=True,
+    )
     os.unlink(script.name)
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out.stdout)
     if not match:
         raise SystemExit(f"wrk gave no result for {url}:\n{out.stdout}\n{out.stderr}")
     requests_done, micros, p50, p95, p99, errors = match.groups()
-    return {"requests": int(requests_done), "rps": round(int(requests_done) / (int(micros) / 1e6), 1), "p50_ms": float(p50),
-            "p95_ms": float(p95), "p99_ms": float(p99), "errors": int(errors)}
+    return {
+        "requests": int(requests_done),
+        "rps": round(int(requests_done) / (int(micros) / 1e6), 1),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "errors": int(errors),
+    }
 
 
 def main():
@@ -86,11 +95,23 @@ def main():
     ensure_wrk()
     VAR.mkdir(parents=True, exist_ok=True)
     password = "load-test-password-1"
-    env = dict(os.environ, PMLM_VAR_DIR=str(VAR), DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-               DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost", DJANGO_SSL_REDIRECT="0", DJANGO_SECURE_COOKIES="0",
-               DJANGO_HSTS_SECONDS="0", PMLM_API_RATE="100000000/min", HF_HUB_OFFLINE="1", DATABASE_CONN_MAX_AGE="60",
-               PMLM_SIGNIN_FAILURES="1000")
-    env.pop("DATABASE_URL", None) if not os.environ.get("BENCH_DATABASE_URL") else env.update(DATABASE_URL=os.environ["BENCH_DATABASE_URL"])
+    env = dict(
+        os.environ,
+        PMLM_VAR_DIR=str(VAR),
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_SSL_REDIRECT="0",
+        DJANGO_SECURE_COOKIES="0",
+        DJANGO_HSTS_SECONDS="0",
+        PMLM_API_RATE="100000000/min",
+        HF_HUB_OFFLINE="1",
+        DATABASE_CONN_MAX_AGE="60",
+        PMLM_SIGNIN_FAILURES="1000",
+    )
+    env.pop("DATABASE_URL", None) if not os.environ.get("BENCH_DATABASE_URL") else env.update(
+        DATABASE_URL=os.environ["BENCH_DATABASE_URL"]
+    )
     manage(env, "migrate", "--noinput", "-v", "0")
     marker = VAR / (".seeded-" + ("postgres" if env.get("DATABASE_URL", "").startswith("postgres") else "sqlite"))
     if not marker.exists():
@@ -100,9 +121,23 @@ def main():
     manage(env, "collectstatic", "--noinput", "-v", "0")
     token = manage(env, "issue_token", "demo-partner", "--name", "load test").strip().splitlines()[-1]
     port = free_port()
-    server = subprocess.Popen([str(Path(PY).with_name("gunicorn")), "pmlm_site.wsgi", "-w", str(args.workers), "-b",
-                               f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            str(Path(PY).with_name("gunicorn")),
+            "pmlm_site.wsgi",
+            "-w",
+            str(args.workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):  # the workers import the app on their first request
@@ -115,9 +150,15 @@ def main():
             requests.get(f"{base}/accounts/login/", timeout=30)
         session = requests.Session()
         session.get(f"{base}/accounts/login/")
-        session.post(f"{base}/accounts/login/", data={"username": "demo-clinician", "password": password,
-                                                       "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-                     headers={"Referer": f"{base}/accounts/login/"})
+        session.post(
+            f"{base}/accounts/login/",
+            data={
+                "username": "demo-clinician",
+                "password": password,
+                "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{base}/accounts/login/"},
+        )
         cookie = f"sessionid={session.cookies['sessionid']}"
         api = {"Authorization": f"Bearer {token}"}
         patients = requests.get(f"{base}/api/v1/patients/?page_size=1", headers=api).json()["results"]
@@ -133,20 +174,38 @@ def main():
         results = []
         for name, path, headers in targets:
             print(f"… {name}", file=sys.stderr, flush=True)
-            results.append({"target": name, "path": path, **wrk(base + path, headers, duration=args.duration,
-                                                                    connections=args.connections)})
+            results.append(
+                {
+                    "target": name,
+                    "path": path,
+                    **wrk(base + path, headers, duration=args.duration, connections=args.connections),
+                }
+            )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     baseline = results[0]
-    print(f"\n{'load test (gunicorn, ' + str(args.workers) + ' workers)':<32}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"{'rps ratio':>11}  ratio to the baseline")
+    print(
+        f"\n{'load test (gunicorn, ' + str(args.workers) + ' workers)':<32}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'rps ratio':>11}  ratio to the baseline"
+    )
     for row in results:
-        print(f"{row['target']:<32}{row['rps']:>9}{row['p50_ms']:>9}{row['p95_ms']:>9}{row['p99_ms']:>9}{row['errors']:>8}"
-              f"{row['rps'] / baseline['rps']:>11.2f}")
+        print(
+            f"{row['target']:<32}{row['rps']:>9}{row['p50_ms']:>9}{row['p95_ms']:>9}{row['p99_ms']:>9}{row['errors']:>8}"
+            f"{row['rps'] / baseline['rps']:>11.2f}"
+        )
     database = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
-    print(json.dumps({"load": results, "connections": args.connections, "duration_s": args.duration, "workers": args.workers,
-                      "database": database}))
+    print(
+        json.dumps(
+            {
+                "load": results,
+                "connections": args.connections,
+                "duration_s": args.duration,
+                "workers": args.workers,
+                "database": database,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,15 +40,26 @@ def seed(size: int):
     if organisation and organisation.patients.count() == size:
         return {"seeded": "reused"}
     started = time.perf_counter()
-    call_command("seed_demo", "--limit", "0", "--synthetic-patients", str(size), "--password", "bench-password-1", verbosity=0,
-                 stdout=open(os.devnull, "w"))
+    call_command(
+        "seed_demo",
+        "--limit",
+        "0",
+        "--synthetic-patients",
+        str(size),
+        "--password",
+        "bench-password-1",
+        verbosity=0,
+        stdout=open(os.devnull, "w"),
+    )
     return {"seed_s": round(time.perf_counter() - started, 1)}
 
 
 def train(size: int):
     organisation = pm.Organisation.objects.get(slug="demo-clinic")
     today = timezone.now().date()
-    rows = pm.CareRating.objects.filter(patient__organisation=organisation).values_list("patient_id", "care_item__slug", "rating", "rated_on")
+    rows = pm.CareRating.objects.filter(patient__organisation=organisation).values_list(
+        "patient_id", "care_item__slug", "rating", "rated_on"
+    )
     ratings = peer_method.latest_ratings([(p, s, float(r), (today - d).days) for p, s, r, d in rows])
     started = time.perf_counter()
     by_item = {}
@@ -60,10 +71,16 @@ def train(size: int):
     started = time.perf_counter()
     peer_model = peer_model_train(peer_model_id=peer_model_create(organisation=organisation).pk)
     train_s = time.perf_counter() - started
-    return {"train_s": round(train_s, 2), "item_mean_baseline_s": round(baseline_s, 4), "rss_before_mb": round(rss_before),
-            "peak_rss_mb": round(peak_rss_mb()), "neighbour_method": peer_model.neighbour_method,
-            "ratings": peer_model.metrics["ratings"], "svd_rmse": peer_model.metrics["svd"]["rmse"],
-            "global_mean_rmse": peer_model.metrics["global_mean"]["rmse"]}
+    return {
+        "train_s": round(train_s, 2),
+        "item_mean_baseline_s": round(baseline_s, 4),
+        "rss_before_mb": round(rss_before),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "neighbour_method": peer_model.neighbour_method,
+        "ratings": peer_model.metrics["ratings"],
+        "svd_rmse": peer_model.metrics["svd"]["rmse"],
+        "global_mean_rmse": peer_model.metrics["global_mean"]["rmse"],
+    }
 
 
 def prompts(size: int, samples: int):
@@ -84,8 +101,13 @@ def prompts(size: int, samples: int):
     def pct(values, q):
         return round(statistics.quantiles(values, n=100)[q - 1], 1)
 
-    return {"samples": samples, "build_p50_ms": pct(build_ms, 50), "build_p95_ms": pct(build_ms, 95),
-            "history_p50_ms": pct(history_ms, 50), "history_p95_ms": pct(history_ms, 95)}
+    return {
+        "samples": samples,
+        "build_p50_ms": pct(build_ms, 50),
+        "build_p95_ms": pct(build_ms, 95),
+        "history_p50_ms": pct(history_ms, 50),
+        "history_p95_ms": pct(history_ms, 95),
+    }
 
 
 if __name__ == "__main__":
@@ -94,6 +116,9 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
-    result = {"seed": lambda: seed(args.size), "train": lambda: train(args.size),
-              "prompts": lambda: prompts(args.size, args.samples)}[args.part]()
+    result = {
+        "seed": lambda: seed(args.size),
+        "train": lambda: train(args.size),
+        "prompts": lambda: prompts(args.size, args.samples),
+    }[args.part]()
     print(json.dumps({"part": args.part, "size": args.size, **result}))

@@ -42,8 +42,19 @@ from prompting.refinement import refinement_examples, refiner_base_checkpoint  #
 def seed(patients: int) -> pm.Organisation:
     call_command("migrate", verbosity=0)
     organisation = pm.Organisation.objects.filter(slug="demo-clinic").first()
-    if organisation is None or not pm.PhysicianRecommendation.objects.filter(patient__organisation=organisation).exists():
-        call_command("seed_demo", "--limit", str(patients), "--password", "bench-password-1", verbosity=0, stdout=open(os.devnull, "w"))
+    if (
+        organisation is None
+        or not pm.PhysicianRecommendation.objects.filter(patient__organisation=organisation).exists()
+    ):
+        call_command(
+            "seed_demo",
+            "--limit",
+            str(patients),
+            "--password",
+            "bench-password-1",
+            verbosity=0,
+            stdout=open(os.devnull, "w"),
+        )
         organisation = pm.Organisation.objects.get(slug="demo-clinic")
     return organisation
 
@@ -62,8 +73,15 @@ def sampling_baseline(checkpoint: Path, situation: str, *, group: int, tokens: i
     for _ in range(runs):
         started = time.perf_counter()
         with torch.no_grad():
-            model.generate(**inputs, do_sample=True, temperature=1.0, max_new_tokens=tokens, min_new_tokens=tokens,
-                           num_return_sequences=group, pad_token_id=tokenizer.eos_token_id)
+            model.generate(
+                **inputs,
+                do_sample=True,
+                temperature=1.0,
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                num_return_sequences=group,
+                pad_token_id=tokenizer.eos_token_id,
+            )
         seconds.append(time.perf_counter() - started)
     return statistics.median(seconds)
 
@@ -94,21 +112,40 @@ def main():
     train, _ = refinement_examples(organisation=organisation, config=config)
     codes = [edit.code for edit in MENU]
     # A synthetic reward table (no target LLM): one edit is best for each example, the rest lower.
-    table = {e.key: {code: (0.6 if n % len(codes) == i % len(codes) else 0.3) for n, code in enumerate(codes)}
-             for i, e in enumerate(train)}
+    table = {
+        e.key: {code: (0.6 if n % len(codes) == i % len(codes) else 0.3) for n, code in enumerate(codes)}
+        for i, e in enumerate(train)
+    }
     choose_ms = choice_latency_ms(base, [e.situation for e in train[:5]])
     with tempfile.TemporaryDirectory() as scratch:
-        steps = train_policy(base_checkpoint=base, output_dir=Path(scratch) / "policy", train=train, table=table, config=config,
-                             invalid_reward=lambda example: -1.0)
-    baseline = sampling_baseline(base, train[0].situation, group=config.num_generations, tokens=config.max_completion_tokens)
+        steps = train_policy(
+            base_checkpoint=base,
+            output_dir=Path(scratch) / "policy",
+            train=train,
+            table=table,
+            config=config,
+            invalid_reward=lambda example: -1.0,
+        )
+    baseline = sampling_baseline(
+        base, train[0].situation, group=config.num_generations, tokens=config.max_completion_tokens
+    )
     seconds = [s.seconds for s in steps]
-    print(json.dumps({
-        "steps": len(steps), "step_s_median": round(statistics.median(seconds), 2), "scoring_s_median": 0.0,
-        "sampling_baseline_s": round(baseline, 2), "group": config.num_generations,
-        "completion_tokens": config.max_completion_tokens, "choose_ms_median": round(choose_ms, 1),
-        "situation_chars_max": max(len(e.situation) for e in train), "conversion_s": round(conversion_s, 1),
-        "train_examples": len(train),
-    }))
+    print(
+        json.dumps(
+            {
+                "steps": len(steps),
+                "step_s_median": round(statistics.median(seconds), 2),
+                "scoring_s_median": 0.0,
+                "sampling_baseline_s": round(baseline, 2),
+                "group": config.num_generations,
+                "completion_tokens": config.max_completion_tokens,
+                "choose_ms_median": round(choose_ms, 1),
+                "situation_chars_max": max(len(e.situation) for e in train),
+                "conversion_s": round(conversion_s, 1),
+                "train_examples": len(train),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run every benchmark and print one table: each figure beside its same-run baseline.
 
-    .venv/bin/python bench/run.py [--sizes 1000 10000 50000] [--samples 200] [--fresh] [--skip-llm] [--skip-load] [--skip-rl]
+.venv/bin/python bench/run.py [--sizes 1000 10000 50000] [--samples 200] [--fresh] [--skip-llm] [--skip-load] [--skip-rl]
 """
 
 import argparse
@@ -15,9 +15,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def part(name: str, size: int, samples: int) -> dict:
-    env = dict(os.environ, PMLM_VAR_DIR=str(ROOT / "var" / "bench" / str(size)), DJANGO_DEBUG="1", HF_HUB_OFFLINE="1",
-               DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", ""))
-    command = [sys.executable, str(ROOT / "bench" / "prompt_peers.py"), "--part", name, "--size", str(size), "--samples", str(samples)]
+    env = dict(
+        os.environ,
+        PMLM_VAR_DIR=str(ROOT / "var" / "bench" / str(size)),
+        DJANGO_DEBUG="1",
+        HF_HUB_OFFLINE="1",
+        DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", ""),
+    )
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "prompt_peers.py"),
+        "--part",
+        name,
+        "--size",
+        str(size),
+        "--samples",
+        str(samples),
+    ]
     if name == "llm":
         command = [sys.executable, str(ROOT / "bench" / "llm.py")]
     if name == "load":
@@ -61,49 +75,81 @@ def main():
         load = part("load", args.sizes[0], args.samples)
     rl = None
     if not args.skip_rl:
-        print("… RL refinement: two GRPO steps of the SmolLM2 policy on a 40-patient demo cohort", file=sys.stderr, flush=True)
+        print(
+            "… RL refinement: two GRPO steps of the SmolLM2 policy on a 40-patient demo cohort",
+            file=sys.stderr,
+            flush=True,
+        )
         rl = part("rl", args.sizes[0], args.samples)
 
     print(f"\n{'benchmark':<34}{'patients':>9}{'figure':>14}{'baseline':>14}{'ratio':>8}  baseline is")
     for size, seeded, trained, built in rows:
-        print(f"{'prompt build p50 (ms)':<34}{size:>9}{built['build_p50_ms']:>14}{built['history_p50_ms']:>14}"
-              f"{built['build_p50_ms'] / built['history_p50_ms']:>8.1f}  reading her history only")
-        print(f"{'prompt build p95 (ms)':<34}{size:>9}{built['build_p95_ms']:>14}{built['history_p95_ms']:>14}"
-              f"{built['build_p95_ms'] / built['history_p95_ms']:>8.1f}  reading her history only (target p95 ≤ 50 ms)")
-        print(f"{'peer training (s)':<34}{size:>9}{trained['train_s']:>14}{trained['item_mean_baseline_s']:>14}"
-              f"{trained['train_s'] / max(trained['item_mean_baseline_s'], 1e-6):>8.0f}  item-mean baseline fit")
-        print(f"{'peer training peak RSS (MB)':<34}{size:>9}{trained['peak_rss_mb']:>14}{trained['rss_before_mb']:>14}"
-              f"{trained['peak_rss_mb'] / trained['rss_before_mb']:>8.1f}  RSS before training (limit 8192 MB: "
-              f"{'within' if trained['peak_rss_mb'] <= 8192 else 'OVER'})")
-        print(f"{'peer model held-out RMSE':<34}{size:>9}{trained['svd_rmse']:>14}{trained['global_mean_rmse']:>14}"
-              f"{trained['svd_rmse'] / trained['global_mean_rmse']:>8.2f}  global-mean baseline ({trained['neighbour_method']}, {trained['ratings']} ratings)")
+        print(
+            f"{'prompt build p50 (ms)':<34}{size:>9}{built['build_p50_ms']:>14}{built['history_p50_ms']:>14}"
+            f"{built['build_p50_ms'] / built['history_p50_ms']:>8.1f}  reading her history only"
+        )
+        print(
+            f"{'prompt build p95 (ms)':<34}{size:>9}{built['build_p95_ms']:>14}{built['history_p95_ms']:>14}"
+            f"{built['build_p95_ms'] / built['history_p95_ms']:>8.1f}  reading her history only (target p95 ≤ 50 ms)"
+        )
+        print(
+            f"{'peer training (s)':<34}{size:>9}{trained['train_s']:>14}{trained['item_mean_baseline_s']:>14}"
+            f"{trained['train_s'] / max(trained['item_mean_baseline_s'], 1e-6):>8.0f}  item-mean baseline fit"
+        )
+        print(
+            f"{'peer training peak RSS (MB)':<34}{size:>9}{trained['peak_rss_mb']:>14}{trained['rss_before_mb']:>14}"
+            f"{trained['peak_rss_mb'] / trained['rss_before_mb']:>8.1f}  RSS before training (limit 8192 MB: "
+            f"{'within' if trained['peak_rss_mb'] <= 8192 else 'OVER'})"
+        )
+        print(
+            f"{'peer model held-out RMSE':<34}{size:>9}{trained['svd_rmse']:>14}{trained['global_mean_rmse']:>14}"
+            f"{trained['svd_rmse'] / trained['global_mean_rmse']:>8.2f}  global-mean baseline ({trained['neighbour_method']}, {trained['ratings']} ratings)"
+        )
     if llm:
-        print(f"{'local generation tokens/s':<34}{'':>9}{llm['our_tokens_per_s']:>14}{llm['raw_tokens_per_s']:>14}"
-              f"{llm['our_tokens_per_s'] / llm['raw_tokens_per_s']:>8.2f}  raw llama.cpp, same GGUF and prompt (aim ≥ 0.9)")
-        print(f"{'local time to first token (ms)':<34}{'':>9}{llm['our_ttft_ms']:>14}{llm['raw_ttft_ms']:>14}"
-              f"{llm['our_ttft_ms'] / llm['raw_ttft_ms']:>8.2f}  raw llama.cpp ({llm['prompt_tokens']}-token prompt)")
+        print(
+            f"{'local generation tokens/s':<34}{'':>9}{llm['our_tokens_per_s']:>14}{llm['raw_tokens_per_s']:>14}"
+            f"{llm['our_tokens_per_s'] / llm['raw_tokens_per_s']:>8.2f}  raw llama.cpp, same GGUF and prompt (aim ≥ 0.9)"
+        )
+        print(
+            f"{'local time to first token (ms)':<34}{'':>9}{llm['our_ttft_ms']:>14}{llm['raw_ttft_ms']:>14}"
+            f"{llm['our_ttft_ms'] / llm['raw_ttft_ms']:>8.2f}  raw llama.cpp ({llm['prompt_tokens']}-token prompt)"
+        )
         reuse = llm["prefix_reuse"]
-        print(f"{'first words, prefix prefilled (ms)':<34}{'':>9}{reuse['warm_ttft_ms']:>14}{reuse['cold_ttft_ms']:>14}"
-              f"{reuse['cold_over_warm']:>8.2f}× faster than the same {reuse['prompt_tokens_median']:.0f}-token prompt read cold "
-              f"(target ≤ 2000 ms and ≥ 3×); same text in {reuse['identical_text']}")
+        print(
+            f"{'first words, prefix prefilled (ms)':<34}{'':>9}{reuse['warm_ttft_ms']:>14}{reuse['cold_ttft_ms']:>14}"
+            f"{reuse['cold_over_warm']:>8.2f}× faster than the same {reuse['prompt_tokens_median']:.0f}-token prompt read cold "
+            f"(target ≤ 2000 ms and ≥ 3×); same text in {reuse['identical_text']}"
+        )
         parts = llm["outside_parts_ms"]
-        print(f"{'consultation time outside the LLM':<34}{'':>9}{llm['share_outside_llm']:>14.1%}{llm['consultation_total_ms']:>14}"
-              f"{'':>8}  of a median {llm['consultation_total_ms']} ms consultation (retrieval {parts['retrieval_ms']}, "
-              f"prompt {parts['prompt_ms']}, safety {parts['safety_ms']} ms)")
+        print(
+            f"{'consultation time outside the LLM':<34}{'':>9}{llm['share_outside_llm']:>14.1%}{llm['consultation_total_ms']:>14}"
+            f"{'':>8}  of a median {llm['consultation_total_ms']} ms consultation (retrieval {parts['retrieval_ms']}, "
+            f"prompt {parts['prompt_ms']}, safety {parts['safety_ms']} ms)"
+        )
     if load:
         base = load["load"][0]
         for row in load["load"][1:]:
-            print(f"{row['target'] + ' req/s':<34}{'':>9}{row['rps']:>14}{base['rps']:>14}{row['rps'] / base['rps']:>8.2f}  "
-                  f"sign-in page, same server ({load['workers']} gunicorn workers, {load['connections']} connections)")
-            print(f"{row['target'] + ' p95 (ms)':<34}{'':>9}{row['p95_ms']:>14}{base['p95_ms']:>14}"
-                  f"{row['p95_ms'] / base['p95_ms']:>8.1f}  sign-in page p95 ({row['errors']} errors)")
+            print(
+                f"{row['target'] + ' req/s':<34}{'':>9}{row['rps']:>14}{base['rps']:>14}{row['rps'] / base['rps']:>8.2f}  "
+                f"sign-in page, same server ({load['workers']} gunicorn workers, {load['connections']} connections)"
+            )
+            print(
+                f"{row['target'] + ' p95 (ms)':<34}{'':>9}{row['p95_ms']:>14}{base['p95_ms']:>14}"
+                f"{row['p95_ms'] / base['p95_ms']:>8.1f}  sign-in page p95 ({row['errors']} errors)"
+            )
     if rl:
-        print(f"{'RL refinement step (s)':<34}{'':>9}{rl['step_s_median']:>14}{rl['sampling_baseline_s']:>14}"
-              f"{rl['step_s_median'] / rl['sampling_baseline_s']:>8.1f}  the policy sampling one group ({rl['group']} × "
-              f"{rl['completion_tokens']} tokens) without scoring or update; median of {rl['steps']} steps, "
-              f"{rl['scoring_s_median']} s of each scoring")
-    print(json.dumps({"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows], "llm": llm, "load": load, "rl": rl}),
-          file=sys.stderr)
+        print(
+            f"{'RL refinement step (s)':<34}{'':>9}{rl['step_s_median']:>14}{rl['sampling_baseline_s']:>14}"
+            f"{rl['step_s_median'] / rl['sampling_baseline_s']:>8.1f}  the policy sampling one group ({rl['group']} × "
+            f"{rl['completion_tokens']} tokens) without scoring or update; median of {rl['steps']} steps, "
+            f"{rl['scoring_s_median']} s of each scoring"
+        )
+    print(
+        json.dumps(
+            {"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows], "llm": llm, "load": load, "rl": rl}
+        ),
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

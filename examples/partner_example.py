@@ -27,15 +27,24 @@ def main(bundle_path: str) -> int:
 
     opener = gzip.open if bundle_path.endswith(".gz") else open
     with opener(bundle_path, "rb") as handle:
-        response = session.post(f"{base}/api/v1/bundles/", data=handle.read(),
-                                headers={"Content-Type": "application/fhir+json"}, timeout=120)
+        response = session.post(
+            f"{base}/api/v1/bundles/",
+            data=handle.read(),
+            headers={"Content-Type": "application/fhir+json"},
+            timeout=120,
+        )
     if response.status_code != 200:
         body = response.json()
         where = ", ".join(body.get("issue", [{}])[0].get("expression", []))
-        print(f"Import refused ({response.status_code}): {body['error']['message']}" + (f" [{where}]" if where else ""), file=sys.stderr)
+        print(
+            f"Import refused ({response.status_code}): {body['error']['message']}" + (f" [{where}]" if where else ""),
+            file=sys.stderr,
+        )
         return 1
     patient_id = response.json()["patients"][0]
-    print(f"Imported patient {patient_id}: {response.json()['created']} records created, {response.json()['updated']} updated")
+    print(
+        f"Imported patient {patient_id}: {response.json()['created']} records created, {response.json()['updated']} updated"
+    )
 
     question = "What should we plan for her next visit?"
     prompt = session.post(f"{base}/api/v1/patients/{patient_id}/prompt/", json={"question": question}, timeout=60)
@@ -46,11 +55,15 @@ def main(bundle_path: str) -> int:
     key = str(uuid.uuid4())  # the same key on a retry returns the same request, never a second one
     for attempt in range(3):
         try:
-            accepted = session.post(f"{base}/api/v1/patients/{patient_id}/guidance/", json={"question": question},
-                                    headers={"Idempotency-Key": key}, timeout=30)
+            accepted = session.post(
+                f"{base}/api/v1/patients/{patient_id}/guidance/",
+                json={"question": question},
+                headers={"Idempotency-Key": key},
+                timeout=30,
+            )
             break
         except requests.ConnectionError:
-            time.sleep(2 ** attempt)
+            time.sleep(2**attempt)
     else:
         print("The clinic did not answer.", file=sys.stderr)
         return 1
@@ -77,8 +90,18 @@ def main(bundle_path: str) -> int:
     if body["status"] == "failed":
         print(f"Guidance failed: {body['error']}", file=sys.stderr)
         return 1
-    print(json.dumps({"status": body["status"], "model": body["model"], "guidance": body["guidance"],
-                      "citations": [c["title"] for c in body["citations"]], "warnings": body["warnings"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "status": body["status"],
+                "model": body["model"],
+                "guidance": body["guidance"],
+                "citations": [c["title"] for c in body["citations"]],
+                "warnings": body["warnings"],
+            },
+            indent=2,
+        )
+    )
     print(body["notice"])
     return 0
 

@@ -80,8 +80,11 @@ class RefusalAuditMixin:
             exists = self.model._default_manager.filter(pk=object_id).exists()
         except (ValueError, TypeError, ValidationError):
             pass
-        audit_denied(object_type=self.model._meta.label, object_id=object_id,
-                     reason="admin: not in your organisation" if exists else "admin: no such object")
+        audit_denied(
+            object_type=self.model._meta.label,
+            object_id=object_id,
+            reason="admin: not in your organisation" if exists else "admin: no such object",
+        )
 
     def _refuse_unless_visible(self, request, object_id) -> bool:
         if self.get_object(request, unquote(object_id)) is None:
@@ -160,8 +163,12 @@ class CuratedAdmin(RefusalAuditMixin, SimpleHistoryAdmin):
         if not self._history_visible(request, unquote(object_id)):
             self._refuse(request, unquote(object_id))
             raise Http404("No such object in your organisation.")
-        audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, object_id=unquote(object_id),
-                     details={"history": True})
+        audit_record(
+            AuditAction.ADMIN_VIEW,
+            object_type=self.model._meta.label,
+            object_id=unquote(object_id),
+            details={"history": True},
+        )
         return super().history_view(request, object_id, extra_context)
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
@@ -171,19 +178,29 @@ class CuratedAdmin(RefusalAuditMixin, SimpleHistoryAdmin):
             raise Http404("No such object in your organisation.")
         if request.method == "POST":
             current = self.get_object(request, object_id)
-            allowed = (self.has_change_permission(request, current) if current is not None
-                       else self.has_add_permission(request))
+            allowed = (
+                self.has_change_permission(request, current)
+                if current is not None
+                else self.has_add_permission(request)
+            )
             if not allowed:  # the history page itself does not check this before reverting
                 raise PermissionDenied
         else:
-            audit_record(AuditAction.ADMIN_VIEW, object_type=self.model._meta.label, object_id=object_id,
-                         details={"history_version": str(version_id)[:20]})
+            audit_record(
+                AuditAction.ADMIN_VIEW,
+                object_type=self.model._meta.label,
+                object_id=object_id,
+                details={"history_version": str(version_id)[:20]},
+            )
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        audit_record(AuditAction.ADMIN_CHANGE, obj=obj, details={"created": not change,
-                                                                 "fields": sorted(form.changed_data) if form else []})
+        audit_record(
+            AuditAction.ADMIN_CHANGE,
+            obj=obj,
+            details={"created": not change, "fields": sorted(form.changed_data) if form else []},
+        )
 
     def delete_model(self, request, obj):
         audit_record(AuditAction.ADMIN_DELETE, obj=obj)
@@ -226,8 +243,11 @@ class SiteSettingsAdmin(SimpleHistoryAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        audit_record(AuditAction.ADMIN_CHANGE, obj=obj, details={"created": not change, "site_setting": True,
-                                                                 "fields": sorted(form.changed_data) if form else []})
+        audit_record(
+            AuditAction.ADMIN_CHANGE,
+            obj=obj,
+            details={"created": not change, "site_setting": True, "fields": sorted(form.changed_data) if form else []},
+        )
 
     def delete_model(self, request, obj):
         audit_record(AuditAction.ADMIN_DELETE, obj=obj, details={"site_setting": True})
@@ -274,8 +294,12 @@ class MembershipForm(forms.ModelForm):
         data = super().clean()
         user, role = data.get("user"), data.get("role")
         if role and self.actor is not None:
-            refusal = role_change_refusal(actor=self.actor, membership_pk=self.instance.pk,
-                                          user_id=user.pk if user else self.instance.user_id, role=role)
+            refusal = role_change_refusal(
+                actor=self.actor,
+                membership_pk=self.instance.pk,
+                user_id=user.pk if user else self.instance.user_id,
+                role=role,
+            )
             if refusal:
                 raise ValidationError({"role": refusal})
         return data
@@ -298,8 +322,9 @@ class MembershipAdmin(CuratedAdmin):
         if db_field.name == "user" and allowed is not None:
             # Accounts of the curator's organisations, or accounts nobody has taken on yet.
             users = get_user_model().objects.filter(is_superuser=False)
-            kwargs["queryset"] = (users.filter(membership__organisation__in=allowed)
-                                  | users.filter(membership__isnull=True)).distinct()
+            kwargs["queryset"] = (
+                users.filter(membership__organisation__in=allowed) | users.filter(membership__isnull=True)
+            ).distinct()
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_choice_field(self, db_field, request, **kwargs):
@@ -309,7 +334,11 @@ class MembershipAdmin(CuratedAdmin):
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     def has_delete_permission(self, request, obj=None):
-        outranks = obj is not None and not request.user.is_superuser and role_rank(obj.role) > role_rank(own_role(request.user))
+        outranks = (
+            obj is not None
+            and not request.user.is_superuser
+            and role_rank(obj.role) > role_rank(own_role(request.user))
+        )
         return not outranks and super().has_delete_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
@@ -331,10 +360,25 @@ class EncounterInline(admin.TabularInline):
 
 @admin.register(m.Patient)
 class PatientAdmin(CuratedAdmin):
-    list_display = ("family_name", "given_names", "birth_date", "external_id", "organisation", "pregnancy_start", "last_encounter_at")
+    list_display = (
+        "family_name",
+        "given_names",
+        "birth_date",
+        "external_id",
+        "organisation",
+        "pregnancy_start",
+        "last_encounter_at",
+    )
     list_filter = ("organisation", "gender", ("pregnancy_start", admin.EmptyFieldListFilter))
     search_fields = ("family_name", "given_names", "external_id")
-    readonly_fields = ("external_id", "pregnancy_start", "pregnancy_end", "last_encounter_at", "created_at", "updated_at")
+    readonly_fields = (
+        "external_id",
+        "pregnancy_start",
+        "pregnancy_end",
+        "last_encounter_at",
+        "created_at",
+        "updated_at",
+    )
     inlines = [EncounterInline]
     date_hierarchy = "last_encounter_at"
 

@@ -17,7 +17,9 @@ from patients.models import BackgroundJob, JobStatus
 MESSAGE_CHARS, ERROR_CHARS = 500, 4000
 
 
-def job_claim(model: type[BackgroundJob], pk: int, *, select_related: tuple[str, ...] = (), **fresh) -> BackgroundJob | None:
+def job_claim(
+    model: type[BackgroundJob], pk: int, *, select_related: tuple[str, ...] = (), **fresh
+) -> BackgroundJob | None:
     """Start (or, redelivered, start again) a job: running, started now, its error cleared and `fresh` set (what a
     new start resets). None when it has finished: done, cancelled, or failed by the sweep, it is left alone."""
     with transaction.atomic():
@@ -54,13 +56,23 @@ def job_finish(job: BackgroundJob, **fields) -> bool:
 
 def job_fail(job: BackgroundJob, reason: str) -> bool:
     """Why a job this claim runs failed: the whole reason for curators, its start on the status line."""
-    return job_claimed(job).update(status=JobStatus.FAILED, error=reason[:ERROR_CHARS],
-                                   message=f"Failed: {reason}"[:MESSAGE_CHARS], finished_at=timezone.now()) > 0
+    return (
+        job_claimed(job).update(
+            status=JobStatus.FAILED,
+            error=reason[:ERROR_CHARS],
+            message=f"Failed: {reason}"[:MESSAGE_CHARS],
+            finished_at=timezone.now(),
+        )
+        > 0
+    )
 
 
 def job_stopped(job: BackgroundJob, message: str) -> bool:
     """A running job that saw its cancel request ends cancelled, saying how far it got."""
-    return job_claimed(job).update(status=JobStatus.CANCELLED, message=message[:MESSAGE_CHARS], finished_at=timezone.now()) > 0
+    return (
+        job_claimed(job).update(status=JobStatus.CANCELLED, message=message[:MESSAGE_CHARS], finished_at=timezone.now())
+        > 0
+    )
 
 
 def job_cancel(model: type[BackgroundJob], pk: int, *, while_running: str) -> BackgroundJob:
@@ -71,7 +83,11 @@ def job_cancel(model: type[BackgroundJob], pk: int, *, while_running: str) -> Ba
             return job
         job.cancel_requested = True
         if job.is_queued:
-            job.status, job.message, job.finished_at = JobStatus.CANCELLED, "Cancelled before it started", timezone.now()
+            job.status, job.message, job.finished_at = (
+                JobStatus.CANCELLED,
+                "Cancelled before it started",
+                timezone.now(),
+            )
         else:
             job.message = while_running
         job.save(update_fields=["cancel_requested", "status", "message", "finished_at"])

@@ -153,7 +153,9 @@ class Observation(ClinicalRecord, CodedMixin):
     "value_code_system", "value_code", "value_display", "value_string", "value_boolean"}.
     """
 
-    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations")
+    encounter = models.ForeignKey(
+        Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="observations"
+    )
     status = models.CharField(max_length=30)
     category = models.CharField(max_length=60, blank=True)
     effective_at = models.DateTimeField(null=True, blank=True)
@@ -203,7 +205,9 @@ def _rounded(value: float, digits: int = 1) -> str:
 
 
 class Condition(ClinicalRecord, CodedMixin):
-    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="conditions")
+    encounter = models.ForeignKey(
+        Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="conditions"
+    )
     clinical_status = models.CharField(max_length=30, blank=True)
     verification_status = models.CharField(max_length=30, blank=True)
     onset_at = models.DateTimeField(null=True, blank=True)
@@ -220,7 +224,9 @@ class Condition(ClinicalRecord, CodedMixin):
 class MedicationRequest(ClinicalRecord, CodedMixin):
     """`code` is the medication (RxNorm)."""
 
-    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="medication_requests")
+    encounter = models.ForeignKey(
+        Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="medication_requests"
+    )
     status = models.CharField(max_length=30)
     intent = models.CharField(max_length=30)
     authored_at = models.DateTimeField(null=True, blank=True)
@@ -262,7 +268,9 @@ class AllergyIntolerance(ClinicalRecord, CodedMixin):
 
 
 class Procedure(ClinicalRecord, CodedMixin):
-    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="procedures")
+    encounter = models.ForeignKey(
+        Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="procedures"
+    )
     status = models.CharField(max_length=30)
     performed_start = models.DateTimeField(null=True, blank=True)
     performed_end = models.DateTimeField(null=True, blank=True)
@@ -277,7 +285,9 @@ class Procedure(ClinicalRecord, CodedMixin):
 class Immunization(ClinicalRecord, CodedMixin):
     """`code` is the vaccine (CVX in Synthea)."""
 
-    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="immunizations")
+    encounter = models.ForeignKey(
+        Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="immunizations"
+    )
     status = models.CharField(max_length=30)
     occurred_at = models.DateTimeField(null=True, blank=True)
     history = HistoricalRecords()
@@ -290,7 +300,9 @@ class Immunization(ClinicalRecord, CodedMixin):
 class CarePlan(ClinicalRecord, CodedMixin):
     """`code` is the plan's category. `activities` lists {code_system, code, display, status}."""
 
-    encounter = models.ForeignKey(Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="care_plans")
+    encounter = models.ForeignKey(
+        Encounter, null=True, blank=True, on_delete=models.SET_NULL, related_name="care_plans"
+    )
     status = models.CharField(max_length=30)
     intent = models.CharField(max_length=30)
     period_start = models.DateTimeField(null=True, blank=True)
@@ -321,7 +333,12 @@ class LifestyleKind(models.TextChoices):
 
 
 PREFERENCE_KINDS = frozenset(
-    {LifestyleKind.DETAIL_LEVEL, LifestyleKind.COMMUNICATION_STYLE, LifestyleKind.LANGUAGE, LifestyleKind.DECISION_STYLE}
+    {
+        LifestyleKind.DETAIL_LEVEL,
+        LifestyleKind.COMMUNICATION_STYLE,
+        LifestyleKind.LANGUAGE,
+        LifestyleKind.DECISION_STYLE,
+    }
 )
 
 
@@ -440,7 +457,9 @@ class BundleImport(models.Model):
     source = models.CharField(max_length=500, help_text="File name or API request that carried the bundle.")
     status = models.CharField(max_length=20, choices=ImportStatus.choices)
     error = models.TextField(blank=True)
-    counts = models.JSONField(default=dict, blank=True, help_text="Created, updated and skipped rows per resource type.")
+    counts = models.JSONField(
+        default=dict, blank=True, help_text="Created, updated and skipped rows per resource type."
+    )
     patient_external_ids = models.JSONField(default=list, blank=True)
     imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     started_at = models.DateTimeField(auto_now_add=True)

@@ -45,5 +45,9 @@ def pregnancy_status(start: date | None, end: date | None, on: date) -> Pregnanc
 def start_window_for_trimester(trimester: int, on: date) -> tuple[date, date]:
     """Episode starts (exclusive lower, inclusive upper) that put `on` in this trimester."""
     upper = on - timedelta(weeks=TRIMESTER_STARTS[trimester])
-    lower = on - timedelta(weeks=TRIMESTER_STARTS[trimester + 1]) if trimester < 3 else on - timedelta(days=MAX_PREGNANCY_DAYS + 1)
+    lower = (
+        on - timedelta(weeks=TRIMESTER_STARTS[trimester + 1])
+        if trimester < 3
+        else on - timedelta(days=MAX_PREGNANCY_DAYS + 1)
+    )
     return lower, upper

@@ -42,7 +42,9 @@ def role_change_refusal(*, actor, membership_pk: int | None, user_id: int | None
     mine = own_role(actor)
     if mine is None:
         return "Your account is not a member of any organisation."
-    before = Membership.objects.filter(pk=membership_pk).values_list("role", "user_id").first() if membership_pk else None
+    before = (
+        Membership.objects.filter(pk=membership_pk).values_list("role", "user_id").first() if membership_pk else None
+    )
     if before is not None and role_rank(before[0]) > role_rank(mine):
         return "You may not change the membership of someone whose role is above yours."
     if role_rank(role) > role_rank(mine):
@@ -57,16 +59,27 @@ def membership_role_record(*, membership: Membership, before: str | None, actor=
     if before == membership.role:
         return
     with transaction.atomic():
-        audit_record(AuditAction.ROLE_CHANGE, obj=membership, actor=actor, organisation_id=membership.organisation_id,
-                     details={"user": membership.user_id, "from": before or "", "to": membership.role})
+        audit_record(
+            AuditAction.ROLE_CHANGE,
+            obj=membership,
+            actor=actor,
+            organisation_id=membership.organisation_id,
+            details={"user": membership.user_id, "from": before or "", "to": membership.role},
+        )
 
 
 # (app label, model) of the settings every organisation shares, and what only site administrators may do to them.
-SITE_SETTINGS_MODELS = (("patients", "careitem"), ("prompting", "llmendpoint"), ("prompting", "prompttemplate"),
-                        ("prompting", "knowledgedocument"))
-SITE_ONLY_CODENAMES = ([("patients", "manage_site_settings"), ("patients", "add_organisation"),
-                        ("patients", "delete_organisation")]
-                       + [(app, f"{verb}_{model}") for app, model in SITE_SETTINGS_MODELS for verb in ("add", "change", "delete")])
+SITE_SETTINGS_MODELS = (
+    ("patients", "careitem"),
+    ("prompting", "llmendpoint"),
+    ("prompting", "prompttemplate"),
+    ("prompting", "knowledgedocument"),
+)
+SITE_ONLY_CODENAMES = [
+    ("patients", "manage_site_settings"),
+    ("patients", "add_organisation"),
+    ("patients", "delete_organisation"),
+] + [(app, f"{verb}_{model}") for app, model in SITE_SETTINGS_MODELS for verb in ("add", "change", "delete")]
 
 
 def site_only_permissions(permission_model):

@@ -10,8 +10,8 @@ from django.http import Http404
 
 from audit.services import audit_denied
 from patients import models as m
-from prompting.pmlm.codes import MAX_PREGNANCY_DAYS
 from patients.pregnancy import PregnancyStatus, pregnancy_status, start_window_for_trimester
+from prompting.pmlm.codes import MAX_PREGNANCY_DAYS
 from prompting.pmlm.trends import care_engagement
 
 PAGE_ROLES = {m.Role.CLINICIAN, m.Role.CURATOR, m.Role.ADMIN}
@@ -41,9 +41,16 @@ def curation_membership_for(user) -> m.Membership:
     return membership
 
 
-def patient_list(*, organisation: m.Organisation, query: str = "", pregnant: bool | None = None,
-                 trimester: int | None = None, on: date, living_only: bool = False,
-                 pregnant_first: bool = False) -> QuerySet[m.Patient]:
+def patient_list(
+    *,
+    organisation: m.Organisation,
+    query: str = "",
+    pregnant: bool | None = None,
+    trimester: int | None = None,
+    on: date,
+    living_only: bool = False,
+    pregnant_first: bool = False,
+) -> QuerySet[m.Patient]:
     """Her organisation's patients matching the filters, by name; the clinic's pages ask for living
     patients with current pregnancies first (the API lists everyone by name)."""
     patients = m.Patient.objects.filter(organisation=organisation)
@@ -53,9 +60,8 @@ def patient_list(*, organisation: m.Organisation, query: str = "", pregnant: boo
         patients = patients.filter(
             Q(given_names__icontains=term) | Q(family_name__icontains=term) | Q(external_id__istartswith=term)
         )
-    pregnant_now = (
-        Q(pregnancy_start__lte=on, pregnancy_start__gt=on - timedelta(days=MAX_PREGNANCY_DAYS))
-        & (Q(pregnancy_end__isnull=True) | Q(pregnancy_end__gt=on))
+    pregnant_now = Q(pregnancy_start__lte=on, pregnancy_start__gt=on - timedelta(days=MAX_PREGNANCY_DAYS)) & (
+        Q(pregnancy_end__isnull=True) | Q(pregnancy_end__gt=on)
     )
     if trimester is not None:
         lower, upper = start_window_for_trimester(trimester, on)
@@ -79,14 +85,19 @@ def get_or_404_audited(queryset: QuerySet, *, object_id, anywhere: dict, **looku
     except model.DoesNotExist:
         pass
     held = model._default_manager.filter(**anywhere).exists()
-    audit_denied(object_type=model._meta.label, object_id=object_id,
-                 reason="exists outside the caller's organisation or patient" if held else "no such object")
+    audit_denied(
+        object_type=model._meta.label,
+        object_id=object_id,
+        reason="exists outside the caller's organisation or patient" if held else "no such object",
+    )
     raise Http404(f"No such {model._meta.verbose_name} in your organisation.")
 
 
 def patient_get(*, organisation: m.Organisation, pk: int) -> m.Patient:
     """A patient of this organisation; any other patient does not exist for the caller (404, audited)."""
-    return get_or_404_audited(m.Patient.objects.all(), object_id=pk, anywhere={"pk": pk}, organisation=organisation, pk=pk)
+    return get_or_404_audited(
+        m.Patient.objects.all(), object_id=pk, anywhere={"pk": pk}, organisation=organisation, pk=pk
+    )
 
 
 def patient_pregnancy(patient: m.Patient, on: date) -> PregnancyStatus:
@@ -105,10 +116,22 @@ def patient_age(patient: m.Patient, on: date) -> int | None:
 
 
 KEY_OBSERVATIONS = (
-    ("85354-9", "Blood pressure"), ("55284-4", "Blood pressure"), ("8480-6", "Systolic BP"), ("8462-4", "Diastolic BP"),
-    ("29463-7", "Weight"), ("8302-2", "Height"), ("39156-5", "BMI"), ("718-7", "Haemoglobin"),
-    ("2339-0", "Blood glucose"), ("2345-7", "Plasma glucose"), ("1558-6", "Fasting glucose"), ("72166-2", "Smoking status"),
-    ("20454-5", "Urine protein"), ("55283-6", "Fetal heart rate"), ("11881-0", "Fundal height"), ("49051-6", "Gestational age"),
+    ("85354-9", "Blood pressure"),
+    ("55284-4", "Blood pressure"),
+    ("8480-6", "Systolic BP"),
+    ("8462-4", "Diastolic BP"),
+    ("29463-7", "Weight"),
+    ("8302-2", "Height"),
+    ("39156-5", "BMI"),
+    ("718-7", "Haemoglobin"),
+    ("2339-0", "Blood glucose"),
+    ("2345-7", "Plasma glucose"),
+    ("1558-6", "Fasting glucose"),
+    ("72166-2", "Smoking status"),
+    ("20454-5", "Urine protein"),
+    ("55283-6", "Fetal heart rate"),
+    ("11881-0", "Fundal height"),
+    ("49051-6", "Gestational age"),
 )
 
 
@@ -145,10 +168,16 @@ def patient_lifestyle_timeline(patient: m.Patient) -> list[dict]:
         records = by_kind.get(kind)
         if not records:
             continue
-        timeline.append({
-            "kind": kind, "label": label, "current": records[-1], "history": list(reversed(records)),
-            "preference": kind in m.PREFERENCE_KINDS, "changes": len(records) - 1,
-        })
+        timeline.append(
+            {
+                "kind": kind,
+                "label": label,
+                "current": records[-1],
+                "history": list(reversed(records)),
+                "preference": kind in m.PREFERENCE_KINDS,
+                "changes": len(records) - 1,
+            }
+        )
     return timeline
 
 

@@ -15,18 +15,24 @@ from django.db import DatabaseError, transaction
 from django.db.models import Max
 from django.utils.text import slugify
 
-
 from audit.models import AuditAction
 from audit.services import audit_record
-from prompting.pmlm import codes
 from patients.fhir.parse import FhirError, ParsedBundle, parse_bundle
 from patients.fhir.store import store_bundle
 from patients.jobs import job_claim, job_claimed, job_fail, job_finish
+from patients.models import (
+    BundleImport,
+    Condition,
+    Encounter,
+    ImportJob,
+    ImportStatus,
+    Organisation,
+    Patient,
+    Procedure,
+)
 from patients.tasks import run_import_job
 from pmlm_site import safejson
-from patients.models import (
-    BundleImport, Condition, Encounter, ImportJob, ImportStatus, Organisation, Patient, Procedure,
-)
+from prompting.pmlm import codes
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +61,9 @@ def organisation_get_or_create(*, slug: str, name: str = "") -> Organisation:
     slug = slugify(slug)
     if not slug:
         raise ValueError("An organisation needs a slug of letters, digits or hyphens.")
-    organisation, _ = Organisation.objects.get_or_create(slug=slug, defaults={"name": name or slug.replace("-", " ").title()})
+    organisation, _ = Organisation.objects.get_or_create(
+        slug=slug, defaults={"name": name or slug.replace("-", " ").title()}
+    )
     return organisation
 
 
@@ -85,8 +93,9 @@ def decode_bundle(raw: bytes) -> dict:
         raise FhirError(f"is not valid JSON: {exc}") from None
 
 
-def patient_import_bundle(*, organisation: Organisation, bundle, source: str, user=None,
-                          parsed: ParsedBundle | None = None) -> BundleResult:
+def patient_import_bundle(
+    *, organisation: Organisation, bundle, source: str, user=None, parsed: ParsedBundle | None = None
+) -> BundleResult:
     """Import one Bundle all-or-nothing; the outcome is recorded as a BundleImport either way."""
     started = time.monotonic()
     result = BundleResult(source=source, ok=False)
@@ -99,7 +108,9 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
                     raise
                 # A shape the parser did not foresee: still a clear refusal, and logged so the parser learns it.
                 logger.exception("Unexpected bundle shape")
-                raise FhirError(f"has a shape this importer cannot read ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+                raise FhirError(
+                    f"has a shape this importer cannot read ({exc.__class__.__name__}: {str(exc)[:200]})"
+                ) from None
         with transaction.atomic():
             result.counts = store_bundle(organisation, parsed)
             result.patient_external_ids = sorted({r.fhir_id for r in parsed.of_type("Patient")})
@@ -112,10 +123,14 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
     except DatabaseError as exc:  # refused by the database after all: still nothing written
         result.ok, result.counts, result.patient_external_ids = False, {}, []
         result.error = f"the database refused the bundle: {exc}".strip()
-    except Exception as exc:  # a fault of ours: this bundle is refused and recorded (logged), the next ones still import
+    except (
+        Exception
+    ) as exc:  # a fault of ours: this bundle is refused and recorded (logged), the next ones still import
         logger.exception("Unexpected failure importing %s", source)
         result.ok, result.counts, result.patient_external_ids = False, {}, []
-        result.error = f"could not be imported because of an unexpected error ({exc.__class__.__name__}); it has been logged"
+        result.error = (
+            f"could not be imported because of an unexpected error ({exc.__class__.__name__}); it has been logged"
+        )
     if not result.ok:
         _record(organisation, result, user, started)
     return result
@@ -124,9 +139,14 @@ def patient_import_bundle(*, organisation: Organisation, bundle, source: str, us
 def _record(organisation, result: BundleResult, user, started: float):
     """The import's own row, and its audit event (ids and counts only)."""
     _record_import(organisation, result, user, started)
-    audit_record(AuditAction.IMPORT_BUNDLE, object_type="patients.BundleImport", object_id=result.bundle_import_id or "",
-                 actor=user, organisation_id=organisation.pk,
-                 details={"ok": result.ok, "patients": len(result.patient_external_ids)})
+    audit_record(
+        AuditAction.IMPORT_BUNDLE,
+        object_type="patients.BundleImport",
+        object_id=result.bundle_import_id or "",
+        actor=user,
+        organisation_id=organisation.pk,
+        details={"ok": result.ok, "patients": len(result.patient_external_ids)},
+    )
 
 
 def _record_import(organisation, result: BundleResult, user, started: float):
@@ -144,7 +164,9 @@ def _record_import(organisation, result: BundleResult, user, started: float):
 
 def _touched_patient_ids(organisation, parsed: ParsedBundle) -> list[int]:
     external = {r.fhir_id for r in parsed.of_type("Patient")} | {r.patient.fhir_id for r in parsed.records if r.patient}
-    return list(Patient.objects.filter(organisation=organisation, external_id__in=external).values_list("pk", flat=True))
+    return list(
+        Patient.objects.filter(organisation=organisation, external_id__in=external).values_list("pk", flat=True)
+    )
 
 
 def bundle_paths(paths: list[str | Path]) -> list[Path]:
@@ -159,7 +181,9 @@ def bundle_paths(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def fhir_import_paths(*, organisation: Organisation, paths: list[str | Path], user=None, on_result=None) -> list[BundleResult]:
+def fhir_import_paths(
+    *, organisation: Organisation, paths: list[str | Path], user=None, on_result=None
+) -> list[BundleResult]:
     """Import every bundle; a bad one is rejected alone and the others still import."""
     results = []
     for path in bundle_paths(paths):
@@ -246,8 +270,11 @@ def pregnancy_episode(conditions: list[tuple], end_procedures: list[date]) -> tu
     procedure (delivery, caesarean). End is None when nothing closed it; readers cap an open
     episode at MAX_PREGNANCY_DAYS.
     """
-    episodes = [(onset.date(), abatement.date() if abatement else None)
-                for code, onset, abatement in conditions if code in codes.PREGNANCY_CONDITIONS and onset]
+    episodes = [
+        (onset.date(), abatement.date() if abatement else None)
+        for code, onset, abatement in conditions
+        if code in codes.PREGNANCY_CONDITIONS and onset
+    ]
     if not episodes:
         return None, None
     latest = max(start for start, _ in episodes)
@@ -255,7 +282,10 @@ def pregnancy_episode(conditions: list[tuple], end_procedures: list[date]) -> tu
     overlapping = [(s, e) for s, e in episodes if latest - span < s <= latest and (e is None or e >= latest)]
     start = min(s for s, _ in overlapping)
     ends = [e for s, e in overlapping if e is not None]
-    ends += [onset.date() for code, onset, _ in conditions
-             if code in codes.PREGNANCY_ENDING_CONDITIONS and onset and onset.date() >= start]
+    ends += [
+        onset.date()
+        for code, onset, _ in conditions
+        if code in codes.PREGNANCY_ENDING_CONDITIONS and onset and onset.date() >= start
+    ]
     ends += [d for d in end_procedures if d >= start]
     return start, (min(ends) if ends else None)

@@ -9,6 +9,7 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from patients import selectors
 from patients.forms import PatientSearchForm
+from pmlm_site.charts import line_chart
 from prompting.forms import GuidanceForm
 from prompting.guidance import guidance_prefill_soon
 from prompting.pmlm.selfinformed import summarise
@@ -16,14 +17,22 @@ from prompting.pmlm.series import pregnancy_series
 from prompting.ratings import ab_kinds_available
 from prompting.selectors import patient_history
 from prompting.services import peer_summary_for
-from pmlm_site.charts import line_chart
 
 PAGE_SIZE = 25
 QUICK_QUESTIONS = [
     ("Next-visit plan", "What should we plan for her next visit, given her risk flags and trends?"),
-    ("Medication review", "Review her current medicines for safety in pregnancy: what should continue, change or stop?"),
-    ("Lifestyle counselling", "How should we counsel her on lifestyle (diet, activity, smoking, alcohol, caffeine), given her history and preferences?"),
-    ("Explain results", "Explain her latest results and what they mean for her pregnancy, in words she can understand."),
+    (
+        "Medication review",
+        "Review her current medicines for safety in pregnancy: what should continue, change or stop?",
+    ),
+    (
+        "Lifestyle counselling",
+        "How should we counsel her on lifestyle (diet, activity, smoking, alcohol, caffeine), given her history and preferences?",
+    ),
+    (
+        "Explain results",
+        "Explain her latest results and what they mean for her pregnancy, in words she can understand.",
+    ),
 ]
 
 
@@ -45,9 +54,15 @@ def patient_list(request):
     ]
     context = {"form": form, "page": page, "rows": rows, "query_string": _without_page(request.GET)}
     # Which patients were shown, by database id; the search text may be a name: only that a search was made is recorded.
-    audit_record(AuditAction.VIEW_PATIENT_LIST, details={"page": page.number, "shown": len(rows),
-                                                         "patients": [row["patient"].pk for row in rows],
-                                                         "searched": bool(request.GET.get("q"))})
+    audit_record(
+        AuditAction.VIEW_PATIENT_LIST,
+        details={
+            "page": page.number,
+            "shown": len(rows),
+            "patients": [row["patient"].pk for row in rows],
+            "searched": bool(request.GET.get("q")),
+        },
+    )
     template = "patients/_results.html" if request.htmx and not request.htmx.boosted else "patients/list.html"
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
@@ -103,6 +118,19 @@ def _pregnancy_charts(patient, history, today) -> list:
     if started < 0:
         return []
     charts = pregnancy_series(history, started_days_ago=started, ended_days_ago=ended)
-    return [{"key": key, "title": chart["title"], "svg": line_chart(
-        chart["series"], title=f"{chart['title']} over gestational age", x_label="gestational week", y_label=chart["unit"],
-        width=520, height=220, x_range=(0, 42))} for key, chart in charts.items()]
+    return [
+        {
+            "key": key,
+            "title": chart["title"],
+            "svg": line_chart(
+                chart["series"],
+                title=f"{chart['title']} over gestational age",
+                x_label="gestational week",
+                y_label=chart["unit"],
+                width=520,
+                height=220,
+                x_range=(0, 42),
+            ),
+        }
+        for key, chart in charts.items()
+    ]

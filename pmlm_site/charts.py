@@ -35,22 +35,35 @@ def _svg_open(width: int, height: int, title: str, description: str) -> str:
     """The opening tag with a title and a description that states every figure; several charts on
     one page each get their own ids."""
     uid = uuid.uuid4().hex[:8]
-    return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
-            f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title-{uid}">{escape(title)}</title>'
-            f'<desc id="chart-desc-{uid}">{escape(description)}</desc>')
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title-{uid}">{escape(title)}</title>'
+        f'<desc id="chart-desc-{uid}">{escape(description)}</desc>'
+    )
 
 
 def _y_grid(ticks: list[float], sy, left: float, right_edge: float) -> list[str]:
-    return [f'<line x1="{left}" x2="{right_edge}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
-            f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end" class="tick">{_number(y)}</text>' for y in ticks]
+    return [
+        f'<line x1="{left}" x2="{right_edge}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
+        f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" text-anchor="end" class="tick">{_number(y)}</text>'
+        for y in ticks
+    ]
 
 
 def _y_label(label: str, middle: float) -> str:
     return f'<text transform="translate(14 {middle:.0f}) rotate(-90)" text-anchor="middle" class="axis">{escape(label)}</text>'
 
 
-def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: str, x_label: str, y_label: str,
-               width: int = 640, height: int = 260, x_range: tuple[float, float] | None = None) -> SafeString:
+def line_chart(
+    series: list[tuple[str, list[tuple[float, float]]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 640,
+    height: int = 260,
+    x_range: tuple[float, float] | None = None,
+) -> SafeString:
     points = [p for _, values in series for p in values]
     if not points:
         return mark_safe("")
@@ -71,31 +84,48 @@ def line_chart(series: list[tuple[str, list[tuple[float, float]]]], *, title: st
     def sy(y):
         return height - bottom - (y - y0) / ((y1 - y0) or 1) * (height - top - bottom)
 
-    described = "; ".join(f"{name}: " + ", ".join(f"{_number(x)} → {_number(y)}" for x, y in values) for name, values in series)
+    described = "; ".join(
+        f"{name}: " + ", ".join(f"{_number(x)} → {_number(y)}" for x, y in values) for name, values in series
+    )
     parts = [_svg_open(width, height, title, f"{x_label} against {y_label}. {described}")]
     parts += _y_grid(y_ticks, sy, left, width - right)
     for x in x_ticks:
-        parts.append(f'<text x="{sx(x):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">{_number(x)}</text>')
-    parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>')
+        parts.append(
+            f'<text x="{sx(x):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">{_number(x)}</text>'
+        )
+    parts.append(
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>'
+    )
     parts.append(_y_label(y_label, (top + height - bottom) / 2))
     for n, (name, values) in enumerate(series):
         colour = COLOURS[n % len(COLOURS)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2.5"/>')
         for x, y in values:
-            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{colour}"><title>{escape(name)}: '
-                         f'{_number(x)} → {_number(y)}</title></circle>')
+            parts.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{colour}"><title>{escape(name)}: '
+                f"{_number(x)} → {_number(y)}</title></circle>"
+            )
     if len(series) > 1:  # a legend, since colour alone names the lines
         for n, (name, _) in enumerate(series):
             x = left + 8 + n * 110
-            parts.append(f'<rect x="{x}" y="8" width="12" height="4" fill="{COLOURS[n % len(COLOURS)]}"/>'
-                         f'<text x="{x + 16}" y="13" class="tick">{escape(name)}</text>')
+            parts.append(
+                f'<rect x="{x}" y="8" width="12" height="4" fill="{COLOURS[n % len(COLOURS)]}"/>'
+                f'<text x="{x + 16}" y="13" class="tick">{escape(name)}</text>'
+            )
     parts.append("</svg>")
     return mark_safe("".join(parts))
 
 
-def interval_chart(categories: list[str], series: list[tuple[str, list[tuple[float, float, float] | None]]], *, title: str,
-                   y_label: str, width: int = 640, height: int = 280) -> SafeString:
+def interval_chart(
+    categories: list[str],
+    series: list[tuple[str, list[tuple[float, float, float] | None]]],
+    *,
+    title: str,
+    y_label: str,
+    width: int = 640,
+    height: int = 280,
+) -> SafeString:
     """Means with their confidence intervals (value, low, high) per category, one marker per
     series side by side; the description states every figure."""
     values = [v for _, points in series for p in points if p for v in p]
@@ -113,13 +143,19 @@ def interval_chart(categories: list[str], series: list[tuple[str, list[tuple[flo
         return left + band * (category + 0.5) + (n - (len(series) - 1) / 2) * min(18, band / (len(series) + 1))
 
     described = "; ".join(
-        f"{name}: " + ", ".join(f"{c} {_number(p[0])} (95% CI {_number(p[1])} to {_number(p[2])})"
-                                for c, p in zip(categories, points) if p) for name, points in series)
+        f"{name}: "
+        + ", ".join(
+            f"{c} {_number(p[0])} (95% CI {_number(p[1])} to {_number(p[2])})" for c, p in zip(categories, points) if p
+        )
+        for name, points in series
+    )
     parts = [_svg_open(width, height, title, f"{y_label} by {', '.join(categories)}. {described}")]
     parts += _y_grid(y_ticks, sy, left, width - right)
     for c, category in enumerate(categories):
-        parts.append(f'<text x="{left + band * (c + 0.5):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">'
-                     f'{escape(category)}</text>')
+        parts.append(
+            f'<text x="{left + band * (c + 0.5):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">'
+            f"{escape(category)}</text>"
+        )
     parts.append(_y_label(y_label, (top + height - bottom) / 2))
     for n, (name, points) in enumerate(series):
         colour = COLOURS[n % len(COLOURS)]
@@ -128,14 +164,18 @@ def interval_chart(categories: list[str], series: list[tuple[str, list[tuple[flo
                 continue
             value, low, high = point
             x = sx(c, n)
-            parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{sy(low):.1f}" y2="{sy(high):.1f}" stroke="{colour}" stroke-width="2"/>'
-                         f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(low):.1f}" y2="{sy(low):.1f}" stroke="{colour}" stroke-width="2"/>'
-                         f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(high):.1f}" y2="{sy(high):.1f}" stroke="{colour}" stroke-width="2"/>'
-                         f'<circle cx="{x:.1f}" cy="{sy(value):.1f}" r="4.5" fill="{colour}"><title>{escape(name)}, '
-                         f'{escape(categories[c])}: {_number(value)} (95% CI {_number(low)} to {_number(high)})</title></circle>')
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{sy(low):.1f}" y2="{sy(high):.1f}" stroke="{colour}" stroke-width="2"/>'
+                f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(low):.1f}" y2="{sy(low):.1f}" stroke="{colour}" stroke-width="2"/>'
+                f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(high):.1f}" y2="{sy(high):.1f}" stroke="{colour}" stroke-width="2"/>'
+                f'<circle cx="{x:.1f}" cy="{sy(value):.1f}" r="4.5" fill="{colour}"><title>{escape(name)}, '
+                f"{escape(categories[c])}: {_number(value)} (95% CI {_number(low)} to {_number(high)})</title></circle>"
+            )
     for n, (name, _) in enumerate(series):
         x = left + 8 + n * 150
-        parts.append(f'<rect x="{x}" y="8" width="12" height="12" rx="6" fill="{COLOURS[n % len(COLOURS)]}"/>'
-                     f'<text x="{x + 18}" y="18" class="tick">{escape(name)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="8" width="12" height="12" rx="6" fill="{COLOURS[n % len(COLOURS)]}"/>'
+            f'<text x="{x + 18}" y="18" class="tick">{escape(name)}</text>'
+        )
     parts.append("</svg>")
     return mark_safe("".join(parts))

@@ -45,16 +45,24 @@ def check_broker() -> dict:
     scheme = urlsplit(url).scheme or url.partition(":")[0]
     if scheme == "filesystem":
         options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
-        folders = {options.get(k) for k in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")} - {None}
+        folders = {
+            options.get(k) for k in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
+        } - {None}
         for folder in folders:
             if not (Path(folder).is_dir() and os.access(folder, os.W_OK | os.X_OK)):
                 raise CheckFailed("a broker folder is missing or not writable")
         return {"transport": "filesystem"}
     from kombu import Connection
 
-    with Connection(url, connect_timeout=TIMEOUT_SECONDS,
-                    transport_options={**getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}),
-                                       "socket_connect_timeout": TIMEOUT_SECONDS, "socket_timeout": TIMEOUT_SECONDS}) as connection:
+    with Connection(
+        url,
+        connect_timeout=TIMEOUT_SECONDS,
+        transport_options={
+            **getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}),
+            "socket_connect_timeout": TIMEOUT_SECONDS,
+            "socket_timeout": TIMEOUT_SECONDS,
+        },
+    ) as connection:
         connection.ensure_connection(max_retries=0, timeout=TIMEOUT_SECONDS)
     return {"transport": scheme}
 

@@ -28,7 +28,9 @@ def nesting_depth(raw: bytes) -> int:
 def check_depth(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH):
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
-    if raw.count(b"[") + raw.count(b"{") <= max_depth:  # cannot nest deeper than its brackets: the usual case for small bodies
+    if (
+        raw.count(b"[") + raw.count(b"{") <= max_depth
+    ):  # cannot nest deeper than its brackets: the usual case for small bodies
         return
     depth = nesting_depth(raw)
     if depth > max_depth:

@@ -181,24 +181,36 @@ PMLM_LANE_QUEUES = {lane: lanes.queue_name(PMLM_CELERY_QUEUE, lane) for lane in 
 # Interactive: a person waits. At the soft limit a task is stopped and recorded as failed; at the hard one its
 # process is killed (prefork pool). Each LLM call has its own, shorter deadline (prompting/llm: 30 s by default).
 PMLM_INTERACTIVE_TIME_LIMIT = int(os.environ.get("PMLM_INTERACTIVE_TIME_LIMIT", "45"))
-PMLM_INTERACTIVE_SOFT_TIME_LIMIT = int(os.environ.get("PMLM_INTERACTIVE_SOFT_TIME_LIMIT",
-                                                      str(max(1, PMLM_INTERACTIVE_TIME_LIMIT - 5))))
+PMLM_INTERACTIVE_SOFT_TIME_LIMIT = int(
+    os.environ.get("PMLM_INTERACTIVE_SOFT_TIME_LIMIT", str(max(1, PMLM_INTERACTIVE_TIME_LIMIT - 5)))
+)
 # On Redis, an interactive task whose worker died is handed to another interactive worker this long after it was
 # delivered: past the hard limit, so never while it still runs.
-PMLM_INTERACTIVE_VISIBILITY_TIMEOUT = int(os.environ.get("PMLM_INTERACTIVE_VISIBILITY_TIMEOUT",
-                                                         str(PMLM_INTERACTIVE_TIME_LIMIT + 15)))
+PMLM_INTERACTIVE_VISIBILITY_TIMEOUT = int(
+    os.environ.get("PMLM_INTERACTIVE_VISIBILITY_TIMEOUT", str(PMLM_INTERACTIVE_TIME_LIMIT + 15))
+)
 # The sweep (every PMLM_SWEEP_INTERVAL seconds) fails a job unfinished this long after it started, or after it was
 # created when it never started, so nobody waits forever; a batch task is stopped by its worker at the same limit.
-PMLM_JOB_LIMITS_SECONDS = {"guidance": PMLM_INTERACTIVE_VISIBILITY_TIMEOUT + 10, "import": 3600, "peer_model": 2 * 3600,
-                           "comparison": 6 * 3600, "refinement": 8 * 3600, "evaluation": 8 * 3600, "knowledge": 3600}
+PMLM_JOB_LIMITS_SECONDS = {
+    "guidance": PMLM_INTERACTIVE_VISIBILITY_TIMEOUT + 10,
+    "import": 3600,
+    "peer_model": 2 * 3600,
+    "comparison": 6 * 3600,
+    "refinement": 8 * 3600,
+    "evaluation": 8 * 3600,
+    "knowledge": 3600,
+}
 PMLM_SWEEP_INTERVAL = int(os.environ.get("PMLM_SWEEP_INTERVAL", "30"))
 # On Redis, a batch task whose worker died is handed on only after the longest batch limit: never while it still
 # runs. The sweep has failed it by then, and the redelivered task leaves a failed job alone.
-PMLM_BATCH_VISIBILITY_TIMEOUT = int(os.environ.get("PMLM_BATCH_VISIBILITY_TIMEOUT",
-                                                   str(max(PMLM_JOB_LIMITS_SECONDS.values()) + 600)))
+PMLM_BATCH_VISIBILITY_TIMEOUT = int(
+    os.environ.get("PMLM_BATCH_VISIBILITY_TIMEOUT", str(max(PMLM_JOB_LIMITS_SECONDS.values()) + 600))
+)
 if not 0 < PMLM_INTERACTIVE_SOFT_TIME_LIMIT < PMLM_INTERACTIVE_TIME_LIMIT < PMLM_INTERACTIVE_VISIBILITY_TIMEOUT:
-    raise ImproperlyConfigured("The interactive lane needs PMLM_INTERACTIVE_SOFT_TIME_LIMIT < PMLM_INTERACTIVE_TIME_LIMIT "
-                               "< PMLM_INTERACTIVE_VISIBILITY_TIMEOUT.")
+    raise ImproperlyConfigured(
+        "The interactive lane needs PMLM_INTERACTIVE_SOFT_TIME_LIMIT < PMLM_INTERACTIVE_TIME_LIMIT "
+        "< PMLM_INTERACTIVE_VISIBILITY_TIMEOUT."
+    )
 if PMLM_BATCH_VISIBILITY_TIMEOUT <= max(PMLM_JOB_LIMITS_SECONDS.values()):
     raise ImproperlyConfigured("PMLM_BATCH_VISIBILITY_TIMEOUT must exceed the longest batch job limit.")
 if CELERY_BROKER_URL == "filesystem://":  # one machine's folders: a task taken is gone, nothing is handed on
@@ -208,10 +220,14 @@ else:
     # unacknowledged tasks, looked through every few seconds, with its own visibility timeout.
     PMLM_BROKER_TRANSPORT_OPTIONS_BY_LANE = {
         lanes.INTERACTIVE: lanes.redis_transport_options(
-            PMLM_CELERY_QUEUE, lanes.INTERACTIVE, visibility_timeout=PMLM_INTERACTIVE_VISIBILITY_TIMEOUT,
-            restore_every=max(1, min(5, PMLM_INTERACTIVE_VISIBILITY_TIMEOUT // 4))),
+            PMLM_CELERY_QUEUE,
+            lanes.INTERACTIVE,
+            visibility_timeout=PMLM_INTERACTIVE_VISIBILITY_TIMEOUT,
+            restore_every=max(1, min(5, PMLM_INTERACTIVE_VISIBILITY_TIMEOUT // 4)),
+        ),
         lanes.BATCH: lanes.redis_transport_options(
-            PMLM_CELERY_QUEUE, lanes.BATCH, visibility_timeout=PMLM_BATCH_VISIBILITY_TIMEOUT, restore_every=60),
+            PMLM_CELERY_QUEUE, lanes.BATCH, visibility_timeout=PMLM_BATCH_VISIBILITY_TIMEOUT, restore_every=60
+        ),
     }
     CELERY_BROKER_TRANSPORT_OPTIONS = PMLM_BROKER_TRANSPORT_OPTIONS_BY_LANE[lanes.BATCH]
 # A worker without -Q consumes both. Each lane its own exchange and key, as Celery makes for a queue it creates.
@@ -219,10 +235,15 @@ CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in 
 CELERY_TASK_DEFAULT_QUEUE = PMLM_LANE_QUEUES[lanes.BATCH]
 CELERY_TASK_ROUTES = lanes.task_routes(PMLM_CELERY_QUEUE)
 CELERY_TASK_ANNOTATIONS = {
-    **{task: {"soft_time_limit": PMLM_INTERACTIVE_SOFT_TIME_LIMIT, "time_limit": PMLM_INTERACTIVE_TIME_LIMIT}
-       for task, lane in lanes.TASK_LANES.items() if lane == lanes.INTERACTIVE},
-    **{task: {"soft_time_limit": PMLM_JOB_LIMITS_SECONDS[job] - 60, "time_limit": PMLM_JOB_LIMITS_SECONDS[job]}
-       for task, job in lanes.BATCH_TASK_LIMITS.items()},
+    **{
+        task: {"soft_time_limit": PMLM_INTERACTIVE_SOFT_TIME_LIMIT, "time_limit": PMLM_INTERACTIVE_TIME_LIMIT}
+        for task, lane in lanes.TASK_LANES.items()
+        if lane == lanes.INTERACTIVE
+    },
+    **{
+        task: {"soft_time_limit": PMLM_JOB_LIMITS_SECONDS[job] - 60, "time_limit": PMLM_JOB_LIMITS_SECONDS[job]}
+        for task, job in lanes.BATCH_TASK_LIMITS.items()
+    },
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -232,8 +253,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # The sweep fails jobs that stopped moving (a lost worker, a killed machine) so nobody waits forever.
-CELERY_BEAT_SCHEDULE = {"sweep-stuck-jobs": {"task": "prompting.tasks.sweep_stuck_jobs_task", "schedule": float(PMLM_SWEEP_INTERVAL)},
-                        "anchor-audit-chain": {"task": "audit.tasks.anchor_audit_task", "schedule": 3600.0}}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-jobs": {"task": "prompting.tasks.sweep_stuck_jobs_task", "schedule": float(PMLM_SWEEP_INTERVAL)},
+    "anchor-audit-chain": {"task": "audit.tasks.anchor_audit_task", "schedule": 3600.0},
+}
 # Guidance waiting for a worker (queued or running), at most per account (an API token's, or a clinician's) and per
 # organisation; beyond it a request is refused (the API answers 429 with Retry-After).
 PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT = int(os.environ.get("PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT", "10"))
@@ -245,12 +268,17 @@ PMLM_PREFILL_EXPIRES_SECONDS = int(os.environ.get("PMLM_PREFILL_EXPIRES_SECONDS"
 
 # API throttling counts requests in the cache: shared across processes with Redis, per process otherwise.
 _cache_url = os.environ.get("PMLM_CACHE_URL", "")
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
-          if _cache_url.startswith(("redis://", "rediss://")) else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+    if _cache_url.startswith(("redis://", "rediss://"))
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.PartnerTokenAuthentication",
-                                       "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.PartnerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -262,8 +290,10 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PMLM clinic partner API",
-    "DESCRIPTION": ("Push FHIR R4 records, fetch personalised hard prompts to use with your own LLM, and request guidance "
-                    "asynchronously. Every object is scoped to your organisation; authenticate with `Authorization: Bearer <token>`."),
+    "DESCRIPTION": (
+        "Push FHIR R4 records, fetch personalised hard prompts to use with your own LLM, and request guidance "
+        "asynchronously. Every object is scoped to your organisation; authenticate with `Authorization: Bearer <token>`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
@@ -294,8 +324,10 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Content Security Policy: only our own scripts (no inline script anywhere, Swagger UI included);
 # inline style attributes are allowed for progress bars and htmx's indicator styles.
-PMLM_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
-            "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+PMLM_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 # Sign-in lock-out for people (API tokens are throttled instead): 5 failures per username and
 # address lock that pair for 15 minutes.

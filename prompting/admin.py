@@ -9,8 +9,19 @@ from prompting.evaluation import evaluation_run_cancel
 from prompting.guidance import comparison_run_check, comparison_run_create
 from prompting.knowledge import KnowledgeError, knowledge_document_save
 from prompting.models import (
-    ClinicianRating, ComparisonRun, EvaluationItem, EvaluationRun, GuidanceRequest, KnowledgeChunk, KnowledgeDocument,
-    LLMEndpoint, PeerModel, PeerProfile, PersonalizedPrompt, PromptTemplate, RefinementRun,
+    ClinicianRating,
+    ComparisonRun,
+    EvaluationItem,
+    EvaluationRun,
+    GuidanceRequest,
+    KnowledgeChunk,
+    KnowledgeDocument,
+    LLMEndpoint,
+    PeerModel,
+    PeerProfile,
+    PersonalizedPrompt,
+    PromptTemplate,
+    RefinementRun,
 )
 from prompting.refinement import RefinementError, refinement_run_cancel, refinement_run_promote
 from prompting.services import peer_model_create, peer_model_queue
@@ -39,7 +50,17 @@ class PromptTemplateAdmin(SiteSettingsAdmin):
 
 @admin.register(PeerModel)
 class PeerModelAdmin(CuratedAdmin):
-    list_display = ("version", "organisation", "status", "progress", "active", "neighbour_method", "cohort_size", "training_seconds", "created_at")
+    list_display = (
+        "version",
+        "organisation",
+        "status",
+        "progress",
+        "active",
+        "neighbour_method",
+        "cohort_size",
+        "training_seconds",
+        "created_at",
+    )
     list_filter = ("status", "active", "organisation")
     readonly_fields = [f.name for f in PeerModel._meta.fields]
     actions = ["train_again", export_csv]
@@ -112,8 +133,9 @@ class KnowledgeDocumentAdmin(SiteSettingsAdmin):
     def save_model(self, request, obj, form, change):
         upload = "upload" in form.changed_data and obj.upload
         try:
-            knowledge_document_save(document=obj, file_name=obj.upload.name if upload else "",
-                                    data=obj.upload.read() if upload else None)
+            knowledge_document_save(
+                document=obj, file_name=obj.upload.name if upload else "", data=obj.upload.read() if upload else None
+            )
         except KnowledgeError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
@@ -144,8 +166,11 @@ class ComparisonRunForm(forms.ModelForm):
         if not self.errors:
             try:
                 data["endpoint_names"] = comparison_run_check(
-                    organisation=data["organisation"], patient_ids=data.get("patient_ids") or [],
-                    questions=data.get("questions") or [], endpoint_names=data.get("endpoint_names") or [])
+                    organisation=data["organisation"],
+                    patient_ids=data.get("patient_ids") or [],
+                    questions=data.get("questions") or [],
+                    endpoint_names=data.get("endpoint_names") or [],
+                )
             except GuidanceError as exc:
                 raise forms.ValidationError(str(exc)) from None
         return data
@@ -168,8 +193,13 @@ class ComparisonRunAdmin(CuratedAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return
-        run = comparison_run_create(organisation=obj.organisation, patient_ids=obj.patient_ids, questions=obj.questions,
-                                    endpoint_names=obj.endpoint_names, user=request.user)
+        run = comparison_run_create(
+            organisation=obj.organisation,
+            patient_ids=obj.patient_ids,
+            questions=obj.questions,
+            endpoint_names=obj.endpoint_names,
+            user=request.user,
+        )
         obj.pk, obj._state.adding = run.pk, False
 
 
@@ -177,8 +207,19 @@ class ComparisonRunAdmin(CuratedAdmin):
 class RefinementRunAdmin(CuratedAdmin):
     """Runs start from the refinement pages (or `refine_prompts`); here curators audit, promote and cancel."""
 
-    list_display = ("version", "organisation", "status", "progress", "step", "reward_initial", "reward_refined", "target_calls",
-                    "promoted", "page", "created_at")
+    list_display = (
+        "version",
+        "organisation",
+        "status",
+        "progress",
+        "step",
+        "reward_initial",
+        "reward_refined",
+        "target_calls",
+        "promoted",
+        "page",
+        "created_at",
+    )
     list_filter = ("status", "promoted", "organisation")
     readonly_fields = [f.name for f in RefinementRun._meta.fields]
     actions = ["promote", "cancel", export_csv]
@@ -212,8 +253,17 @@ class RefinementRunAdmin(CuratedAdmin):
 @admin.register(ClinicianRating)
 class ClinicianRatingAdmin(CuratedAdmin):
     organisation_path = "guidance__patient__organisation"
-    list_display = ("created_at", "guidance", "rater", "accuracy", "completeness", "personalisation", "safety", "clarity",
-                    "would_follow")
+    list_display = (
+        "created_at",
+        "guidance",
+        "rater",
+        "accuracy",
+        "completeness",
+        "personalisation",
+        "safety",
+        "clarity",
+        "would_follow",
+    )
     list_filter = ("would_follow",)
     raw_id_fields = ("guidance", "rater")
 

@@ -14,20 +14,25 @@ from prompting.pmlm.state import current_pregnancy
 from prompting.selectors import patient_history
 from prompting.services import prompt_build
 
-SYSTEM_MESSAGE = ("You are a careful obstetrics and gynaecology decision-support assistant. Answer the clinician's question "
-                  "for this patient using only the context given. Cite guidance sources as [1], [2].")
+SYSTEM_MESSAGE = (
+    "You are a careful obstetrics and gynaecology decision-support assistant. Answer the clinician's question "
+    "for this patient using only the context given. Cite guidance sources as [1], [2]."
+)
 ANSWER_INSTRUCTION = "Answer for the clinician in at most 200 words, as short bullet points."
 RETRIEVED_PASSAGES = 3
 
 
 def guidance_messages(prompt_text: str) -> list[dict]:
     """What the LLM receives for a prompt: the same for guidance requests and for scoring refinements."""
-    return [{"role": "system", "content": SYSTEM_MESSAGE},
-            {"role": "user", "content": f"{prompt_text}\n\n{ANSWER_INSTRUCTION}"}]
+    return [
+        {"role": "system", "content": SYSTEM_MESSAGE},
+        {"role": "user", "content": f"{prompt_text}\n\n{ANSWER_INSTRUCTION}"},
+    ]
 
 
-def question_prompt(*, patient: pm.Patient, question: str, at: date, use_retrieval: bool = True, user=None,
-                    timings: dict | None = None):
+def question_prompt(
+    *, patient: pm.Patient, question: str, at: date, use_retrieval: bool = True, user=None, timings: dict | None = None
+):
     """The initial personalised prompt for a question, grounded in retrieved guidance when asked.
 
     Returns (prompt, passages, history, pregnancy); guidance requests and refinement runs share it."""
@@ -40,17 +45,28 @@ def question_prompt(*, patient: pm.Patient, question: str, at: date, use_retriev
         passages = guidance_passages(question, history, pregnancy)
         timings["retrieval_ms"] = round((time.perf_counter() - started) * 1000, 1)
     step = time.perf_counter()
-    prompt = prompt_build(patient=patient, question=question, at=at, user=user,
-                          knowledge=[passage_text(chunk) for chunk, _ in passages])
+    prompt = prompt_build(
+        patient=patient, question=question, at=at, user=user, knowledge=[passage_text(chunk) for chunk, _ in passages]
+    )
     timings["prompt_ms"] = round((time.perf_counter() - step) * 1000, 1)
     return prompt, passages, history, pregnancy
 
 
 def passage_citations(passages) -> list[dict]:
     """The guidance sources her prompt carries, numbered as the prompt numbers them."""
-    return [{"n": n, "chunk": chunk.pk, "document": chunk.document_id, "title": chunk.document.title,
-             "source": chunk.document.source, "excerpt": chunk.text[:400], "score": round(score, 3), "cited_in_text": False}
-            for n, (chunk, score) in enumerate(passages, 1)]
+    return [
+        {
+            "n": n,
+            "chunk": chunk.pk,
+            "document": chunk.document_id,
+            "title": chunk.document.title,
+            "source": chunk.document.source,
+            "excerpt": chunk.text[:400],
+            "score": round(score, 3),
+            "cited_in_text": False,
+        }
+        for n, (chunk, score) in enumerate(passages, 1)
+    ]
 
 
 def guidance_passages(question: str, history, pregnancy) -> list:

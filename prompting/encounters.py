@@ -64,24 +64,43 @@ def encounter_date(rec: pm.PhysicianRecommendation) -> date:
 
 def patient_split(organisation: pm.Organisation, *, seed: int, share: float) -> tuple[list[int], list[int]]:
     """(learning, held-out) patient ids of the organisation, by the shared hold-out rule."""
-    return split_patients(list(pm.Patient.objects.filter(organisation=organisation).values_list("pk", flat=True)),
-                          share=share, seed=seed)
+    return split_patients(
+        list(pm.Patient.objects.filter(organisation=organisation).values_list("pk", flat=True)), share=share, seed=seed
+    )
 
 
-def encounters_of(patient_ids: list[int], *, seed: int, limit_patients: int | None = None,
-                  exclude: set[int] = frozenset(), per_patient: int = EXAMPLES_PER_PATIENT) -> list[pm.PhysicianRecommendation]:
+def encounters_of(
+    patient_ids: list[int],
+    *,
+    seed: int,
+    limit_patients: int | None = None,
+    exclude: set[int] = frozenset(),
+    per_patient: int = EXAMPLES_PER_PATIENT,
+) -> list[pm.PhysicianRecommendation]:
     """At most `per_patient` encounters with a recommendation per patient (seeded), in the order of `patient_ids`."""
     by_patient: dict[int, list] = defaultdict(list)
-    for rec in (pm.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).exclude(patient_id__in=exclude)
-                .select_related("encounter", "patient").order_by("pk")):
+    for rec in (
+        pm.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids)
+        .exclude(patient_id__in=exclude)
+        .select_related("encounter", "patient")
+        .order_by("pk")
+    ):
         by_patient[rec.patient_id].append(rec)
     chosen_patients = [pid for pid in patient_ids if pid in by_patient][:limit_patients]
     rng = random.Random(seed)
-    return [rec for pid in chosen_patients for rec in rng.sample(by_patient[pid], min(per_patient, len(by_patient[pid])))]
+    return [
+        rec for pid in chosen_patients for rec in rng.sample(by_patient[pid], min(per_patient, len(by_patient[pid])))
+    ]
 
 
-def held_out_encounters(*, organisation: pm.Organisation, seed: int, share: float, limit_patients: int | None = None,
-                        exclude: set[int] = frozenset()) -> tuple[list[pm.PhysicianRecommendation], list[int], list[int]]:
+def held_out_encounters(
+    *,
+    organisation: pm.Organisation,
+    seed: int,
+    share: float,
+    limit_patients: int | None = None,
+    exclude: set[int] = frozenset(),
+) -> tuple[list[pm.PhysicianRecommendation], list[int], list[int]]:
     """(recommendations to evaluate, learning patient ids, held-out patient ids)."""
     learning, held_out = patient_split(organisation, seed=seed, share=share)
     return encounters_of(held_out, seed=seed, limit_patients=limit_patients, exclude=exclude), learning, held_out
@@ -97,13 +116,25 @@ def held_out_peers(*, organisation: pm.Organisation, learning: list[int], patien
     k = (active.parameters.get("k") if active else None) or peer_method.PeerParameters.k
     features = clinical_feature_vectors(pm.Patient.objects.filter(pk__in=[*learning, *patients]), on)
     records, own = NeighbourRecords(learning), NeighbourRecords(patients)
-    profiles = peer_method.unseen_profiles({p: features[p] for p in learning if p in features}, records.ratings,
-                                           {p: features[p] for p in patients if p in features}, own.ratings, k=k)
+    profiles = peer_method.unseen_profiles(
+        {p: features[p] for p in learning if p in features},
+        records.ratings,
+        {p: features[p] for p in patients if p in features},
+        own.ratings,
+        k=k,
+    )
     summaries, names = {}, care_item_names()
     for pid, profile in profiles.items():
         ids = [n for n, _ in profile.neighbours]
-        summaries[pid] = peer_summary(profile.basis, profile.neighbours, profile.predicted, records.helped(ids),
-                                      records.recommended(ids), None, names)
+        summaries[pid] = peer_summary(
+            profile.basis,
+            profile.neighbours,
+            profile.predicted,
+            records.helped(ids),
+            records.recommended(ids),
+            None,
+            names,
+        )
     return summaries
 
 
@@ -116,16 +147,21 @@ def learning_peers(*, organisation: pm.Organisation, learning: list[int], patien
     return peers
 
 
-def encounter_prompt(rec: pm.PhysicianRecommendation, *, spec: TemplateSpec, peer, rag: bool,
-                     question: str = ENCOUNTER_QUESTION) -> EncounterPrompt:
+def encounter_prompt(
+    rec: pm.PhysicianRecommendation, *, spec: TemplateSpec, peer, rag: bool, question: str = ENCOUNTER_QUESTION
+) -> EncounterPrompt:
     """The initial personalised prompt of an encounter, as of its date."""
     at = encounter_date(rec)
     history = patient_history(rec.patient, at)
     pregnancy = current_pregnancy(history)
     identifiers = patient_identifiers(rec.patient)
     knowledge = [passage_text(chunk) for chunk, _ in guidance_passages(question, history, pregnancy)] if rag else []
-    composed = compose(history, question, spec, peer=peer, count_tokens=count_tokens, identifiers=identifiers, knowledge=knowledge)
-    return EncounterPrompt(rec, at, rag, composed, [f.as_dict() for f in composed.risk_flags], identifiers, history, pregnancy)
+    composed = compose(
+        history, question, spec, peer=peer, count_tokens=count_tokens, identifiers=identifiers, knowledge=knowledge
+    )
+    return EncounterPrompt(
+        rec, at, rag, composed, [f.as_dict() for f in composed.risk_flags], identifiers, history, pregnancy
+    )
 
 
 def peers_today() -> date:
@@ -140,8 +176,13 @@ def endpoint_generator(endpoint_name: str, max_tokens: int) -> CachedGenerator:
     """An endpoint answering greedily, cached by the hash of its messages: the same question is asked once."""
     endpoint = endpoint_named(endpoint_name)
     backend = build_backend(endpoint.kind, endpoint.settings, count_tokens=count_tokens)
-    return CachedGenerator(backend, settings.VAR_DIR / "cache" / "target-llm" / endpoint.name, max_tokens=max_tokens,
-                           temperature=0.0, model_key=f"{endpoint.kind}:{sorted(endpoint.settings.items())}")
+    return CachedGenerator(
+        backend,
+        settings.VAR_DIR / "cache" / "target-llm" / endpoint.name,
+        max_tokens=max_tokens,
+        temperature=0.0,
+        model_key=f"{endpoint.kind}:{sorted(endpoint.settings.items())}",
+    )
 
 
 class TargetAnswerer:

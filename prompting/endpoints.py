@@ -7,7 +7,9 @@ from prompting.models import LLMEndpoint
 def endpoint_default() -> LLMEndpoint:
     endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).first()
     if endpoint is None:
-        raise GuidanceError("No default LLM endpoint is configured: a site administrator marks one as default in the admin.")
+        raise GuidanceError(
+            "No default LLM endpoint is configured: a site administrator marks one as default in the admin."
+        )
     return endpoint
 
 

@@ -19,19 +19,38 @@ from django.db.models import Avg, BooleanField, Count, ExpressionWrapper, Q
 from patients import models as pm
 from patients.jobs import job_cancel, job_claim, job_fail, job_finish, job_progress, job_should_stop, job_stopped
 from prompting.encounters import (  # noqa: F401  (held_out_*: the evaluation's who, re-exported)
-    ENCOUNTER_QUESTION, EXAMPLES_PER_PATIENT, encounter_prompt, endpoint_generator, held_out_encounters, held_out_peers,
-    peers_today, target_answerer,
+    ENCOUNTER_QUESTION,
+    EXAMPLES_PER_PATIENT,
+    encounter_prompt,
+    endpoint_generator,
+    held_out_encounters,
+    held_out_peers,
+    peers_today,
+    target_answerer,
 )
 from prompting.endpoints import endpoint_named
 from prompting.errors import GuidanceError
 from prompting.llm import LLMError
 from prompting.models import (
-    ClinicianRating, EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, RefinementRun,
+    ClinicianRating,
+    EvaluationItem,
+    EvaluationRun,
+    GuidanceRequest,
+    LLMEndpoint,
+    RefinementRun,
 )
 from prompting.pmlm.agreement import judge_clinician_agreement
 from prompting.pmlm.deidentify import leaks
 from prompting.pmlm.edits import MENU_VERSION
-from prompting.pmlm.evaluation import METRICS, REFINED_VARIANTS, VARIANTS, Scored, guidance_metrics, summarise, variant_text
+from prompting.pmlm.evaluation import (
+    METRICS,
+    REFINED_VARIANTS,
+    VARIANTS,
+    Scored,
+    guidance_metrics,
+    summarise,
+    variant_text,
+)
 from prompting.pmlm.grounding import guidance_claims
 from prompting.pmlm.holdout import DEFAULT_SEED, DEFAULT_SHARE
 from prompting.pmlm.judge import judge_guidance, rubric
@@ -57,39 +76,66 @@ class _Cancelled(Exception):
 # --- creating and cancelling ------------------------------------------------------------------------
 
 
-def evaluation_run_create(*, organisation: pm.Organisation, user=None, endpoint_names: list[str] | None = None,
-                          retrieval: tuple[bool, ...] = (True, False), variants: tuple[str, ...] = VARIANTS,
-                          limit_patients: int | None = None, judge_endpoint_name: str = "", seed: int = DEFAULT_SEED,
-                          share: float = DEFAULT_SHARE, max_tokens: int | None = None, resamples: int = 1000) -> EvaluationRun:
+def evaluation_run_create(
+    *,
+    organisation: pm.Organisation,
+    user=None,
+    endpoint_names: list[str] | None = None,
+    retrieval: tuple[bool, ...] = (True, False),
+    variants: tuple[str, ...] = VARIANTS,
+    limit_patients: int | None = None,
+    judge_endpoint_name: str = "",
+    seed: int = DEFAULT_SEED,
+    share: float = DEFAULT_SHARE,
+    max_tokens: int | None = None,
+    resamples: int = 1000,
+) -> EvaluationRun:
     variants = tuple(dict.fromkeys(variants))
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        raise EvaluationError(f"Unknown prompt variant(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}.")
+        raise EvaluationError(
+            f"Unknown prompt variant(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}."
+        )
     retrieval = tuple(dict.fromkeys(bool(r) for r in retrieval))
     if not retrieval:
         raise EvaluationError("Evaluate with retrieval on, off, or both.")
-    for name, value, low, high in (("limit_patients", limit_patients, 1, 10_000), ("max_tokens", max_tokens, 16, 4096),
-                                   ("resamples", resamples, 100, 20_000), ("seed", seed, 0, 2 ** 31)):
+    for name, value, low, high in (
+        ("limit_patients", limit_patients, 1, 10_000),
+        ("max_tokens", max_tokens, 16, 4096),
+        ("resamples", resamples, 100, 20_000),
+        ("seed", seed, 0, 2**31),
+    ):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
             raise EvaluationError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
     if not isinstance(share, (int, float)) or not 0.05 <= share <= 0.9:
         raise EvaluationError(f"The held-out share must be between 0.05 and 0.9, got {share!r}.")
     try:
-        endpoints = ([endpoint_named(n) for n in dict.fromkeys(endpoint_names)] if endpoint_names
-                     else list(LLMEndpoint.objects.filter(active=True).order_by("-is_default", "name")))
+        endpoints = (
+            [endpoint_named(n) for n in dict.fromkeys(endpoint_names)]
+            if endpoint_names
+            else list(LLMEndpoint.objects.filter(active=True).order_by("-is_default", "name"))
+        )
         judge = endpoint_named(judge_endpoint_name) if judge_endpoint_name else None
     except GuidanceError as exc:
         raise EvaluationError(str(exc)) from None
     if not endpoints:
         raise EvaluationError("No active LLM endpoint to evaluate: a curator configures one in the admin.")
     config = {
-        "question": ENCOUNTER_QUESTION, "variants": list(variants), "retrieval": list(retrieval),
-        "endpoints": [e.name for e in endpoints], "limit_patients": limit_patients, "seed": seed, "share": share,
-        "max_tokens": max_tokens, "resamples": resamples, "examples_per_patient": EXAMPLES_PER_PATIENT,
+        "question": ENCOUNTER_QUESTION,
+        "variants": list(variants),
+        "retrieval": list(retrieval),
+        "endpoints": [e.name for e in endpoints],
+        "limit_patients": limit_patients,
+        "seed": seed,
+        "share": share,
+        "max_tokens": max_tokens,
+        "resamples": resamples,
+        "examples_per_patient": EXAMPLES_PER_PATIENT,
         "judge": {"endpoint": judge.name, "kind": judge.kind, "model": _model_name(judge)} if judge else None,
     }
-    return EvaluationRun.objects.create(organisation=organisation, config=config, created_by=user,
-                                        message="Queued: waiting for a worker")
+    return EvaluationRun.objects.create(
+        organisation=organisation, config=config, created_by=user, message="Queued: waiting for a worker"
+    )
 
 
 def _model_name(endpoint) -> str:
@@ -114,8 +160,9 @@ def evaluation_run_cancel(*, run: EvaluationRun) -> EvaluationRun:
 
 def refinement_run_for_evaluation(organisation: pm.Organisation) -> RefinementRun | None:
     """The promoted policy, or else the latest finished run with a checkpoint."""
-    runs = (RefinementRun.objects.filter(organisation=organisation, status=pm.JobStatus.DONE, config__menu=MENU_VERSION)
-            .exclude(checkpoint=""))  # a run of an older menu (or the retired rewriter) would be read with other meanings
+    runs = RefinementRun.objects.filter(
+        organisation=organisation, status=pm.JobStatus.DONE, config__menu=MENU_VERSION
+    ).exclude(checkpoint="")  # a run of an older menu (or the retired rewriter) would be read with other meanings
     return runs.filter(promoted=True).first() or runs.order_by("-version").first()
 
 
@@ -149,8 +196,11 @@ def evaluation_run_execute(*, run_id: int, on_progress=None) -> EvaluationRun:
     rows = evaluation_rows(run, report)
     with transaction.atomic():
         job_finish(
-            run, rows=rows, report=report,
-            message=f"{run.items.count()} answers on {report['examples']} encounters of {report['patients']} held-out patients")
+            run,
+            rows=rows,
+            report=report,
+            message=f"{run.items.count()} answers on {report['examples']} encounters of {report['patients']} held-out patients",
+        )
     return EvaluationRun.objects.get(pk=run.pk)
 
 
@@ -163,27 +213,46 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
     if set(REFINED_VARIANTS) & set(variants):
         policy = refinement_run_for_evaluation(organisation)
         if policy is None:
-            raise EvaluationError("The pmlm_rl and pmlm_best_edit variants need a finished refinement run: start one at "
-                                  "/refinement/, or leave them out of the variants.")
-        report["refinement_run"] = {"id": policy.pk, "version": policy.version, "promoted": policy.promoted,
-                                    "best_fixed": (policy.report or {}).get("best_fixed")}
+            raise EvaluationError(
+                "The pmlm_rl and pmlm_best_edit variants need a finished refinement run: start one at "
+                "/refinement/, or leave them out of the variants."
+            )
+        report["refinement_run"] = {
+            "id": policy.pk,
+            "version": policy.version,
+            "promoted": policy.promoted,
+            "best_fixed": (policy.report or {}).get("best_fixed"),
+        }
     exclude = set(policy.trained_patients) if policy else set()
     progress(1, "Choosing held-out patients")
     recommendations, learning, held_out = held_out_encounters(
-        organisation=organisation, seed=config["seed"], share=config["share"], limit_patients=config["limit_patients"],
-        exclude=exclude)
+        organisation=organisation,
+        seed=config["seed"],
+        share=config["share"],
+        limit_patients=config["limit_patients"],
+        exclude=exclude,
+    )
     if not recommendations:
         raise EvaluationError("No held-out patient has an encounter with a physician recommendation to compare with.")
     if policy and not policy.trained_patients:
-        report["notes"].append(f"Refinement run {policy.version} did not record its training patients; the shared hold-out "
-                               "rule (same seed) keeps them apart.")
+        report["notes"].append(
+            f"Refinement run {policy.version} did not record its training patients; the shared hold-out "
+            "rule (same seed) keeps them apart."
+        )
     excluded = len(exclude & set(held_out))
     if excluded:
-        report["notes"].append(f"{excluded} held-out patient(s) were trained on by refinement run {policy.version} and are left out.")
+        report["notes"].append(
+            f"{excluded} held-out patient(s) were trained on by refinement run {policy.version} and are left out."
+        )
     patients = sorted({rec.patient_id for rec in recommendations})
-    report.update(examples=len(recommendations), patients=len(patients), learning_patients=len(learning),
-                  held_out_patients=len(held_out), excluded_patients=excluded,
-                  peers="held-out patients matched on clinical features to learning patients only")
+    report.update(
+        examples=len(recommendations),
+        patients=len(patients),
+        learning_patients=len(learning),
+        held_out_patients=len(held_out),
+        excluded_patients=excluded,
+        peers="held-out patients matched on clinical features to learning patients only",
+    )
     EvaluationRun.objects.filter(pk=run.pk).update(examples=len(recommendations), patients=len(patients))
 
     progress(2, f"Finding peers of {len(patients)} held-out patients among {len(learning)} learning patients")
@@ -206,45 +275,89 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
             prompts = {v: (variant_text(asked.composed.sections, v), {}) for v in variants if v not in REFINED_VARIANTS}
             for variant in REFINED_VARIANTS:
                 if variant in variants:
-                    prompts[variant] = _refined(policy, asked, question, spec.token_budget, fixed=variant == "pmlm_best_edit")
+                    prompts[variant] = _refined(
+                        policy, asked, question, spec.token_budget, fixed=variant == "pmlm_best_edit"
+                    )
             for variant, endpoint in wanted:
                 text, refinement = prompts[variant]
                 if leaks(text, asked.identifiers):
                     raise EvaluationError(f"Refused: the {variant} prompt still carried an identifier.")
                 guidance = answerers[endpoint](text)
                 warnings = safety_warnings(asked.history, asked.pregnancy, guidance)
-                claims = guidance_claims(guidance, asked.composed.sections, asked.history)  # her whole record, whatever the variant
-                judged = judge_guidance(question, guidance, rubric(rec.text, asked.flags), judge_ask) if judge_ask else {}
-                metrics = guidance_metrics(guidance, rec.text, asked.flags, len(warnings), embed, judged.get("score"),
-                                           unsupported_claims=len(claims))
+                claims = guidance_claims(
+                    guidance, asked.composed.sections, asked.history
+                )  # her whole record, whatever the variant
+                judged = (
+                    judge_guidance(question, guidance, rubric(rec.text, asked.flags), judge_ask) if judge_ask else {}
+                )
+                metrics = guidance_metrics(
+                    guidance,
+                    rec.text,
+                    asked.flags,
+                    len(warnings),
+                    embed,
+                    judged.get("score"),
+                    unsupported_claims=len(claims),
+                )
                 with transaction.atomic():
                     EvaluationItem.objects.update_or_create(
-                        run=run, encounter_id=rec.encounter_id, variant=variant, use_retrieval=rag, endpoint_name=endpoint,
-                        defaults={"patient": rec.patient, "prompt": text, "guidance": guidance, "metrics": metrics,
-                                  "judge": judged, "refinement": refinement})
+                        run=run,
+                        encounter_id=rec.encounter_id,
+                        variant=variant,
+                        use_retrieval=rag,
+                        endpoint_name=endpoint,
+                        defaults={
+                            "patient": rec.patient,
+                            "prompt": text,
+                            "guidance": guidance,
+                            "metrics": metrics,
+                            "judge": judged,
+                            "refinement": refinement,
+                        },
+                    )
                 count += 1
-                progress(3 + int(90 * count / total), f"{count}/{total}: {variant}, sources {'on' if rag else 'off'}, {endpoint}")
+                progress(
+                    3 + int(90 * count / total),
+                    f"{count}/{total}: {variant}, sources {'on' if rag else 'off'}, {endpoint}",
+                )
     progress(94, "Clinician ratings and judge agreement")
     report["clinician"] = clinician_ratings_by_variant(organisation)
     if judge_ask:
         verdicts = [c["met"] for item in run.items.all() for c in item.judge.get("criteria", [])]
         readable = sum(v is not None for v in verdicts) / len(verdicts) if verdicts else 0.0
-        report["judge"] = {**judge_config, "readable_share": round(readable, 3),
-                           "agreement": judge_clinician_agreement(_judged_ratings(organisation, judge_ask))}
+        report["judge"] = {
+            **judge_config,
+            "readable_share": round(readable, 3),
+            "agreement": judge_clinician_agreement(_judged_ratings(organisation, judge_ask)),
+        }
         if readable < JUDGE_READABLE_MINIMUM:
             report["notes"].append(
                 f"The judge {judge_config['endpoint']} gave a readable verdict for only {readable:.0%} of rubric criteria: "
-                "its scores are missing or unreliable. Pin a stronger judge model.")
+                "its scores are missing or unreliable. Pin a stronger judge model."
+            )
     return report
 
 
 def _refined(policy: RefinementRun, asked, question: str, token_budget: int, *, fixed: bool) -> tuple[str, dict]:
     """The prompt a refined variant sends: the edit when it passes the guard, else the initial prompt."""
-    refined = policy_refinement(policy, initial_text=asked.composed.text, sections=asked.composed.sections,
-                                risk_flags=asked.flags, question=question, identifiers=asked.identifiers,
-                                token_budget=token_budget, fixed=fixed)
+    refined = policy_refinement(
+        policy,
+        initial_text=asked.composed.text,
+        sections=asked.composed.sections,
+        risk_flags=asked.flags,
+        question=question,
+        identifiers=asked.identifiers,
+        token_budget=token_budget,
+        fixed=fixed,
+    )
     used = not refined["problems"]
-    info = {"run": policy.pk, "used": used, "edit": refined["edit"], "label": refined["label"], "problems": refined["problems"]}
+    info = {
+        "run": policy.pk,
+        "used": used,
+        "edit": refined["edit"],
+        "label": refined["label"],
+        "problems": refined["problems"],
+    }
     return (refined["text"] if used else asked.composed.text), info
 
 
@@ -255,27 +368,49 @@ def clinician_ratings_by_variant(organisation: pm.Organisation) -> dict:
     """Mean clinician rating (1–5) of the workspace's guidance, by the variant it was: `pmlm_rl`
     when the refined prompt was sent, else `pmlm`; keyed 'variant|rag|endpoint'."""
     out = {}
-    rows = (ClinicianRating.objects.filter(guidance__patient__organisation=organisation)
-            .annotate(initial=ExpressionWrapper(Q(guidance__refined_prompt__isnull=True), output_field=BooleanField()))
-            .values("initial", "guidance__use_retrieval", "guidance__endpoint__name")
-            .annotate(n=Count("id"), accuracy=Avg("accuracy"), completeness=Avg("completeness"),
-                      personalisation=Avg("personalisation"), safety=Avg("safety"), clarity=Avg("clarity")))
+    rows = (
+        ClinicianRating.objects.filter(guidance__patient__organisation=organisation)
+        .annotate(initial=ExpressionWrapper(Q(guidance__refined_prompt__isnull=True), output_field=BooleanField()))
+        .values("initial", "guidance__use_retrieval", "guidance__endpoint__name")
+        .annotate(
+            n=Count("id"),
+            accuracy=Avg("accuracy"),
+            completeness=Avg("completeness"),
+            personalisation=Avg("personalisation"),
+            safety=Avg("safety"),
+            clarity=Avg("clarity"),
+        )
+    )
     for row in rows:
         variant = "pmlm" if row["initial"] else "pmlm_rl"
         mean = sum(row[s] for s in ClinicianRating.SCALES) / len(ClinicianRating.SCALES)
         out[f"{variant}|{row['guidance__use_retrieval']}|{row['guidance__endpoint__name']}"] = {
-            "mean": round(mean, 2), "n": row["n"]}
+            "mean": round(mean, 2),
+            "n": row["n"],
+        }
     return out
 
 
 def _judged_ratings(organisation: pm.Organisation, judge_ask) -> list[tuple[float, float]]:
     """(judge score, clinicians' mean rating) for rated workspace guidance, newest first."""
-    rated = (GuidanceRequest.objects.filter(patient__organisation=organisation, status=pm.JobStatus.DONE, ratings__isnull=False)
-             .distinct().select_related("prompt").prefetch_related("ratings").order_by("-created_at")[:MAX_RATED_FOR_AGREEMENT])
+    rated = (
+        GuidanceRequest.objects.filter(
+            patient__organisation=organisation, status=pm.JobStatus.DONE, ratings__isnull=False
+        )
+        .distinct()
+        .select_related("prompt")
+        .prefetch_related("ratings")
+        .order_by("-created_at")[:MAX_RATED_FOR_AGREEMENT]
+    )
     pairs = []
     for guidance in rated:
-        rec = (pm.PhysicianRecommendation.objects.filter(patient_id=guidance.patient_id, written_at__date__lte=guidance.consultation_date)
-               .order_by("-written_at").first())
+        rec = (
+            pm.PhysicianRecommendation.objects.filter(
+                patient_id=guidance.patient_id, written_at__date__lte=guidance.consultation_date
+            )
+            .order_by("-written_at")
+            .first()
+        )
         flags = guidance.prompt.risk_flags if guidance.prompt else []
         judged = judge_guidance(guidance.question, guidance.text, rubric(rec.text if rec else "", flags), judge_ask)
         if judged["score"] is not None:
@@ -290,8 +425,17 @@ def _judged_ratings(organisation: pm.Organisation, judge_ask) -> list[tuple[floa
 def evaluation_rows(run: EvaluationRun, report: dict | None = None) -> list[dict]:
     """The run's table from its stored items, with clinician ratings beside when there are any."""
     report = report if report is not None else run.report
-    scored = [Scored(example=str(i.encounter_id), patient=str(i.patient_id), variant=i.variant, rag=i.use_retrieval,
-                     endpoint=i.endpoint_name, metrics=i.metrics) for i in run.items.all()]
+    scored = [
+        Scored(
+            example=str(i.encounter_id),
+            patient=str(i.patient_id),
+            variant=i.variant,
+            rag=i.use_retrieval,
+            endpoint=i.endpoint_name,
+            metrics=i.metrics,
+        )
+        for i in run.items.all()
+    ]
     rows = summarise(scored, resamples=run.config.get("resamples", 1000), seed=run.config.get("seed", DEFAULT_SEED))
     clinician = (report or {}).get("clinician", {})
     for row in rows:
@@ -301,8 +445,16 @@ def evaluation_rows(run: EvaluationRun, report: dict | None = None) -> list[dict
 
 
 def evaluation_run_as_json(run: EvaluationRun) -> dict:
-    return {"run_id": run.pk, "status": run.status, "patients": run.patients, "examples": run.examples, "config": run.config,
-            "report": run.report, "rows": run.rows, "error": run.error}
+    return {
+        "run_id": run.pk,
+        "status": run.status,
+        "patients": run.patients,
+        "examples": run.examples,
+        "config": run.config,
+        "report": run.report,
+        "rows": run.rows,
+        "error": run.error,
+    }
 
 
 CSV_METRICS = (*METRICS, "closeness_vs_general", "closeness_vs_pmlm")
@@ -312,16 +464,35 @@ def evaluation_csv(run: EvaluationRun) -> str:
     """The table as CSV: one row per (endpoint, retrieval, variant), each metric with its 95% CI."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["endpoint", "retrieval", "variant", "n", "patients",
-                     *[f"{m}{suffix}" for m in CSV_METRICS for suffix in ("", "_ci_low", "_ci_high")],
-                     "clinician_rating", "clinician_n"])
+    writer.writerow(
+        [
+            "endpoint",
+            "retrieval",
+            "variant",
+            "n",
+            "patients",
+            *[f"{m}{suffix}" for m in CSV_METRICS for suffix in ("", "_ci_low", "_ci_high")],
+            "clinician_rating",
+            "clinician_n",
+        ]
+    )
     for row in run.rows:
         values = []
         for metric in CSV_METRICS:
             ci = row["ci"].get(metric) or ["", ""]
             values += [_cell(row.get(metric)), _cell(ci[0]), _cell(ci[1])]
-        writer.writerow([row["endpoint"], "on" if row["rag"] else "off", row["variant"], row["n"], row["patients"], *values,
-                         _cell(row.get("clinician_rating")), row.get("clinician_n", 0)])
+        writer.writerow(
+            [
+                row["endpoint"],
+                "on" if row["rag"] else "off",
+                row["variant"],
+                row["n"],
+                row["patients"],
+                *values,
+                _cell(row.get("clinician_rating")),
+                row.get("clinician_n", 0),
+            ]
+        )
     return out.getvalue()
 
 

@@ -7,9 +7,16 @@ from prompting.services import MAX_QUESTION_CHARS
 
 
 class PromptForm(forms.Form):
-    question = forms.CharField(max_length=MAX_QUESTION_CHARS, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "e.g. What should we plan for her next visit?"}))
-    at = forms.DateField(required=False, label="Consultation date", widget=forms.DateInput(attrs={"type": "date"}),
-                         help_text="The record is read as of this date (default today).")
+    question = forms.CharField(
+        max_length=MAX_QUESTION_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "e.g. What should we plan for her next visit?"}),
+    )
+    at = forms.DateField(
+        required=False,
+        label="Consultation date",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The record is read as of this date (default today).",
+    )
 
 
 class GuidanceForm(PromptForm):
@@ -23,12 +30,25 @@ class GuidanceForm(PromptForm):
 
 class RefinementRunForm(forms.Form):
     steps = forms.IntegerField(min_value=1, max_value=500, label="Steps", help_text="GRPO updates of the policy.")
-    max_examples = forms.IntegerField(min_value=2, max_value=5000, label="Examples",
-                                      help_text="Encounters with a physician recommendation; a quarter of the patients are held out for validation.")
-    num_generations = forms.IntegerField(min_value=2, max_value=16, label="Group size",
-                                         help_text="Edits the policy samples per example, which GRPO compares.")
-    endpoint = forms.ModelChoiceField(queryset=None, required=False, label="Target LLM",
-                                      empty_label="The default endpoint", help_text="The LLM whose guidance is scored.")
+    max_examples = forms.IntegerField(
+        min_value=2,
+        max_value=5000,
+        label="Examples",
+        help_text="Encounters with a physician recommendation; a quarter of the patients are held out for validation.",
+    )
+    num_generations = forms.IntegerField(
+        min_value=2,
+        max_value=16,
+        label="Group size",
+        help_text="Edits the policy samples per example, which GRPO compares.",
+    )
+    endpoint = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        label="Target LLM",
+        empty_label="The default endpoint",
+        help_text="The LLM whose guidance is scored.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,7 +61,9 @@ class RatingForm(forms.Form):
     personalisation = forms.IntegerField(min_value=1, max_value=5)
     safety = forms.IntegerField(min_value=1, max_value=5)
     clarity = forms.IntegerField(min_value=1, max_value=5)
-    would_follow = forms.NullBooleanField(required=False, widget=forms.Select(choices=[("", "Unsure"), ("yes", "Yes"), ("no", "No")]))
+    would_follow = forms.NullBooleanField(
+        required=False, widget=forms.Select(choices=[("", "Unsure"), ("yes", "Yes"), ("no", "No")])
+    )
     comment = forms.CharField(required=False, max_length=4000)
 
     def clean_would_follow(self):
@@ -57,15 +79,39 @@ class ABForm(PromptForm):
 
 
 class EvaluationRunForm(forms.Form):
-    limit_patients = forms.IntegerField(min_value=1, max_value=10_000, required=False, label="Held-out patients",
-                                        help_text="At most this many (empty: every held-out patient).")
-    endpoints = forms.ModelMultipleChoiceField(queryset=None, required=False, label="LLMs", widget=forms.CheckboxSelectMultiple,
-                                               help_text="None ticked: every active endpoint.")
-    retrieval = forms.ChoiceField(choices=[("both", "With and without guidance sources"), ("on", "With guidance sources"),
-                                           ("off", "Without guidance sources")], initial="both", label="Guidance sources")
-    variants = forms.MultipleChoiceField(choices=(), initial=(), widget=forms.CheckboxSelectMultiple, label="Prompt variants")
-    judge = forms.ModelChoiceField(queryset=None, required=False, label="LLM judge", empty_label="No judge",
-                                   help_text="Scores each answer on a HealthBench-style rubric; the judge is named in the report.")
+    limit_patients = forms.IntegerField(
+        min_value=1,
+        max_value=10_000,
+        required=False,
+        label="Held-out patients",
+        help_text="At most this many (empty: every held-out patient).",
+    )
+    endpoints = forms.ModelMultipleChoiceField(
+        queryset=None,
+        required=False,
+        label="LLMs",
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every active endpoint.",
+    )
+    retrieval = forms.ChoiceField(
+        choices=[
+            ("both", "With and without guidance sources"),
+            ("on", "With guidance sources"),
+            ("off", "Without guidance sources"),
+        ],
+        initial="both",
+        label="Guidance sources",
+    )
+    variants = forms.MultipleChoiceField(
+        choices=(), initial=(), widget=forms.CheckboxSelectMultiple, label="Prompt variants"
+    )
+    judge = forms.ModelChoiceField(
+        queryset=None,
+        required=False,
+        label="LLM judge",
+        empty_label="No judge",
+        help_text="Scores each answer on a HealthBench-style rubric; the judge is named in the report.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

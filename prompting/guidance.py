@@ -35,7 +35,12 @@ from prompting.selectors import patient_history, patient_identifiers
 from prompting.services import MAX_QUESTION_CHARS, PromptError, consultation_date_check, count_tokens, prompt_prefix
 from prompting.tasks import prefill_guidance_task, run_comparison_task, run_guidance_task
 
-__all__ = ["GuidanceBusy", "GuidanceError", "endpoint_default", "endpoint_named"]  # raised and named by callers of guidance
+__all__ = [
+    "GuidanceBusy",
+    "GuidanceError",
+    "endpoint_default",
+    "endpoint_named",
+]  # raised and named by callers of guidance
 logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.5
 
@@ -43,21 +48,34 @@ FLUSH_SECONDS = 0.5
 def _refuse_when_busy(patient: pm.Patient, user):
     """Queued or running requests are capped per account (an API token's, or a clinician's) and per organisation.
     Call inside the transaction that creates the request, after locking the organisation's row."""
-    pending = GuidanceRequest.objects.filter(patient__organisation_id=patient.organisation_id,
-                                             status__in=(pm.JobStatus.QUEUED, pm.JobStatus.RUNNING))
+    pending = GuidanceRequest.objects.filter(
+        patient__organisation_id=patient.organisation_id, status__in=(pm.JobStatus.QUEUED, pm.JobStatus.RUNNING)
+    )
     limit = settings.PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION
     if pending.count() >= limit:
-        raise GuidanceBusy(f"Your organisation already has {limit} guidance requests waiting for an answer: "
-                           "try again when some have finished.")
+        raise GuidanceBusy(
+            f"Your organisation already has {limit} guidance requests waiting for an answer: "
+            "try again when some have finished."
+        )
     limit = settings.PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT
     if user is not None and user.is_authenticated and pending.filter(created_by=user).count() >= limit:
-        raise GuidanceBusy(f"You already have {limit} guidance requests waiting for an answer: "
-                           "try again when some have finished.")
+        raise GuidanceBusy(
+            f"You already have {limit} guidance requests waiting for an answer: try again when some have finished."
+        )
 
 
-def guidance_request_create(*, patient: pm.Patient, question: str, at: date | None = None, endpoint: LLMEndpoint | None = None,
-                            use_retrieval: bool = True, use_refinement: bool = True, user=None, idempotency_key: str = "",
-                            run_inline: bool = False) -> GuidanceRequest:
+def guidance_request_create(
+    *,
+    patient: pm.Patient,
+    question: str,
+    at: date | None = None,
+    endpoint: LLMEndpoint | None = None,
+    use_retrieval: bool = True,
+    use_refinement: bool = True,
+    user=None,
+    idempotency_key: str = "",
+    run_inline: bool = False,
+) -> GuidanceRequest:
     question = (question or "").strip()
     if not question:
         raise GuidanceError("Type a question.")
@@ -77,8 +95,9 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
     # Her prompt is built here, in the request (tens of milliseconds), and shown at once: only the LLM waits for a worker.
     timings = {}
     try:
-        prompt, passages, _, _ = question_prompt(patient=patient, question=question, at=at, use_retrieval=use_retrieval,
-                                                 user=user, timings=timings)
+        prompt, passages, _, _ = question_prompt(
+            patient=patient, question=question, at=at, use_retrieval=use_retrieval, user=user, timings=timings
+        )
     except PromptError as exc:
         raise GuidanceError(str(exc)) from None
     try:
@@ -87,12 +106,24 @@ def guidance_request_create(*, patient: pm.Patient, question: str, at: date | No
                 pm.Organisation.objects.select_for_update().filter(pk=patient.organisation_id).first()
                 _refuse_when_busy(patient, user)
             guidance = GuidanceRequest.objects.create(
-                patient=patient, question=question, consultation_date=at, endpoint=endpoint,
-                use_retrieval=use_retrieval, use_refinement=use_refinement, idempotency_key=idempotency_key,
-                prompt=prompt, citations=passage_citations(passages), timings=timings,
-                created_by=user if user is not None and user.is_authenticated else None)
-            audit_record(AuditAction.REQUEST_GUIDANCE, obj=guidance, organisation_id=patient.organisation_id,
-                         details={"patient": patient.pk, "endpoint": endpoint.name, "retrieval": use_retrieval})
+                patient=patient,
+                question=question,
+                consultation_date=at,
+                endpoint=endpoint,
+                use_retrieval=use_retrieval,
+                use_refinement=use_refinement,
+                idempotency_key=idempotency_key,
+                prompt=prompt,
+                citations=passage_citations(passages),
+                timings=timings,
+                created_by=user if user is not None and user.is_authenticated else None,
+            )
+            audit_record(
+                AuditAction.REQUEST_GUIDANCE,
+                obj=guidance,
+                organisation_id=patient.organisation_id,
+                details={"patient": patient.pk, "endpoint": endpoint.name, "retrieval": use_retrieval},
+            )
             if not run_inline:
                 transaction.on_commit(lambda: run_guidance_task.delay(guidance.pk))
     except IntegrityError:  # the same key at the same moment
@@ -112,7 +143,10 @@ def guidance_prefill(*, patient: pm.Patient, at: date | None = None, endpoint: L
     prefill = getattr(backend, "prefill", None)
     if prefill is None:
         return 0
-    messages = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": prompt_prefix(patient=patient, at=at)}]
+    messages = [
+        {"role": "system", "content": SYSTEM_MESSAGE},
+        {"role": "user", "content": prompt_prefix(patient=patient, at=at)},
+    ]
     return prefill(_guard_identifiers(messages, endpoint, patient))
 
 
@@ -125,6 +159,7 @@ def guidance_prefill_soon(*, patient: pm.Patient):
     endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).only("kind").first()
     if endpoint is None or endpoint.kind != LLMEndpoint.Kind.LLAMACPP:
         return
+
     def queue():
         expires = settings.PMLM_PREFILL_EXPIRES_SECONDS
         try:
@@ -138,8 +173,15 @@ def guidance_prefill_soon(*, patient: pm.Patient):
 
 def _claim(guidance_id: int) -> GuidanceRequest | None:
     """Start (or, redelivered, start again) a request: a retried request starts clean."""
-    return job_claim(GuidanceRequest, guidance_id, select_related=("patient", "endpoint"), text="", refined_prompt=None,
-                     refinement={}, unsupported_claims=[])
+    return job_claim(
+        GuidanceRequest,
+        guidance_id,
+        select_related=("patient", "endpoint"),
+        text="",
+        refined_prompt=None,
+        refinement={},
+        unsupported_claims=[],
+    )
 
 
 def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
@@ -152,8 +194,12 @@ def guidance_request_run(*, guidance_id: int) -> GuidanceRequest:
     except (LLMError, GuidanceError, PromptError) as exc:
         _failed(guidance, str(exc), timings)
     except SoftTimeLimitExceeded:  # the worker's time limit for the task: recorded, then the task ends
-        _failed(guidance, "Not finished in time: the answer took longer than this site allows. Ask again, or ask a "
-                          "curator for a faster endpoint.", timings)
+        _failed(
+            guidance,
+            "Not finished in time: the answer took longer than this site allows. Ask again, or ask a "
+            "curator for a faster endpoint.",
+            timings,
+        )
         raise
     except Exception as exc:
         _failed(guidance, f"Unexpected error: {exc.__class__.__name__}: {exc}", timings)
@@ -172,8 +218,13 @@ def _run(guidance: GuidanceRequest, timings: dict):
     prompt, citations = guidance.prompt, guidance.citations
     if prompt is None:  # queued before prompts were built in the request, or its prompt since deleted
         prompt, passages, history, pregnancy = question_prompt(
-            patient=patient, question=guidance.question, at=guidance.consultation_date, use_retrieval=guidance.use_retrieval,
-            user=guidance.created_by, timings=timings)
+            patient=patient,
+            question=guidance.question,
+            at=guidance.consultation_date,
+            use_retrieval=guidance.use_retrieval,
+            user=guidance.created_by,
+            timings=timings,
+        )
         citations = passage_citations(passages)
         job_claimed(guidance).update(prompt=prompt, citations=citations)
     else:
@@ -200,20 +251,33 @@ def _run(guidance: GuidanceRequest, timings: dict):
             last_flush[0] = time.monotonic()
 
     step = time.perf_counter()
-    result = backend.generate(messages, max_tokens=endpoint.max_tokens, temperature=endpoint.temperature, on_token=on_token)
+    result = backend.generate(
+        messages, max_tokens=endpoint.max_tokens, temperature=endpoint.temperature, on_token=on_token
+    )
     timings["llm_ms"] = round((time.perf_counter() - step) * 1000, 1)
 
     step = time.perf_counter()
     warnings = [w.as_dict() for w in safety_warnings(history, pregnancy, result.text)]
-    claims = guidance_claims(result.text, prompt.sections, history)  # checked against her record, not the refined wording
+    claims = guidance_claims(
+        result.text, prompt.sections, history
+    )  # checked against her record, not the refined wording
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", result.text)}
     citations = [{**c, "cited_in_text": c["n"] in cited} for c in citations]
     timings["safety_ms"] = round((time.perf_counter() - step) * 1000, 1)
     timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     job_finish(
-        guidance, text=result.text, backend=endpoint.kind, model=result.model, usage=result.usage,
-        latency_ms=result.latency_ms, ttft_ms=result.ttft_ms, citations=citations, warnings=warnings, timings=timings,
-        unsupported_claims=claims)
+        guidance,
+        text=result.text,
+        backend=endpoint.kind,
+        model=result.model,
+        usage=result.usage,
+        latency_ms=result.latency_ms,
+        ttft_ms=result.ttft_ms,
+        citations=citations,
+        warnings=warnings,
+        timings=timings,
+        unsupported_claims=claims,
+    )
 
 
 def _guard_identifiers(messages: list[dict], endpoint: LLMEndpoint, patient: pm.Patient) -> list[dict]:
@@ -223,7 +287,9 @@ def _guard_identifiers(messages: list[dict], endpoint: LLMEndpoint, patient: pm.
     identifiers = patient_identifiers(patient)
     cleaned = [{**m, "content": scrub(m["content"], identifiers)[0]} for m in messages]
     if any(leaks(m["content"], identifiers) for m in cleaned):
-        raise GuidanceError(f"Refused: the prompt still carried an identifier and {endpoint.name} may not receive identifiable data.")
+        raise GuidanceError(
+            f"Refused: the prompt still carried an identifier and {endpoint.name} may not receive identifiable data."
+        )
     return cleaned
 
 
@@ -235,16 +301,29 @@ def guidance_as_json(guidance: GuidanceRequest) -> dict:
     guidance, citations, backend, model, usage, latency_ms and prompt among its keys)."""
     sent = guidance.prompt_sent
     return {
-        "id": guidance.pk, "patient": guidance.patient.external_id, "question": guidance.question,
-        "consultation_date": _iso(guidance.consultation_date), "status": guidance.status,
-        "endpoint": guidance.endpoint.name, "use_retrieval": guidance.use_retrieval,
-        "backend": guidance.backend or guidance.endpoint.kind, "model": guidance.model,
-        "prompt": sent.text if sent else "", "initial_prompt": guidance.prompt.text if guidance.prompt else "",
-        "refined": guidance.refined_prompt_id is not None, "refinement": guidance.refinement,
-        "guidance": guidance.text, "citations": [{key: c.get(key) for key in CITATION_KEYS} for c in guidance.citations],
-        "warnings": guidance.warnings, "unsupported_claims": guidance.unsupported_claims, "usage": guidance.usage,
-        "latency_ms": guidance.latency_ms, "error": guidance.error, "notice": NOTICE,
-        "created_at": _iso(guidance.created_at), "finished_at": _iso(guidance.finished_at),
+        "id": guidance.pk,
+        "patient": guidance.patient.external_id,
+        "question": guidance.question,
+        "consultation_date": _iso(guidance.consultation_date),
+        "status": guidance.status,
+        "endpoint": guidance.endpoint.name,
+        "use_retrieval": guidance.use_retrieval,
+        "backend": guidance.backend or guidance.endpoint.kind,
+        "model": guidance.model,
+        "prompt": sent.text if sent else "",
+        "initial_prompt": guidance.prompt.text if guidance.prompt else "",
+        "refined": guidance.refined_prompt_id is not None,
+        "refinement": guidance.refinement,
+        "guidance": guidance.text,
+        "citations": [{key: c.get(key) for key in CITATION_KEYS} for c in guidance.citations],
+        "warnings": guidance.warnings,
+        "unsupported_claims": guidance.unsupported_claims,
+        "usage": guidance.usage,
+        "latency_ms": guidance.latency_ms,
+        "error": guidance.error,
+        "notice": NOTICE,
+        "created_at": _iso(guidance.created_at),
+        "finished_at": _iso(guidance.finished_at),
     }
 
 
@@ -259,14 +338,22 @@ def _iso(value) -> str | None:
 # --- comparison runner ----------------------------------------------------------------------------
 
 
-def comparison_run_check(*, organisation: pm.Organisation, patient_ids: list[str], questions: list[str],
-                         endpoint_names: list[str] | None = None) -> list[str]:
+def comparison_run_check(
+    *,
+    organisation: pm.Organisation,
+    patient_ids: list[str],
+    questions: list[str],
+    endpoint_names: list[str] | None = None,
+) -> list[str]:
     """What a comparison needs before it starts (GuidanceError otherwise); returns the endpoints' names."""
     names = endpoint_names or list(LLMEndpoint.objects.filter(active=True).values_list("name", flat=True))
     for name in names:
         endpoint_named(name)
-    missing = set(patient_ids) - set(pm.Patient.objects.filter(organisation=organisation, external_id__in=patient_ids)
-                                     .values_list("external_id", flat=True))
+    missing = set(patient_ids) - set(
+        pm.Patient.objects.filter(organisation=organisation, external_id__in=patient_ids).values_list(
+            "external_id", flat=True
+        )
+    )
     if missing:
         raise GuidanceError(f"Not patients of {organisation.slug}: {', '.join(sorted(missing))}")
     if not questions or not patient_ids:
@@ -274,12 +361,21 @@ def comparison_run_check(*, organisation: pm.Organisation, patient_ids: list[str
     return names
 
 
-def comparison_run_create(*, organisation: pm.Organisation, patient_ids: list[str], questions: list[str],
-                          endpoint_names: list[str] | None = None, user=None, run_inline: bool = False) -> ComparisonRun:
-    names = comparison_run_check(organisation=organisation, patient_ids=patient_ids, questions=questions,
-                                 endpoint_names=endpoint_names)
-    run = ComparisonRun.objects.create(organisation=organisation, patient_ids=patient_ids, questions=questions,
-                                       endpoint_names=names, created_by=user)
+def comparison_run_create(
+    *,
+    organisation: pm.Organisation,
+    patient_ids: list[str],
+    questions: list[str],
+    endpoint_names: list[str] | None = None,
+    user=None,
+    run_inline: bool = False,
+) -> ComparisonRun:
+    names = comparison_run_check(
+        organisation=organisation, patient_ids=patient_ids, questions=questions, endpoint_names=endpoint_names
+    )
+    run = ComparisonRun.objects.create(
+        organisation=organisation, patient_ids=patient_ids, questions=questions, endpoint_names=names, created_by=user
+    )
     if run_inline:
         comparison_run_execute(run_id=run.pk)
         run.refresh_from_db()
@@ -292,14 +388,32 @@ def comparison_run_execute(*, run_id: int, on_progress=None) -> ComparisonRun:
     run = job_claim(ComparisonRun, run_id)  # redelivered, it goes on: the requests it already made are reused
     if run is None:
         return ComparisonRun.objects.get(pk=run_id)
-    patients = {p.external_id: p for p in pm.Patient.objects.filter(organisation=run.organisation, external_id__in=run.patient_ids)}
-    combos = [(pid, q, name, rag) for pid in run.patient_ids for q in run.questions for name in run.endpoint_names for rag in (True, False)]
+    patients = {
+        p.external_id: p
+        for p in pm.Patient.objects.filter(organisation=run.organisation, external_id__in=run.patient_ids)
+    }
+    combos = [
+        (pid, q, name, rag)
+        for pid in run.patient_ids
+        for q in run.questions
+        for name in run.endpoint_names
+        for rag in (True, False)
+    ]
     try:
         for done, (pid, question, name, rag) in enumerate(combos, 1):
             key = f"comparison-{run.pk}-{done}"
-            guidance = guidance_request_create(patient=patients[pid], question=question, endpoint=endpoint_named(name),
-                                               use_retrieval=rag, idempotency_key=key, run_inline=True, user=run.created_by)
-            ComparisonResult.objects.get_or_create(run=run, guidance=guidance, defaults={"endpoint_name": name, "use_retrieval": rag})
+            guidance = guidance_request_create(
+                patient=patients[pid],
+                question=question,
+                endpoint=endpoint_named(name),
+                use_retrieval=rag,
+                idempotency_key=key,
+                run_inline=True,
+                user=run.created_by,
+            )
+            ComparisonResult.objects.get_or_create(
+                run=run, guidance=guidance, defaults={"endpoint_name": name, "use_retrieval": rag}
+            )
             percent = int(done * 100 / len(combos))
             message = f"{done}/{len(combos)}: {name}, retrieval {'on' if rag else 'off'}"
             if not job_progress(run, percent, message):
@@ -318,14 +432,29 @@ def comparison_table(run: ComparisonRun) -> list[dict]:
     for name in run.endpoint_names:
         endpoint = LLMEndpoint.objects.get(name=name)
         for rag in (True, False):
-            results = [r.guidance for r in run.results.filter(endpoint_name=name, use_retrieval=rag).select_related("guidance")]
+            results = [
+                r.guidance for r in run.results.filter(endpoint_name=name, use_retrieval=rag).select_related("guidance")
+            ]
             done = [g for g in results if g.status == pm.JobStatus.DONE]
-            rows.append({
-                "endpoint": name, "openness": endpoint.openness, "retrieval": rag, "requests": len(results),
-                "failed": len(results) - len(done),
-                "mean_latency_ms": round(sum(g.latency_ms or 0 for g in done) / len(done)) if done else None,
-                "mean_completion_tokens": round(sum((g.usage or {}).get("completion_tokens") or 0 for g in done) / len(done), 1) if done else None,
-                "citation_rate": round(sum(1 for g in done if any(c.get("cited_in_text") for c in g.citations)) / len(done), 3) if done else None,
-                "safety_warnings": sum(len(g.warnings) for g in done),
-            })
+            rows.append(
+                {
+                    "endpoint": name,
+                    "openness": endpoint.openness,
+                    "retrieval": rag,
+                    "requests": len(results),
+                    "failed": len(results) - len(done),
+                    "mean_latency_ms": round(sum(g.latency_ms or 0 for g in done) / len(done)) if done else None,
+                    "mean_completion_tokens": round(
+                        sum((g.usage or {}).get("completion_tokens") or 0 for g in done) / len(done), 1
+                    )
+                    if done
+                    else None,
+                    "citation_rate": round(
+                        sum(1 for g in done if any(c.get("cited_in_text") for c in g.citations)) / len(done), 3
+                    )
+                    if done
+                    else None,
+                    "safety_warnings": sum(len(g.warnings) for g in done),
+                }
+            )
     return rows

@@ -49,8 +49,9 @@ def extract_text(name: str, data: bytes) -> str:
     return text
 
 
-def knowledge_document_save(*, document: KnowledgeDocument, file_name: str = "", data: bytes | None = None,
-                            index_now: bool = False) -> int | None:
+def knowledge_document_save(
+    *, document: KnowledgeDocument, file_name: str = "", data: bytes | None = None, index_now: bool = False
+) -> int | None:
     """A guidance document added or changed, from the admin or `load_knowledge`: its text is read from the
     file when one is given (KnowledgeError when it cannot be), it is saved, and its passages are indexed now
     (returning how many) or by a worker once the save commits."""
@@ -77,24 +78,40 @@ def knowledge_document_index(*, document: KnowledgeDocument) -> int:
 
 
 def _index_documents(documents: list[KnowledgeDocument]) -> int:
-    pieces = [(doc, n, text) for doc in documents for n, text in enumerate(chunk_text(f"{doc.title}. {doc.text}", words=CHUNK_WORDS, overlap=CHUNK_OVERLAP))]
+    pieces = [
+        (doc, n, text)
+        for doc in documents
+        for n, text in enumerate(chunk_text(f"{doc.title}. {doc.text}", words=CHUNK_WORDS, overlap=CHUNK_OVERLAP))
+    ]
     vectors = default_embedder().embed([text for _, _, text in pieces])
     with transaction.atomic():
         KnowledgeChunk.objects.filter(document__in=documents).delete()
-        KnowledgeChunk.objects.bulk_create([
-            KnowledgeChunk(document=doc, ordinal=n, text=text, embedding=vector.tobytes())
-            for (doc, n, text), vector in zip(pieces, vectors)
-        ], batch_size=500)
+        KnowledgeChunk.objects.bulk_create(
+            [
+                KnowledgeChunk(document=doc, ordinal=n, text=text, embedding=vector.tobytes())
+                for (doc, n, text), vector in zip(pieces, vectors)
+            ],
+            batch_size=500,
+        )
     return len(pieces)
 
 
 def who_rule_text(row: dict) -> tuple[str, str]:
     """A WHO decision-table row as a titled passage a clinician (and an LLM) can read."""
     # Many rows share a decision table; what the row decides tells them apart.
-    title = f"WHO {row.get('decision_id') or row.get('sheet', '')} — {row.get('output') or row.get('business_rule') or ''}".strip(" —")
+    title = f"WHO {row.get('decision_id') or row.get('sheet', '')} — {row.get('output') or row.get('business_rule') or ''}".strip(
+        " —"
+    )
     parts = []
-    for label, key in (("Rule", "business_rule"), ("When", "trigger"), ("Inputs", "inputs"), ("Decision", "output"), ("Action", "action"),
-                       ("Note", "annotation"), ("Reference", "references")):
+    for label, key in (
+        ("Rule", "business_rule"),
+        ("When", "trigger"),
+        ("Inputs", "inputs"),
+        ("Decision", "output"),
+        ("Action", "action"),
+        ("Note", "annotation"),
+        ("Reference", "references"),
+    ):
         value = row.get(key)
         if isinstance(value, list):
             value = "; ".join(str(v) for v in value if v)
@@ -113,9 +130,15 @@ def knowledge_load_who(path: Path | None = None) -> int:
         row = json.loads(line)
         title, text = who_rule_text(row)
         key = f"who-anc:{row.get('sheet', '')}:{row.get('decision_id', '')}:{number}"[:120]
-        document, _ = KnowledgeDocument.objects.update_or_create(external_key=key, defaults={
-            "title": title, "text": text, "source": "WHO/SRH/21.2 Digital adaptation kit for antenatal care: decision-support logic",
-            "licence": WHO_LICENCE})
+        document, _ = KnowledgeDocument.objects.update_or_create(
+            external_key=key,
+            defaults={
+                "title": title,
+                "text": text,
+                "source": "WHO/SRH/21.2 Digital adaptation kit for antenatal care: decision-support logic",
+                "licence": WHO_LICENCE,
+            },
+        )
         documents.append(document)
     _index_documents(documents)
     return len(documents)
@@ -138,7 +161,11 @@ def knowledge_index() -> VectorIndex:
     with _cache_lock:
         if _cache["signature"] != signature:
             rows = list(KnowledgeChunk.objects.filter(document__active=True).values_list("pk", "embedding"))
-            vectors = np.vstack([np.frombuffer(bytes(e), dtype=np.float32) for _, e in rows]) if rows else np.zeros((0, 384), np.float32)
+            vectors = (
+                np.vstack([np.frombuffer(bytes(e), dtype=np.float32) for _, e in rows])
+                if rows
+                else np.zeros((0, 384), np.float32)
+            )
             _cache.update(signature=signature, index=VectorIndex([pk for pk, _ in rows], vectors))
         return _cache["index"]
 

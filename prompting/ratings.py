@@ -19,7 +19,7 @@ from audit.services import audit_record
 from patients import models as pm
 from prompting.endpoints import endpoint_default
 from prompting.guidance import guidance_request_create
-from prompting.models import ABComparison, ABJudgement, ClinicianRating, GuidanceRequest, LLMEndpoint, RATING_SCALES
+from prompting.models import RATING_SCALES, ABComparison, ABJudgement, ClinicianRating, GuidanceRequest, LLMEndpoint
 from prompting.pmlm.agreement import fleiss_kappa, pairwise_agreement, win_rates
 from prompting.refinement import promoted_run
 
@@ -28,8 +28,9 @@ class RatingError(ValueError):
     pass
 
 
-def guidance_rate(*, guidance: GuidanceRequest, rater, scores: dict[str, int], would_follow: bool | None = None,
-                  comment: str = "") -> ClinicianRating:
+def guidance_rate(
+    *, guidance: GuidanceRequest, rater, scores: dict[str, int], would_follow: bool | None = None, comment: str = ""
+) -> ClinicianRating:
     """Store (or update) this clinician's rating of this guidance."""
     if guidance.status != pm.JobStatus.DONE:
         raise RatingError("Only finished guidance can be rated.")
@@ -41,9 +42,17 @@ def guidance_rate(*, guidance: GuidanceRequest, rater, scores: dict[str, int], w
         raise RatingError(f"Ratings are whole numbers from 1 to 5 ({', '.join(bad)}).")
     with transaction.atomic():
         rating, _ = ClinicianRating.objects.update_or_create(
-            guidance=guidance, rater=rater,
-            defaults={**{s: scores[s] for s in RATING_SCALES}, "would_follow": would_follow, "comment": comment.strip()[:4000]})
-        audit_record(AuditAction.RATE_GUIDANCE, obj=guidance, actor=rater, organisation_id=guidance.patient.organisation_id)
+            guidance=guidance,
+            rater=rater,
+            defaults={
+                **{s: scores[s] for s in RATING_SCALES},
+                "would_follow": would_follow,
+                "comment": comment.strip()[:4000],
+            },
+        )
+        audit_record(
+            AuditAction.RATE_GUIDANCE, obj=guidance, actor=rater, organisation_id=guidance.patient.organisation_id
+        )
     return rating
 
 
@@ -72,34 +81,61 @@ def _endpoint_pair() -> tuple[LLMEndpoint, LLMEndpoint]:
     raise RatingError("Comparing models needs two active LLM endpoints.")
 
 
-def ab_comparison_create(*, patient: pm.Patient, question: str, kind: str, at: date | None = None, user=None) -> ABComparison:
+def ab_comparison_create(
+    *, patient: pm.Patient, question: str, kind: str, at: date | None = None, user=None
+) -> ABComparison:
     """Queue two guidance requests that differ in one thing and pair them, in random order."""
     if kind not in ABComparison.Kind.values:
         raise RatingError(f"Unknown comparison {kind!r}.")
     if kind not in dict(ab_kinds_available(patient)):
-        raise RatingError("That comparison is not available here (it needs two endpoints, or a promoted refinement policy).")
+        raise RatingError(
+            "That comparison is not available here (it needs two endpoints, or a promoted refinement policy)."
+        )
     if kind == ABComparison.Kind.RETRIEVAL:
         endpoint = endpoint_default()
-        variants = [("with guidance sources", dict(endpoint=endpoint, use_retrieval=True)),
-                    ("without guidance sources", dict(endpoint=endpoint, use_retrieval=False))]
+        variants = [
+            ("with guidance sources", dict(endpoint=endpoint, use_retrieval=True)),
+            ("without guidance sources", dict(endpoint=endpoint, use_retrieval=False)),
+        ]
     elif kind == ABComparison.Kind.ENDPOINT:
         first, second = _endpoint_pair()
-        variants = [(f"{first.name} ({first.get_openness_display().lower()})", dict(endpoint=first)),
-                    (f"{second.name} ({second.get_openness_display().lower()})", dict(endpoint=second))]
+        variants = [
+            (f"{first.name} ({first.get_openness_display().lower()})", dict(endpoint=first)),
+            (f"{second.name} ({second.get_openness_display().lower()})", dict(endpoint=second)),
+        ]
     else:
         endpoint = endpoint_default()
-        variants = [("RL-refined prompt", dict(endpoint=endpoint, use_refinement=True)),
-                    ("initial prompt", dict(endpoint=endpoint, use_refinement=False))]
+        variants = [
+            ("RL-refined prompt", dict(endpoint=endpoint, use_refinement=True)),
+            ("initial prompt", dict(endpoint=endpoint, use_refinement=False)),
+        ]
     random.SystemRandom().shuffle(variants)  # the clinician must not learn which side is which
     key = uuid.uuid4().hex[:12]
     with transaction.atomic():
-        guidance = [guidance_request_create(patient=patient, question=question, at=at or timezone.now().date(), user=user,
-                                            idempotency_key=f"ab-{key}-{n}", **options)
-                    for n, (_, options) in enumerate(variants)]
-        comparison = ABComparison.objects.create(patient=patient, question=guidance[0].question, kind=kind,
-                                                 guidance_a=guidance[0], guidance_b=guidance[1], variant_a=variants[0][0],
-                                                 variant_b=variants[1][0], created_by=user)
-        audit_record(AuditAction.AB_COMPARE, obj=comparison, organisation_id=patient.organisation_id, details={"kind": kind})
+        guidance = [
+            guidance_request_create(
+                patient=patient,
+                question=question,
+                at=at or timezone.now().date(),
+                user=user,
+                idempotency_key=f"ab-{key}-{n}",
+                **options,
+            )
+            for n, (_, options) in enumerate(variants)
+        ]
+        comparison = ABComparison.objects.create(
+            patient=patient,
+            question=guidance[0].question,
+            kind=kind,
+            guidance_a=guidance[0],
+            guidance_b=guidance[1],
+            variant_a=variants[0][0],
+            variant_b=variants[1][0],
+            created_by=user,
+        )
+        audit_record(
+            AuditAction.AB_COMPARE, obj=comparison, organisation_id=patient.organisation_id, details={"kind": kind}
+        )
         return comparison
 
 
@@ -109,16 +145,18 @@ def ab_judge(*, comparison: ABComparison, rater, choice: str, comment: str = "")
     if {comparison.guidance_a.status, comparison.guidance_b.status} != {pm.JobStatus.DONE}:
         raise RatingError("Wait until both answers are finished.")
     with transaction.atomic():
-        judgement, _ = ABJudgement.objects.update_or_create(comparison=comparison, rater=rater,
-                                                            defaults={"choice": choice, "comment": comment.strip()[:4000]})
-        audit_record(AuditAction.AB_PICK, obj=comparison, actor=rater, organisation_id=comparison.patient.organisation_id)
+        judgement, _ = ABJudgement.objects.update_or_create(
+            comparison=comparison, rater=rater, defaults={"choice": choice, "comment": comment.strip()[:4000]}
+        )
+        audit_record(
+            AuditAction.AB_PICK, obj=comparison, actor=rater, organisation_id=comparison.patient.organisation_id
+        )
     return judgement
 
 
 def ab_summary(*, organisation: pm.Organisation) -> list[dict]:
     """Per kind of comparison: judgements, win rate of each variant, agreement between raters."""
-    judgements = (ABJudgement.objects.filter(comparison__patient__organisation=organisation)
-                  .select_related("comparison"))
+    judgements = ABJudgement.objects.filter(comparison__patient__organisation=organisation).select_related("comparison")
     by_kind: dict[str, list[ABJudgement]] = defaultdict(list)
     for judgement in judgements:
         by_kind[judgement.comparison.kind].append(judgement)
@@ -130,10 +168,16 @@ def ab_summary(*, organisation: pm.Organisation) -> list[dict]:
         for j in found:
             per_item[j.comparison_id].append(j.preferred_variant or "tie")
         multi = [choices for choices in per_item.values() if len(choices) >= 2]
-        rows.append({
-            "kind": kind, "label": label, "judgements": len(found), "comparisons": len(per_item),
-            "win_rates": win_rates([j.preferred_variant for j in found], variants),
-            "double_rated": len(multi), "agreement": pairwise_agreement(multi), "kappa": fleiss_kappa(multi),
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "label": label,
+                "judgements": len(found),
+                "comparisons": len(per_item),
+                "win_rates": win_rates([j.preferred_variant for j in found], variants),
+                "double_rated": len(multi),
+                "agreement": pairwise_agreement(multi),
+                "kappa": fleiss_kappa(multi),
+            }
+        )
     return rows
-

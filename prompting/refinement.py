@@ -22,11 +22,25 @@ from django.utils import timezone
 
 from patients import models as pm
 from patients.jobs import (
-    job_cancel, job_claim, job_claimed, job_fail, job_finish, job_progress, job_should_stop, job_stopped,
+    job_cancel,
+    job_claim,
+    job_claimed,
+    job_fail,
+    job_finish,
+    job_progress,
+    job_should_stop,
+    job_stopped,
 )
 from prompting.encounters import (
-    ENCOUNTER_QUESTION, EncounterPrompt, encounter_prompt, encounters_of, held_out_peers, learning_peers, patient_split,
-    peers_today, target_answerer,
+    ENCOUNTER_QUESTION,
+    EncounterPrompt,
+    encounter_prompt,
+    encounters_of,
+    held_out_peers,
+    learning_peers,
+    patient_split,
+    peers_today,
+    target_answerer,
 )
 from prompting.endpoints import endpoint_default, endpoint_named
 from prompting.errors import GuidanceError, RefinementError
@@ -41,8 +55,22 @@ from prompting.pmlm.retrieval import default_embedder
 from prompting.pmlm.rewards import Reference, RewardWeights
 from prompting.pmlm.situation import situation_summary
 from prompting.pmlm.training import (
-    EditPolicy, Example, FixedEdit, RefinementConfig, Scorer, Stopped, best_fixed_edit, default_config, deployed_choice,
-    keeps_precision, precision_by_edit, reward_table, train_policy, validate, validation_summary, what_the_policy_learned,
+    EditPolicy,
+    Example,
+    FixedEdit,
+    RefinementConfig,
+    Scorer,
+    Stopped,
+    best_fixed_edit,
+    default_config,
+    deployed_choice,
+    keeps_precision,
+    precision_by_edit,
+    reward_table,
+    train_policy,
+    validate,
+    validation_summary,
+    what_the_policy_learned,
 )
 from prompting.selectors import patient_identifiers
 from prompting.services import PromptError, count_tokens, prompt_template_active, template_spec
@@ -73,11 +101,23 @@ def _device() -> str:
 # --- creating, cancelling, promoting ---------------------------------------------------------------
 
 
-def refinement_run_create(*, organisation: pm.Organisation, user=None, steps: int | None = None, max_examples: int | None = None,
-                          num_generations: int | None = None, endpoint_name: str = "", device: str = "",
-                          max_validation: int | None = None) -> RefinementRun:
-    for name, value in (("steps", steps), ("max_examples", max_examples), ("num_generations", num_generations),
-                        ("max_validation", max_validation)):
+def refinement_run_create(
+    *,
+    organisation: pm.Organisation,
+    user=None,
+    steps: int | None = None,
+    max_examples: int | None = None,
+    num_generations: int | None = None,
+    endpoint_name: str = "",
+    device: str = "",
+    max_validation: int | None = None,
+) -> RefinementRun:
+    for name, value in (
+        ("steps", steps),
+        ("max_examples", max_examples),
+        ("num_generations", num_generations),
+        ("max_validation", max_validation),
+    ):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1 or value > 10_000):
             raise RefinementError(f"{name} must be a whole number from 1 to 10000, got {value!r}.")
     if num_generations is not None and num_generations < 2:
@@ -86,16 +126,30 @@ def refinement_run_create(*, organisation: pm.Organisation, user=None, steps: in
         endpoint = endpoint_named(endpoint_name) if endpoint_name else endpoint_default()
     except GuidanceError as exc:
         raise RefinementError(str(exc)) from None
-    config = default_config(device or _device(), steps=steps, max_examples=max_examples, num_generations=num_generations,
-                            max_validation=max_validation)
+    config = default_config(
+        device or _device(),
+        steps=steps,
+        max_examples=max_examples,
+        num_generations=num_generations,
+        max_validation=max_validation,
+    )
     with transaction.atomic():
         last = RefinementRun.objects.select_for_update().filter(organisation=organisation).order_by("-version").first()
         return RefinementRun.objects.create(
-            organisation=organisation, version=(last.version + 1) if last else 1, created_by=user,
-            config={**config.as_dict(), "target_endpoint": endpoint.name, "retrieval": [True, False],
-                    "target_max_tokens": config.target_max_tokens or endpoint.max_tokens, "share": DEFAULT_SHARE,
-                    "question": ENCOUNTER_QUESTION, "weights": RewardWeights().as_dict()},
-            message="Queued: waiting for a worker")
+            organisation=organisation,
+            version=(last.version + 1) if last else 1,
+            created_by=user,
+            config={
+                **config.as_dict(),
+                "target_endpoint": endpoint.name,
+                "retrieval": [True, False],
+                "target_max_tokens": config.target_max_tokens or endpoint.max_tokens,
+                "share": DEFAULT_SHARE,
+                "question": ENCOUNTER_QUESTION,
+                "weights": RewardWeights().as_dict(),
+            },
+            message="Queued: waiting for a worker",
+        )
 
 
 def refinement_run_queue(*, run: RefinementRun):
@@ -114,9 +168,13 @@ def refinement_run_promote(*, run: RefinementRun, user=None) -> RefinementRun:
     if not is_checkpoint(settings.VAR_DIR / run.checkpoint):
         raise RefinementError(f"The checkpoint of run {run.version} is missing from {run.checkpoint}.")
     if run.config.get("menu") != MENU_VERSION:
-        raise RefinementError(f"Run {run.version} learned a rewriting policy this version no longer uses; start a new run.")
+        raise RefinementError(
+            f"Run {run.version} learned a rewriting policy this version no longer uses; start a new run."
+        )
     with transaction.atomic():
-        RefinementRun.objects.select_for_update().filter(organisation=run.organisation, promoted=True).update(promoted=False)
+        RefinementRun.objects.select_for_update().filter(organisation=run.organisation, promoted=True).update(
+            promoted=False
+        )
         RefinementRun.objects.filter(pk=run.pk).update(promoted=True, promoted_by=user, promoted_at=timezone.now())
     run.refresh_from_db()
     return run
@@ -139,11 +197,17 @@ def clinician_references(patient: pm.Patient) -> tuple[tuple[str, ...], tuple[st
     """Guidance clinicians rated well (mean ≥ 4) and poorly (mean ≤ 2) for her."""
     by_guidance: dict[int, list[float]] = defaultdict(list)
     texts = {}
-    for rating in ClinicianRating.objects.filter(guidance__patient=patient, guidance__status=pm.JobStatus.DONE).select_related("guidance"):
+    for rating in ClinicianRating.objects.filter(
+        guidance__patient=patient, guidance__status=pm.JobStatus.DONE
+    ).select_related("guidance"):
         by_guidance[rating.guidance_id].append(rating.mean)
         texts[rating.guidance_id] = rating.guidance.text
-    endorsed = tuple(texts[g] for g, means in by_guidance.items() if statistics.fmean(means) >= ENDORSED and texts[g].strip())
-    rejected = tuple(texts[g] for g, means in by_guidance.items() if statistics.fmean(means) <= REJECTED and texts[g].strip())
+    endorsed = tuple(
+        texts[g] for g, means in by_guidance.items() if statistics.fmean(means) >= ENDORSED and texts[g].strip()
+    )
+    rejected = tuple(
+        texts[g] for g, means in by_guidance.items() if statistics.fmean(means) <= REJECTED and texts[g].strip()
+    )
     return endorsed, rejected
 
 
@@ -154,14 +218,27 @@ def _example(asked: EncounterPrompt, spec, question: str, references: dict) -> E
     endorsed, rejected = references[rec.patient_id]
     return Example(
         key=f"visit of {asked.at:%-d %b %Y} (encounter {rec.encounter_id}), sources {'on' if asked.rag else 'off'}",
-        patient=rec.patient_id, initial_text=asked.composed.text, sections=asked.composed.sections,
-        risk_flag_labels=[f["label"] for f in asked.flags], reference=Reference(rec.text, endorsed, rejected),
-        token_budget=spec.token_budget, question=question, identifiers=asked.identifiers, rag=asked.rag)
+        patient=rec.patient_id,
+        initial_text=asked.composed.text,
+        sections=asked.composed.sections,
+        risk_flag_labels=[f["label"] for f in asked.flags],
+        reference=Reference(rec.text, endorsed, rejected),
+        token_budget=spec.token_budget,
+        question=question,
+        identifiers=asked.identifiers,
+        rag=asked.rag,
+    )
 
 
-def refinement_examples(*, organisation: pm.Organisation, config: RefinementConfig, question: str = ENCOUNTER_QUESTION,
-                        retrieval: tuple[bool, ...] = (True, False), share: float = DEFAULT_SHARE,
-                        on_progress=None) -> tuple[list[Example], list[Example]]:
+def refinement_examples(
+    *,
+    organisation: pm.Organisation,
+    config: RefinementConfig,
+    question: str = ENCOUNTER_QUESTION,
+    retrieval: tuple[bool, ...] = (True, False),
+    share: float = DEFAULT_SHARE,
+    on_progress=None,
+) -> tuple[list[Example], list[Example]]:
     """(training, validation) examples, each encounter asked with and without guidance sources.
 
     Training: up to `max_examples` encounters of learning patients (`examples_per_patient` each, seeded),
@@ -169,15 +246,25 @@ def refinement_examples(*, organisation: pm.Organisation, config: RefinementConf
     encounters, their peers from the learning patients, built exactly as the evaluation builds
     them, so the evaluation reads the same cached answers."""
     learning, held_out = patient_split(organisation, seed=config.seed, share=share)
-    training_recs = encounters_of(learning, seed=config.seed, per_patient=config.examples_per_patient)[:config.max_examples]
-    validation_recs = encounters_of(held_out, seed=config.seed)[:config.max_validation]
+    training_recs = encounters_of(learning, seed=config.seed, per_patient=config.examples_per_patient)[
+        : config.max_examples
+    ]
+    validation_recs = encounters_of(held_out, seed=config.seed)[: config.max_validation]
     if not training_recs:
-        raise RefinementError("Too few encounters with a physician recommendation to learn from: the learning patients have none.")
+        raise RefinementError(
+            "Too few encounters with a physician recommendation to learn from: the learning patients have none."
+        )
     on = peers_today()
     train_patients = sorted({r.patient_id for r in training_recs})
     peers = learning_peers(organisation=organisation, learning=learning, patients=train_patients, on=on)
-    peers.update(held_out_peers(organisation=organisation, learning=learning,
-                                patients=sorted({r.patient_id for r in validation_recs}), on=on))
+    peers.update(
+        held_out_peers(
+            organisation=organisation,
+            learning=learning,
+            patients=sorted({r.patient_id for r in validation_recs}),
+            on=on,
+        )
+    )
     spec = template_spec(prompt_template_active())
     references: dict[int, tuple] = {}
     sides: tuple[list[Example], list[Example]] = ([], [])
@@ -224,7 +311,9 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
         result = _train_and_validate(run, output, progress, on_step, should_stop=lambda: job_should_stop(run))
     except Stopped:
         job_stopped(run, f"Cancelled after step {len(curve)}" if curve else "Cancelled")
-        if not RefinementRun.objects.filter(pk=run.pk, status=pm.JobStatus.RUNNING).exists():  # nobody else trains into it
+        if not RefinementRun.objects.filter(
+            pk=run.pk, status=pm.JobStatus.RUNNING
+        ).exists():  # nobody else trains into it
             shutil.rmtree(output, ignore_errors=True)
         return RefinementRun.objects.get(pk=run.pk)
     except (RefinementError, GuidanceError, PromptError, LLMError, ValueError) as exc:
@@ -244,22 +333,40 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
     summary = report["validation"]
     with transaction.atomic():
         job_finish(
-            run, curve=[asdict(s) for s in steps], step=len(steps), validation=stored,
-            reward_initial=summary.get("reward_initial"), reward_refined=summary.get("reward_refined"),
+            run,
+            curve=[asdict(s) for s in steps],
+            step=len(steps),
+            validation=stored,
+            reward_initial=summary.get("reward_initial"),
+            reward_refined=summary.get("reward_refined"),
             accepted_share=round(statistics.fmean(r.accepted for r in rows), 3) if rows else None,
-            seconds_per_step=round(statistics.median(seconds), 2) if seconds else None, report=report,
-            target_calls=report["target_calls"], checkpoint=str(output.relative_to(settings.VAR_DIR)),
-            message=(f"Held out: {summary.get('n', 0)} answers of {summary.get('patients', 0)} patients, refined − initial "
-                     f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"
-                     + ("" if report["deployed"] == "policy" else f", deployed instead of the policy: {_why_not_the_policy(report)}")))
+            seconds_per_step=round(statistics.median(seconds), 2) if seconds else None,
+            report=report,
+            target_calls=report["target_calls"],
+            checkpoint=str(output.relative_to(settings.VAR_DIR)),
+            message=(
+                f"Held out: {summary.get('n', 0)} answers of {summary.get('patients', 0)} patients, refined − initial "
+                f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"
+                + (
+                    ""
+                    if report["deployed"] == "policy"
+                    else f", deployed instead of the policy: {_why_not_the_policy(report)}"
+                )
+            ),
+        )
     return RefinementRun.objects.get(pk=run.pk)
 
 
 def _why_not_the_policy(report: dict) -> str:
     """Why a run deployed its best fixed edit, from its training patients' figures."""
-    why = (f"on its training patients the policy scored {report['policy_train_mean_reward']:.3f} against "
-           f"{report['best_fixed_train_mean_reward']:.3f}")
-    precision, initial = report.get("policy_train_key_item_precision"), report["best_fixed"].get("initial_key_item_precision")
+    why = (
+        f"on its training patients the policy scored {report['policy_train_mean_reward']:.3f} against "
+        f"{report['best_fixed_train_mean_reward']:.3f}"
+    )
+    precision, initial = (
+        report.get("policy_train_key_item_precision"),
+        report["best_fixed"].get("initial_key_item_precision"),
+    )
     if precision is not None and initial is not None:
         why += f", key-item precision {precision:.3f} against {initial:.3f} for the initial prompt"
     return why
@@ -278,48 +385,100 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
     progress(1, "Preparing the policy's starting checkpoint")
     base = refiner_base_checkpoint()
     train, validation = refinement_examples(
-        organisation=run.organisation, config=config, question=run.config.get("question", ENCOUNTER_QUESTION),
-        retrieval=tuple(run.config.get("retrieval", (True, False))), share=run.config.get("share", DEFAULT_SHARE),
-        on_progress=lambda n, total: progress(1 + int(4 * n / total), f"Building the initial prompt of example {n}/{total}"))
+        organisation=run.organisation,
+        config=config,
+        question=run.config.get("question", ENCOUNTER_QUESTION),
+        retrieval=tuple(run.config.get("retrieval", (True, False))),
+        share=run.config.get("share", DEFAULT_SHARE),
+        on_progress=lambda n, total: progress(
+            1 + int(4 * n / total), f"Building the initial prompt of example {n}/{total}"
+        ),
+    )
     RefinementRun.objects.filter(pk=run.pk).update(
-        train_examples=len(train), train_patients=len({e.patient for e in train}),
+        train_examples=len(train),
+        train_patients=len({e.patient for e in train}),
         trained_patients=sorted({e.patient for e in train}),
-        validation_examples=len(validation), validation_patients=len({e.patient for e in validation}))
+        validation_examples=len(validation),
+        validation_patients=len({e.patient for e in validation}),
+    )
     stage_done("examples")
     answerer = target_answerer(run.config["target_endpoint"], run.config.get("target_max_tokens"))
-    scorer = Scorer(answer=answerer, embed=default_embedder().embed, count_tokens=count_tokens,
-                    weights=RewardWeights.from_dict(run.config.get("weights")), distinct_calls=lambda: answerer.calls)
-    table = reward_table(train, scorer, should_stop=should_stop, on_progress=lambda n, total: progress(
-        5 + int(55 * n / total), f"Answering every edit of training example {n}/{total} ({answerer.calls} distinct answers)"))
+    scorer = Scorer(
+        answer=answerer,
+        embed=default_embedder().embed,
+        count_tokens=count_tokens,
+        weights=RewardWeights.from_dict(run.config.get("weights")),
+        distinct_calls=lambda: answerer.calls,
+    )
+    table = reward_table(
+        train,
+        scorer,
+        should_stop=should_stop,
+        on_progress=lambda n, total: progress(
+            5 + int(55 * n / total),
+            f"Answering every edit of training example {n}/{total} ({answerer.calls} distinct answers)",
+        ),
+    )
     precision = precision_by_edit(train, scorer)
-    best, best_mean = best_fixed_edit(table, eligible=lambda code: keeps_precision(precision[code], precision[IDENTITY]))
+    best, best_mean = best_fixed_edit(
+        table, eligible=lambda code: keeps_precision(precision[code], precision[IDENTITY])
+    )
     by_reward, _ = best_fixed_edit(table)
     stage_done("reward_table")
     if output.exists():
         shutil.rmtree(output)
-    steps = train_policy(base_checkpoint=base, output_dir=output, train=train, table=table, config=config,
-                         # Not a code of the menu: as used, the initial prompt is sent; a little less teaches validity.
-                         invalid_reward=lambda example: table[example.key][IDENTITY] - INVALID_CODE_PENALTY,
-                         on_step=on_step, should_stop=should_stop, on_progress=progress)
+    steps = train_policy(
+        base_checkpoint=base,
+        output_dir=output,
+        train=train,
+        table=table,
+        config=config,
+        # Not a code of the menu: as used, the initial prompt is sent; a little less teaches validity.
+        invalid_reward=lambda example: table[example.key][IDENTITY] - INVALID_CODE_PENALTY,
+        on_step=on_step,
+        should_stop=should_stop,
+        on_progress=progress,
+    )
     stage_done("training")
     policy = EditPolicy(output, device=config.device)
     choices = {e.key: policy.choose(e.situation)[0] for e in train}
     deployment = deployed_choice(train, table, choices, best, scorer)
     used = policy if deployment["deployed"] == "policy" else FixedEdit(best)
-    rows = validate(validation, scorer, used, best, should_stop=should_stop, on_progress=lambda n, total: progress(
-        75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the deployed edit, the best fixed edit"))
-    choices.update({e.key: policy.choose(e.situation)[0] for e in validation})  # what the policy learned, deployed or not
+    rows = validate(
+        validation,
+        scorer,
+        used,
+        best,
+        should_stop=should_stop,
+        on_progress=lambda n, total: progress(
+            75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the deployed edit, the best fixed edit"
+        ),
+    )
+    choices.update(
+        {e.key: policy.choose(e.situation)[0] for e in validation}
+    )  # what the policy learned, deployed or not
     stage_done("validation")
     report = {
-        "menu": MENU_VERSION, "target_calls": answerer.calls, "target_max_tokens": answerer.max_tokens,
-        "best_fixed": {"code": best, "label": edit_named(best).label, "mean_reward": best_mean,
-                       "initial_mean_reward": round(statistics.fmean(row[IDENTITY] for row in table.values()), 4),
-                       "key_item_precision": precision[best], "initial_key_item_precision": precision[IDENTITY]},
+        "menu": MENU_VERSION,
+        "target_calls": answerer.calls,
+        "target_max_tokens": answerer.max_tokens,
+        "best_fixed": {
+            "code": best,
+            "label": edit_named(best).label,
+            "mean_reward": best_mean,
+            "initial_mean_reward": round(statistics.fmean(row[IDENTITY] for row in table.values()), 4),
+            "key_item_precision": precision[best],
+            "initial_key_item_precision": precision[IDENTITY],
+        },
         # The edit with the best reward when it lowered key-item precision on the training patients: never deployed.
-        "set_aside": None if by_reward == best else {
-            "code": by_reward, "label": edit_named(by_reward).label,
+        "set_aside": None
+        if by_reward == best
+        else {
+            "code": by_reward,
+            "label": edit_named(by_reward).label,
             "mean_reward": round(statistics.fmean(row[by_reward] for row in table.values()), 4),
-            "key_item_precision": precision[by_reward]},
+            "key_item_precision": precision[by_reward],
+        },
         "edit_precision": precision,
         "oracle_mean_reward": round(statistics.fmean(max(row.values()) for row in table.values()), 4),
         "validation": validation_summary(rows, seed=config.seed),
@@ -341,20 +500,39 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
     report = run.report or {}
     validation = report.get("validation") or {}
     return {
-        "run_id": run.pk, "version": run.version, "status": run.status, "steps": run.step,
-        "reward_initial": run.reward_initial, "reward_refined": run.reward_refined, "accepted_share": run.accepted_share,
-        "minutes": report.get("minutes"), "stage_minutes": report.get("stage_minutes", {}), "target_calls": run.target_calls,
-        "validation": {"n": validation.get("n", 0), "patients": validation.get("patients", 0),
-                       "difference": validation.get("difference"), "ci": validation.get("ci"),
-                       "key_item_precision": validation.get("key_item_precision"),
-                       "by_sources": validation.get("by_sources", {}), "vs_best_fixed": validation.get("vs_best_fixed")},
-        "best_fixed_edit": report.get("best_fixed"), "set_aside": report.get("set_aside"), "learned": report.get("learned"),
-        "deployed": report.get("deployed", "policy"), "policy_train_mean_reward": report.get("policy_train_mean_reward"),
+        "run_id": run.pk,
+        "version": run.version,
+        "status": run.status,
+        "steps": run.step,
+        "reward_initial": run.reward_initial,
+        "reward_refined": run.reward_refined,
+        "accepted_share": run.accepted_share,
+        "minutes": report.get("minutes"),
+        "stage_minutes": report.get("stage_minutes", {}),
+        "target_calls": run.target_calls,
+        "validation": {
+            "n": validation.get("n", 0),
+            "patients": validation.get("patients", 0),
+            "difference": validation.get("difference"),
+            "ci": validation.get("ci"),
+            "key_item_precision": validation.get("key_item_precision"),
+            "by_sources": validation.get("by_sources", {}),
+            "vs_best_fixed": validation.get("vs_best_fixed"),
+        },
+        "best_fixed_edit": report.get("best_fixed"),
+        "set_aside": report.get("set_aside"),
+        "learned": report.get("learned"),
+        "deployed": report.get("deployed", "policy"),
+        "policy_train_mean_reward": report.get("policy_train_mean_reward"),
         "policy_train_key_item_precision": report.get("policy_train_key_item_precision"),
         "seconds_per_step": run.seconds_per_step,
         "checkpoint": str(settings.VAR_DIR / run.checkpoint) if run.checkpoint else None,
-        "train_examples": run.train_examples, "validation_examples": run.validation_examples,
-        "curve": run.curve, "config": run.config, "error": run.error, "promoted": run.promoted,
+        "train_examples": run.train_examples,
+        "validation_examples": run.validation_examples,
+        "curve": run.curve,
+        "config": run.config,
+        "error": run.error,
+        "promoted": run.promoted,
     }
 
 
@@ -374,8 +552,17 @@ def policy_edit(run: RefinementRun, situation: str) -> tuple[str, dict[str, floa
     return _edit_policy(str(settings.VAR_DIR / run.checkpoint), "cpu").choose(situation)
 
 
-def policy_refinement(run: RefinementRun, *, initial_text: str, sections: list[dict], risk_flags: list[dict], question: str,
-                      identifiers: list[str], token_budget: int, fixed: bool = False) -> dict:
+def policy_refinement(
+    run: RefinementRun,
+    *,
+    initial_text: str,
+    sections: list[dict],
+    risk_flags: list[dict],
+    question: str,
+    identifiers: list[str],
+    token_budget: int,
+    fixed: bool = False,
+) -> dict:
     """The run's edit of a prompt, checked by the guard: {text, sections, edit, label, problems, probabilities}.
 
     `fixed`: the run's best fixed edit instead of the policy's choice for her. Guidance requests
@@ -393,17 +580,36 @@ def policy_refinement(run: RefinementRun, *, initial_text: str, sections: list[d
             code, probabilities = policy_edit(run, situation_summary(sections, labels, question))
         edit = edit_named(code)
     except (RefinementError, LLMError, OSError, ValueError) as exc:
-        return {"text": "", "sections": [], "edit": "", "label": "", "probabilities": {},
-                "problems": [{"kind": "policy_error", "label": "the policy failed", "detail": str(exc)[:300]}]}
+        return {
+            "text": "",
+            "sections": [],
+            "edit": "",
+            "label": "",
+            "probabilities": {},
+            "problems": [{"kind": "policy_error", "label": "the policy failed", "detail": str(exc)[:300]}],
+        }
     if edit.code == IDENTITY:
         edited, text, problems = list(sections), initial_text, []
     else:
         edited = edited_sections(sections, edit, labels)
         text = render(edited)
-        problems = check_refined(initial_text=initial_text, initial_sections=sections, risk_flag_labels=labels, refined=text,
-                                 identifiers=identifiers, count_tokens=count_tokens, token_budget=token_budget)
-    return {"text": text, "sections": edited, "edit": edit.code, "label": edit.label, "probabilities": probabilities,
-            "problems": [p.as_dict() for p in problems]}
+        problems = check_refined(
+            initial_text=initial_text,
+            initial_sections=sections,
+            risk_flag_labels=labels,
+            refined=text,
+            identifiers=identifiers,
+            count_tokens=count_tokens,
+            token_budget=token_budget,
+        )
+    return {
+        "text": text,
+        "sections": edited,
+        "edit": edit.code,
+        "label": edit.label,
+        "probabilities": probabilities,
+        "problems": [p.as_dict() for p in problems],
+    }
 
 
 def prompt_refine(*, prompt: PersonalizedPrompt, patient: pm.Patient) -> tuple[PersonalizedPrompt, dict]:
@@ -421,9 +627,15 @@ def prompt_refine(*, prompt: PersonalizedPrompt, patient: pm.Patient) -> tuple[P
     if existing is not None:
         code = next((s["edit"] for s in existing.sections if s.get("edit")), "")
         return existing, {**info, "used": True, "edit": code, "label": edit_named(code).label if code else ""}
-    refined = policy_refinement(run, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
-                                question=prompt.question, identifiers=patient_identifiers(patient),
-                                token_budget=prompt.template.token_budget)
+    refined = policy_refinement(
+        run,
+        initial_text=prompt.text,
+        sections=prompt.sections,
+        risk_flags=prompt.risk_flags,
+        question=prompt.question,
+        identifiers=patient_identifiers(patient),
+        token_budget=prompt.template.token_budget,
+    )
     info = {**info, "edit": refined["edit"], "label": refined["label"], "problems": refined["problems"]}
     if refined["problems"]:
         return prompt, info
@@ -431,14 +643,26 @@ def prompt_refine(*, prompt: PersonalizedPrompt, patient: pm.Patient) -> tuple[P
         return prompt, {**info, "used": True}
     fingerprint = hashlib.sha256(f"{prompt.inputs_hash}:refined-by-run-{run.pk}".encode()).hexdigest()
     fields_ = dict(
-        question=prompt.question, consultation_date=prompt.consultation_date, template=prompt.template,
-        template_version=f"{prompt.template_version}+rl{run.version}", peer_model=prompt.peer_model,
-        peer_model_version=prompt.peer_model_version, text=refined["text"], sections=refined["sections"],
-        risk_flags=prompt.risk_flags, peers=prompt.peers, token_count=count_tokens(refined["text"]), refined_from=prompt,
-        refinement_run=run, created_by=prompt.created_by)
+        question=prompt.question,
+        consultation_date=prompt.consultation_date,
+        template=prompt.template,
+        template_version=f"{prompt.template_version}+rl{run.version}",
+        peer_model=prompt.peer_model,
+        peer_model_version=prompt.peer_model_version,
+        text=refined["text"],
+        sections=refined["sections"],
+        risk_flags=prompt.risk_flags,
+        peers=prompt.peers,
+        token_count=count_tokens(refined["text"]),
+        refined_from=prompt,
+        refinement_run=run,
+        created_by=prompt.created_by,
+    )
     try:
         with transaction.atomic():
-            stored, _ = PersonalizedPrompt.objects.get_or_create(patient=patient, inputs_hash=fingerprint, defaults=fields_)
+            stored, _ = PersonalizedPrompt.objects.get_or_create(
+                patient=patient, inputs_hash=fingerprint, defaults=fields_
+            )
     except IntegrityError:
         stored = PersonalizedPrompt.objects.get(patient=patient, inputs_hash=fingerprint)
     return stored, {**info, "used": True}

@@ -17,7 +17,11 @@ from prompting.models import RefinementRun
 from prompting.pmlm.edits import BY_CODE, MENU, MENU_VERSION
 from prompting.pmlm.training import default_config
 from prompting.refinement import (
-    RefinementError, refinement_run_cancel, refinement_run_create, refinement_run_demote, refinement_run_promote,
+    RefinementError,
+    refinement_run_cancel,
+    refinement_run_create,
+    refinement_run_demote,
+    refinement_run_promote,
     refinement_run_queue,
 )
 from prompting.views import fragment
@@ -25,8 +29,9 @@ from prompting.views import fragment
 
 def _run_for(request, pk: int) -> RefinementRun:
     membership = curation_membership_for(request.user)
-    return get_or_404_audited(RefinementRun.objects.all(), object_id=pk, anywhere={"pk": pk}, pk=pk,
-                              organisation=membership.organisation)
+    return get_or_404_audited(
+        RefinementRun.objects.all(), object_id=pk, anywhere={"pk": pk}, pk=pk, organisation=membership.organisation
+    )
 
 
 @require_GET
@@ -35,14 +40,25 @@ def run_list(request):
     membership = curation_membership_for(request.user)
     runs = RefinementRun.objects.filter(organisation=membership.organisation).select_related("created_by")[:50]
     defaults = default_config("cpu")
-    form = RefinementRunForm(initial={"steps": defaults.steps, "max_examples": defaults.max_examples,
-                                      "num_generations": defaults.num_generations})
+    form = RefinementRunForm(
+        initial={
+            "steps": defaults.steps,
+            "max_examples": defaults.max_examples,
+            "num_generations": defaults.num_generations,
+        }
+    )
     return render(request, "prompting/refinement_list.html", _list_context(runs, form, defaults))
 
 
 def _list_context(runs, form, defaults) -> dict:
-    return {"runs": runs, "form": form, "defaults": defaults, "menu": MENU, "menu_version": MENU_VERSION,
-            "answers_per_example": 2 * len(MENU)}  # every edit, with and without guidance sources
+    return {
+        "runs": runs,
+        "form": form,
+        "defaults": defaults,
+        "menu": MENU,
+        "menu_version": MENU_VERSION,
+        "answers_per_example": 2 * len(MENU),
+    }  # every edit, with and without guidance sources
 
 
 @require_POST
@@ -52,12 +68,19 @@ def run_start(request):
     form = RefinementRunForm(request.POST)
     if not form.is_valid():
         runs = RefinementRun.objects.filter(organisation=membership.organisation)[:50]
-        return render(request, "prompting/refinement_list.html", _list_context(runs, form, default_config("cpu")), status=400)
+        return render(
+            request, "prompting/refinement_list.html", _list_context(runs, form, default_config("cpu")), status=400
+        )
     data = form.cleaned_data
     try:
-        run = refinement_run_create(organisation=membership.organisation, user=request.user, steps=data["steps"],
-                                    max_examples=data["max_examples"], num_generations=data["num_generations"],
-                                    endpoint_name=data["endpoint"].name if data["endpoint"] else "")
+        run = refinement_run_create(
+            organisation=membership.organisation,
+            user=request.user,
+            steps=data["steps"],
+            max_examples=data["max_examples"],
+            num_generations=data["num_generations"],
+            endpoint_name=data["endpoint"].name if data["endpoint"] else "",
+        )
     except RefinementError as exc:
         messages.error(request, str(exc))
         return redirect("refinement:list")
@@ -89,19 +112,30 @@ def _interval(difference, ci) -> dict:
 def _validation_blocks(validation: dict) -> list[dict]:
     """The held-out summary, overall and per guidance-sources setting, ready for the table."""
     blocks = [("All held-out answers", validation)]
-    blocks += [(f"Guidance sources {setting}", block) for setting, block in (validation.get("by_sources") or {}).items() if block]
+    blocks += [
+        (f"Guidance sources {setting}", block)
+        for setting, block in (validation.get("by_sources") or {}).items()
+        if block
+    ]
     out = []
     for label, block in blocks:
         if not block.get("n"):
             continue
         vs_fixed, fixed_vs_initial = block.get("vs_best_fixed") or {}, block.get("best_fixed_vs_initial") or {}
-        out.append({"label": label, "n": block.get("n"), "patients": block.get("patients"),
-                    "reward_initial": block.get("reward_initial"), "reward_refined": block.get("reward_refined"),
-                    "reward_best_fixed": block.get("reward_best_fixed"),
-                    "precision": block.get("key_item_precision") or {},
-                    "vs_initial": _interval(block.get("difference"), block.get("ci")),
-                    "vs_best_fixed": _interval(vs_fixed.get("difference"), vs_fixed.get("ci")),
-                    "best_fixed_vs_initial": _interval(fixed_vs_initial.get("difference"), fixed_vs_initial.get("ci"))})
+        out.append(
+            {
+                "label": label,
+                "n": block.get("n"),
+                "patients": block.get("patients"),
+                "reward_initial": block.get("reward_initial"),
+                "reward_refined": block.get("reward_refined"),
+                "reward_best_fixed": block.get("reward_best_fixed"),
+                "precision": block.get("key_item_precision") or {},
+                "vs_initial": _interval(block.get("difference"), block.get("ci")),
+                "vs_best_fixed": _interval(vs_fixed.get("difference"), vs_fixed.get("ci")),
+                "best_fixed_vs_initial": _interval(fixed_vs_initial.get("difference"), fixed_vs_initial.get("ci")),
+            }
+        )
     return out
 
 
@@ -111,35 +145,79 @@ def _learned(learned: dict, best_fixed: str, precision: dict | None = None) -> d
     if not learned or not learned.get("edits"):
         return None
     precision = precision or {}
-    edits = [{**edit, "label": edit.get("label") or edit_label(edit.get("code")), "best_fixed": edit.get("code") == best_fixed,
-              "gain": {"value": edit.get("mean_gain"), "low": None, "high": None},
-              "precision": precision.get(edit.get("code"))} for edit in learned["edits"]]
+    edits = [
+        {
+            **edit,
+            "label": edit.get("label") or edit_label(edit.get("code")),
+            "best_fixed": edit.get("code") == best_fixed,
+            "gain": {"value": edit.get("mean_gain"), "low": None, "high": None},
+            "precision": precision.get(edit.get("code")),
+        }
+        for edit in learned["edits"]
+    ]
     most = max(edits, key=lambda edit: edit.get("chosen") or 0)
     kinds = []
     for kind in learned.get("kinds") or []:
-        picks = [{**pick, "label": pick.get("label") or edit_label(pick.get("code"))} for pick in kind.get("edits") or []]
+        picks = [
+            {**pick, "label": pick.get("label") or edit_label(pick.get("code"))} for pick in kind.get("edits") or []
+        ]
         if picks:
-            kinds.append({"kind": kind.get("kind", ""), "examples": kind.get("examples", 0), "top": picks[0], "others": picks[1:]})
-    return {"menu": learned.get("menu", ""), "edits": edits, "kinds": kinds, "has_precision": bool(precision),
-            "most_chosen": most if most.get("chosen") else None, "total": sum(edit.get("chosen") or 0 for edit in edits)}
+            kinds.append(
+                {
+                    "kind": kind.get("kind", ""),
+                    "examples": kind.get("examples", 0),
+                    "top": picks[0],
+                    "others": picks[1:],
+                }
+            )
+    return {
+        "menu": learned.get("menu", ""),
+        "edits": edits,
+        "kinds": kinds,
+        "has_precision": bool(precision),
+        "most_chosen": most if most.get("chosen") else None,
+        "total": sum(edit.get("chosen") or 0 for edit in edits),
+    }
 
 
 def _context(run: RefinementRun) -> dict:
     curve = [(point["step"], point["reward_mean"]) for point in run.curve]
-    patients = Patient.objects.filter(organisation=run.organisation).in_bulk([row.get("patient") for row in run.validation])
-    rows = [dict(row, patient_obj=patients.get(row.get("patient")), edit_label=edit_label(row.get("code")),
-                 best_fixed_label=edit_label(row.get("best_fixed"))) for row in run.validation]
-    samples = [dict(row, diff=diff_html(row["initial_prompt"], row["refined_prompt"])) for row in rows if row.get("initial_prompt")]
+    patients = Patient.objects.filter(organisation=run.organisation).in_bulk(
+        [row.get("patient") for row in run.validation]
+    )
+    rows = [
+        dict(
+            row,
+            patient_obj=patients.get(row.get("patient")),
+            edit_label=edit_label(row.get("code")),
+            best_fixed_label=edit_label(row.get("best_fixed")),
+        )
+        for row in run.validation
+    ]
+    samples = [
+        dict(row, diff=diff_html(row["initial_prompt"], row["refined_prompt"]))
+        for row in rows
+        if row.get("initial_prompt")
+    ]
     report = run.report or {}
     best_fixed = report.get("best_fixed") or {}
     validation = report.get("validation") or {}
     return {
-        "run": run, "running": run.is_unfinished,
-        "chart": line_chart([("mean reward", curve)], title=f"Reward per step, run {run.version}", x_label="step",
-                            y_label="mean reward") if len(curve) >= 1 else "",
-        "rows": rows, "samples": samples, "report": report,
-        "best_fixed": {**best_fixed, "label": best_fixed.get("label") or edit_label(best_fixed.get("code"))} if best_fixed else None,
-        "validation": validation, "blocks": _validation_blocks(validation) if validation else [],
+        "run": run,
+        "running": run.is_unfinished,
+        "chart": line_chart(
+            [("mean reward", curve)], title=f"Reward per step, run {run.version}", x_label="step", y_label="mean reward"
+        )
+        if len(curve) >= 1
+        else "",
+        "rows": rows,
+        "samples": samples,
+        "report": report,
+        "best_fixed": {**best_fixed, "label": best_fixed.get("label") or edit_label(best_fixed.get("code"))}
+        if best_fixed
+        else None,
+        "validation": validation,
+        "blocks": _validation_blocks(validation) if validation else [],
         "validation_difference": _interval(validation.get("difference"), validation.get("ci")),
         "learned": _learned(report.get("learned") or {}, best_fixed.get("code", ""), report.get("edit_precision")),
         "set_aside": report.get("set_aside"),
@@ -189,4 +267,3 @@ def run_demote(request, pk: int):
     run = refinement_run_demote(run=_run_for(request, pk))
     messages.info(request, f"Run {run.version} is no longer used: guidance requests send the initial prompt.")
     return redirect("refinement:detail", pk=run.pk)
-

@@ -10,7 +10,15 @@ from patients import models as m
 from patients.selectors import age_on
 from prompting.pmlm import codes
 from prompting.pmlm.history import (
-    Allergy, CareExperience, Diagnosis, Habit, Medication, PatientHistory, ProcedureDone, Reading, Visit,
+    Allergy,
+    CareExperience,
+    Diagnosis,
+    Habit,
+    Medication,
+    PatientHistory,
+    ProcedureDone,
+    Reading,
+    Visit,
 )
 
 
@@ -22,15 +30,20 @@ def _append_diagnoses(histories: dict, conditions, at, end):
     """Each patient's diagnoses as they stood at `end`, from a Condition queryset (refuted or
     entered-in-error ones left out; abated after `end` means still active then)."""
     for pid, code, display, onset, abatement, status in conditions.exclude(
-            verification_status__in=("entered-in-error", "refuted")).values_list(
-            "patient_id", "code", "display", "onset_at", "abatement_at", "clinical_status"):
+        verification_status__in=("entered-in-error", "refuted")
+    ).values_list("patient_id", "code", "display", "onset_at", "abatement_at", "clinical_status"):
         if onset is not None and onset >= end:
             continue
         abated = abatement is not None and abatement < end
-        histories[pid].diagnoses.append(Diagnosis(
-            code, display, _days_ago(at, onset), _days_ago(at, abatement) if abated else None,
-            status if abated or status not in ("resolved", "inactive") else "active",
-        ))
+        histories[pid].diagnoses.append(
+            Diagnosis(
+                code,
+                display,
+                _days_ago(at, onset),
+                _days_ago(at, abatement) if abated else None,
+                status if abated or status not in ("resolved", "inactive") else "active",
+            )
+        )
 
 
 def _days_ago(at: date, when) -> int | None:
@@ -49,7 +62,8 @@ def patient_histories(patients: list[m.Patient], at: date) -> dict[int, PatientH
     ids = [p.pk for p in patients]
     histories = {
         p.pk: PatientHistory(
-            age_years=age_on(p.birth_date, at), language=p.language,
+            age_years=age_on(p.birth_date, at),
+            language=p.language,
             deceased=p.deceased_at is not None and p.deceased_at < end,
         )
         for p in patients
@@ -58,11 +72,37 @@ def patient_histories(patients: list[m.Patient], at: date) -> dict[int, PatientH
         m.Observation.objects.filter(patient_id__in=ids, effective_at__lt=end)
         .exclude(status__in=("entered-in-error", "cancelled"))
         .order_by("effective_at", "issued_at", "pk")
-        .values_list("patient_id", "code", "code_system", "display", "effective_at", "encounter_id", "value_quantity",
-                     "value_unit", "value_code", "value_display", "value_string", "value_boolean", "components")
+        .values_list(
+            "patient_id",
+            "code",
+            "code_system",
+            "display",
+            "effective_at",
+            "encounter_id",
+            "value_quantity",
+            "value_unit",
+            "value_code",
+            "value_display",
+            "value_string",
+            "value_boolean",
+            "components",
+        )
     )
-    for sequence, (pid, code, system, display, when, encounter, quantity, unit, v_code, v_display, v_string, v_bool,
-                   components) in enumerate(observations):
+    for sequence, (
+        pid,
+        code,
+        system,
+        display,
+        when,
+        encounter,
+        quantity,
+        unit,
+        v_code,
+        v_display,
+        v_string,
+        v_bool,
+        components,
+    ) in enumerate(observations):
         h = histories[pid]
         days = _days_ago(at, when)
         if code == codes.LAST_MENSTRUAL_PERIOD and v_string:
@@ -72,44 +112,78 @@ def patient_histories(patients: list[m.Patient], at: date) -> dict[int, PatientH
             continue
         if components:
             for c in components:
-                h.readings.append(Reading(
-                    code=c.get("code", ""), system=c.get("code_system", ""), display=c.get("display", ""), days_ago=days,
-                    quantity=c.get("value_quantity"), unit=c.get("unit", ""), value_code=c.get("value_code", ""),
-                    value_display=c.get("value_display", ""), value_string=c.get("value_string", ""),
-                    value_boolean=c.get("value_boolean"), encounter=encounter, sequence=sequence,
-                ))
+                h.readings.append(
+                    Reading(
+                        code=c.get("code", ""),
+                        system=c.get("code_system", ""),
+                        display=c.get("display", ""),
+                        days_ago=days,
+                        quantity=c.get("value_quantity"),
+                        unit=c.get("unit", ""),
+                        value_code=c.get("value_code", ""),
+                        value_display=c.get("value_display", ""),
+                        value_string=c.get("value_string", ""),
+                        value_boolean=c.get("value_boolean"),
+                        encounter=encounter,
+                        sequence=sequence,
+                    )
+                )
             if quantity is None and not v_code and not v_string and v_bool is None:
                 continue
-        h.readings.append(Reading(
-            code=code, system=system, display=display, days_ago=days, quantity=quantity, unit=unit, value_code=v_code,
-            value_display=v_display, value_string=v_string, value_boolean=v_bool, encounter=encounter, sequence=sequence,
-        ))
+        h.readings.append(
+            Reading(
+                code=code,
+                system=system,
+                display=display,
+                days_ago=days,
+                quantity=quantity,
+                unit=unit,
+                value_code=v_code,
+                value_display=v_display,
+                value_string=v_string,
+                value_boolean=v_bool,
+                encounter=encounter,
+                sequence=sequence,
+            )
+        )
     _append_diagnoses(histories, m.Condition.objects.filter(patient_id__in=ids), at, end)
-    for pid, code, display, performed in m.Procedure.objects.filter(patient_id__in=ids, performed_start__lt=end).exclude(
-            status__in=("entered-in-error", "not-done")).values_list("patient_id", "code", "display", "performed_start"):
+    for pid, code, display, performed in (
+        m.Procedure.objects.filter(patient_id__in=ids, performed_start__lt=end)
+        .exclude(status__in=("entered-in-error", "not-done"))
+        .values_list("patient_id", "code", "display", "performed_start")
+    ):
         histories[pid].procedures.append(ProcedureDone(code, display, _days_ago(at, performed)))
     for pid, code, display, status, authored in m.MedicationRequest.objects.filter(
-            patient_id__in=ids, authored_at__lt=end).values_list("patient_id", "code", "display", "status", "authored_at"):
+        patient_id__in=ids, authored_at__lt=end
+    ).values_list("patient_id", "code", "display", "status", "authored_at"):
         histories[pid].medications.append(Medication(code, display, status, _days_ago(at, authored), "prescribed"))
     for pid, code, display, status, started in m.MedicationStatement.objects.filter(
-            patient_id__in=ids, effective_start__lt=end).values_list("patient_id", "code", "display", "status", "effective_start"):
+        patient_id__in=ids, effective_start__lt=end
+    ).values_list("patient_id", "code", "display", "status", "effective_start"):
         histories[pid].medications.append(Medication(code, display, status, _days_ago(at, started), "reported"))
     for pid, code, display, criticality, category, recorded in m.AllergyIntolerance.objects.filter(
-            patient_id__in=ids).values_list("patient_id", "code", "display", "criticality", "category", "recorded_at"):
+        patient_id__in=ids
+    ).values_list("patient_id", "code", "display", "criticality", "category", "recorded_at"):
         if recorded is None or recorded < end:
             histories[pid].allergies.append(Allergy(code, display, criticality, category))
-    for pk, pid, code, display, start, reason in m.Encounter.objects.filter(patient_id__in=ids, period_start__lt=end).values_list(
-            "pk", "patient_id", "code", "display", "period_start", "reason_code"):
+    for pk, pid, code, display, start, reason in m.Encounter.objects.filter(
+        patient_id__in=ids, period_start__lt=end
+    ).values_list("pk", "patient_id", "code", "display", "period_start", "reason_code"):
         # WHO's antenatal records type the encounter "ANC contact" and give the prenatal visit as its reason.
         prenatal = code in codes.PRENATAL_VISITS or reason in codes.PRENATAL_VISITS
         histories[pid].visits.append(Visit(code, display, _days_ago(at, start), prenatal, pk))
     labels = dict(m.LifestyleKind.choices)
     for pid, kind, value, quantity, unit, recorded in m.LifestyleRecord.objects.filter(
-            patient_id__in=ids, recorded_at__lt=end).values_list("patient_id", "kind", "value", "quantity", "unit", "recorded_at"):
-        histories[pid].habits.append(Habit(kind, labels.get(kind, kind), value, _days_ago(at, recorded), quantity, unit,
-                                           kind in m.PREFERENCE_KINDS))
-    for pid, slug, name, rating, rated_on in m.CareRating.objects.filter(patient_id__in=ids, rated_on__lte=at).values_list(
-            "patient_id", "care_item__slug", "care_item__name", "rating", "rated_on"):
+        patient_id__in=ids, recorded_at__lt=end
+    ).values_list("patient_id", "kind", "value", "quantity", "unit", "recorded_at"):
+        histories[pid].habits.append(
+            Habit(
+                kind, labels.get(kind, kind), value, _days_ago(at, recorded), quantity, unit, kind in m.PREFERENCE_KINDS
+            )
+        )
+    for pid, slug, name, rating, rated_on in m.CareRating.objects.filter(
+        patient_id__in=ids, rated_on__lte=at
+    ).values_list("patient_id", "care_item__slug", "care_item__name", "rating", "rated_on"):
         histories[pid].care.append(CareExperience(slug, name, rating, _days_ago(at, rated_on)))
     return histories
 
@@ -126,11 +200,13 @@ def pregnancy_histories(patient_ids: list[int], at: date, chunk: int = 500) -> d
     end = _end_of(at)
     histories = {pid: PatientHistory(age_years=None) for pid in patient_ids}
     for start in range(0, len(patient_ids), chunk):
-        ids = patient_ids[start:start + chunk]
+        ids = patient_ids[start : start + chunk]
         for pid, code, when, quantity, unit, v_string in (
-                m.Observation.objects.filter(patient_id__in=ids, effective_at__lt=end, code__in=PREGNANCY_DATING_READINGS)
-                .exclude(status__in=("entered-in-error", "cancelled")).order_by("effective_at", "issued_at", "pk")
-                .values_list("patient_id", "code", "effective_at", "value_quantity", "value_unit", "value_string")):
+            m.Observation.objects.filter(patient_id__in=ids, effective_at__lt=end, code__in=PREGNANCY_DATING_READINGS)
+            .exclude(status__in=("entered-in-error", "cancelled"))
+            .order_by("effective_at", "issued_at", "pk")
+            .values_list("patient_id", "code", "effective_at", "value_quantity", "value_unit", "value_string")
+        ):
             h = histories[pid]
             if code == codes.LAST_MENSTRUAL_PERIOD:
                 lmp = _parse_day(v_string) if v_string else None
@@ -138,15 +214,22 @@ def pregnancy_histories(patient_ids: list[int], at: date, chunk: int = 500) -> d
                     h.lmp_days_ago = (at - lmp).days
             else:
                 h.readings.append(Reading(code=code, days_ago=_days_ago(at, when), quantity=quantity, unit=unit))
-        _append_diagnoses(histories, m.Condition.objects.filter(patient_id__in=ids, code__in=PREGNANCY_EPISODE_CONDITIONS),
-                          at, end)
-        for pid, code, display, performed in m.Procedure.objects.filter(
-                patient_id__in=ids, performed_start__lt=end, code__in=codes.PREGNANCY_ENDING_PROCEDURES).exclude(
-                status__in=("entered-in-error", "not-done")).values_list("patient_id", "code", "display", "performed_start"):
+        _append_diagnoses(
+            histories, m.Condition.objects.filter(patient_id__in=ids, code__in=PREGNANCY_EPISODE_CONDITIONS), at, end
+        )
+        for pid, code, display, performed in (
+            m.Procedure.objects.filter(
+                patient_id__in=ids, performed_start__lt=end, code__in=codes.PREGNANCY_ENDING_PROCEDURES
+            )
+            .exclude(status__in=("entered-in-error", "not-done"))
+            .values_list("patient_id", "code", "display", "performed_start")
+        ):
             histories[pid].procedures.append(ProcedureDone(code, display, _days_ago(at, performed)))
         for pk, pid, code, display, when, reason in m.Encounter.objects.filter(
-                Q(code__in=codes.PRENATAL_VISITS | codes.POSTNATAL_VISITS) | Q(reason_code__in=codes.PRENATAL_VISITS),
-                patient_id__in=ids, period_start__lt=end).values_list("pk", "patient_id", "code", "display", "period_start", "reason_code"):
+            Q(code__in=codes.PRENATAL_VISITS | codes.POSTNATAL_VISITS) | Q(reason_code__in=codes.PRENATAL_VISITS),
+            patient_id__in=ids,
+            period_start__lt=end,
+        ).values_list("pk", "patient_id", "code", "display", "period_start", "reason_code"):
             prenatal = code in codes.PRENATAL_VISITS or reason in codes.PRENATAL_VISITS
             histories[pid].visits.append(Visit(code, display, _days_ago(at, when), prenatal, pk))
     return histories
@@ -169,6 +252,13 @@ def patient_identifiers(patient: m.Patient) -> list[str]:
         found += list(address.get("line", [])) + [address.get("city", ""), address.get("postalCode", "")]
     if patient.birth_date:
         b = patient.birth_date
-        found += [b.isoformat(), b.strftime("%d/%m/%Y"), b.strftime("%m/%d/%Y"), b.strftime("%d %B %Y"), b.strftime("%B %d, %Y"),
-                  f"{b.day} {b.strftime('%B %Y')}", f"{b.strftime('%B')} {b.day}, {b.year}"]
+        found += [
+            b.isoformat(),
+            b.strftime("%d/%m/%Y"),
+            b.strftime("%m/%d/%Y"),
+            b.strftime("%d %B %Y"),
+            b.strftime("%B %d, %Y"),
+            f"{b.day} {b.strftime('%B %Y')}",
+            f"{b.strftime('%B')} {b.day}, {b.year}",
+        ]
     return sorted({s.strip() for s in found if s and len(s.strip()) >= 2}, key=len, reverse=True)

@@ -48,8 +48,9 @@ def consultation_date_check(at: date | None) -> date:
         return timezone.now().date()
     latest = latest_consultation()
     if not EARLIEST_CONSULTATION <= at <= latest:
-        raise PromptError(f"The consultation date must be between {EARLIEST_CONSULTATION.isoformat()} and "
-                          f"{latest.isoformat()}.")
+        raise PromptError(
+            f"The consultation date must be between {EARLIEST_CONSULTATION.isoformat()} and {latest.isoformat()}."
+        )
     return at
 
 
@@ -78,27 +79,52 @@ def prompt_template_active() -> PromptTemplate:
 
 def template_spec(template: PromptTemplate) -> TemplateSpec:
     return TemplateSpec(
-        version=template.version, instructions=template.instructions, token_budget=template.token_budget,
-        titles={"instructions": "Instructions", "self": template.self_title, "peer": template.peer_title,
-                "knowledge": template.knowledge_title, "question": template.question_title},
+        version=template.version,
+        instructions=template.instructions,
+        token_budget=template.token_budget,
+        titles={
+            "instructions": "Instructions",
+            "self": template.self_title,
+            "peer": template.peer_title,
+            "knowledge": template.knowledge_title,
+            "question": template.question_title,
+        },
     )
 
 
 def peer_summary_for(patient: pm.Patient) -> tuple[PeerSummary | None, PeerModel | None]:
-    profile = (PeerProfile.objects.filter(patient=patient, peer_model__active=True, peer_model__organisation_id=patient.organisation_id)
-               .select_related("peer_model").first())
+    profile = (
+        PeerProfile.objects.filter(
+            patient=patient, peer_model__active=True, peer_model__organisation_id=patient.organisation_id
+        )
+        .select_related("peer_model")
+        .first()
+    )
     if profile is None:
         return None, None
-    return peer_summary(profile.basis, profile.neighbours, profile.predicted, profile.helped, profile.recommended,
-                        profile.peer_model.version), profile.peer_model
+    return peer_summary(
+        profile.basis,
+        profile.neighbours,
+        profile.predicted,
+        profile.helped,
+        profile.recommended,
+        profile.peer_model.version,
+    ), profile.peer_model
 
 
 def care_item_names() -> dict[str, str]:
     return dict(pm.CareItem.objects.values_list("slug", "name"))
 
 
-def peer_summary(basis: str, neighbours, predicted, helped, recommended, model_version: int | None,
-                 names: dict[str, str] | None = None) -> PeerSummary:
+def peer_summary(
+    basis: str,
+    neighbours,
+    predicted,
+    helped,
+    recommended,
+    model_version: int | None,
+    names: dict[str, str] | None = None,
+) -> PeerSummary:
     """What the prompt says about her peers, with care items by name (`names`: read once by a caller with many)."""
     names = care_item_names() if names is None else names
     return PeerSummary(
@@ -106,14 +132,17 @@ def peer_summary(basis: str, neighbours, predicted, helped, recommended, model_v
         similarities=[float(s) for _, s in neighbours],
         predicted=[(names.get(slug, slug), float(score)) for slug, score in predicted[:3]],
         # Kept by the situation they were written in; the prompt and the page read hers (peer_advice).
-        helped_by_situation=peer_advice.by_situation(helped, lambda h: (names.get(h[0], h[0]), float(h[1]), int(h[2])), 3),
+        helped_by_situation=peer_advice.by_situation(
+            helped, lambda h: (names.get(h[0], h[0]), float(h[1]), int(h[2])), 3
+        ),
         recommended_by_situation=peer_advice.by_situation(recommended, lambda r: (r[0], float(r[1])), 5),
         model_version=model_version,
     )
 
 
-def prompt_build(*, patient: pm.Patient, question: str, at: date | None = None, user=None,
-                 knowledge: list[str] = ()) -> PersonalizedPrompt:
+def prompt_build(
+    *, patient: pm.Patient, question: str, at: date | None = None, user=None, knowledge: list[str] = ()
+) -> PersonalizedPrompt:
     """Build (or find, when the inputs are the same) the personalised prompt, and store it."""
     question = (question or "").strip()
     if not question:
@@ -129,15 +158,31 @@ def prompt_build(*, patient: pm.Patient, question: str, at: date | None = None, 
     existing = PersonalizedPrompt.objects.filter(patient=patient, inputs_hash=fingerprint).first()
     if existing is not None:
         return existing
-    composed = compose(history, question, spec, peer=peer, knowledge=list(knowledge), count_tokens=count_tokens,
-                       identifiers=patient_identifiers(patient))
+    composed = compose(
+        history,
+        question,
+        spec,
+        peer=peer,
+        knowledge=list(knowledge),
+        count_tokens=count_tokens,
+        identifiers=patient_identifiers(patient),
+    )
     try:
         with transaction.atomic():
             return PersonalizedPrompt.objects.create(
-                patient=patient, question=question, consultation_date=at, template=template, template_version=spec.version,
-                peer_model=peer_model, peer_model_version=peer_model.version if peer_model else None,
-                text=composed.text, sections=composed.sections, risk_flags=[f.as_dict() for f in composed.risk_flags],
-                peers=composed.peers, token_count=composed.token_count, inputs_hash=fingerprint,
+                patient=patient,
+                question=question,
+                consultation_date=at,
+                template=template,
+                template_version=spec.version,
+                peer_model=peer_model,
+                peer_model_version=peer_model.version if peer_model else None,
+                text=composed.text,
+                sections=composed.sections,
+                risk_flags=[f.as_dict() for f in composed.risk_flags],
+                peers=composed.peers,
+                token_count=composed.token_count,
+                inputs_hash=fingerprint,
                 created_by=user if user is not None and user.is_authenticated else None,
             )
     except IntegrityError:  # built at the same moment by another request: use that one
@@ -162,8 +207,14 @@ def prompt_prefix(*, patient: pm.Patient, at: date | None = None) -> str:
     at = consultation_date_check(at)
     spec = template_spec(prompt_template_active())
     peer, _ = peer_summary_for(patient)
-    composed = compose(patient_history(patient, at), "?", spec, peer=peer, count_tokens=count_tokens,
-                       identifiers=patient_identifiers(patient))
+    composed = compose(
+        patient_history(patient, at),
+        "?",
+        spec,
+        peer=peer,
+        count_tokens=count_tokens,
+        identifiers=patient_identifiers(patient),
+    )
     return render([s for s in composed.sections if s["source"] not in QUESTION_SECTIONS]) + "\n\n"
 
 
@@ -187,8 +238,12 @@ def peer_model_create(*, organisation: pm.Organisation, user=None, parameters: d
     params = peer_method.PeerParameters(**(parameters or {}))
     with transaction.atomic():
         last = PeerModel.objects.select_for_update().filter(organisation=organisation).order_by("-version").first()
-        return PeerModel.objects.create(organisation=organisation, version=(last.version + 1) if last else 1,
-                                        parameters=params.as_dict(), created_by=user)
+        return PeerModel.objects.create(
+            organisation=organisation,
+            version=(last.version + 1) if last else 1,
+            parameters=params.as_dict(),
+            created_by=user,
+        )
 
 
 def peer_model_queue(*, peer_model: PeerModel):
@@ -219,16 +274,22 @@ def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
         artefact = settings.VAR_DIR / "models" / "peers" / f"{peer_model.organisation.slug}-v{peer_model.version}.pkl"
         artefact.parent.mkdir(parents=True, exist_ok=True)
         with open(artefact, "wb") as handle:
-            pickle.dump({"svd": result.svd, "parameters": result.parameters.as_dict(), "metrics": result.metrics}, handle)
+            pickle.dump(
+                {"svd": result.svd, "parameters": result.parameters.as_dict(), "metrics": result.metrics}, handle
+            )
         profiles = _profiles(peer_model, result, patient_ids)
         with transaction.atomic():
             PeerModel.objects.filter(organisation=peer_model.organisation, active=True).update(active=False)
             finished = job_finish(
-                peer_model, active=True,
-                metrics={**result.metrics, "timings": result.timings}, neighbour_method=result.neighbour_method,
-                cohort_size=result.metrics.get("patients", 0), artefact=str(artefact.relative_to(settings.VAR_DIR)),
+                peer_model,
+                active=True,
+                metrics={**result.metrics, "timings": result.timings},
+                neighbour_method=result.neighbour_method,
+                cohort_size=result.metrics.get("patients", 0),
+                artefact=str(artefact.relative_to(settings.VAR_DIR)),
                 training_seconds=round(time.perf_counter() - started, 2),
-                message=f"Trained on {result.metrics['ratings']} ratings from {result.metrics['patients_with_ratings']} patients")
+                message=f"Trained on {result.metrics['ratings']} ratings from {result.metrics['patients_with_ratings']} patients",
+            )
             if not finished:
                 raise _NoLongerOurs()  # rolls back the models it deactivated
             PeerProfile.objects.filter(peer_model=peer_model).delete()
@@ -248,14 +309,17 @@ def _train(peer_model: PeerModel, progress):
     if not patient_ids:
         raise PromptError("This organisation has no patients to learn from.")
     rows = pm.CareRating.objects.filter(patient__organisation=organisation).values_list(
-        "patient_id", "care_item__slug", "rating", "rated_on")
+        "patient_id", "care_item__slug", "rating", "rated_on"
+    )
     ratings = peer_method.latest_ratings([(pid, slug, float(r), (today - on).days) for pid, slug, r, on in rows])
     if len(ratings) < 10:
         raise PromptError(f"Only {len(ratings)} care ratings: too few to learn from.")
     progress(2, f"Reading clinical features of {len(patient_ids)} patients")
     features = clinical_feature_vectors(pm.Patient.objects.filter(pk__in=patient_ids), today)
     params = peer_method.PeerParameters(**peer_model.parameters)
-    return peer_method.train_peer_model(ratings, features, params, progress=lambda p, m: progress(5 + int(p * 0.85), m)), patient_ids
+    return peer_method.train_peer_model(
+        ratings, features, params, progress=lambda p, m: progress(5 + int(p * 0.85), m)
+    ), patient_ids
 
 
 def clinical_feature_vectors(patients, on: date) -> dict:
@@ -263,10 +327,11 @@ def clinical_feature_vectors(patients, on: date) -> dict:
     patients = list(patients)
     features = {}
     for start in range(0, len(patients), HISTORY_CHUNK):
-        for pid, history in patient_histories(patients[start:start + HISTORY_CHUNK], on).items():
+        for pid, history in patient_histories(patients[start : start + HISTORY_CHUNK], on).items():
             s = summarise(history)
             features[pid] = peer_method.clinical_features(
-                s.age, s.parity, s.pregnancy.weeks, s.bmi.category if s.bmi else None, {f.code for f in s.flags})
+                s.age, s.parity, s.pregnancy.weeks, s.bmi.category if s.bmi else None, {f.code for f in s.flags}
+            )
     return features
 
 
@@ -279,12 +344,16 @@ class NeighbourRecords:
         situations = peer_advice.SituationsAt(pregnancy_histories(list(patient_ids), on), on)
         self.advice: dict[int, list] = defaultdict(list)
         for pid, text, written in pm.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).values_list(
-                "patient_id", "text", "written_at"):
+            "patient_id", "text", "written_at"
+        ):
             self.advice[pid].append((situations(pid, written), key_items(text)))
         self.ratings: dict[int, dict[str, float]] = defaultdict(dict)
         self.rated: dict[int, list] = defaultdict(list)
-        for pid, slug, rating, rated_on in pm.CareRating.objects.filter(patient_id__in=patient_ids).order_by("rated_on").values_list(
-                "patient_id", "care_item__slug", "rating", "rated_on"):
+        for pid, slug, rating, rated_on in (
+            pm.CareRating.objects.filter(patient_id__in=patient_ids)
+            .order_by("rated_on")
+            .values_list("patient_id", "care_item__slug", "rating", "rated_on")
+        ):
             self.ratings[pid][slug] = rating  # the latest wins
             self.rated[pid].append((situations(pid, rated_on), slug, rating))
 
@@ -303,9 +372,15 @@ def _profiles(peer_model: PeerModel, result, patient_ids) -> list[PeerProfile]:
     profiles = []
     for pid, profile in result.profiles.items():
         neighbour_ids = [n for n, _ in profile.neighbours]
-        profiles.append(PeerProfile(
-            peer_model=peer_model, patient_id=pid, basis=profile.basis,
-            neighbours=[[n, s] for n, s in profile.neighbours], predicted=[[slug, s] for slug, s in profile.predicted],
-            recommended=records.recommended(neighbour_ids), helped=records.helped(neighbour_ids),
-        ))
+        profiles.append(
+            PeerProfile(
+                peer_model=peer_model,
+                patient_id=pid,
+                basis=profile.basis,
+                neighbours=[[n, s] for n, s in profile.neighbours],
+                predicted=[[slug, s] for slug, s in profile.predicted],
+                recommended=records.recommended(neighbour_ids),
+                helped=records.helped(neighbour_ids),
+            )
+        )
     return profiles

@@ -45,7 +45,10 @@ def sweep_stuck_jobs(*, now=None) -> dict[str, int]:
     for kind, jobs, seconds in _jobs_and_limits(settings.PMLM_JOB_LIMITS_SECONDS):
         since = now - timedelta(seconds=seconds)
         stuck = jobs.filter(status__in=UNFINISHED, created_at__lt=since).filter(
-            Q(started_at__isnull=True) | Q(started_at__lt=since))
+            Q(started_at__isnull=True) | Q(started_at__lt=since)
+        )
         reason = _reason(seconds)
-        swept[kind] = swept.get(kind, 0) + stuck.update(status=JobStatus.FAILED, error=reason, message=reason, finished_at=now)
+        swept[kind] = swept.get(kind, 0) + stuck.update(
+            status=JobStatus.FAILED, error=reason, message=reason, finished_at=now
+        )
     return swept

@@ -33,7 +33,11 @@ def prefill_guidance_task(patient_id: int) -> int:
     patient = Patient.objects.filter(pk=patient_id).first()
     try:
         return guidance_prefill(patient=patient) if patient is not None else 0
-    except (GuidanceError, PromptError, LLMError):  # no default endpoint or template, a prompt too long: nothing to reuse
+    except (
+        GuidanceError,
+        PromptError,
+        LLMError,
+    ):  # no default endpoint or template, a prompt too long: nothing to reuse
         return 0
 
 

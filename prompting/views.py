@@ -13,21 +13,34 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.models import AuditAction
 from audit.services import audit_record
 from patients import selectors as patient_selectors
+from patients.models import ImportJob
 from pmlm_site.textdiff import diff_html
 from prompting.forms import ABForm, GuidanceForm, PromptForm, RatingForm
 from prompting.guidance import GuidanceError, guidance_request_create
-from patients.models import ImportJob
 from prompting.models import (
-    RATING_SCALES, ABComparison, ABJudgement, ClinicianRating, ComparisonRun, EvaluationRun, GuidanceRequest, LLMEndpoint,
-    PeerModel, RefinementRun,
+    RATING_SCALES,
+    ABComparison,
+    ABJudgement,
+    ClinicianRating,
+    ComparisonRun,
+    EvaluationRun,
+    GuidanceRequest,
+    LLMEndpoint,
+    PeerModel,
+    RefinementRun,
 )
 from prompting.pmlm.safety import NOTICE
 from prompting.ratings import RatingError, ab_comparison_create, ab_judge, ab_summary, guidance_rate
 from prompting.refinement import promoted_run
 from prompting.services import PromptError, prompt_request
 
-SCALE_LABELS = {"accuracy": "Accuracy", "completeness": "Completeness", "personalisation": "Personalisation",
-                "safety": "Safety", "clarity": "Clarity"}
+SCALE_LABELS = {
+    "accuracy": "Accuracy",
+    "completeness": "Completeness",
+    "personalisation": "Personalisation",
+    "safety": "Safety",
+    "clarity": "Clarity",
+}
 
 
 def fragment(request, template: str, context: dict, status: int = 200):
@@ -43,21 +56,34 @@ def _patient_for(request, pk: int):
 
 
 def _guidance_for(patient, guidance_id: int) -> GuidanceRequest:
-    return patient_selectors.get_or_404_audited(GuidanceRequest.objects.select_related("endpoint", "prompt", "refined_prompt"),
-                                                object_id=guidance_id, anywhere={"pk": guidance_id}, pk=guidance_id, patient=patient)
+    return patient_selectors.get_or_404_audited(
+        GuidanceRequest.objects.select_related("endpoint", "prompt", "refined_prompt"),
+        object_id=guidance_id,
+        anywhere={"pk": guidance_id},
+        pk=guidance_id,
+        patient=patient,
+    )
 
 
 def _form_errors(form) -> str:
-    return "; ".join(f"{form.fields[name].label or name}: {' '.join(errors)}" if name in form.fields else " ".join(errors)
-                     for name, errors in form.errors.items())
+    return "; ".join(
+        f"{form.fields[name].label or name}: {' '.join(errors)}" if name in form.fields else " ".join(errors)
+        for name, errors in form.errors.items()
+    )
 
 
 def guidance_context(request, patient, guidance, *, blind: bool = False, label: str = "", **extra) -> dict:
     rating = ClinicianRating.objects.filter(guidance=guidance, rater=request.user).first() if guidance else None
     return {
-        "patient": patient, "guidance": guidance, "notice": NOTICE, "blind": blind, "label": label, "rating": rating,
+        "patient": patient,
+        "guidance": guidance,
+        "notice": NOTICE,
+        "blind": blind,
+        "label": label,
+        "rating": rating,
         "rating_scales": [(s, SCALE_LABELS[s], getattr(rating, s) if rating else None) for s in RATING_SCALES],
-        "endpoints": LLMEndpoint.objects.filter(active=True), **extra,
+        "endpoints": LLMEndpoint.objects.filter(active=True),
+        **extra,
     }
 
 
@@ -66,8 +92,15 @@ def prompt_panel_context(patient, guidance) -> dict:
     finished = guidance.is_finished
     refinement_expected = guidance.use_refinement and promoted_run(patient.organisation_id) is not None
     pending = not finished and (prompt is None or (refinement_expected and not guidance.refinement))
-    return {"patient": patient, "guidance": guidance, "prompt": prompt, "refined": refined, "sent": guidance.prompt_sent,
-            "pending": pending, "diff": diff_html(prompt.text, refined.text) if prompt and refined else ""}
+    return {
+        "patient": patient,
+        "guidance": guidance,
+        "prompt": prompt,
+        "refined": refined,
+        "sent": guidance.prompt_sent,
+        "pending": pending,
+        "diff": diff_html(prompt.text, refined.text) if prompt and refined else "",
+    }
 
 
 @require_POST
@@ -79,8 +112,9 @@ def prompt_panel(request, pk: int):
     context = {"patient": patient, "form": form}
     if form.is_valid():
         try:
-            context["prompt"] = prompt_request(patient=patient, question=form.cleaned_data["question"],
-                                               at=form.cleaned_data["at"], user=request.user)
+            context["prompt"] = prompt_request(
+                patient=patient, question=form.cleaned_data["question"], at=form.cleaned_data["at"], user=request.user
+            )
         except PromptError as exc:
             context["error"] = str(exc)
     else:
@@ -95,15 +129,25 @@ def guidance_create(request, pk: int):
     patient = _patient_for(request, pk)
     form = GuidanceForm(request.POST)
     if not form.is_valid():
-        return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form)))
+        return fragment(
+            request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form))
+        )
     try:
-        guidance = guidance_request_create(patient=patient, question=form.cleaned_data["question"], at=form.cleaned_data["at"],
-                                           endpoint=form.cleaned_data["endpoint"], use_retrieval=form.cleaned_data["use_retrieval"],
-                                           user=request.user)
+        guidance = guidance_request_create(
+            patient=patient,
+            question=form.cleaned_data["question"],
+            at=form.cleaned_data["at"],
+            endpoint=form.cleaned_data["endpoint"],
+            use_retrieval=form.cleaned_data["use_retrieval"],
+            user=request.user,
+        )
     except (GuidanceError, PromptError) as exc:
         return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=str(exc)))
-    return fragment(request, "prompting/_workspace.html",
-                     {**guidance_context(request, patient, guidance), **prompt_panel_context(patient, guidance)})
+    return fragment(
+        request,
+        "prompting/_workspace.html",
+        {**guidance_context(request, patient, guidance), **prompt_panel_context(patient, guidance)},
+    )
 
 
 @require_GET
@@ -120,7 +164,9 @@ def guidance_detail(request, pk: int, guidance_id: int):
 @login_required
 def guidance_prompt(request, pk: int, guidance_id: int):
     patient = _patient_for(request, pk)
-    return fragment(request, "prompting/_prompt_panel.html", prompt_panel_context(patient, _guidance_for(patient, guidance_id)))
+    return fragment(
+        request, "prompting/_prompt_panel.html", prompt_panel_context(patient, _guidance_for(patient, guidance_id))
+    )
 
 
 @require_POST
@@ -135,8 +181,13 @@ def guidance_rate_view(request, pk: int, guidance_id: int):
     else:
         data = form.cleaned_data
         try:
-            guidance_rate(guidance=guidance, rater=request.user, scores={s: data[s] for s in RATING_SCALES},
-                          would_follow=data["would_follow"], comment=data["comment"])
+            guidance_rate(
+                guidance=guidance,
+                rater=request.user,
+                scores={s: data[s] for s in RATING_SCALES},
+                would_follow=data["would_follow"],
+                comment=data["comment"],
+            )
             extra["rating_saved"] = True
         except RatingError as exc:
             extra["rating_error"] = str(exc)
@@ -151,9 +202,14 @@ def _ab_context(request, comparison: ABComparison) -> dict:
     judgement = ABJudgement.objects.filter(comparison=comparison, rater=request.user).first()
     revealed = judgement is not None
     return {
-        "comparison": comparison, "patient": comparison.patient, "judgement": judgement, "revealed": revealed,
-        "sides": [guidance_context(request, comparison.patient, g, blind=not revealed, label=label)
-                  for label, g in (("A", comparison.guidance_a), ("B", comparison.guidance_b))],
+        "comparison": comparison,
+        "patient": comparison.patient,
+        "judgement": judgement,
+        "revealed": revealed,
+        "sides": [
+            guidance_context(request, comparison.patient, g, blind=not revealed, label=label)
+            for label, g in (("A", comparison.guidance_a), ("B", comparison.guidance_b))
+        ],
         "both_done": comparison.guidance_a.is_done and comparison.guidance_b.is_done,
         "choices": ABJudgement.Choice.choices,
     }
@@ -165,19 +221,30 @@ def ab_create(request, pk: int):
     patient = _patient_for(request, pk)
     form = ABForm(request.POST, patient=patient)
     if not form.is_valid():
-        return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form)))
+        return fragment(
+            request, "prompting/_guidance.html", guidance_context(request, patient, None, error=_form_errors(form))
+        )
     try:
-        comparison = ab_comparison_create(patient=patient, question=form.cleaned_data["question"], kind=form.cleaned_data["kind"],
-                                          at=form.cleaned_data["at"], user=request.user)
+        comparison = ab_comparison_create(
+            patient=patient,
+            question=form.cleaned_data["question"],
+            kind=form.cleaned_data["kind"],
+            at=form.cleaned_data["at"],
+            user=request.user,
+        )
     except (RatingError, GuidanceError, PromptError) as exc:
         return fragment(request, "prompting/_guidance.html", guidance_context(request, patient, None, error=str(exc)))
     return fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
 
 
 def _comparison_for(patient, comparison_id: int) -> ABComparison:
-    return patient_selectors.get_or_404_audited(ABComparison.objects.select_related("guidance_a", "guidance_b", "patient"),
-                                                object_id=comparison_id, anywhere={"pk": comparison_id}, pk=comparison_id,
-                                                patient=patient)
+    return patient_selectors.get_or_404_audited(
+        ABComparison.objects.select_related("guidance_a", "guidance_b", "patient"),
+        object_id=comparison_id,
+        anywhere={"pk": comparison_id},
+        pk=comparison_id,
+        patient=patient,
+    )
 
 
 @require_GET
@@ -193,8 +260,12 @@ def ab_pick(request, pk: int, comparison_id: int):
     comparison = _comparison_for(_patient_for(request, pk), comparison_id)
     context = _ab_context(request, comparison)
     try:
-        ab_judge(comparison=comparison, rater=request.user, choice=request.POST.get("choice", ""),
-                 comment=request.POST.get("comment", "").replace("\x00", ""))
+        ab_judge(
+            comparison=comparison,
+            rater=request.user,
+            choice=request.POST.get("choice", ""),
+            comment=request.POST.get("comment", "").replace("\x00", ""),
+        )
     except RatingError as exc:
         return fragment(request, "prompting/_ab.html", {**context, "pick_error": str(exc)}, status=400)
     return fragment(request, "prompting/_ab.html", _ab_context(request, comparison))
@@ -213,8 +284,13 @@ def ab_summary_page(request):
 def _jobs(organisation, *, curator: bool) -> list[dict]:
     """Every long job of the organisation, newest first: what it is, its status, progress and reason."""
     rows = []
-    for model, name in ((PeerModel, "Peer model training"), (RefinementRun, "Prompt refinement (RL)"),
-                        (EvaluationRun, "Evaluation"), (ComparisonRun, "LLM comparison"), (ImportJob, "FHIR import")):
+    for model, name in (
+        (PeerModel, "Peer model training"),
+        (RefinementRun, "Prompt refinement (RL)"),
+        (EvaluationRun, "Evaluation"),
+        (ComparisonRun, "LLM comparison"),
+        (ImportJob, "FHIR import"),
+    ):
         for job in model.objects.filter(organisation=organisation).order_by("-created_at")[:10]:
             link = ""
             if model is RefinementRun and curator:

@@ -1,6 +1,6 @@
 """Sign in as the demo clinician and screenshot the main pages with Debian's headless Chromium.
 
-    .venv/bin/python scripts/screenshots.py --base http://127.0.0.1:8000 --password PASSWORD [--out screenshots]
+.venv/bin/python scripts/screenshots.py --base http://127.0.0.1:8000 --password PASSWORD [--out screenshots]
 """
 
 import argparse
@@ -9,8 +9,15 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORTS = {"desktop": (1366, 768), "phone": (390, 844)}
 
 
@@ -33,7 +40,9 @@ def main():
     parser.add_argument("--out", default="screenshots")
     parser.add_argument("--patient-query", default="", help="Search text that finds the patient to open.")
     parser.add_argument("--refinement", action="store_true", help="Also the refinement pages (sign in as a curator).")
-    parser.add_argument("--evaluations", action="store_true", help="Also the evaluation list and the latest evaluation.")
+    parser.add_argument(
+        "--evaluations", action="store_true", help="Also the evaluation list and the latest evaluation."
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
@@ -55,9 +64,13 @@ def main():
             page.wait_for_load_state()
             page.screenshot(path=out / f"{name}-patient.png", full_page=True)
             if args.refinement:
-                list_and_latest(page, f"{args.base}/refinement/", out / f"{name}-refinement.png", out / f"{name}-refinement-run.png")
+                list_and_latest(
+                    page, f"{args.base}/refinement/", out / f"{name}-refinement.png", out / f"{name}-refinement-run.png"
+                )
             if args.evaluations:
-                list_and_latest(page, f"{args.base}/evaluations/", out / f"{name}-evaluations.png", out / f"{name}-evaluation.png")
+                list_and_latest(
+                    page, f"{args.base}/evaluations/", out / f"{name}-evaluations.png", out / f"{name}-evaluation.png"
+                )
             page.close()
         browser.close()
     print(f"Screenshots in {out}/")

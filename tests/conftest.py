@@ -80,8 +80,7 @@ def imported_patient(organisation):
 
 @pytest.fixture
 def foreign_patient(other_organisation):
-    result = patient_import_bundle(organisation=other_organisation,
-                                   bundle=fb.small_bundle("pat-south"), source="test")
+    result = patient_import_bundle(organisation=other_organisation, bundle=fb.small_bundle("pat-south"), source="test")
     assert result.ok, result.error
     return other_organisation.patients.get(external_id="pat-south")
 
@@ -101,6 +100,7 @@ def client_for(client):
     def login(user):
         client.force_login(user)
         return client
+
     return login
 
 
@@ -118,8 +118,18 @@ def tiny_checkpoint(tmp_path_factory):
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
         if (tokenizer_dir / name).exists():
             shutil.copy(tokenizer_dir / name, path / name)
-    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=1, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     LlamaForCausalLM(config).save_pretrained(path)
     return path
 
@@ -135,14 +145,18 @@ def cohort(organisation):
     for n in range(4):
         pid = f"r-{n}"
         raised = n % 2 == 1
-        bundle = fb.bundle(fb.patient(pid, family=f"Testfamily{n}", given=(f"Testgiven{n}",)), fb.encounter(f"{pid}-e", pid),
-                           fb.bp_panel(f"{pid}-bp", pid, f"{pid}-e", systolic=152 if raised else 118, diastolic=98 if raised else 74),
-                           fb.condition(f"{pid}-c", pid))
+        bundle = fb.bundle(
+            fb.patient(pid, family=f"Testfamily{n}", given=(f"Testgiven{n}",)),
+            fb.encounter(f"{pid}-e", pid),
+            fb.bp_panel(f"{pid}-bp", pid, f"{pid}-e", systolic=152 if raised else 118, diastolic=98 if raised else 74),
+            fb.condition(f"{pid}-c", pid),
+        )
         assert patient_import_bundle(organisation=organisation, bundle=bundle, source="test").ok
         patient = organisation.patients.get(external_id=pid)
         encounter = pm.Encounter.objects.get(patient=patient)
-        pm.PhysicianRecommendation.objects.create(patient=patient, encounter=encounter, text=RAISED if raised else NORMAL,
-                                                  written_at=encounter.period_start)
+        pm.PhysicianRecommendation.objects.create(
+            patient=patient, encounter=encounter, text=RAISED if raised else NORMAL, written_at=encounter.period_start
+        )
         patients.append(patient)
     return patients
 
@@ -152,8 +166,13 @@ def tiny_policy(settings, tiny_checkpoint, db):
     """The tiny model as the policy's starting point and as the target LLM (both real transformers code)."""
     settings.PMLM_REFINER_BASE_CHECKPOINT = str(tiny_checkpoint)
     LLMEndpoint.objects.update(is_default=False)
-    return LLMEndpoint.objects.create(name="tiny-target", kind="transformers", is_default=True, max_tokens=8,
-                                      settings={"checkpoint": str(tiny_checkpoint), "device": "cpu"})
+    return LLMEndpoint.objects.create(
+        name="tiny-target",
+        kind="transformers",
+        is_default=True,
+        max_tokens=8,
+        settings={"checkpoint": str(tiny_checkpoint), "device": "cpu"},
+    )
 
 
 @pytest.fixture
@@ -180,6 +199,10 @@ def api(client):
         if token:
             extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
         data = json.dumps(body) if body is not None and not isinstance(body, (str, bytes)) else body
-        return getattr(client, method)(path, data=data, content_type=content_type, **extra) if data is not None else \
-            getattr(client, method)(path, **extra)
+        return (
+            getattr(client, method)(path, data=data, content_type=content_type, **extra)
+            if data is not None
+            else getattr(client, method)(path, **extra)
+        )
+
     return call

@@ -16,13 +16,17 @@ def patient(pid="pat-1", family="Rivera", given=("Ana", "Lucia")):
         "gender": "female",
         "birthDate": "1992-03-14",
         "address": [{"line": ["1 Clinic Road"], "city": "Springfield", "postalCode": "01234", "country": "US"}],
-        "communication": [{"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "es", "display": "Spanish"}]}}],
+        "communication": [
+            {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "es", "display": "Spanish"}]}}
+        ],
     }
 
 
 def encounter(eid="enc-1", pid="pat-1", start="2025-05-01T09:00:00Z", code="424619006", display="Prenatal visit"):
     return {
-        "resourceType": "Encounter", "id": eid, "status": "finished",
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": "finished",
         "class": {"code": "AMB"},
         "type": [{"coding": [{"system": SNOMED, "code": code, "display": display}]}],
         "subject": {"reference": f"urn:uuid:{pid}"},
@@ -30,9 +34,13 @@ def encounter(eid="enc-1", pid="pat-1", start="2025-05-01T09:00:00Z", code="4246
     }
 
 
-def observation(oid="obs-1", pid="pat-1", eid="enc-1", code="29463-7", value=None, when="2025-05-01T09:00:00Z", **extra):
+def observation(
+    oid="obs-1", pid="pat-1", eid="enc-1", code="29463-7", value=None, when="2025-05-01T09:00:00Z", **extra
+):
     resource = {
-        "resourceType": "Observation", "id": oid, "status": "final",
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
         "category": [{"coding": [{"code": "vital-signs"}]}],
         "code": {"coding": [{"system": LOINC, "code": code, "display": "Body weight"}]},
         "subject": {"reference": f"urn:uuid:{pid}"},
@@ -47,17 +55,30 @@ def observation(oid="obs-1", pid="pat-1", eid="enc-1", code="29463-7", value=Non
 
 
 def bp_panel(oid="bp-1", pid="pat-1", eid="enc-1", systolic=128, diastolic=82):
-    return observation(oid, pid, eid, code="85354-9", component=[
-        {"code": {"coding": [{"system": LOINC, "code": "8480-6", "display": "Systolic"}]},
-         "valueQuantity": {"value": systolic, "unit": "mm[Hg]"}},
-        {"code": {"coding": [{"system": LOINC, "code": "8462-4", "display": "Diastolic"}]},
-         "valueQuantity": {"value": diastolic, "unit": "mm[Hg]"}},
-    ])
+    return observation(
+        oid,
+        pid,
+        eid,
+        code="85354-9",
+        component=[
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8480-6", "display": "Systolic"}]},
+                "valueQuantity": {"value": systolic, "unit": "mm[Hg]"},
+            },
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8462-4", "display": "Diastolic"}]},
+                "valueQuantity": {"value": diastolic, "unit": "mm[Hg]"},
+            },
+        ],
+    )
 
 
-def condition(cid="cond-1", pid="pat-1", code="72892002", display="Normal pregnancy", onset="2025-03-01T00:00:00Z", abatement=None):
+def condition(
+    cid="cond-1", pid="pat-1", code="72892002", display="Normal pregnancy", onset="2025-03-01T00:00:00Z", abatement=None
+):
     resource = {
-        "resourceType": "Condition", "id": cid,
+        "resourceType": "Condition",
+        "id": cid,
         "clinicalStatus": {"coding": [{"code": "active"}]},
         "verificationStatus": {"coding": [{"code": "confirmed"}]},
         "code": {"coding": [{"system": SNOMED, "code": code, "display": display}]},
@@ -71,7 +92,8 @@ def condition(cid="cond-1", pid="pat-1", code="72892002", display="Normal pregna
 
 def bundle(*resources):
     return {
-        "resourceType": "Bundle", "type": "transaction",
+        "resourceType": "Bundle",
+        "type": "transaction",
         "entry": [
             {"fullUrl": f"urn:uuid:{r['id']}", "resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
             for r in resources
@@ -86,8 +108,17 @@ def small_bundle(pid="pat-1"):
         encounter(f"{pid}-enc", pid),
         observation(f"{pid}-weight", pid, f"{pid}-enc", value={"valueQuantity": {"value": 71.5, "unit": "kg"}}),
         bp_panel(f"{pid}-bp", pid, f"{pid}-enc"),
-        observation(f"{pid}-smoke", pid, f"{pid}-enc", code="72166-2",
-                    value={"valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "266919005", "display": "Never\u200b smoked"}]}}),
+        observation(
+            f"{pid}-smoke",
+            pid,
+            f"{pid}-enc",
+            code="72166-2",
+            value={
+                "valueCodeableConcept": {
+                    "coding": [{"system": SNOMED, "code": "266919005", "display": "Never\u200b smoked"}]
+                }
+            },
+        ),
         condition(f"{pid}-preg", pid),
         {"resourceType": "Organization", "id": "org-1", "name": "Somewhere"},
     )

@@ -31,19 +31,41 @@ def finished_run(organisation, tiny_checkpoint, **fields) -> RefinementRun:
     """A finished run of this menu whose checkpoint (the tiny model) lies under the var directory, as a real run's does."""
     checkpoint = Path("models") / "refiner" / f"test-{organisation.slug}-{RefinementRun.objects.count() + 1}"
     shutil.copytree(tiny_checkpoint, settings.VAR_DIR / checkpoint, dirs_exist_ok=True)
-    defaults = dict(version=RefinementRun.objects.filter(organisation=organisation).count() + 1, status=pm.JobStatus.DONE,
-                    progress=100, step=2, checkpoint=str(checkpoint), reward_initial=0.21, reward_refined=0.24,
-                    accepted_share=0.5, target_calls=24,
-                    config={"steps": 2, "num_generations": 2, "max_completion_tokens": 3, "target_endpoint": "tiny-target",
-                            "device": "cpu", "menu": MENU_VERSION},
-                    report={"menu": MENU_VERSION, "target_calls": 24,
-                            "best_fixed": {"code": BEST_FIXED, "label": edit_named(BEST_FIXED).label, "mean_reward": 0.23,
-                                           "initial_mean_reward": 0.21}},
-                    curve=[{"step": 1, "reward_mean": 0.18, "reward_std": 0.02, "accepted_share": 0.5, "seconds": 1.0},
-                           {"step": 2, "reward_mean": 0.23, "reward_std": 0.03, "accepted_share": 1.0, "seconds": 1.1}])
+    defaults = dict(
+        version=RefinementRun.objects.filter(organisation=organisation).count() + 1,
+        status=pm.JobStatus.DONE,
+        progress=100,
+        step=2,
+        checkpoint=str(checkpoint),
+        reward_initial=0.21,
+        reward_refined=0.24,
+        accepted_share=0.5,
+        target_calls=24,
+        config={
+            "steps": 2,
+            "num_generations": 2,
+            "max_completion_tokens": 3,
+            "target_endpoint": "tiny-target",
+            "device": "cpu",
+            "menu": MENU_VERSION,
+        },
+        report={
+            "menu": MENU_VERSION,
+            "target_calls": 24,
+            "best_fixed": {
+                "code": BEST_FIXED,
+                "label": edit_named(BEST_FIXED).label,
+                "mean_reward": 0.23,
+                "initial_mean_reward": 0.21,
+            },
+        },
+        curve=[
+            {"step": 1, "reward_mean": 0.18, "reward_std": 0.02, "accepted_share": 0.5, "seconds": 1.0},
+            {"step": 2, "reward_mean": 0.23, "reward_std": 0.03, "accepted_share": 1.0, "seconds": 1.1},
+        ],
+    )
     defaults.update(fields)
     return RefinementRun.objects.create(organisation=organisation, **defaults)
-
 
 
 def database_url() -> str:
@@ -68,13 +90,39 @@ def running_worker(prefix: str = "", *, lanes: tuple[str, ...] = LANES, pool: st
     meanwhile go to that prefix's lanes."""
     prefix = prefix or f"test-{uuid.uuid4().hex[:8]}"
     route_tasks_to(prefix)
-    env = dict(os.environ, DATABASE_URL=database_url(), PMLM_CELERY_QUEUE=prefix, CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-               PMLM_VAR_DIR=str(settings.VAR_DIR), DJANGO_DEBUG="1", DATABASE_CONN_MAX_AGE="0", **extra_env)
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        PMLM_CELERY_QUEUE=prefix,
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        PMLM_VAR_DIR=str(settings.VAR_DIR),
+        DJANGO_DEBUG="1",
+        DATABASE_CONN_MAX_AGE="0",
+        **extra_env,
+    )
     queues = ",".join(queue_name(prefix, lane) for lane in lanes)
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "pmlm_site", "worker", f"--pool={pool}", "--concurrency=1", "--loglevel=INFO",
-         "-Q", queues, "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "pmlm_site",
+            "worker",
+            f"--pool={pool}",
+            "--concurrency=1",
+            "--loglevel=INFO",
+            "-Q",
+            queues,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         yield process
@@ -92,9 +140,17 @@ FHIR = "application/fhir+json"
 
 def is_error(response, status):
     body = response.json()
-    return response.status_code == status and set(body["error"]) >= {"status", "code", "message"} and body["error"]["status"] == status
+    return (
+        response.status_code == status
+        and set(body["error"]) >= {"status", "code", "message"}
+        and body["error"]["status"] == status
+    )
 
 
 def hypertensive_bundle(pid="p-bp"):
-    return fb.bundle(fb.patient(pid, family="Okonkwo-Test", given=("Adaeze",)), fb.encounter(f"{pid}-e", pid),
-                     fb.bp_panel(f"{pid}-bp", pid, f"{pid}-e", systolic=152, diastolic=98), fb.condition(f"{pid}-c", pid))
+    return fb.bundle(
+        fb.patient(pid, family="Okonkwo-Test", given=("Adaeze",)),
+        fb.encounter(f"{pid}-e", pid),
+        fb.bp_panel(f"{pid}-bp", pid, f"{pid}-e", systolic=152, diastolic=98),
+        fb.condition(f"{pid}-c", pid),
+    )

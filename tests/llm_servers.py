@@ -21,8 +21,13 @@ def free_port() -> int:
 
 
 def completion(text: str, model: str = "fake-model", usage: bool = True) -> dict:
-    body = {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+    }
     if usage:
         body["usage"] = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     return body
@@ -88,10 +93,20 @@ class ScriptedServer:
                     words = reply[1].split(" ")
                     for n, word in enumerate(words):
                         token = word + (" " if n < len(words) - 1 else "")
-                        event = {"model": "fake-stream", "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}]}
+                        event = {
+                            "model": "fake-stream",
+                            "choices": [{"index": 0, "delta": {"content": token}, "finish_reason": None}],
+                        }
                         self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                    final = {"model": "fake-stream", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                             "usage": {"prompt_tokens": 5, "completion_tokens": len(reply[1].split()), "total_tokens": 5 + len(reply[1].split())}}
+                    final = {
+                        "model": "fake-stream",
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        "usage": {
+                            "prompt_tokens": 5,
+                            "completion_tokens": len(reply[1].split()),
+                            "total_tokens": 5 + len(reply[1].split()),
+                        },
+                    }
                     self.wfile.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
 
             def _drip(self, every: float, *, streamed: bool, in_headers: bool):
@@ -144,9 +159,25 @@ class LlamaServer:
         # Its model-loading log is long: a file, not a pipe nobody reads, or the server blocks on it.
         self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1", "--port", str(self.port),
-             "--n_ctx", "2048", "--model_alias", "smollm2"],
-            stdout=self.log, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                model_path,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--n_ctx",
+                "2048",
+                "--model_alias",
+                "smollm2",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     @property
     def base_url(self) -> str:

@@ -39,8 +39,9 @@ def test_csv_export_includes_only_selected_rows_and_defuses_formulas(curator_cli
     obs = m.Observation.objects.get(fhir_id="pat-1-weight")
     obs.display = "=HYPERLINK(1)"
     obs.save()
-    response = curator_client.post(reverse("admin:patients_observation_changelist"),
-                                   {"action": "export_csv", "_selected_action": [obs.pk]})
+    response = curator_client.post(
+        reverse("admin:patients_observation_changelist"), {"action": "export_csv", "_selected_action": [obs.pk]}
+    )
     body = b"".join(response.streaming_content).decode()
     assert response["Content-Type"].startswith("text/csv")
     assert body.splitlines()[0].startswith("id,")
@@ -48,20 +49,40 @@ def test_csv_export_includes_only_selected_rows_and_defuses_formulas(curator_cli
 
 
 def test_every_model_of_the_record_has_an_admin_page(curator_client, imported_patient):
-    for model in [m.Organisation, m.Membership, m.Patient, m.Encounter, m.Observation, m.Condition, m.MedicationRequest,
-                  m.MedicationStatement, m.AllergyIntolerance, m.Procedure, m.Immunization, m.CarePlan,
-                  m.LifestyleRecord, m.CareItem, m.CareRating, m.PhysicianRecommendation, m.BundleImport, m.ImportJob]:
+    for model in [
+        m.Organisation,
+        m.Membership,
+        m.Patient,
+        m.Encounter,
+        m.Observation,
+        m.Condition,
+        m.MedicationRequest,
+        m.MedicationStatement,
+        m.AllergyIntolerance,
+        m.Procedure,
+        m.Immunization,
+        m.CarePlan,
+        m.LifestyleRecord,
+        m.CareItem,
+        m.CareRating,
+        m.PhysicianRecommendation,
+        m.BundleImport,
+        m.ImportJob,
+    ]:
         url = reverse(f"admin:patients_{model._meta.model_name}_changelist")
         assert curator_client.get(url).status_code == 200, url
 
 
-def test_uploading_a_bundle_queues_an_import_job(curator_client, organisation, django_capture_on_commit_callbacks, monkeypatch):
+def test_uploading_a_bundle_queues_an_import_job(
+    curator_client, organisation, django_capture_on_commit_callbacks, monkeypatch
+):
     queued = []
     monkeypatch.setattr("patients.tasks.run_import_job.delay", lambda job_id: queued.append(job_id))
     upload = SimpleUploadedFile("bundle.json", __import__("json").dumps(fb.small_bundle()).encode(), "application/json")
     with django_capture_on_commit_callbacks(execute=True):
-        response = curator_client.post(reverse("admin:patients_importjob_add"),
-                                       {"organisation": organisation.pk, "upload": upload})
+        response = curator_client.post(
+            reverse("admin:patients_importjob_add"), {"organisation": organisation.pk, "upload": upload}
+        )
     assert response.status_code == 302
     job = m.ImportJob.objects.get()
     assert queued == [job.pk] and job.status == m.JobStatus.QUEUED

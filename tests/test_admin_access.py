@@ -43,25 +43,34 @@ def north_rows(organisation, clinician, curator):
     peer_model = pr.PeerModel.objects.create(organisation=organisation, version=1, status=m.JobStatus.DONE)
     token, _ = token_issue(username=clinician.username, name="north")
     rows = {
-        m.LifestyleRecord: m.LifestyleRecord.objects.create(patient=patient, kind="tobacco", recorded_at=timezone.now(),
-                                                            value="never"),
+        m.LifestyleRecord: m.LifestyleRecord.objects.create(
+            patient=patient, kind="tobacco", recorded_at=timezone.now(), value="never"
+        ),
         m.CareItem: item,
-        m.MedicationStatement: m.MedicationStatement.objects.create(organisation=organisation, patient=patient, fhir_id="ms-1",
-                                                                    status="active", display="Ferrous sulfate"),
-        m.AllergyIntolerance: m.AllergyIntolerance.objects.create(organisation=organisation, patient=patient, fhir_id="al-1",
-                                                                  display="Penicillin"),
-        m.CareRating: m.CareRating.objects.create(patient=patient, care_item=item, rating=4, rated_on=timezone.now().date()),
+        m.MedicationStatement: m.MedicationStatement.objects.create(
+            organisation=organisation, patient=patient, fhir_id="ms-1", status="active", display="Ferrous sulfate"
+        ),
+        m.AllergyIntolerance: m.AllergyIntolerance.objects.create(
+            organisation=organisation, patient=patient, fhir_id="al-1", display="Penicillin"
+        ),
+        m.CareRating: m.CareRating.objects.create(
+            patient=patient, care_item=item, rating=4, rated_on=timezone.now().date()
+        ),
         m.PhysicianRecommendation: m.PhysicianRecommendation.objects.create(
-            patient=patient, encounter=encounter, text="Repeat BP in a week.", written_at=encounter.period_start),
+            patient=patient, encounter=encounter, text="Repeat BP in a week.", written_at=encounter.period_start
+        ),
         m.ImportJob: m.ImportJob.objects.create(organisation=organisation, upload="imports/north-clinic/x.json"),
         pr.PersonalizedPrompt: prompt,
         pr.GuidanceRequest: guidance,
         pr.PeerModel: peer_model,
         pr.PeerProfile: pr.PeerProfile.objects.create(peer_model=peer_model, patient=patient, basis="ratings"),
         pr.ComparisonRun: pr.ComparisonRun.objects.create(organisation=organisation),
-        pr.RefinementRun: pr.RefinementRun.objects.create(organisation=organisation, version=1, status=m.JobStatus.RUNNING),
-        pr.ClinicianRating: pr.ClinicianRating.objects.create(guidance=guidance, rater=clinician, accuracy=3, completeness=3,
-                                                              personalisation=3, safety=3, clarity=3),
+        pr.RefinementRun: pr.RefinementRun.objects.create(
+            organisation=organisation, version=1, status=m.JobStatus.RUNNING
+        ),
+        pr.ClinicianRating: pr.ClinicianRating.objects.create(
+            guidance=guidance, rater=clinician, accuracy=3, completeness=3, personalisation=3, safety=3, clarity=3
+        ),
         pr.EvaluationRun: pr.EvaluationRun.objects.create(organisation=organisation, status=m.JobStatus.RUNNING),
         pr.KnowledgeDocument: pr.KnowledgeDocument.objects.create(title="WHO: blood pressure", text="Measure BP."),
         ApiToken: token,
@@ -72,7 +81,11 @@ def north_rows(organisation, clinician, curator):
             found = _north(model, organisation)
             if found is not None:
                 rows[model] = found
-    missing = [model._meta.label for model in admin.site._registry if model not in rows and model._meta.app_label not in ("auth", "axes")]
+    missing = [
+        model._meta.label
+        for model in admin.site._registry
+        if model not in rows and model._meta.app_label not in ("auth", "axes")
+    ]
     assert not missing, f"build a North Clinic row for {missing}"
     return patient, rows
 
@@ -80,11 +93,21 @@ def north_rows(organisation, clinician, curator):
 def _prompt_and_guidance(patient):
     """Stored rows as the prompt and guidance services leave them (without building a prompt: that is tested elsewhere)."""
     template = pr.PromptTemplate.objects.get(active=True)
-    prompt = pr.PersonalizedPrompt.objects.create(patient=patient, question="Blood pressure?", consultation_date=timezone.now().date(),
-                                                  template=template, template_version=template.version, text="…",
-                                                  inputs_hash="0" * 64)
-    guidance = pr.GuidanceRequest.objects.create(patient=patient, question="Blood pressure?", consultation_date=timezone.now().date(),
-                                                 endpoint=pr.LLMEndpoint.objects.get(is_default=True))
+    prompt = pr.PersonalizedPrompt.objects.create(
+        patient=patient,
+        question="Blood pressure?",
+        consultation_date=timezone.now().date(),
+        template=template,
+        template_version=template.version,
+        text="…",
+        inputs_hash="0" * 64,
+    )
+    guidance = pr.GuidanceRequest.objects.create(
+        patient=patient,
+        question="Blood pressure?",
+        consultation_date=timezone.now().date(),
+        endpoint=pr.LLMEndpoint.objects.get(is_default=True),
+    )
     return prompt, guidance
 
 
@@ -123,8 +146,11 @@ def _snapshot(obj):
 
 
 def _counts():
-    return {model: model._default_manager.count() for model in admin.site._registry
-            if model not in (AuditEvent,) and model._meta.app_label != "axes"}
+    return {
+        model: model._default_manager.count()
+        for model in admin.site._registry
+        if model not in (AuditEvent,) and model._meta.app_label != "axes"
+    }
 
 
 @pytest.mark.parametrize("role", [Role.CURATOR, Role.ADMIN])
@@ -148,15 +174,29 @@ def test_an_outsider_reaches_no_north_row_through_any_admin_url(client, north_ro
         if obj is None:
             continue
         pk = obj.pk
-        steal = {"organisation": south, "role": Role.ADMIN, "name": "stolen", "version": "stolen", "title": "stolen",
-                 "is_default": "on", "active": "on", "kind": "openai"}
+        steal = {
+            "organisation": south,
+            "role": Role.ADMIN,
+            "name": "stolen",
+            "version": "stolen",
+            "title": "stolen",
+            "is_default": "on",
+            "active": "on",
+            "kind": "openai",
+        }
         history_ids = list(obj.history.values_list("history_id", flat=True)) if hasattr(obj, "history") else []
-        attempts = [("get", _url(model, "change", pk), None), ("post", _url(model, "change", pk), steal),
-                    ("get", _url(model, "history", pk), None), ("get", _url(model, "delete", pk), None),
-                    ("post", _url(model, "delete", pk), {"post": "yes"})]
+        attempts = [
+            ("get", _url(model, "change", pk), None),
+            ("post", _url(model, "change", pk), steal),
+            ("get", _url(model, "history", pk), None),
+            ("get", _url(model, "delete", pk), None),
+            ("post", _url(model, "delete", pk), {"post": "yes"}),
+        ]
         for history_id in history_ids[:2]:
-            attempts += [("get", _url(model, "simple_history", pk, history_id), None),
-                         ("post", _url(model, "simple_history", pk, history_id), steal)]
+            attempts += [
+                ("get", _url(model, "simple_history", pk, history_id), None),
+                ("post", _url(model, "simple_history", pk, history_id), steal),
+            ]
         for action in model_admin.get_actions(_request_for(outsider)) or {}:
             attempts.append(("post", changelist, {"action": action, "_selected_action": [pk], "post": "yes"}))
         for method, url, data in attempts:
@@ -174,8 +214,9 @@ def test_an_outsider_reaches_no_north_row_through_any_admin_url(client, north_ro
                 assert response.status_code != 500, (method, url)
         assert _snapshot(obj) == before[model], f"{model._meta.label} changed by an outsider"
         if not shared:
-            assert AuditEvent.objects.filter(action=AuditAction.ACCESS_DENIED, object_type=model._meta.label,
-                                             object_id=str(pk)).exists(), f"refusals on {model._meta.label} are not audited"
+            assert AuditEvent.objects.filter(
+                action=AuditAction.ACCESS_DENIED, object_type=model._meta.label, object_id=str(pk)
+            ).exists(), f"refusals on {model._meta.label} are not audited"
 
     assert _counts() == counts
     assert patient.__class__.objects.get(pk=patient.pk).organisation_id == patient.organisation_id
@@ -196,15 +237,20 @@ def south_curator_client(client, other_organisation):
 
 
 def test_an_outsider_curator_cannot_read_a_patients_history_or_revert_it_into_her_organisation(
-        south_curator_client, imported_patient, other_organisation, curator):
+    south_curator_client, imported_patient, other_organisation, curator
+):
     imported_patient.family_name = "Changedname"
     imported_patient._history_user = curator
     imported_patient.save()
     version = imported_patient.history.last()
     history = south_curator_client.get(reverse("admin:patients_patient_history", args=[imported_patient.pk]))
-    detail = south_curator_client.get(reverse("admin:patients_patient_simple_history", args=[imported_patient.pk, version.history_id]))
-    revert = south_curator_client.post(reverse("admin:patients_patient_simple_history", args=[imported_patient.pk, version.history_id]),
-                                       {"organisation": other_organisation.pk, "gender": "female", "external_id": "pat-1"})
+    detail = south_curator_client.get(
+        reverse("admin:patients_patient_simple_history", args=[imported_patient.pk, version.history_id])
+    )
+    revert = south_curator_client.post(
+        reverse("admin:patients_patient_simple_history", args=[imported_patient.pk, version.history_id]),
+        {"organisation": other_organisation.pk, "gender": "female", "external_id": "pat-1"},
+    )
     assert (history.status_code, detail.status_code, revert.status_code) == (404, 404, 404)
     assert b"Changedname" not in history.content + detail.content
     imported_patient.refresh_from_db()
@@ -218,7 +264,9 @@ def test_an_outsider_curator_cannot_read_a_memberships_history(south_curator_cli
     version = membership.history.first()
     url = reverse("admin:patients_membership_simple_history", args=[membership.pk, version.history_id])
     assert south_curator_client.get(url).status_code == 404
-    assert south_curator_client.get(reverse("admin:patients_membership_history", args=[membership.pk])).status_code == 404
+    assert (
+        south_curator_client.get(reverse("admin:patients_membership_history", args=[membership.pk])).status_code == 404
+    )
 
 
 def test_a_curator_still_reads_and_reverts_her_own_patients_history(curator_client, imported_patient, curator):
@@ -264,8 +312,12 @@ def test_nobody_raises_their_own_role_even_through_a_history_revert(curator_clie
     membership.role = Role.CURATOR
     membership.save()  # …then demoted
     was_admin = membership.history.filter(role=Role.ADMIN).get()
-    response = _give_role(curator_client, membership, Role.ADMIN,
-                          reverse("admin:patients_membership_simple_history", args=[membership.pk, was_admin.history_id]))
+    response = _give_role(
+        curator_client,
+        membership,
+        Role.ADMIN,
+        reverse("admin:patients_membership_simple_history", args=[membership.pk, was_admin.history_id]),
+    )
     assert response.status_code == 200 and "role" in response.context["adminform"].form.errors
     assert membership.role == Role.CURATOR
 
@@ -284,7 +336,9 @@ def test_a_curator_may_not_change_an_admins_membership(curator_client, organisat
 
 def test_a_curator_may_not_remove_an_admin(curator_client, organisation):
     boss = make_member("admin-north", organisation, Role.ADMIN)
-    response = curator_client.post(reverse("admin:patients_membership_delete", args=[boss.membership.pk]), {"post": "yes"})
+    response = curator_client.post(
+        reverse("admin:patients_membership_delete", args=[boss.membership.pk]), {"post": "yes"}
+    )
     assert response.status_code == 403 and m.Membership.objects.filter(pk=boss.membership.pk).exists()
 
 
@@ -307,18 +361,31 @@ def test_a_curator_sees_the_llm_endpoints_but_cannot_repoint_the_default(curator
     endpoint = pr.LLMEndpoint.objects.get(is_default=True)
     url = reverse("admin:prompting_llmendpoint_change", args=[endpoint.pk])
     assert curator_client.get(url).status_code == 200  # read-only
-    response = curator_client.post(url, {"name": endpoint.name, "kind": "openai", "settings": '{"base_url": "http://evil"}',
-                                         "is_default": "on", "active": "on", "openness": endpoint.openness})
+    response = curator_client.post(
+        url,
+        {
+            "name": endpoint.name,
+            "kind": "openai",
+            "settings": '{"base_url": "http://evil"}',
+            "is_default": "on",
+            "active": "on",
+            "openness": endpoint.openness,
+        },
+    )
     assert response.status_code == 403
     endpoint.refresh_from_db()
     assert endpoint.kind != "openai" or "evil" not in str(endpoint.settings)
-    assert curator_client.post(reverse("admin:prompting_llmendpoint_add"), {"name": "mine", "kind": "openai"}).status_code == 403
+    assert (
+        curator_client.post(reverse("admin:prompting_llmendpoint_add"), {"name": "mine", "kind": "openai"}).status_code
+        == 403
+    )
 
 
 def test_a_curator_cannot_activate_another_prompt_template(curator_client):
     template = pr.PromptTemplate.objects.create(version="mine", instructions="Say nothing.", active=False)
-    curator_client.post(reverse("admin:prompting_prompttemplate_changelist"),
-                        {"action": "activate", "_selected_action": [template.pk]})
+    curator_client.post(
+        reverse("admin:prompting_prompttemplate_changelist"), {"action": "activate", "_selected_action": [template.pk]}
+    )
     template.refresh_from_db()
     assert not template.active
 
@@ -326,10 +393,20 @@ def test_a_curator_cannot_activate_another_prompt_template(curator_client):
 def test_a_curator_cannot_edit_shared_knowledge_or_the_care_catalogue(curator_client):
     document = pr.KnowledgeDocument.objects.create(title="WHO: anaemia", text="Give iron.")
     item = m.CareItem.objects.create(slug="iron", name="Iron", category="intervention")
-    assert curator_client.post(reverse("admin:prompting_knowledgedocument_change", args=[document.pk]),
-                               {"title": "Mine", "text": "x"}).status_code == 403
-    assert curator_client.post(reverse("admin:patients_careitem_delete", args=[item.pk]), {"post": "yes"}).status_code == 403
-    assert pr.KnowledgeDocument.objects.get(pk=document.pk).title == "WHO: anaemia" and m.CareItem.objects.filter(pk=item.pk).exists()
+    assert (
+        curator_client.post(
+            reverse("admin:prompting_knowledgedocument_change", args=[document.pk]), {"title": "Mine", "text": "x"}
+        ).status_code
+        == 403
+    )
+    assert (
+        curator_client.post(reverse("admin:patients_careitem_delete", args=[item.pk]), {"post": "yes"}).status_code
+        == 403
+    )
+    assert (
+        pr.KnowledgeDocument.objects.get(pk=document.pk).title == "WHO: anaemia"
+        and m.CareItem.objects.filter(pk=item.pk).exists()
+    )
 
 
 def test_a_site_administrator_repoints_the_default_llm(client, organisation):
@@ -351,14 +428,23 @@ def test_a_site_administrator_repoints_the_default_llm(client, organisation):
 def test_curators_groups_hold_no_right_to_change_shared_settings(curator):
     curator.groups.add(curator_group_ensure())
     assert curator.has_perm("prompting.view_llmendpoint") and curator.has_perm("patients.change_patient")
-    assert not any(curator.has_perm(p) for p in ("prompting.change_llmendpoint", "prompting.add_prompttemplate",
-                                                 "prompting.delete_knowledgedocument", "patients.change_careitem",
-                                                 "patients.add_organisation", "patients.manage_site_settings"))
+    assert not any(
+        curator.has_perm(p)
+        for p in (
+            "prompting.change_llmendpoint",
+            "prompting.add_prompttemplate",
+            "prompting.delete_knowledgedocument",
+            "patients.change_careitem",
+            "patients.add_organisation",
+            "patients.manage_site_settings",
+        )
+    )
     assert Group.objects.filter(name="Curators").exists()
 
 
 def test_guidance_and_prompt_history_pages_open_for_their_curator_and_not_for_an_outsider(
-        curator_client, imported_patient, client, other_organisation):
+    curator_client, imported_patient, client, other_organisation
+):
     prompt, guidance = _prompt_and_guidance(imported_patient)
     for name, obj in (("prompting_personalizedprompt", prompt), ("prompting_guidancerequest", guidance)):
         assert curator_client.get(reverse(f"admin:{name}_history", args=[obj.pk])).status_code == 200

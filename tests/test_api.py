@@ -13,12 +13,15 @@ from tests import fhir_builders as fb
 from tests.conftest import make_member
 from tests.helpers import FHIR, is_error
 
+
 class TestTokens:
     def test_issue_token_prints_the_token_on_its_last_line_and_keeps_only_its_digest(self, partner, capsys, api):
         call_command("issue_token", partner.username, "--name", "EHR")
         token = capsys.readouterr().out.strip().splitlines()[-1]
         record = ApiToken.objects.get()
-        assert token.startswith(record.prefix) and token not in (record.digest, record.prefix) and len(record.digest) == 64
+        assert (
+            token.startswith(record.prefix) and token not in (record.digest, record.prefix) and len(record.digest) == 64
+        )
         assert api("get", "/api/v1/patients/", token).status_code == 200
 
     def test_a_revoked_a_wrong_or_a_missing_token_is_refused_with_the_error_shape(self, partner, api):
@@ -38,8 +41,9 @@ class TestTokens:
 
 
 class TestPatients:
-    def test_the_list_is_paginated_filtered_and_ordered_within_the_organisation(self, api, partner_token, imported_patient,
-                                                                             foreign_patient):
+    def test_the_list_is_paginated_filtered_and_ordered_within_the_organisation(
+        self, api, partner_token, imported_patient, foreign_patient
+    ):
         body = api("get", "/api/v1/patients/", partner_token).json()
         assert set(body) == {"count", "next", "previous", "results"} and body["count"] == 1
         assert body["results"][0]["id"] == "pat-1"
@@ -49,17 +53,23 @@ class TestPatients:
         assert is_error(api("get", "/api/v1/patients/?ordering=birth_date", partner_token), 400)
         assert is_error(api("get", "/api/v1/patients/?pregnant=maybe", partner_token), 400)
 
-    def test_every_endpoint_refuses_another_organisations_patient_with_404(self, api, partner_token, their_token, imported_patient,
-                                                                          tiny_policy):
-        guidance = GuidanceRequest.objects.create(patient=imported_patient, question="q", consultation_date="2025-05-02",
-                                                  endpoint=tiny_policy)
+    def test_every_endpoint_refuses_another_organisations_patient_with_404(
+        self, api, partner_token, their_token, imported_patient, tiny_policy
+    ):
+        guidance = GuidanceRequest.objects.create(
+            patient=imported_patient, question="q", consultation_date="2025-05-02", endpoint=tiny_policy
+        )
         for method, path, body in [
-            ("get", "/api/v1/patients/pat-1/", None), ("get", "/api/v1/patients/pat-1/bundle/", None),
+            ("get", "/api/v1/patients/pat-1/", None),
+            ("get", "/api/v1/patients/pat-1/bundle/", None),
             ("post", "/api/v1/patients/pat-1/prompt/", {"question": "What now?"}),
             ("post", "/api/v1/patients/pat-1/guidance/", {"question": "What now?"}),
             ("get", f"/api/v1/guidance/{guidance.pk}/", None),
-            ("post", f"/api/v1/guidance/{guidance.pk}/ratings/", {"accuracy": 5, "completeness": 5, "personalisation": 5,
-                                                                  "safety": 5, "clarity": 5}),
+            (
+                "post",
+                f"/api/v1/guidance/{guidance.pk}/ratings/",
+                {"accuracy": 5, "completeness": 5, "personalisation": 5, "safety": 5, "clarity": 5},
+            ),
         ]:
             assert is_error(api(method, path, their_token, body), 404), path
             assert api(method, path, partner_token, body).status_code < 400 or path.endswith("ratings/"), path
@@ -77,20 +87,31 @@ class TestFhir:
         again = api("post", "/api/v1/bundles/", partner_token, fb.small_bundle("pat-api"), content_type=FHIR)
         assert again.json()["created"] == 0  # idempotent
 
-    def test_a_broken_bundle_is_refused_with_an_operation_outcome_naming_resource_and_field(self, api, partner_token, organisation):
-        broken = fb.with_resource(fb.small_bundle("pat-bad"), "pat-bad-weight",
-                                  lambda r: r["valueQuantity"].update(value="heavy"))
+    def test_a_broken_bundle_is_refused_with_an_operation_outcome_naming_resource_and_field(
+        self, api, partner_token, organisation
+    ):
+        broken = fb.with_resource(
+            fb.small_bundle("pat-bad"), "pat-bad-weight", lambda r: r["valueQuantity"].update(value="heavy")
+        )
         response = api("post", "/api/v1/bundles/", partner_token, broken, content_type=FHIR)
         body = response.json()
-        assert response.status_code == 422 and body["resourceType"] == "OperationOutcome" and body["error"]["code"] == "invalid_fhir"
+        assert (
+            response.status_code == 422
+            and body["resourceType"] == "OperationOutcome"
+            and body["error"]["code"] == "invalid_fhir"
+        )
         assert body["issue"][0]["expression"] == ["Observation.valueQuantity.value"]
         assert "Observation/pat-bad-weight" in body["issue"][0]["diagnostics"]
         assert not pm.Patient.objects.filter(external_id="pat-bad").exists()
 
-    def test_oversized_wrong_type_and_clinician_imports_are_refused_early(self, api, partner_token, clinician, settings, organisation):
+    def test_oversized_wrong_type_and_clinician_imports_are_refused_early(
+        self, api, partner_token, clinician, settings, organisation
+    ):
         settings.PMLM_MAX_BUNDLE_BYTES = 1000
         assert is_error(api("post", "/api/v1/bundles/", partner_token, fb.small_bundle("big"), content_type=FHIR), 413)
-        assert is_error(api("post", "/api/v1/bundles/", partner_token, "<Bundle/>", content_type="application/xml"), 415)
+        assert is_error(
+            api("post", "/api/v1/bundles/", partner_token, "<Bundle/>", content_type="application/xml"), 415
+        )
         assert is_error(api("post", "/api/v1/bundles/", partner_token, "{not json", content_type=FHIR), 400)
         clinician_token = token_issue(username=clinician.username)[1]
         settings.PMLM_MAX_BUNDLE_BYTES = 10_000_000
@@ -100,31 +121,57 @@ class TestFhir:
 
 class TestPromptsAndGuidance:
     def test_the_prompt_is_the_build_prompt_json_and_names_nobody(self, api, partner_token, imported_patient):
-        body = api("post", "/api/v1/patients/pat-1/prompt/", partner_token, {"question": "Plan?", "at": "2025-05-02"}).json()
+        body = api(
+            "post", "/api/v1/patients/pat-1/prompt/", partner_token, {"question": "Plan?", "at": "2025-05-02"}
+        ).json()
         assert set(body) == {"patient", "template_version", "prompt", "deidentified", "sections", "risk_flags", "peers"}
         assert body["patient"] == "pat-1" and body["deidentified"] is True and "Rivera" not in body["prompt"]
 
     def test_guidance_is_accepted_with_a_location_and_a_retry_with_the_same_key_is_the_same_request(
-            self, api, partner_token, imported_patient, tiny_policy, django_capture_on_commit_callbacks):
+        self, api, partner_token, imported_patient, tiny_policy, django_capture_on_commit_callbacks
+    ):
         with django_capture_on_commit_callbacks() as queued:
-            first = api("post", "/api/v1/patients/pat-1/guidance/", partner_token, {"question": "Plan?", "at": "2025-05-02"},
-                        **{"Idempotency-Key": "visit-42"})
-        again = api("post", "/api/v1/patients/pat-1/guidance/", partner_token, {"question": "Plan?", "at": "2025-05-02"},
-                    **{"Idempotency-Key": "visit-42"})
+            first = api(
+                "post",
+                "/api/v1/patients/pat-1/guidance/",
+                partner_token,
+                {"question": "Plan?", "at": "2025-05-02"},
+                **{"Idempotency-Key": "visit-42"},
+            )
+        again = api(
+            "post",
+            "/api/v1/patients/pat-1/guidance/",
+            partner_token,
+            {"question": "Plan?", "at": "2025-05-02"},
+            **{"Idempotency-Key": "visit-42"},
+        )
         assert first.status_code == 202 == again.status_code and len(queued) == 1
-        assert first["Location"] == f"/api/v1/guidance/{first.json()['id']}/" and again.json()["id"] == first.json()["id"]
+        assert (
+            first["Location"] == f"/api/v1/guidance/{first.json()['id']}/" and again.json()["id"] == first.json()["id"]
+        )
         assert GuidanceRequest.objects.count() == 1 and first.json()["status"] == "queued"
 
         guidance_request_run(guidance_id=first.json()["id"])
         done = api("get", first["Location"], partner_token).json()
         assert done["status"] == "done" and done["guidance"] and done["prompt"] and "notice" in done
-        rating = {"accuracy": 4, "completeness": 4, "personalisation": 3, "safety": 5, "clarity": 4, "would_follow": True}
+        rating = {
+            "accuracy": 4,
+            "completeness": 4,
+            "personalisation": 3,
+            "safety": 5,
+            "clarity": 4,
+            "would_follow": True,
+        }
         created = api("post", f"{first['Location']}ratings/", partner_token, rating)
         assert created.status_code == 201 and created.json()["rater"] == "partner-north"
         assert is_error(api("post", f"{first['Location']}ratings/", partner_token, {**rating, "safety": 9}), 400)
 
-    def test_an_unknown_endpoint_and_a_bad_question_are_refused_with_the_fields_named(self, api, partner_token, imported_patient):
-        response = api("post", "/api/v1/patients/pat-1/guidance/", partner_token, {"question": "Plan?", "endpoint": "gpt-99"})
+    def test_an_unknown_endpoint_and_a_bad_question_are_refused_with_the_fields_named(
+        self, api, partner_token, imported_patient
+    ):
+        response = api(
+            "post", "/api/v1/patients/pat-1/guidance/", partner_token, {"question": "Plan?", "endpoint": "gpt-99"}
+        )
         assert is_error(response, 400) and "gpt-99" in response.json()["error"]["message"]
         response = api("post", "/api/v1/patients/pat-1/prompt/", partner_token, {"question": "x" * 2001})
         assert is_error(response, 400) and "question" in response.json()["error"]["fields"]
@@ -133,7 +180,9 @@ class TestPromptsAndGuidance:
 
 
 class TestConventions:
-    def test_models_are_listed_read_only_for_the_organisation(self, api, partner_token, organisation, other_organisation):
+    def test_models_are_listed_read_only_for_the_organisation(
+        self, api, partner_token, organisation, other_organisation
+    ):
         PeerModel.objects.create(organisation=organisation, version=1, status="done")
         PeerModel.objects.create(organisation=other_organisation, version=7, status="done")
         body = api("get", "/api/v1/peer-models/", partner_token).json()
@@ -176,7 +225,9 @@ class TestTokenAdmin:
         client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": [record.pk]})
         assert is_error(api("get", "/api/v1/patients/", token), 401)
 
-    def test_a_curator_cannot_issue_a_token_for_another_organisations_account(self, client_for, curator, other_organisation):
+    def test_a_curator_cannot_issue_a_token_for_another_organisations_account(
+        self, client_for, curator, other_organisation
+    ):
         from patients.demo.seed import curator_group_ensure
 
         theirs = make_member("partner-south", other_organisation, pm.Role.PARTNER)

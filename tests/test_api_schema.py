@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import schemathesis
 from django.core import signals
 from django.db import close_old_connections
-import schemathesis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from schemathesis.config import SchemathesisConfig
-from hypothesis import HealthCheck, settings as hypothesis_settings
 
 from api.throttling import TokenRateThrottle
 from api.tokens import token_issue
@@ -24,31 +25,38 @@ from tests import fhir_builders as fb
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = 80  # fuzzed examples per operation, on top of the coverage phase's edge cases
-STATEFUL = hypothesis_settings(max_examples=25, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck),
-                               derandomize=True)
+STATEFUL = hypothesis_settings(
+    max_examples=25, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
 
 
 CHECKED = {
     "generation": {"mode": "all", "max-examples": EXAMPLES},
     "operations": [
         # A bundle can be schema-valid and still not valid FHIR (a Patient without an id): the documented 422 names why.
-        {"include-name": "POST /api/v1/bundles/",
-         "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "422", "429"]}}},
+        {
+            "include-name": "POST /api/v1/bundles/",
+            "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "422", "429"]}},
+        },
         # Endpoint names are data, not schema: an unknown one is a 400 naming the field, for a schema-valid string.
-        {"include-name": "POST /api/v1/patients/{patient_id}/guidance/",
-         "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "429"]}}},
+        {
+            "include-name": "POST /api/v1/patients/{patient_id}/guidance/",
+            "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "429"]}},
+        },
     ],
 }
 CONFIG = SchemathesisConfig.from_dict(CHECKED)
 # The same checks with the patient pinned to the fixture's (pat-1): generated bodies reach validation and the services,
 # where a random id would mostly be answered 404.
-HER = SchemathesisConfig.from_dict({**CHECKED, "generation": {"mode": "all", "max-examples": 2 * EXAMPLES},
-                                   "parameters": {"path.patient_id": "pat-1"}})
+HER = SchemathesisConfig.from_dict(
+    {**CHECKED, "generation": {"mode": "all", "max-examples": 2 * EXAMPLES}, "parameters": {"path.patient_id": "pat-1"}}
+)
 # Loaded once at collection (pytest-django has configured Django by then); serving the schema needs no database.
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application, config=CONFIG)
 # Only the operations on a patient (an `include` would also let in the operations CHECKED configures: schemathesis 4.32).
 her_schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application, config=HER).exclude(
-    path_regex=r"^(?!.*\{patient_id\})")
+    path_regex=r"^(?!.*\{patient_id\})"
+)
 TOKEN = {}
 
 
@@ -100,8 +108,9 @@ def test_chained_calls_keep_to_the_schema(token):
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_the_partner_example_imports_fetches_a_prompt_and_gets_guidance_from_a_live_server(live_server, partner, tiny_policy,
-                                                                                         tmp_path):
+def test_the_partner_example_imports_fetches_a_prompt_and_gets_guidance_from_a_live_server(
+    live_server, partner, tiny_policy, tmp_path
+):
     from prompting.models import PromptTemplate
     from tests.helpers import running_worker
 
@@ -110,9 +119,15 @@ def test_the_partner_example_imports_fetches_a_prompt_and_gets_guidance_from_a_l
     bundle = tmp_path / "bundle.json"
     bundle.write_text(json.dumps(fb.small_bundle("pat-example")))
     with running_worker():
-        run = subprocess.run([sys.executable, str(ROOT / "examples" / "partner_example.py"), str(bundle)], capture_output=True,
-                             text=True, timeout=240, env={"PMLM_API": live_server.url, "PMLM_TOKEN": token, "PATH": "/usr/bin:/bin",
-                                                          "PMLM_WAIT_SECONDS": "180"})
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "partner_example.py"), str(bundle)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            env={"PMLM_API": live_server.url, "PMLM_TOKEN": token, "PATH": "/usr/bin:/bin", "PMLM_WAIT_SECONDS": "180"},
+        )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Imported patient pat-example" in run.stdout and '"status": "done"' in run.stdout
-    assert "Rivera" not in run.stdout.split("Personalised prompt")[1].split("Guidance requested")[0]  # the prompt names nobody
+    assert (
+        "Rivera" not in run.stdout.split("Personalised prompt")[1].split("Guidance requested")[0]
+    )  # the prompt names nobody

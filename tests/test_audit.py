@@ -18,8 +18,9 @@ def actions_of(user) -> set[str]:
     return set(AuditEvent.objects.filter(actor=user).values_list("action", flat=True))
 
 
-def test_pages_the_api_and_the_admin_record_who_read_and_wrote_what(client_for, client, clinician, curator, partner,
-                                                                    imported_patient, tiny_policy):
+def test_pages_the_api_and_the_admin_record_who_read_and_wrote_what(
+    client_for, client, clinician, curator, partner, imported_patient, tiny_policy
+):
     page = client_for(clinician)
     page.get("/patients/")
     page.get(f"/patients/{imported_patient.pk}/")
@@ -69,8 +70,16 @@ def test_sign_in_and_failed_sign_in_are_recorded(client, clinician):
 class TestTheChain:
     @pytest.fixture
     def trail(self, organisation, clinician):
-        return [audit_record(AuditAction.VIEW_PATIENT, object_type="patients.Patient", object_id=n, actor=clinician,
-                             organisation_id=organisation.pk) for n in range(5)]
+        return [
+            audit_record(
+                AuditAction.VIEW_PATIENT,
+                object_type="patients.Patient",
+                object_id=n,
+                actor=clinician,
+                organisation_id=organisation.pk,
+            )
+            for n in range(5)
+        ]
 
     def test_an_intact_trail_verifies(self, trail, capsys):
         call_command("verify_audit")
@@ -116,13 +125,21 @@ class TestTheChain:
 
 
 def test_the_trail_exports_as_fhir_audit_events(organisation, clinician, capsys):
-    audit_record(AuditAction.VIEW_PATIENT, object_type="patients.Patient", object_id=7, actor=clinician,
-                 organisation_id=organisation.pk)
+    audit_record(
+        AuditAction.VIEW_PATIENT,
+        object_type="patients.Patient",
+        object_id=7,
+        actor=clinician,
+        organisation_id=organisation.pk,
+    )
     call_command("export_audit", "--org", organisation.slug)
     bundle = json.loads(capsys.readouterr().out)
     event = bundle["entry"][0]["resource"]
     assert bundle["resourceType"] == "Bundle" and event["resourceType"] == "AuditEvent" and event["action"] == "R"
-    assert event["agent"][0]["who"]["identifier"]["value"] == "dr-north" and event["entity"][0]["what"]["reference"] == "patients.Patient/7"
+    assert (
+        event["agent"][0]["who"]["identifier"]["value"] == "dr-north"
+        and event["entity"][0]["what"]["reference"] == "patients.Patient/7"
+    )
     assert {"type", "recorded", "source", "agent"} <= set(event)
 
 
@@ -132,7 +149,13 @@ def test_only_admins_browse_the_trail_and_nobody_edits_it(client_for, curator, o
     audit_record(AuditAction.VIEW_PATIENT, object_id=2, organisation_id=other_organisation.pk)
     page = client_for(admin_user).get("/admin/audit/auditevent/")
     listed = page.context["cl"].queryset
-    assert page.status_code == 200 and listed.exists() and set(listed.values_list("organisation", flat=True)) == {organisation.pk}
+    assert (
+        page.status_code == 200
+        and listed.exists()
+        and set(listed.values_list("organisation", flat=True)) == {organisation.pk}
+    )
     event = AuditEvent.objects.filter(organisation=organisation).first()
-    assert client_for(admin_user).post(f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        client_for(admin_user).post(f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
     assert client_for(curator).get("/admin/audit/auditevent/").status_code == 403

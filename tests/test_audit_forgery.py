@@ -24,8 +24,16 @@ KEY_B = "key-b-" + "b" * 40
 
 
 def record(clinician, organisation, count: int, start: int = 0) -> list[AuditEvent]:
-    return [audit_record(AuditAction.VIEW_PATIENT, object_type="patients.Patient", object_id=n, actor=clinician,
-                         organisation_id=organisation.pk) for n in range(start, start + count)]
+    return [
+        audit_record(
+            AuditAction.VIEW_PATIENT,
+            object_type="patients.Patient",
+            object_id=n,
+            actor=clinician,
+            organisation_id=organisation.pk,
+        )
+        for n in range(start, start + count)
+    ]
 
 
 def rewrite_from(entry_id: int, rehash, *, key_id: str | None = None) -> None:
@@ -75,8 +83,11 @@ class TestSomeoneWhoCanRewriteTheDatabaseButHasNoKey:
     def test_cannot_edit_an_entry_and_rehash_the_rest_under_a_key_of_their_own(self, trail, claimed_key):
         wrong = b"a key the attacker made up, 32+ bytes long"
         edit(trail[2])
-        rewrite_from(trail[2].pk, lambda prev, payload: entry_hash(wrong, prev, payload),
-                     key_id=None if claimed_key == "the real key's id" else key_fingerprint(wrong))
+        rewrite_from(
+            trail[2].pk,
+            lambda prev, payload: entry_hash(wrong, prev, payload),
+            key_id=None if claimed_key == "the real key's id" else key_fingerprint(wrong),
+        )
         with pytest.raises(CommandError, match=f"entry {trail[2].pk}: "):
             call_command("verify_audit")
         assert broken_at() == trail[2].pk
@@ -113,7 +124,8 @@ class TestAnchorsOutsideTheDatabase:
         assert f"the latest anchor ({path.name}) included" in capsys.readouterr().out
 
     def test_dropping_the_newest_entries_and_replaying_an_older_sealed_head_is_caught_only_by_the_anchor(
-            self, organisation, clinician, settings):
+        self, organisation, clinician, settings
+    ):
         record(clinician, organisation, 3)
         older_head = AuditHead.objects.values("last_hash", "key_id", "seal").get(pk=1)  # a copy they kept
         newest = record(clinician, organisation, 2, start=3)
@@ -121,7 +133,11 @@ class TestAnchorsOutsideTheDatabase:
         AuditEvent.objects.filter(pk__in=[e.pk for e in newest]).delete()
         AuditHead.objects.filter(pk=1).update(**older_head)
         broken = audit_verify()[1]
-        assert broken is not None and f"entries up to entry {newest[-1].pk}" in broken.reason and "are missing" in broken.reason
+        assert (
+            broken is not None
+            and f"entries up to entry {newest[-1].pk}" in broken.reason
+            and "are missing" in broken.reason
+        )
         for path in anchors(settings):
             path.unlink()
         assert audit_verify()[1] is None  # without the anchor, the replayed head is consistent
@@ -133,7 +149,10 @@ class TestAnchorsOutsideTheDatabase:
         rewrite_from(trail[1].pk, lambda prev, payload: entry_hash(key, prev, payload))
         from audit.services import _seal_head
 
-        _seal_head(anchor_hash=AuditHead.objects.get(pk=1).anchor_hash, last_hash=AuditEvent.objects.order_by("-id").first().hash)
+        _seal_head(
+            anchor_hash=AuditHead.objects.get(pk=1).anchor_hash,
+            last_hash=AuditEvent.objects.order_by("-id").first().hash,
+        )
         broken = audit_verify()[1]
         assert broken.event_id == trail[-1].pk and "differs from the anchor" in broken.reason
 
@@ -159,7 +178,8 @@ class TestAnchorsOutsideTheDatabase:
         assert len(anchors(settings)) == 2
 
     def test_entries_purged_past_retention_after_they_were_anchored_leave_the_chain_verifiable(
-            self, organisation, clinician, monkeypatch, settings):
+        self, organisation, clinician, monkeypatch, settings
+    ):
         import audit.services
 
         old = timezone.now() - timedelta(days=settings.PMLM_AUDIT_RETENTION_DAYS + 30)
@@ -184,8 +204,14 @@ class TestTheKey:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PMLM_AUDIT"))}
         base |= {"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "s" * 60, "PMLM_VAR_DIR": str(tmp_path)}
         for extra in ({}, {"PMLM_AUDIT_KEY": "too-short"}):
-            run = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=base | extra, capture_output=True,
-                                 text=True, timeout=120)
+            run = subprocess.run(
+                [sys.executable, "manage.py", "check"],
+                cwd=ROOT,
+                env=base | extra,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert run.returncode != 0 and "PMLM_AUDIT_KEY" in run.stderr
 
     def test_the_key_is_never_written_to_the_database(self, settings, organisation, clinician):
@@ -221,7 +247,9 @@ class TestKeyRotation:
         broken = audit_verify()[1]
         assert broken.event_id == rotated[0][0].pk and "is not one this deployment holds" in broken.reason
 
-    def test_sealing_after_a_rotation_moves_every_entry_to_the_new_key_so_the_old_one_can_go(self, rotated, settings, capsys):
+    def test_sealing_after_a_rotation_moves_every_entry_to_the_new_key_so_the_old_one_can_go(
+        self, rotated, settings, capsys
+    ):
         call_command("seal_audit")
         assert f"Sealed 4 entries under key {key_fingerprint(KEY_B.encode())}" in capsys.readouterr().out
         settings.PMLM_AUDIT_RETIRED_KEYS = []

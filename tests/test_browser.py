@@ -4,15 +4,22 @@ import os
 import re
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
 from django.db import connections
+from playwright.sync_api import expect, sync_playwright
 from pytest_django.live_server_helper import LiveServer
 
 from tests.conftest import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -37,7 +44,9 @@ def browser_page(monkeypatch):
 
 
 @pytest.mark.browser
-def test_a_clinician_signs_in_searches_and_opens_a_patient(browser_page, live_server, clinician, imported_patient, foreign_patient):
+def test_a_clinician_signs_in_searches_and_opens_a_patient(
+    browser_page, live_server, clinician, imported_patient, foreign_patient
+):
     page = browser_page
     page.goto(live_server.url + "/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
@@ -83,14 +92,22 @@ def sign_in(page, live_server, username):
 
 
 @pytest.mark.browser
-def test_a_curator_watches_a_refinement_run_progress_live_and_then_sees_its_curve(browser_page, live_server, curator, organisation):
+def test_a_curator_watches_a_refinement_run_progress_live_and_then_sees_its_curve(
+    browser_page, live_server, curator, organisation
+):
     from patients.models import JobStatus
     from prompting.models import RefinementRun
 
     run = RefinementRun.objects.create(
-        organisation=organisation, version=1, status=JobStatus.RUNNING, progress=30, step=1, message="Step 1/3: mean reward 0.180",
+        organisation=organisation,
+        version=1,
+        status=JobStatus.RUNNING,
+        progress=30,
+        step=1,
+        message="Step 1/3: mean reward 0.180",
         config={"steps": 3, "num_generations": 4, "target_endpoint": "smollm2-local", "device": "cpu"},
-        curve=[{"step": 1, "reward_mean": 0.18, "reward_std": 0.02, "accepted_share": 0.5, "seconds": 90.0}])
+        curve=[{"step": 1, "reward_mean": 0.18, "reward_std": 0.02, "accepted_share": 0.5, "seconds": 90.0}],
+    )
     page = browser_page
     sign_in(page, live_server, "curator-north")
     page.get_by_role("link", name="Refinement").click()
@@ -100,16 +117,32 @@ def test_a_curator_watches_a_refinement_run_progress_live_and_then_sees_its_curv
     expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
 
     # The worker moves on; the page follows without a reload.
-    RefinementRun.objects.filter(pk=run.pk).update(progress=60, step=2, message="Step 2/3: mean reward 0.210", curve=run.curve + [
-        {"step": 2, "reward_mean": 0.21, "reward_std": 0.03, "accepted_share": 0.75, "seconds": 88.0}])
+    RefinementRun.objects.filter(pk=run.pk).update(
+        progress=60,
+        step=2,
+        message="Step 2/3: mean reward 0.210",
+        curve=run.curve
+        + [{"step": 2, "reward_mean": 0.21, "reward_std": 0.03, "accepted_share": 0.75, "seconds": 88.0}],
+    )
     expect(bar).to_have_attribute("aria-valuenow", "60", timeout=10_000)
     expect(page.get_by_text("Step 2/3: mean reward 0.210")).to_be_visible()
 
     RefinementRun.objects.filter(pk=run.pk).update(
-        status=JobStatus.DONE, progress=100, step=3, message="Validation on 2 examples: initial 0.150, refined 0.190",
-        reward_initial=0.15, reward_refined=0.19, accepted_share=1.0, seconds_per_step=89.0, checkpoint="models/refiner/x",
-        curve=run.curve + [{"step": 2, "reward_mean": 0.21, "reward_std": 0.03, "accepted_share": 0.75, "seconds": 88.0},
-                           {"step": 3, "reward_mean": 0.24, "reward_std": 0.03, "accepted_share": 1.0, "seconds": 89.0}])
+        status=JobStatus.DONE,
+        progress=100,
+        step=3,
+        message="Validation on 2 examples: initial 0.150, refined 0.190",
+        reward_initial=0.15,
+        reward_refined=0.19,
+        accepted_share=1.0,
+        seconds_per_step=89.0,
+        checkpoint="models/refiner/x",
+        curve=run.curve
+        + [
+            {"step": 2, "reward_mean": 0.21, "reward_std": 0.03, "accepted_share": 0.75, "seconds": 88.0},
+            {"step": 3, "reward_mean": 0.24, "reward_std": 0.03, "accepted_share": 1.0, "seconds": 89.0},
+        ],
+    )
     expect(page.get_by_role("button", name="Promote this policy")).to_be_visible(timeout=10_000)
     chart = page.get_by_role("img", name="Reward per step, run 1")
     expect(chart).to_be_visible()
@@ -118,15 +151,28 @@ def test_a_curator_watches_a_refinement_run_progress_live_and_then_sees_its_curv
 
 
 @pytest.mark.browser
-def test_a_clinician_watches_an_evaluation_finish_and_reads_its_table_and_plots(browser_page, live_server, clinician, organisation):
+def test_a_clinician_watches_an_evaluation_finish_and_reads_its_table_and_plots(
+    browser_page, live_server, clinician, organisation
+):
     from patients.models import JobStatus
     from prompting.models import EvaluationRun
     from prompting.pmlm.evaluation import VARIANT_LABELS, VARIANTS, Scored, summarise
 
     run = EvaluationRun.objects.create(
-        organisation=organisation, status=JobStatus.RUNNING, progress=40, message="40/100: pmlm, sources on, smollm2-local",
-        config={"endpoints": ["smollm2-local"], "retrieval": [True, False], "variants": list(VARIANTS), "seed": 7, "share": 0.25,
-                "resamples": 200, "judge": None})
+        organisation=organisation,
+        status=JobStatus.RUNNING,
+        progress=40,
+        message="40/100: pmlm, sources on, smollm2-local",
+        config={
+            "endpoints": ["smollm2-local"],
+            "retrieval": [True, False],
+            "variants": list(VARIANTS),
+            "seed": 7,
+            "share": 0.25,
+            "resamples": 200,
+            "judge": None,
+        },
+    )
     page = browser_page
     sign_in(page, live_server, "dr-north")
     page.get_by_role("link", name="Evaluations").click()
@@ -135,11 +181,27 @@ def test_a_clinician_watches_an_evaluation_finish_and_reads_its_table_and_plots(
     expect(bar).to_have_attribute("aria-valuenow", "40")
     expect(page.get_by_role("button", name="Cancel evaluation")).to_have_count(0)  # clinicians watch; curators cancel
 
-    scored = [Scored(example=f"e{n}", patient=f"p{n}", variant=variant, rag=rag, endpoint="smollm2-local",
-                     metrics={"closeness": 0.2 + 0.02 * v + 0.01 * (n % 3) + (0.01 if rag else 0), "words": 120 + n})
-              for n in range(6) for v, variant in enumerate(VARIANTS) for rag in (True, False)]
-    EvaluationRun.objects.filter(pk=run.pk).update(status=JobStatus.DONE, progress=100, rows=summarise(scored, resamples=200),
-                                                   examples=6, patients=6, message="60 answers on 6 encounters of 6 held-out patients")
+    scored = [
+        Scored(
+            example=f"e{n}",
+            patient=f"p{n}",
+            variant=variant,
+            rag=rag,
+            endpoint="smollm2-local",
+            metrics={"closeness": 0.2 + 0.02 * v + 0.01 * (n % 3) + (0.01 if rag else 0), "words": 120 + n},
+        )
+        for n in range(6)
+        for v, variant in enumerate(VARIANTS)
+        for rag in (True, False)
+    ]
+    EvaluationRun.objects.filter(pk=run.pk).update(
+        status=JobStatus.DONE,
+        progress=100,
+        rows=summarise(scored, resamples=200),
+        examples=6,
+        patients=6,
+        message="60 answers on 6 encounters of 6 held-out patients",
+    )
     table = page.get_by_role("table")
     expect(table).to_be_visible(timeout=10_000)
     expect(table.get_by_role("row")).to_have_count(1 + 2 * len(VARIANTS))  # a header and each variant × sources on/off
@@ -161,14 +223,17 @@ def live_server_screenshot_dir():
 @pytest.mark.browser
 @pytest.mark.worker
 def test_a_clinician_asks_watches_both_panels_fill_rates_and_picks_in_a_blinded_comparison(
-        browser_page, live_server, organisation, cohort, tiny_policy):
+    browser_page, live_server, organisation, cohort, tiny_policy
+):
     """The whole consultation in Chromium, with a real Celery worker answering on the tiny model."""
     from patients.models import Role
     from prompting.models import ABJudgement, ClinicianRating, PromptTemplate
     from tests.conftest import make_member
     from tests.helpers import running_worker
 
-    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # flushed with the data migrations
+    PromptTemplate.objects.get_or_create(
+        version="pmlm-1", defaults={"active": True}
+    )  # flushed with the data migrations
     make_member("demo-clinician", organisation, Role.CLINICIAN)
     page = browser_page
     with running_worker():

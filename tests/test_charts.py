@@ -13,8 +13,14 @@ def test_the_axis_ticks_cover_every_value():
 
 
 def test_every_point_lies_inside_the_plot_and_the_description_states_it():
-    svg = line_chart([("mean reward", [(1, 0.0696), (2, 0.0003), (3, 0.0975), (4, -0.0677)])],
-                     title="Reward per step", x_label="step", y_label="mean reward", width=640, height=260)
+    svg = line_chart(
+        [("mean reward", [(1, 0.0696), (2, 0.0003), (3, 0.0975), (4, -0.0677)])],
+        title="Reward per step",
+        x_label="step",
+        y_label="mean reward",
+        width=640,
+        height=260,
+    )
     ys = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.-]+)"', svg)]
     assert len(ys) == 4 and all(16 <= y <= 260 - 44 for y in ys)
     assert ">Reward per step</title>" in svg and "4 → -0.07" in svg

@@ -28,12 +28,18 @@ HIGH_RISK = """- Age 36; G3 P2; pregnant, 34 weeks 1 day (from the ultrasound); 
 - Active conditions: Gestational diabetes mellitus; Pre-eclampsia; Twin pregnancy.
 - Current medicines: Labetalol 200 MG Oral Tablet; Ferrous sulfate 325 MG Oral Tablet; Insulin isophane 100 UNT/ML; Aspirin 75 MG Oral Tablet."""
 
-ISSUE_ANSWER = ("She should also watch for signs of low blood sugar (hypoglycaemia), which can indicate diabetes. "
-                "She should avoid smoking and alcohol, as these can exacerbate pre-eclampsia.")
+ISSUE_ANSWER = (
+    "She should also watch for signs of low blood sugar (hypoglycaemia), which can indicate diabetes. "
+    "She should avoid smoking and alcohol, as these can exacerbate pre-eclampsia."
+)
 
 # (context, sentence, the kind of claim it makes about her that her record does not support)
 UNSUPPORTED = [
-    (LOW_RISK, "She should also watch for signs of low blood sugar (hypoglycaemia), which can indicate diabetes.", "finding"),
+    (
+        LOW_RISK,
+        "She should also watch for signs of low blood sugar (hypoglycaemia), which can indicate diabetes.",
+        "finding",
+    ),
     (LOW_RISK, "She should avoid smoking and alcohol, as these can exacerbate pre-eclampsia.", "finding"),
     (LOW_RISK, "She has gestational diabetes and needs a glucose check.", "finding"),
     (LOW_RISK, "Given her pre-eclampsia, admit for monitoring.", "finding"),
@@ -123,17 +129,24 @@ def test_the_planted_set_is_marked_with_a_precision_of_at_least_90_and_a_recall_
     false_positives = sum(bool(marked(c, s)) for c, s in SUPPORTED)
     precision = true_positives / ((true_positives + false_positives) or 1)
     recall = true_positives / len(UNSUPPORTED)
-    print(f"grounding on {len(UNSUPPORTED)} unsupported and {len(SUPPORTED)} supported planted sentences: "
-          f"precision {precision:.2f}, recall {recall:.2f}")
+    print(
+        f"grounding on {len(UNSUPPORTED)} unsupported and {len(SUPPORTED)} supported planted sentences: "
+        f"precision {precision:.2f}, recall {recall:.2f}"
+    )
     assert len(UNSUPPORTED) >= 20 and len(SUPPORTED) >= 20
     assert precision >= 0.9 and recall >= 0.8
 
 
 def test_the_issues_answer_is_marked_sentence_by_sentence_with_offsets_and_reasons():
     claims = unsupported_claims(ISSUE_ANSWER, LOW_RISK)
-    assert [ISSUE_ANSWER[c.start:c.end] for c in claims] == [c.sentence for c in claims] == [
-        "She should also watch for signs of low blood sugar (hypoglycaemia), which can indicate diabetes.",
-        "She should avoid smoking and alcohol, as these can exacerbate pre-eclampsia."]
+    assert (
+        [ISSUE_ANSWER[c.start : c.end] for c in claims]
+        == [c.sentence for c in claims]
+        == [
+            "She should also watch for signs of low blood sugar (hypoglycaemia), which can indicate diabetes.",
+            "She should avoid smoking and alcohol, as these can exacerbate pre-eclampsia.",
+        ]
+    )
     assert "diabetes" in claims[0].reason and "pre-eclampsia" in claims[1].reason
     assert set(claims[0].as_dict()) == {"sentence", "start", "end", "reason", "kinds"}
 
@@ -160,8 +173,9 @@ def test_the_refinement_guard_and_the_grounding_check_share_one_vocabulary():
 
 
 def test_the_evaluation_reports_unsupported_claims_beside_the_safety_warnings():
-    metrics = guidance_metrics(ISSUE_ANSWER, "Routine antenatal care.", [], 0, lambda texts: np.ones((len(texts), 1)),
-                               unsupported_claims=2)
+    metrics = guidance_metrics(
+        ISSUE_ANSWER, "Routine antenatal care.", [], 0, lambda texts: np.ones((len(texts), 1)), unsupported_claims=2
+    )
     assert metrics["unsupported_claims"] == 2 and metrics["safety_warnings"] == 0
     keys = list(METRICS)
     assert keys.index("unsupported_claims") == keys.index("safety_warning_rate") + 1
@@ -177,10 +191,20 @@ ANSWER = ISSUE_ANSWER + " Offer a glucose tolerance test at 24 to 28 weeks."
 def marked_guidance(imported_patient) -> GuidanceRequest:
     """The issue's answer for a pregnant woman who never smoked and has no diabetes."""
     with ScriptedServer(("json", 200, completion(ANSWER), {})) as server:
-        endpoint = LLMEndpoint.objects.create(name="embedded", kind="openai", openness="open",
-                                              settings={"base_url": server.base_url, "model": "m", "timeout": 2})
-        guidance = guidance_request_create(patient=imported_patient, question="What should she watch for?",
-                                           at=date(2025, 5, 2), endpoint=endpoint, use_retrieval=False, run_inline=True)
+        endpoint = LLMEndpoint.objects.create(
+            name="embedded",
+            kind="openai",
+            openness="open",
+            settings={"base_url": server.base_url, "model": "m", "timeout": 2},
+        )
+        guidance = guidance_request_create(
+            patient=imported_patient,
+            question="What should she watch for?",
+            at=date(2025, 5, 2),
+            endpoint=endpoint,
+            use_retrieval=False,
+            run_inline=True,
+        )
     assert guidance.status == pm.JobStatus.DONE, guidance.error
     return guidance
 
@@ -189,8 +213,9 @@ def test_a_finished_guidance_stores_the_sentences_her_record_does_not_support(ma
     claims = GuidanceRequest.objects.get(pk=marked_guidance.pk).unsupported_claims
     assert [c["sentence"] for c in claims] == [
         "She should also watch for signs of low blood sugar (hypoglycaemia), which can indicate diabetes.",
-        "She should avoid smoking and alcohol, as these can exacerbate pre-eclampsia."]
-    assert all(ANSWER[c["start"]:c["end"]] == c["sentence"] and c["reason"] for c in claims)
+        "She should avoid smoking and alcohol, as these can exacerbate pre-eclampsia.",
+    ]
+    assert all(ANSWER[c["start"] : c["end"]] == c["sentence"] and c["reason"] for c in claims)
     assert guidance_as_json(marked_guidance)["unsupported_claims"] == claims
 
 

@@ -22,11 +22,16 @@ from prompting.pmlm.peer_advice import NOT_PREGNANT, PREGNANT, SituationsAt, adv
 from prompting.services import peer_model_create, peer_model_train, prompt_build
 from tests import fhir_builders as fb
 
-TEMPLATE = TemplateSpec("t-1", "Advise the clinician.", {"self": "Her record", "peer": "Patients like her",
-                                                         "knowledge": "Guidance sources", "question": "Question"}, 10_000)
+TEMPLATE = TemplateSpec(
+    "t-1",
+    "Advise the clinician.",
+    {"self": "Her record", "peer": "Patients like her", "knowledge": "Guidance sources", "question": "Question"},
+    10_000,
+)
 ANTENATAL_ADVICE = [("folic acid", 1.0), ("iron supplementation", 1.0), ("fetal movements", 1.0)]
 PEERS = PeerSummary(
-    "ratings", [0.6, 0.5],
+    "ratings",
+    [0.6, 0.5],
     recommended_by_situation={"pregnant": ANTENATAL_ADVICE, "trimester_2": ANTENATAL_ADVICE},
     helped_by_situation={"pregnant": [("Iron and folic acid supplementation", 4.5, 2)]},
 )
@@ -62,8 +67,14 @@ def test_a_woman_who_is_not_pregnant_never_reads_her_peers_antenatal_advice():
 
 def test_a_pregnant_woman_reads_advice_from_the_same_trimester():
     text = peer_text(pregnant_weeks(20))
-    assert "Their physicians most often recommended at comparable visits (pregnant, trimester 2): folic acid (100%)" in text
-    assert "What helped similar patients while pregnant (mean rating, raters): Iron and folic acid supplementation 4.5 (2)" in text
+    assert (
+        "Their physicians most often recommended at comparable visits (pregnant, trimester 2): folic acid (100%)"
+        in text
+    )
+    assert (
+        "What helped similar patients while pregnant (mean rating, raters): Iron and folic acid supplementation 4.5 (2)"
+        in text
+    )
 
 
 def test_advice_from_another_trimester_is_not_borrowed():
@@ -77,22 +88,33 @@ def test_with_her_gestational_age_not_recorded_any_pregnant_visit_is_comparable(
 
 
 def test_advice_written_while_not_pregnant_serves_a_woman_who_is_not_pregnant():
-    peers = PeerSummary("ratings", [0.5], recommended_by_situation={NOT_PREGNANT: [("smoking cessation", 0.5)], **PEERS.recommended_by_situation})
+    peers = PeerSummary(
+        "ratings",
+        [0.5],
+        recommended_by_situation={NOT_PREGNANT: [("smoking cessation", 0.5)], **PEERS.recommended_by_situation},
+    )
     assert "at comparable visits (not pregnant): smoking cessation (50%)" in peer_text(not_pregnant(), peers)
 
 
 def test_peers_stored_before_situations_were_kept_are_not_borrowed():
     from prompting.pmlm.peer_advice import by_situation
 
-    legacy = PeerSummary("ratings", [0.5], recommended_by_situation=by_situation([["folic acid", 1.0]], tuple, 5),
-                         helped_by_situation=by_situation([["iron-folic-acid", 4.5, 2]], tuple, 3))
+    legacy = PeerSummary(
+        "ratings",
+        [0.5],
+        recommended_by_situation=by_situation([["folic acid", 1.0]], tuple, 5),
+        helped_by_situation=by_situation([["iron-folic-acid", 4.5, 2]], tuple, 3),
+    )
     text = peer_text(not_pregnant(), legacy)
     assert "folic acid" not in text and "comparable situation (not pregnant)" in text
 
 
 def test_shares_are_counted_among_the_neighbours_with_advice_in_that_situation():
     advice = {
-        1: [((PREGNANT, "trimester_2"), {"folic acid", "iron supplementation"}), ((NOT_PREGNANT,), {"smoking cessation"})],
+        1: [
+            ((PREGNANT, "trimester_2"), {"folic acid", "iron supplementation"}),
+            ((NOT_PREGNANT,), {"smoking cessation"}),
+        ],
         2: [((PREGNANT, "trimester_2"), {"folic acid"})],
         3: [((PREGNANT, "trimester_3"), {"birth planning"})],
         4: [((NOT_PREGNANT,), set())],  # advice with no key item: not counted
@@ -105,7 +127,11 @@ def test_shares_are_counted_among_the_neighbours_with_advice_in_that_situation()
 
 def test_what_helped_counts_each_neighbours_latest_rating_given_in_that_situation():
     rated = {
-        1: [((NOT_PREGNANT,), "contraception", 5), ((PREGNANT, "trimester_1"), "iron", 2), ((PREGNANT, "trimester_2"), "iron", 5)],
+        1: [
+            ((NOT_PREGNANT,), "contraception", 5),
+            ((PREGNANT, "trimester_1"), "iron", 2),
+            ((PREGNANT, "trimester_2"), "iron", 5),
+        ],
         2: [((NOT_PREGNANT,), "contraception", 4), ((PREGNANT, "trimester_3"), "iron", 4)],
         3: [((PREGNANT,), "iron", 1)],
     }
@@ -115,8 +141,11 @@ def test_what_helped_counts_each_neighbours_latest_rating_given_in_that_situatio
 
 def test_a_record_is_placed_in_the_situation_she_was_in_that_day():
     today = timezone.now().date()
-    history = PatientHistory(age_years=30, diagnoses=[Diagnosis(codes.NORMAL_PREGNANCY, "Normal pregnancy", 200, abated_days_ago=10)],
-                             procedures=[])
+    history = PatientHistory(
+        age_years=30,
+        diagnoses=[Diagnosis(codes.NORMAL_PREGNANCY, "Normal pregnancy", 200, abated_days_ago=10)],
+        procedures=[],
+    )
     situations = SituationsAt({7: history}, today)
     assert situations(7, today - timedelta(days=60)) == (PREGNANT, "trimester_2")  # 20 weeks then
     assert situations(7, today - timedelta(days=190)) == (PREGNANT, "trimester_1")
@@ -137,29 +166,44 @@ def _day(days_ago: int) -> str:
 
 
 def _woman(organisation, pid: str, *resources):
-    assert patient_import_bundle(organisation=organisation, bundle=fb.bundle(fb.patient(pid), *resources), source="test").ok
+    assert patient_import_bundle(
+        organisation=organisation, bundle=fb.bundle(fb.patient(pid), *resources), source="test"
+    ).ok
     return organisation.patients.get(external_id=pid)
 
 
 @pytest.fixture
 def clinic(organisation):
     """Six mothers advised at 20 weeks (and, earlier, while not pregnant), and four women to ask about."""
-    items = {slug: pm.CareItem.objects.create(slug=slug, name=name, category="intervention") for slug, name in
-             [("iron-folic-acid", "Iron and folic acid supplementation"), ("contraception", "Contraception counselling"),
-              ("exercise", "Prenatal exercise programme")]}
+    items = {
+        slug: pm.CareItem.objects.create(slug=slug, name=name, category="intervention")
+        for slug, name in [
+            ("iron-folic-acid", "Iron and folic acid supplementation"),
+            ("contraception", "Contraception counselling"),
+            ("exercise", "Prenatal exercise programme"),
+        ]
+    }
     today = timezone.now().date()
 
     def rate(patient, slug, rating, days_ago):
-        pm.CareRating.objects.create(patient=patient, care_item=items[slug], rating=rating, rated_on=today - timedelta(days=days_ago))
+        pm.CareRating.objects.create(
+            patient=patient, care_item=items[slug], rating=rating, rated_on=today - timedelta(days=days_ago)
+        )
 
     for n in range(6):
         pid = f"mother-{n}"
-        mother = _woman(organisation, pid, fb.condition(f"{pid}-preg", pid, onset=_day(200)),
-                        fb.encounter(f"{pid}-anc", pid, start=_day(60)),
-                        fb.encounter(f"{pid}-gp", pid, start=_day(700), code="185349003", display="Encounter for check up"))
+        mother = _woman(
+            organisation,
+            pid,
+            fb.condition(f"{pid}-preg", pid, onset=_day(200)),
+            fb.encounter(f"{pid}-anc", pid, start=_day(60)),
+            fb.encounter(f"{pid}-gp", pid, start=_day(700), code="185349003", display="Encounter for check up"),
+        )
         for eid, text in ((f"{pid}-anc", ANTENATAL), (f"{pid}-gp", CHECK_UP)):
             encounter = pm.Encounter.objects.get(patient=mother, fhir_id=eid)
-            pm.PhysicianRecommendation.objects.create(patient=mother, encounter=encounter, text=text, written_at=encounter.period_start)
+            pm.PhysicianRecommendation.objects.create(
+                patient=mother, encounter=encounter, text=text, written_at=encounter.period_start
+            )
         rate(mother, "iron-folic-acid", 5, 60)
         rate(mother, "exercise", 4 + n % 2, 60)
         rate(mother, "contraception", 4, 700)
@@ -186,7 +230,11 @@ def test_the_stored_peers_keep_advice_by_the_situation_it_was_written_in(clinic)
     profile = PeerProfile.objects.get(patient=clinic["not pregnant"])
     assert set(profile.recommended) == {NOT_PREGNANT, PREGNANT, "trimester_2"}
     assert profile.recommended[NOT_PREGNANT] == [["smoking cessation", 1.0]]
-    assert {item for item, _ in profile.recommended["trimester_2"]} >= {"folic acid", "iron supplementation", "fetal movements"}
+    assert {item for item, _ in profile.recommended["trimester_2"]} >= {
+        "folic acid",
+        "iron supplementation",
+        "fetal movements",
+    }
     assert [slug for slug, _, _ in profile.helped[PREGNANT]][:1] == ["iron-folic-acid"]
 
 
@@ -195,7 +243,9 @@ def test_her_prompt_reads_only_her_peers_advice_from_a_comparable_situation(clin
     assert "at comparable visits (not pregnant): smoking cessation (100%)" in text
     assert "folic acid" not in text and "fetal movements" not in text and "Iron and folic acid" not in text
     text = peer_section(clinic["trimester 2"])
-    assert "at comparable visits (pregnant, trimester 2)" in text and "folic acid (100%)" in text and "smoking" not in text
+    assert (
+        "at comparable visits (pregnant, trimester 2)" in text and "folic acid (100%)" in text and "smoking" not in text
+    )
     assert "What helped similar patients while pregnant" in text and "Iron and folic acid supplementation 5.0" in text
     text = peer_section(clinic["trimester 1"])
     assert "No similar patient's physician advice from a comparable situation (pregnant, trimester 1)." in text

@@ -23,8 +23,12 @@ from prompting.selectors import patient_history
 from prompting.services import prompt_build
 from tests import fhir_builders as fb
 
-TEMPLATE = TemplateSpec("t-1", "Advise the clinician.", {"self": "Her record", "peer": "Patients like her",
-                                                         "knowledge": "Guidance sources", "question": "Question"}, 10_000)
+TEMPLATE = TemplateSpec(
+    "t-1",
+    "Advise the clinician.",
+    {"self": "Her record", "peer": "Patients like her", "knowledge": "Guidance sources", "question": "Question"},
+    10_000,
+)
 LOOKBACK = codes.UNDATED_PREGNANCY_LOOKBACK_DAYS
 EVIDENCE = codes.UNDATED_PREGNANCY_EVIDENCE_DAYS
 
@@ -39,8 +43,13 @@ def q(code, value, unit="", days_ago=0, **kw):
 
 def record(*readings, visits=(antenatal_visit(),), diagnoses=(), procedures=()):
     """A woman at an antenatal visit today whose record never says how far along she is."""
-    return PatientHistory(age_years=29, readings=list(readings), visits=list(visits), diagnoses=list(diagnoses),
-                          procedures=list(procedures))
+    return PatientHistory(
+        age_years=29,
+        readings=list(readings),
+        visits=list(visits),
+        diagnoses=list(diagnoses),
+        procedures=list(procedures),
+    )
 
 
 def flag_codes(h):
@@ -67,10 +76,25 @@ def test_an_encounter_typed_anc_contact_with_a_prenatal_reason_counts_as_antenat
     assert current_pregnancy(record(visits=[who_style])).pregnant
 
 
-@pytest.mark.parametrize("finding", [
-    q("11878-6", 2, "{#}"), q("246435002", 1), q("55283-6", 142, "/min"), q("57068-9", 150, "/min"), q("11881-0", 26, "cm"),
-    q("1507-3", 150, "mg/dL"),
-], ids=["fetuses-ultrasound", "fetuses-snomed", "fetal-heart-rate", "fetal-heart-rate-alt", "fundal-height", "ogtt-1h"])
+@pytest.mark.parametrize(
+    "finding",
+    [
+        q("11878-6", 2, "{#}"),
+        q("246435002", 1),
+        q("55283-6", 142, "/min"),
+        q("57068-9", 150, "/min"),
+        q("11881-0", 26, "cm"),
+        q("1507-3", 150, "mg/dL"),
+    ],
+    ids=[
+        "fetuses-ultrasound",
+        "fetuses-snomed",
+        "fetal-heart-rate",
+        "fetal-heart-rate-alt",
+        "fundal-height",
+        "ogtt-1h",
+    ],
+)
 def test_a_pregnancy_only_finding_makes_her_pregnant_without_any_encounter(finding):
     pregnancy = current_pregnancy(record(finding, visits=[]))
     assert pregnancy.pregnant and pregnancy.gestational_days is None and "recorded today" in pregnancy.basis
@@ -88,12 +112,16 @@ def test_the_evidence_must_be_from_the_last_8_weeks(days_ago, pregnant):
     assert current_pregnancy(record(q("55283-6", 140, "/min", days_ago), visits=[])).pregnant is pregnant
 
 
-@pytest.mark.parametrize("ending", [
-    {"procedures": [ProcedureDone("11466000", "Caesarean section", 3)]},
-    {"diagnoses": [Diagnosis("19169002", "Miscarriage in first trimester", 3)]},
-    {"diagnoses": [Diagnosis(codes.NORMAL_PREGNANCY, "Normal pregnancy", 280, abated_days_ago=3)]},
-    {"extra_visits": [Visit("169762003", "Postnatal visit", 3)]},
-], ids=["caesarean", "miscarriage", "episode-closed", "postnatal-visit"])
+@pytest.mark.parametrize(
+    "ending",
+    [
+        {"procedures": [ProcedureDone("11466000", "Caesarean section", 3)]},
+        {"diagnoses": [Diagnosis("19169002", "Miscarriage in first trimester", 3)]},
+        {"diagnoses": [Diagnosis(codes.NORMAL_PREGNANCY, "Normal pregnancy", 280, abated_days_ago=3)]},
+        {"extra_visits": [Visit("169762003", "Postnatal visit", 3)]},
+    ],
+    ids=["caesarean", "miscarriage", "episode-closed", "postnatal-visit"],
+)
 def test_antenatal_care_before_the_pregnancy_ended_does_not_make_her_pregnant(ending):
     visits = [antenatal_visit(10)] + ending.pop("extra_visits", [])
     assert not current_pregnancy(record(visits=visits, **ending)).pregnant
@@ -110,17 +138,20 @@ def test_a_dated_pregnancy_still_comes_first():
 # --- every rule that does not need the gestational age applies --------------------------------------
 
 
-@pytest.mark.parametrize("reading, flag", [
-    (q("1558-6", 210, "mg/dL"), "diabetes_in_pregnancy"),
-    (q("1558-6", 7.2, "mmol/L"), "diabetes_in_pregnancy"),
-    (q("2345-7", 200, "mg/dL"), "diabetes_in_pregnancy"),
-    (q("1518-0", 200, "mg/dL"), "diabetes_in_pregnancy"),
-    (q("1558-6", 92, "mg/dL"), "gestational_diabetes"),
-    (q("1507-3", 180, "mg/dL"), "gestational_diabetes"),
-    (q("1518-0", 153, "mg/dL"), "gestational_diabetes"),
-    (q("11878-6", 2, "{#}"), "multiple_pregnancy"),
-    (q("11878-6", 2, "{#}"), "pre_eclampsia_risk"),
-])
+@pytest.mark.parametrize(
+    "reading, flag",
+    [
+        (q("1558-6", 210, "mg/dL"), "diabetes_in_pregnancy"),
+        (q("1558-6", 7.2, "mmol/L"), "diabetes_in_pregnancy"),
+        (q("2345-7", 200, "mg/dL"), "diabetes_in_pregnancy"),
+        (q("1518-0", 200, "mg/dL"), "diabetes_in_pregnancy"),
+        (q("1558-6", 92, "mg/dL"), "gestational_diabetes"),
+        (q("1507-3", 180, "mg/dL"), "gestational_diabetes"),
+        (q("1518-0", 153, "mg/dL"), "gestational_diabetes"),
+        (q("11878-6", 2, "{#}"), "multiple_pregnancy"),
+        (q("11878-6", 2, "{#}"), "pre_eclampsia_risk"),
+    ],
+)
 def test_pregnancy_rules_that_do_not_need_the_gestational_age_are_applied(reading, flag):
     assert flag in flag_codes(record(reading))
 
@@ -181,13 +212,29 @@ AT = date(2025, 5, 2)
 def who_style_bundle(pid: str):
     """A WHO antenatal test case: an 'ANC contact' encounter whose reason is the prenatal initial
     visit, two fetuses on ultrasound and a fasting glucose of 210 mg/dL; nothing dates the pregnancy."""
-    visit = fb.encounter(f"{pid}-e", pid, start="2025-05-02T09:00:00Z", code="ANC.Contact", display="Antenatal care contact")
+    visit = fb.encounter(
+        f"{pid}-e", pid, start="2025-05-02T09:00:00Z", code="ANC.Contact", display="Antenatal care contact"
+    )
     visit["type"][0]["coding"][0]["system"] = "http://smart.who.int/anc/CodeSystem/anc-custom-codes"
-    visit["reasonCode"] = [{"coding": [{"system": fb.SNOMED, "code": "424441002", "display": "Prenatal initial visit"}]}]
-    fetuses = fb.observation(f"{pid}-fetuses", pid, f"{pid}-e", code="11878-6", when="2025-05-02T09:00:00Z",
-                             value={"valueQuantity": {"value": 2, "unit": "{#}"}})
-    glucose = fb.observation(f"{pid}-glucose", pid, f"{pid}-e", code="1558-6", when="2025-05-02T09:00:00Z",
-                             value={"valueQuantity": {"value": 210, "unit": "mg/dL"}})
+    visit["reasonCode"] = [
+        {"coding": [{"system": fb.SNOMED, "code": "424441002", "display": "Prenatal initial visit"}]}
+    ]
+    fetuses = fb.observation(
+        f"{pid}-fetuses",
+        pid,
+        f"{pid}-e",
+        code="11878-6",
+        when="2025-05-02T09:00:00Z",
+        value={"valueQuantity": {"value": 2, "unit": "{#}"}},
+    )
+    glucose = fb.observation(
+        f"{pid}-glucose",
+        pid,
+        f"{pid}-e",
+        code="1558-6",
+        when="2025-05-02T09:00:00Z",
+        value={"valueQuantity": {"value": 210, "unit": "mg/dL"}},
+    )
     return fb.bundle(fb.patient(pid), visit, fetuses, glucose)
 
 
@@ -197,7 +244,9 @@ def test_an_imported_who_antenatal_test_case_gets_every_pregnancy_rule(organisat
     assert current_pregnancy(patient_history(patient, AT)).label == "gestational age not recorded"
     prompt = prompt_build(patient=patient, question="What now?", at=AT)
     assert "pregnant, gestational age not recorded" in prompt.text
-    assert {"diabetes_in_pregnancy", "multiple_pregnancy", "pre_eclampsia_risk"} <= {f["code"] for f in prompt.risk_flags}
+    assert {"diabetes_in_pregnancy", "multiple_pregnancy", "pre_eclampsia_risk"} <= {
+        f["code"] for f in prompt.risk_flags
+    }
     # Eight weeks later nothing says she is still pregnant.
     later = prompt_build(patient=patient, question="What now?", at=AT + timedelta(days=EVIDENCE + 1))
     assert "not pregnant" in later.text and "diabetes_in_pregnancy" not in {f["code"] for f in later.risk_flags}
@@ -223,9 +272,11 @@ def test_the_patient_page_says_pregnant_gestational_age_not_recorded(organisatio
 
 
 def test_at_the_follow_up_after_an_induced_termination_she_is_not_pregnant_and_the_prompt_says_why():
-    h = record(visits=[antenatal_visit(0), antenatal_visit(28, "424441002")],
-               diagnoses=[Diagnosis("72892002", "Normal pregnancy", 28, 0)],
-               procedures=[ProcedureDone("714812005", "Induced termination of pregnancy", 14)])
+    h = record(
+        visits=[antenatal_visit(0), antenatal_visit(28, "424441002")],
+        diagnoses=[Diagnosis("72892002", "Normal pregnancy", 28, 0)],
+        procedures=[ProcedureDone("714812005", "Induced termination of pregnancy", 14)],
+    )
     pregnancy = current_pregnancy(h)
     assert not pregnancy.pregnant and pregnancy.ended_days_ago == 14
     assert pregnancy.label == "not pregnant: her pregnancy ended 2 weeks ago (induced termination of pregnancy)"

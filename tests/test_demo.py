@@ -78,9 +78,13 @@ def test_synthetic_patients_have_full_histories_and_many_are_pregnant(db):
 
 
 def test_generation_is_deterministic_for_a_seed():
-    snapshot = generator.Snapshot(external_id="p", birth_date=None, visits=[timezone.now()],
-                                  prenatal_encounters=[(1, timezone.now())],
-                                  conditions=[("72892002", timezone.now(), None)])
+    snapshot = generator.Snapshot(
+        external_id="p",
+        birth_date=None,
+        visits=[timezone.now()],
+        prenatal_encounters=[(1, timezone.now())],
+        conditions=[("72892002", timezone.now(), None)],
+    )
     assert generator.generate(snapshot, 1) == generator.generate(snapshot, 1)
     assert generator.generate(snapshot, 1) != generator.generate(snapshot, 2)
 
@@ -91,9 +95,13 @@ def test_ratings_carry_latent_structure_and_are_missing_not_at_random():
     means = defaultdict(list)
     observed = []
     for i in range(600):
-        snapshot = generator.Snapshot(external_id=f"p{i}", birth_date=None, visits=[now - timedelta(days=60), now],
-                                      prenatal_encounters=[(1, now - timedelta(days=60)), (2, now)],
-                                      conditions=[("72892002", now - timedelta(weeks=20), None)])
+        snapshot = generator.Snapshot(
+            external_id=f"p{i}",
+            birth_date=None,
+            visits=[now - timedelta(days=60), now],
+            prenatal_encounters=[(1, now - timedelta(days=60)), (2, now)],
+            conditions=[("72892002", now - timedelta(weeks=20), None)],
+        )
         out = generator.generate(snapshot, 11)
         for r in out.ratings:
             means[(out.latent_type, r["item"])].append(r["rating"])

@@ -9,7 +9,14 @@ import pytest
 from pmlm_site.charts import interval_chart
 from prompting.pmlm import peers as peer_method
 from prompting.pmlm.agreement import judge_clinician_agreement, spearman
-from prompting.pmlm.evaluation import Scored, flags_mentioned, guidance_metrics, summarise, variant_sections, variant_text
+from prompting.pmlm.evaluation import (
+    Scored,
+    flags_mentioned,
+    guidance_metrics,
+    summarise,
+    variant_sections,
+    variant_text,
+)
 from prompting.pmlm.holdout import split_patients
 from prompting.pmlm.judge import GENERAL_CRITERIA, Criterion, judge_guidance, parse_verdict, rubric, rubric_score
 
@@ -55,11 +62,23 @@ class TestTheHoldOutRule:
 class TestPromptVariants:
     def test_general_is_the_question_alone_with_its_guidance_sources(self):
         assert [s["source"] for s in variant_sections(SECTIONS, "general")] == ["knowledge", "question"]
-        assert "Her record" not in variant_text(SECTIONS, "general") and "What now?" in variant_text(SECTIONS, "general")
+        assert "Her record" not in variant_text(SECTIONS, "general") and "What now?" in variant_text(
+            SECTIONS, "general"
+        )
 
     def test_self_and_peer_keep_only_their_own_context(self):
-        assert [s["source"] for s in variant_sections(SECTIONS, "self")] == ["instructions", "self", "knowledge", "question"]
-        assert [s["source"] for s in variant_sections(SECTIONS, "peer")] == ["instructions", "peer", "knowledge", "question"]
+        assert [s["source"] for s in variant_sections(SECTIONS, "self")] == [
+            "instructions",
+            "self",
+            "knowledge",
+            "question",
+        ]
+        assert [s["source"] for s in variant_sections(SECTIONS, "peer")] == [
+            "instructions",
+            "peer",
+            "knowledge",
+            "question",
+        ]
 
     def test_pmlm_is_the_whole_prompt_and_unknown_variants_are_refused(self):
         assert variant_sections(SECTIONS, "pmlm") == SECTIONS
@@ -74,9 +93,13 @@ class TestGuidanceMetrics:
         assert flags_mentioned("Anything.", []) == (None, [], [])
 
     def test_the_figures_of_one_answer(self):
-        metrics = guidance_metrics("Start home blood pressure monitoring and check urine protein.",
-                                   "Start home blood pressure monitoring, check urine protein, review in a week.",
-                                   [HYPERTENSION], 1, unit_embed)
+        metrics = guidance_metrics(
+            "Start home blood pressure monitoring and check urine protein.",
+            "Start home blood pressure monitoring, check urine protein, review in a week.",
+            [HYPERTENSION],
+            1,
+            unit_embed,
+        )
         assert metrics["key_item_coverage"] == pytest.approx(2 / 3, abs=1e-3)
         assert metrics["flag_mention_rate"] == 1.0 and metrics["safety_warning_rate"] == 1.0 and metrics["words"] == 9
         assert 0 < metrics["closeness"] <= 1 and metrics["judge"] is None
@@ -87,13 +110,23 @@ class TestGuidanceMetrics:
 
 
 def scored(patient, example, variant, closeness, rag=True):
-    return Scored(example=example, patient=patient, variant=variant, rag=rag, endpoint="local",
-                  metrics={"closeness": closeness, "judge": None})
+    return Scored(
+        example=example,
+        patient=patient,
+        variant=variant,
+        rag=rag,
+        endpoint="local",
+        metrics={"closeness": closeness, "judge": None},
+    )
 
 
 class TestSummaries:
     def test_rows_come_in_variant_order_with_a_mean_inside_its_interval(self):
-        items = [scored(f"p{n}", f"e{n}", v, 0.2 + 0.01 * n + (0.1 if v == "pmlm" else 0)) for n in range(8) for v in ("pmlm", "general")]
+        items = [
+            scored(f"p{n}", f"e{n}", v, 0.2 + 0.01 * n + (0.1 if v == "pmlm" else 0))
+            for n in range(8)
+            for v in ("pmlm", "general")
+        ]
         rows = summarise(items, resamples=500)
         assert [r["variant"] for r in rows] == ["general", "pmlm"]
         for row in rows:
@@ -106,13 +139,17 @@ class TestSummaries:
         items += [scored(f"p{n}", f"e{n}", "pmlm", 0.1 * n + 0.05) for n in range(6)]
         pmlm = summarise(items, resamples=300)[1]
         assert pmlm["closeness_vs_general"] == pytest.approx(0.05)
-        assert pmlm["ci"]["closeness_vs_general"] == pytest.approx([0.05, 0.05])  # the same gain for every woman: no spread
+        assert pmlm["ci"]["closeness_vs_general"] == pytest.approx(
+            [0.05, 0.05]
+        )  # the same gain for every woman: no spread
 
     def test_the_bootstrap_resamples_patients_not_encounters(self):
         # One woman with many encounters must not narrow the interval as if each were a new patient.
         items = [scored("p0", f"e{n}", "pmlm", 0.9) for n in range(20)] + [scored("p1", "f0", "pmlm", 0.1)]
         row = summarise(items, resamples=1000)[0]
-        assert row["patients"] == 2 and row["ci"]["closeness"][0] <= 0.1 + 1e-9 and row["ci"]["closeness"][1] >= 0.9 - 1e-9
+        assert (
+            row["patients"] == 2 and row["ci"]["closeness"][0] <= 0.1 + 1e-9 and row["ci"]["closeness"][1] >= 0.9 - 1e-9
+        )
 
     def test_retrieval_on_comes_before_off(self):
         items = [scored("p0", "e0", "pmlm", 0.3, rag=False), scored("p0", "e0", "pmlm", 0.4, rag=True)]
@@ -123,13 +160,15 @@ class TestTheRubricJudge:
     def test_the_rubric_asks_for_the_physicians_items_and_her_flags_then_general_criteria(self):
         criteria = rubric("Start home blood pressure monitoring and low-dose aspirin.", [HYPERTENSION])
         texts = [c.text for c in criteria]
-        assert "Recommends low-dose aspirin." in texts and "Addresses her risk flag: Hypertension in pregnancy." in texts
-        assert criteria[-len(GENERAL_CRITERIA):] == list(GENERAL_CRITERIA) and any(c.points < 0 for c in criteria)
+        assert (
+            "Recommends low-dose aspirin." in texts and "Addresses her risk flag: Hypertension in pregnancy." in texts
+        )
+        assert criteria[-len(GENERAL_CRITERIA) :] == list(GENERAL_CRITERIA) and any(c.points < 0 for c in criteria)
 
     def test_verdicts_are_read_from_json_or_a_plain_yes_or_no(self):
         assert parse_verdict('{"explanation": "It does.", "criteria_met": true}') is True
         assert parse_verdict('Sure: {"criteria_met": false, "explanation": "no"}') is False
-        assert parse_verdict('criteria_met: true') is True
+        assert parse_verdict("criteria_met: true") is True
         assert parse_verdict("No, it does not.") is False
         assert parse_verdict("The answer discusses blood pressure.") is None
 
@@ -145,11 +184,15 @@ class TestTheRubricJudge:
 
         def ask(messages):
             asked.append(messages[-1]["content"])
-            return json.dumps({"explanation": "x", "criteria_met": "aspirin" in messages[-1]["content"].split("Rubric item")[1]})
+            return json.dumps(
+                {"explanation": "x", "criteria_met": "aspirin" in messages[-1]["content"].split("Rubric item")[1]}
+            )
 
         result = judge_guidance("What now?", "Give aspirin.", rubric("Low-dose aspirin.", []), ask)
         assert len(asked) == 1 + len(GENERAL_CRITERIA) and all("Give aspirin." in a and "What now?" in a for a in asked)
-        assert result["score"] == 0.5 and result["unreadable"] == 0  # aspirin (5) of 10 positive points and result["criteria"][0]["met"] is True
+        assert (
+            result["score"] == 0.5 and result["unreadable"] == 0
+        )  # aspirin (5) of 10 positive points and result["criteria"][0]["met"] is True
 
 
 class TestAgreement:
@@ -169,17 +212,24 @@ class TestPeersOfUnseenPatients:
     def test_neighbours_come_from_the_learning_patients_and_predictions_skip_what_she_tried(self):
         features = {key: np.array([30.0 + key, key % 2, 20.0, 1.0]) for key in range(10)}
         rated = {key: {"walking": 5.0, "yoga": 4.0 if key % 2 else 2.0} for key in range(10)}
-        profiles = peer_method.unseen_profiles(features, rated, {"new": np.array([33.0, 1, 20.0, 1.0])}, {"new": {"walking": 4.0}}, k=3)
+        profiles = peer_method.unseen_profiles(
+            features, rated, {"new": np.array([33.0, 1, 20.0, 1.0])}, {"new": {"walking": 4.0}}, k=3
+        )
         profile = profiles["new"]
         assert profile.basis == "features" and len(profile.neighbours) == 3
-        assert {key for key, _ in profile.neighbours} <= set(features) and profile.neighbours[0][0] == 3  # her twin on every feature
+        assert {key for key, _ in profile.neighbours} <= set(features) and profile.neighbours[0][
+            0
+        ] == 3  # her twin on every feature
         assert [item for item, _ in profile.predicted] == ["yoga"]  # she already walks
 
 
 class TestTheIntervalChart:
     def test_it_draws_whiskers_and_states_every_figure(self):
-        svg = interval_chart(["general", "pmlm"], [("with sources", [(0.2, 0.15, 0.25), (0.3, 0.25, 0.36)]),
-                                                   ("without sources", [None, (0.28, 0.2, 0.33)])],
-                             title="Closeness", y_label="closeness")
+        svg = interval_chart(
+            ["general", "pmlm"],
+            [("with sources", [(0.2, 0.15, 0.25), (0.3, 0.25, 0.36)]), ("without sources", [None, (0.28, 0.2, 0.33)])],
+            title="Closeness",
+            y_label="closeness",
+        )
         assert svg.count("<circle") == 3 and "pmlm 0.3 (95% CI 0.25 to 0.36)" in svg and "<desc" in svg
         assert interval_chart([], [], title="x", y_label="y") == ""

@@ -13,8 +13,18 @@ from patients.services import fhir_import_paths, patient_import_bundle
 from tests import fhir_builders as fb
 
 SYNTHEA = Path(__file__).resolve().parent.parent / "demo_data" / "synthea_obgyn"
-RECORD_MODELS = [m.Patient, m.Encounter, m.Observation, m.Condition, m.MedicationRequest, m.MedicationStatement,
-                 m.AllergyIntolerance, m.Procedure, m.Immunization, m.CarePlan]
+RECORD_MODELS = [
+    m.Patient,
+    m.Encounter,
+    m.Observation,
+    m.Condition,
+    m.MedicationRequest,
+    m.MedicationStatement,
+    m.AllergyIntolerance,
+    m.Procedure,
+    m.Immunization,
+    m.CarePlan,
+]
 
 
 def row_counts():
@@ -53,7 +63,9 @@ def test_reimporting_the_same_bundle_updates_and_creates_nothing_new(organisatio
 def test_a_bundle_with_one_corrupted_observation_changes_nothing(organisation):
     patient_import_bundle(organisation=organisation, bundle=fb.small_bundle(), source="first")
     before = row_counts()
-    corrupted = fb.with_resource(fb.small_bundle(), "pat-1-bp", lambda r: r["component"][0]["valueQuantity"].update(value="high"))
+    corrupted = fb.with_resource(
+        fb.small_bundle(), "pat-1-bp", lambda r: r["component"][0]["valueQuantity"].update(value="high")
+    )
     corrupted["entry"].insert(1, {"resource": fb.patient("pat-2", family="New")})
     result = patient_import_bundle(organisation=organisation, bundle=corrupted, source="bad.json")
     assert not result.ok
@@ -64,7 +76,9 @@ def test_a_bundle_with_one_corrupted_observation_changes_nothing(organisation):
 
 
 def test_a_database_refusal_rolls_the_whole_bundle_back(organisation):
-    too_long = fb.with_resource(fb.small_bundle(), "pat-1-weight", lambda r: r["code"]["coding"][0].update(code="9" * 80))
+    too_long = fb.with_resource(
+        fb.small_bundle(), "pat-1-weight", lambda r: r["code"]["coding"][0].update(code="9" * 80)
+    )
     result = patient_import_bundle(organisation=organisation, bundle=too_long, source="long")
     assert not result.ok and "longer than 64" in result.error
     assert row_counts()["Patient"] == 0
@@ -81,7 +95,9 @@ def test_the_same_fhir_ids_in_two_organisations_stay_apart(organisation, other_o
     patient_import_bundle(organisation=other_organisation, bundle=fb.small_bundle(), source="south")
     assert m.Patient.objects.filter(external_id="pat-1").count() == 2
     south = m.Patient.objects.get(organisation=other_organisation)
-    assert set(m.Observation.objects.filter(patient=south).values_list("organisation", flat=True)) == {other_organisation.pk}
+    assert set(m.Observation.objects.filter(patient=south).values_list("organisation", flat=True)) == {
+        other_organisation.pk
+    }
 
 
 def test_a_later_bundle_may_refer_to_a_patient_already_held(organisation):
@@ -96,7 +112,9 @@ def test_a_later_bundle_may_refer_to_a_patient_already_held(organisation):
 
 
 def test_a_dangling_encounter_outside_the_bundle_is_tolerated(organisation):
-    bundle = fb.with_resource(fb.small_bundle(), "pat-1-weight", lambda r: r.update(encounter={"reference": "Encounter/gone"}))
+    bundle = fb.with_resource(
+        fb.small_bundle(), "pat-1-weight", lambda r: r.update(encounter={"reference": "Encounter/gone"})
+    )
     result = patient_import_bundle(organisation=organisation, bundle=bundle, source="dangling")
     assert result.ok and m.Observation.objects.get(fhir_id="pat-1-weight").encounter is None
 

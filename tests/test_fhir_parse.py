@@ -19,7 +19,11 @@ def test_it_parses_every_value_form_and_component_panels():
         fb.patient(),
         fb.encounter(),
         fb.observation("q", value={"valueQuantity": {"value": 70, "unit": "kg"}}),
-        fb.observation("c", code="10331-7", value={"valueCodeableConcept": {"coding": [{"system": fb.SNOMED, "code": "165746003"}]}}),
+        fb.observation(
+            "c",
+            code="10331-7",
+            value={"valueCodeableConcept": {"coding": [{"system": fb.SNOMED, "code": "165746003"}]}},
+        ),
         fb.observation("s", code="20454-5", value={"valueString": "2+"}),
         fb.observation("b", code="secondhand-smoke", value={"valueBoolean": True}),
         fb.observation("i", code="11996-6", value={"valueInteger": 2}),
@@ -32,7 +36,9 @@ def test_it_parses_every_value_form_and_component_panels():
     assert records["b"].fields["value_boolean"] is True
     assert records["i"].fields["value_quantity"] == 2.0
     assert [(c["code"], c["value_quantity"], c["unit"]) for c in records["bp"].fields["components"]] == [
-        ("8480-6", 141.0, "mm[Hg]"), ("8462-4", 92.0, "mm[Hg]")]
+        ("8480-6", 141.0, "mm[Hg]"),
+        ("8462-4", 92.0, "mm[Hg]"),
+    ]
     assert records["q"].patient.fhir_id == "pat-1" and records["q"].encounter.fhir_id == "enc-1"
 
 
@@ -68,23 +74,30 @@ def test_it_rejects_a_field_of_the_wrong_type():
 
 
 def test_it_rejects_a_bundle_reference_to_an_entry_that_is_not_there():
-    bundle = fb.with_resource(fb.small_bundle(), "pat-1-weight", lambda r: r.update(encounter={"reference": "urn:uuid:nowhere"}))
+    bundle = fb.with_resource(
+        fb.small_bundle(), "pat-1-weight", lambda r: r.update(encounter={"reference": "urn:uuid:nowhere"})
+    )
     reject(bundle, "Observation/pat-1-weight", "encounter.reference", "names no entry")
 
 
 def test_it_rejects_a_subject_that_points_at_the_wrong_type():
-    bundle = fb.with_resource(fb.small_bundle(), "pat-1-weight", lambda r: r.update(subject={"reference": "urn:uuid:pat-1-enc"}))
+    bundle = fb.with_resource(
+        fb.small_bundle(), "pat-1-weight", lambda r: r.update(subject={"reference": "urn:uuid:pat-1-enc"})
+    )
     reject(bundle, "must point to a Patient")
 
 
 def test_it_tolerates_references_it_does_not_follow():
-    bundle = fb.with_resource(fb.small_bundle(), "pat-1-weight",
-                              lambda r: r.update(basedOn=[{"reference": "urn:uuid:removed-claim"}]))
+    bundle = fb.with_resource(
+        fb.small_bundle(), "pat-1-weight", lambda r: r.update(basedOn=[{"reference": "urn:uuid:removed-claim"}])
+    )
     assert parse_bundle(bundle).records
 
 
 def test_it_keeps_a_relative_reference_outside_the_bundle_for_the_store_to_resolve():
-    bundle = fb.with_resource(fb.small_bundle(), "pat-1-weight", lambda r: r.update(encounter={"reference": "Encounter/older-visit"}))
+    bundle = fb.with_resource(
+        fb.small_bundle(), "pat-1-weight", lambda r: r.update(encounter={"reference": "Encounter/older-visit"})
+    )
     weight = next(r for r in parse_bundle(bundle).records if r.fhir_id == "pat-1-weight")
     assert (weight.encounter.fhir_id, weight.encounter.in_bundle) == ("older-visit", False)
 
@@ -100,14 +113,24 @@ def test_it_rejects_a_duplicate_resource():
     reject(bundle, "appears twice")
 
 
-@pytest.mark.parametrize("bundle, fragment", [
-    ([], "must be a JSON object"),
-    ({"resourceType": "Patient"}, "resourceType must be 'Bundle'"),
-    ({"resourceType": "Bundle", "type": "history", "entry": []}, "not supported"),
-    ({"resourceType": "Bundle", "type": "transaction", "entry": {}}, "must be a list"),
-    ({"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"id": "x"}}]}, "resourceType"),
-    ({"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "Patient", "id": "bad id!"}}]}, "'id'"),
-])
+@pytest.mark.parametrize(
+    "bundle, fragment",
+    [
+        ([], "must be a JSON object"),
+        ({"resourceType": "Patient"}, "resourceType must be 'Bundle'"),
+        ({"resourceType": "Bundle", "type": "history", "entry": []}, "not supported"),
+        ({"resourceType": "Bundle", "type": "transaction", "entry": {}}, "must be a list"),
+        ({"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"id": "x"}}]}, "resourceType"),
+        (
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [{"resource": {"resourceType": "Patient", "id": "bad id!"}}],
+            },
+            "'id'",
+        ),
+    ],
+)
 def test_it_rejects_malformed_bundles_with_a_clear_message(bundle, fragment):
     reject(bundle, fragment)
 
@@ -123,13 +146,16 @@ def test_it_refuses_more_entries_than_the_limit():
         parse_bundle(fb.small_bundle(), max_entries=3)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2024", "2024-01-01T00:00:00+00:00"),
-    ("2024-07", "2024-07-01T00:00:00+00:00"),
-    ("2024-07-09", "2024-07-09T00:00:00+00:00"),
-    ("2024-07-09T10:30:00-05:00", "2024-07-09T15:30:00+00:00"),
-    ("2024-07-09T10:30:00.123Z", "2024-07-09T10:30:00.123000+00:00"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2024", "2024-01-01T00:00:00+00:00"),
+        ("2024-07", "2024-07-01T00:00:00+00:00"),
+        ("2024-07-09", "2024-07-09T00:00:00+00:00"),
+        ("2024-07-09T10:30:00-05:00", "2024-07-09T15:30:00+00:00"),
+        ("2024-07-09T10:30:00.123Z", "2024-07-09T10:30:00.123000+00:00"),
+    ],
+)
 def test_it_reads_fhir_dates_and_datetimes_in_utc(text, expected):
     assert parse_datetime(text).isoformat() == expected
 
@@ -146,7 +172,17 @@ def test_it_rejects_a_status_outside_the_fhir_value_set():
 
 
 def test_a_marital_status_given_only_as_its_code_is_read_in_words():
-    bundle = fb.with_resource(fb.small_bundle(), "pat-1", lambda r: r.update(maritalStatus={
-        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M", "display": "M"}], "text": "M"}))
+    bundle = fb.with_resource(
+        fb.small_bundle(),
+        "pat-1",
+        lambda r: r.update(
+            maritalStatus={
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M", "display": "M"}
+                ],
+                "text": "M",
+            }
+        ),
+    )
     patient = next(r for r in parse_bundle(bundle).records if r.resource_type == "Patient")
     assert patient.fields["marital_status"] == "Married"

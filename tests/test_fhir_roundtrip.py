@@ -15,8 +15,17 @@ IGNORED = {"id", "organisation", "patient", "encounter", "created_at", "updated_
 
 def snapshot(patient):
     rows = {}
-    for model in [m.Encounter, m.Observation, m.Condition, m.MedicationRequest, m.MedicationStatement,
-                  m.AllergyIntolerance, m.Procedure, m.Immunization, m.CarePlan]:
+    for model in [
+        m.Encounter,
+        m.Observation,
+        m.Condition,
+        m.MedicationRequest,
+        m.MedicationStatement,
+        m.AllergyIntolerance,
+        m.Procedure,
+        m.Immunization,
+        m.CarePlan,
+    ]:
         for obj in model.objects.filter(patient=patient):
             data = {k: v for k, v in model_to_dict(obj).items() if k not in IGNORED}
             data["encounter"] = obj.encounter.fhir_id if getattr(obj, "encounter", None) else None

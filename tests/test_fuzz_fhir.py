@@ -13,8 +13,15 @@ from patients import models as m
 from patients.services import patient_import_bundle
 from tests import fhir_builders as fb
 
-JUNK = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**12, max_value=10**12), st.floats(allow_nan=True),
-                 st.text(max_size=40), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2))
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+)
 
 
 def paths(value, prefix=()):
@@ -46,11 +53,20 @@ def mutate(bundle, path, action, junk):
 
 
 def counts():
-    return (m.Patient.objects.count(), m.Observation.objects.count(), m.Encounter.objects.count(), m.Condition.objects.count())
+    return (
+        m.Patient.objects.count(),
+        m.Observation.objects.count(),
+        m.Encounter.objects.count(),
+        m.Condition.objects.count(),
+    )
 
 
 @pytest.mark.django_db
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(path=st.sampled_from(PATHS), action=st.sampled_from(["delete", "replace"]), junk=JUNK)
 def test_a_mutated_bundle_is_imported_or_refused_whole_with_a_message(organisation, path, action, junk):
     before = counts()
@@ -65,8 +81,13 @@ def test_a_mutated_bundle_is_imported_or_refused_whole_with_a_message(organisati
 
 @pytest.mark.django_db
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.recursive(JUNK, lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-                         max_leaves=10))
+@given(
+    body=st.recursive(
+        JUNK,
+        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+        max_leaves=10,
+    )
+)
 def test_any_json_at_all_is_refused_cleanly(organisation, body):
     before = counts()
     result = patient_import_bundle(organisation=organisation, bundle=body, source="fuzz")

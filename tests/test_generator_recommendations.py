@@ -8,8 +8,13 @@ VISIT = datetime(2026, 5, 1, 9, tzinfo=timezone.utc)
 
 
 def snapshot(**observations):
-    s = generator.Snapshot(external_id="p1", birth_date=None, visits=[VISIT], prenatal_encounters=[(1, VISIT)],
-                           conditions=[("72892002", VISIT - timedelta(weeks=24), None)])
+    s = generator.Snapshot(
+        external_id="p1",
+        birth_date=None,
+        visits=[VISIT],
+        prenatal_encounters=[(1, VISIT)],
+        conditions=[("72892002", VISIT - timedelta(weeks=24), None)],
+    )
     for code, value in observations.items():
         s.observations[code.replace("_", "-")] = [(VISIT - timedelta(days=3), value)]
     return s
@@ -20,7 +25,9 @@ def text(s, seed=1):
 
 
 def test_raised_blood_pressure_leads_to_monitoring_advice():
-    assert "raised" in text(snapshot(**{"8480_6": 150, "8462_4": 95})) or "elevated" in text(snapshot(**{"8480_6": 150, "8462_4": 95}))
+    assert "raised" in text(snapshot(**{"8480_6": 150, "8462_4": 95})) or "elevated" in text(
+        snapshot(**{"8480_6": 150, "8462_4": 95})
+    )
 
 
 def test_normal_blood_pressure_is_called_normal():
@@ -36,8 +43,12 @@ def test_the_gestational_age_is_stated():
 
 
 def test_wording_varies_across_patients():
-    texts = {generator.generate(generator.Snapshot(**{**snapshot().__dict__, "external_id": f"p{i}"}), 1).recommendations[0]["text"]
-             for i in range(20)}
+    texts = {
+        generator.generate(generator.Snapshot(**{**snapshot().__dict__, "external_id": f"p{i}"}), 1).recommendations[0][
+            "text"
+        ]
+        for i in range(20)
+    }
     assert len(texts) > 3
 
 
@@ -48,13 +59,21 @@ ANTENATAL_ONLY = ("antenatal", "gestation", "fetal movements", "reduced movement
 
 def ended_snapshot(*, conditions=(), procedures=()):
     """Synthea's pattern: a prenatal visit after the pregnancy ended (the episode closes at that visit)."""
-    return generator.Snapshot(external_id="p1", birth_date=None, visits=[VISIT], prenatal_encounters=[(1, VISIT)],
-                              conditions=list(conditions), pregnancy_ending_procedures=list(procedures))
+    return generator.Snapshot(
+        external_id="p1",
+        birth_date=None,
+        visits=[VISIT],
+        prenatal_encounters=[(1, VISIT)],
+        conditions=list(conditions),
+        pregnancy_ending_procedures=list(procedures),
+    )
 
 
 def test_the_follow_up_visit_after_an_induced_termination_is_about_care_after_it_not_antenatal_care():
-    s = ended_snapshot(conditions=[("72892002", VISIT - timedelta(weeks=4), VISIT)],
-                       procedures=[(generator.TERMINATION_CODE, VISIT - timedelta(weeks=2))])
+    s = ended_snapshot(
+        conditions=[("72892002", VISIT - timedelta(weeks=4), VISIT)],
+        procedures=[(generator.TERMINATION_CODE, VISIT - timedelta(weeks=2))],
+    )
     for seed in range(6):
         advice = text(s, seed)
         assert "termination" in advice and "contraception" in advice and "Anti-D" in advice
@@ -68,8 +87,9 @@ def test_a_miscarriage_diagnosed_at_the_booking_visit_is_advised_on_as_a_pregnan
 
 
 def test_a_new_pregnancy_after_an_earlier_loss_gets_antenatal_advice_again():
-    s = ended_snapshot(conditions=[("19169002", VISIT - timedelta(weeks=11), None),
-                                   ("72892002", VISIT - timedelta(weeks=6), None)])
+    s = ended_snapshot(
+        conditions=[("19169002", VISIT - timedelta(weeks=11), None), ("72892002", VISIT - timedelta(weeks=6), None)]
+    )
     assert "6 weeks" in text(s) or "6-week" in text(s)
 
 

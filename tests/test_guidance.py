@@ -25,9 +25,19 @@ def patient(organisation):
 
 
 def openai_endpoint(name, base_url, **settings):
-    return LLMEndpoint.objects.create(name=name, kind="openai", openness="proprietary",
-                                      settings={"base_url": base_url, "model": "gpt-test", "timeout": 2, "max_attempts": 2,
-                                                "backoff": 0.01, **settings})
+    return LLMEndpoint.objects.create(
+        name=name,
+        kind="openai",
+        openness="proprietary",
+        settings={
+            "base_url": base_url,
+            "model": "gpt-test",
+            "timeout": 2,
+            "max_attempts": 2,
+            "backoff": 0.01,
+            **settings,
+        },
+    )
 
 
 def test_the_local_smollm2_answers_with_citations_when_retrieval_is_on(patient, knowledge):
@@ -60,33 +70,54 @@ def test_ask_prints_the_design_json(patient, knowledge, capsys):
 def test_a_failing_server_ends_in_a_failed_request_with_its_reason(patient):
     with ScriptedServer(("json", 503, {"error": {"message": "maintenance"}}, {})) as server:
         endpoint = openai_endpoint("hospital-vllm", server.base_url)
-        guidance = guidance_request_create(patient=patient, question=QUESTION, at=AT, endpoint=endpoint,
-                                           use_retrieval=False, run_inline=True)
+        guidance = guidance_request_create(
+            patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False, run_inline=True
+        )
     assert guidance.status == pm.JobStatus.FAILED
     assert "503: maintenance after 2 attempts" in guidance.error and len(server.requests) == 2
 
 
 def test_a_server_that_times_out_never_leaves_a_hanging_job(patient):
-    with ScriptedServer(("sleep", 4),) as server:
+    with ScriptedServer(
+        ("sleep", 4),
+    ) as server:
         endpoint = openai_endpoint("slow-api", server.base_url, timeout=0.5)
-        guidance = guidance_request_create(patient=patient, question=QUESTION, at=AT, endpoint=endpoint,
-                                           use_retrieval=False, run_inline=True)
+        guidance = guidance_request_create(
+            patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False, run_inline=True
+        )
     assert guidance.status == pm.JobStatus.FAILED and "did not answer within 0.5 s" in guidance.error
 
 
 def test_no_identifiable_data_reaches_an_endpoint_that_may_not_receive_it(organisation):
     bundle = hypertensive_bundle("p-priv")
     bundle["entry"][0]["resource"]["telecom"][0]["value"] = "+44 7700 900555"
-    bundle["entry"][3]["resource"]["code"]["coding"][0]["display"] = "Normal pregnancy (Adaeze Okonkwo-Test, MRN-p-priv)"
+    bundle["entry"][3]["resource"]["code"]["coding"][0]["display"] = (
+        "Normal pregnancy (Adaeze Okonkwo-Test, MRN-p-priv)"
+    )
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="priv").ok
     patient = organisation.patients.get(external_id="p-priv")
     with ScriptedServer(("json", 200, completion("Repeat BP within a week [1]."), {})) as server:
         endpoint = openai_endpoint("proprietary-api", server.base_url)
-        guidance = guidance_request_create(patient=patient, question="Adaeze Okonkwo-Test (MRN-p-priv): BP plan?", at=AT,
-                                           endpoint=endpoint, use_retrieval=False, run_inline=True)
+        guidance = guidance_request_create(
+            patient=patient,
+            question="Adaeze Okonkwo-Test (MRN-p-priv): BP plan?",
+            at=AT,
+            endpoint=endpoint,
+            use_retrieval=False,
+            run_inline=True,
+        )
     assert guidance.status == pm.JobStatus.DONE and guidance.text.startswith("Repeat BP")
     sent = json.dumps([r["body"] for r in server.requests])
-    for identifier in ("Adaeze", "Okonkwo", "MRN-p-priv", "p-priv", "7700 900555", "1992-03-14", "Clinic Road", "Springfield"):
+    for identifier in (
+        "Adaeze",
+        "Okonkwo",
+        "MRN-p-priv",
+        "p-priv",
+        "7700 900555",
+        "1992-03-14",
+        "Clinic Road",
+        "Springfield",
+    ):
         assert identifier not in sent, identifier
     assert "152/98 mmHg" in sent  # the clinical content does go
 
@@ -94,10 +125,24 @@ def test_no_identifiable_data_reaches_an_endpoint_that_may_not_receive_it(organi
 def test_a_retried_task_does_not_run_twice_and_an_idempotency_key_returns_the_same_request(patient):
     with ScriptedServer(("json", 200, completion("ok"), {})) as server:
         endpoint = openai_endpoint("hospital", server.base_url)
-        first = guidance_request_create(patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False,
-                                        idempotency_key="visit-42", run_inline=True)
-        again = guidance_request_create(patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False,
-                                        idempotency_key="visit-42", run_inline=True)
+        first = guidance_request_create(
+            patient=patient,
+            question=QUESTION,
+            at=AT,
+            endpoint=endpoint,
+            use_retrieval=False,
+            idempotency_key="visit-42",
+            run_inline=True,
+        )
+        again = guidance_request_create(
+            patient=patient,
+            question=QUESTION,
+            at=AT,
+            endpoint=endpoint,
+            use_retrieval=False,
+            idempotency_key="visit-42",
+            run_inline=True,
+        )
         guidance_request_run(guidance_id=first.pk)
     assert first.pk == again.pk and GuidanceRequest.objects.count() == 1 and len(server.requests) == 1
 
@@ -105,18 +150,23 @@ def test_a_retried_task_does_not_run_twice_and_an_idempotency_key_returns_the_sa
 def test_the_safety_check_warns_about_a_contraindicated_drug_in_the_guidance(patient):
     with ScriptedServer(("json", 200, completion("Start lisinopril 10 mg daily."), {})) as server:
         endpoint = openai_endpoint("risky", server.base_url)
-        guidance = guidance_request_create(patient=patient, question=QUESTION, at=AT, endpoint=endpoint,
-                                           use_retrieval=False, run_inline=True)
+        guidance = guidance_request_create(
+            patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False, run_inline=True
+        )
     assert [w["code"] for w in guidance.warnings] == ["contraindicated_medication"]
 
 
 def test_the_real_llama_cpp_server_is_an_openai_compatible_endpoint(patient):
     with LlamaServer(str(smollm2_gguf_path())) as server:
-        endpoint = LLMEndpoint.objects.create(name="llama-server", kind="openai", openness="open",
-                                              settings={"base_url": server.base_url, "model": "smollm2", "timeout": 120,
-                                                        "deadline": 300})
-        guidance = guidance_request_create(patient=patient, question=QUESTION, at=AT, endpoint=endpoint,
-                                           use_retrieval=False, run_inline=True)
+        endpoint = LLMEndpoint.objects.create(
+            name="llama-server",
+            kind="openai",
+            openness="open",
+            settings={"base_url": server.base_url, "model": "smollm2", "timeout": 120, "deadline": 300},
+        )
+        guidance = guidance_request_create(
+            patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False, run_inline=True
+        )
     assert guidance.status == pm.JobStatus.DONE, guidance.error
     assert guidance.text and guidance.usage["completion_tokens"] > 0 and guidance.ttft_ms is not None
 
@@ -124,8 +174,9 @@ def test_the_real_llama_cpp_server_is_an_openai_compatible_endpoint(patient):
 def test_the_comparison_runner_covers_every_endpoint_with_and_without_retrieval(patient, knowledge):
     with ScriptedServer(("json", 200, completion("Repeat BP [1]; check urine protein."), {})) as server:
         openai_endpoint("hospital", server.base_url)
-        run = comparison_run_create(organisation=patient.organisation, patient_ids=["p-bp"], questions=[QUESTION],
-                                    run_inline=True)
+        run = comparison_run_create(
+            organisation=patient.organisation, patient_ids=["p-bp"], questions=[QUESTION], run_inline=True
+        )
     assert run.status == pm.JobStatus.DONE and run.progress == 100
     rows = {(r["endpoint"], r["retrieval"]): r for r in run.table}
     assert set(rows) == {("smollm2-local", True), ("smollm2-local", False), ("hospital", True), ("hospital", False)}
@@ -133,8 +184,9 @@ def test_the_comparison_runner_covers_every_endpoint_with_and_without_retrieval(
     assert all(r["failed"] == 0 and r["mean_latency_ms"] is not None for r in run.table)
 
 
-def test_the_patient_page_queues_guidance_and_follows_it_until_done(client_for, clinician, outsider, patient,
-                                                                     django_capture_on_commit_callbacks, monkeypatch):
+def test_the_patient_page_queues_guidance_and_follows_it_until_done(
+    client_for, clinician, outsider, patient, django_capture_on_commit_callbacks, monkeypatch
+):
     from django.urls import reverse
 
     queued = []
@@ -143,12 +195,19 @@ def test_the_patient_page_queues_guidance_and_follows_it_until_done(client_for, 
         endpoint = openai_endpoint("hospital", server.base_url)
         client = client_for(clinician)
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(reverse("patients:guidance", args=[patient.pk]),
-                                   {"question": QUESTION, "endpoint": endpoint.pk}, HTTP_HX_REQUEST="true")
+            response = client.post(
+                reverse("patients:guidance", args=[patient.pk]),
+                {"question": QUESTION, "endpoint": endpoint.pk},
+                HTTP_HX_REQUEST="true",
+            )
         guidance = GuidanceRequest.objects.get()
         assert queued == [guidance.pk] and b"Waiting for a worker" in response.content and b"hx-get" in response.content
         guidance_request_run(guidance_id=guidance.pk)  # what the worker does
     url = reverse("patients:guidance-detail", args=[patient.pk, guidance.pk])
     done = client.get(url, HTTP_HX_REQUEST="true")
-    assert b"Repeat BP within a week." in done.content and b"hx-get" not in done.content and b"Decision support" in done.content
+    assert (
+        b"Repeat BP within a week." in done.content
+        and b"hx-get" not in done.content
+        and b"Decision support" in done.content
+    )
     assert client_for(outsider).get(url).status_code == 404

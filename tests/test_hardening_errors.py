@@ -28,10 +28,14 @@ def overflowing_bundle(pid="pat-old"):
 
 class TestDeepJson:
     def test_json_nested_ten_thousand_deep_is_refused_with_400_in_the_error_shape_on_every_json_endpoint(
-            self, api, partner_token, imported_patient, tiny_policy):
-        for path, content_type in (("/api/v1/bundles/", FHIR), ("/api/v1/bundles/", "application/json"),
-                                   ("/api/v1/patients/pat-1/prompt/", "application/json"),
-                                   ("/api/v1/patients/pat-1/guidance/", "application/json")):
+        self, api, partner_token, imported_patient, tiny_policy
+    ):
+        for path, content_type in (
+            ("/api/v1/bundles/", FHIR),
+            ("/api/v1/bundles/", "application/json"),
+            ("/api/v1/patients/pat-1/prompt/", "application/json"),
+            ("/api/v1/patients/pat-1/guidance/", "application/json"),
+        ):
             response = api("post", path, partner_token, DEEP, content_type=content_type)
             assert is_error(response, 400) and "nested" in response.json()["error"]["message"], path
         assert not GuidanceRequest.objects.exists()
@@ -50,21 +54,32 @@ class TestDeepJson:
 
 
 class TestNul:
-    def test_a_nul_in_an_api_query_or_patient_id_is_a_400_in_the_error_shape(self, api, partner_token, imported_patient):
+    def test_a_nul_in_an_api_query_or_patient_id_is_a_400_in_the_error_shape(
+        self, api, partner_token, imported_patient
+    ):
         assert is_error(api("get", "/api/v1/patients/?q=Riv%00era", partner_token), 400)
         assert is_error(api("get", "/api/v1/patients/pat%001/", partner_token), 400)
         assert is_error(api("get", "/api/v1/patients/pat%001/bundle/", partner_token), 400)
 
-    def test_a_nul_in_a_page_search_or_address_is_a_400_not_a_server_error(self, client_for, clinician, imported_patient):
+    def test_a_nul_in_a_page_search_or_address_is_a_400_not_a_server_error(
+        self, client_for, clinician, imported_patient
+    ):
         client = client_for(clinician)
         assert client.get("/patients/", {"q": "Riv\x00era"}).status_code == 400
         assert client.get(f"/patients/{imported_patient.pk}/%00").status_code == 400
 
-    def test_a_nul_in_a_json_string_is_refused_with_the_field_named(self, api, partner_token, imported_patient, tiny_policy):
+    def test_a_nul_in_a_json_string_is_refused_with_the_field_named(
+        self, api, partner_token, imported_patient, tiny_policy
+    ):
         response = api("post", "/api/v1/patients/pat-1/prompt/", partner_token, {"question": "Plan?\u0000"})
         assert is_error(response, 400) and "question" in response.json()["error"]["fields"]
-        response = api("post", "/api/v1/patients/pat-1/guidance/", partner_token, {"question": "Plan?"},
-                       **{"Idempotency-Key": "key\x00"})
+        response = api(
+            "post",
+            "/api/v1/patients/pat-1/guidance/",
+            partner_token,
+            {"question": "Plan?"},
+            **{"Idempotency-Key": "key\x00"},
+        )
         assert is_error(response, 400) and not GuidanceRequest.objects.exists()
 
     def test_the_patient_selector_ignores_a_nul_in_the_search_text(self, organisation, imported_patient):
@@ -72,23 +87,31 @@ class TestNul:
 
         from patients.selectors import patient_list
 
-        assert list(patient_list(organisation=organisation, query="Riv\x00", on=timezone.now().date())) == [imported_patient]
+        assert list(patient_list(organisation=organisation, query="Riv\x00", on=timezone.now().date())) == [
+            imported_patient
+        ]
 
-    def test_a_nul_in_an_ab_pick_comment_is_dropped_before_it_reaches_the_database(self, client_for, clinician, cohort, tiny_policy):
+    def test_a_nul_in_an_ab_pick_comment_is_dropped_before_it_reaches_the_database(
+        self, client_for, clinician, cohort, tiny_policy
+    ):
         from prompting.ratings import ab_comparison_create
 
         her = cohort[1]
-        comparison = ab_comparison_create(patient=her, question="What now?", kind=ABComparison.Kind.RETRIEVAL,
-                                          at=date(2025, 5, 2), user=clinician)
+        comparison = ab_comparison_create(
+            patient=her, question="What now?", kind=ABComparison.Kind.RETRIEVAL, at=date(2025, 5, 2), user=clinician
+        )
         for guidance in (comparison.guidance_a, comparison.guidance_b):
             GuidanceRequest.objects.filter(pk=guidance.pk).update(status="done", text="Answer.")
-        response = client_for(clinician).post(f"/patients/{her.pk}/ab/{comparison.pk}/pick/", {"choice": "a", "comment": "fine\x00"})
+        response = client_for(clinician).post(
+            f"/patients/{her.pk}/ab/{comparison.pk}/pick/", {"choice": "a", "comment": "fine\x00"}
+        )
         assert response.status_code == 200 and ABJudgement.objects.get().comment == "fine"
 
 
 class TestConsultationDates:
-    def test_a_date_out_of_range_is_refused_by_the_prompt_and_guidance_endpoints(self, api, partner_token, imported_patient,
-                                                                                 tiny_policy):
+    def test_a_date_out_of_range_is_refused_by_the_prompt_and_guidance_endpoints(
+        self, api, partner_token, imported_patient, tiny_policy
+    ):
         for at in ("9999-12-31", "0001-01-01"):
             for path in ("/api/v1/patients/pat-1/prompt/", "/api/v1/patients/pat-1/guidance/"):
                 response = api("post", path, partner_token, {"question": "Plan?", "at": at})
@@ -140,7 +163,8 @@ class TestFhirDatesThatOverflow:
 
 class TestUnforeseenFaults:
     def test_an_unexpected_exception_in_the_api_is_a_json_500_in_the_error_shape_and_is_logged(
-            self, api, partner_token, imported_patient, monkeypatch, caplog):
+        self, api, partner_token, imported_patient, monkeypatch, caplog
+    ):
         def broken(patient):
             raise RuntimeError("a bug")
 
@@ -150,8 +174,9 @@ class TestUnforeseenFaults:
         assert "a bug" not in response.content.decode()  # the details stay in the log
         assert any(record.exc_info and "a bug" in str(record.exc_info[1]) for record in caplog.records)
 
-    def test_an_unexpected_failure_on_one_bundle_is_recorded_and_the_next_bundle_still_imports(self, organisation, tmp_path,
-                                                                                            monkeypatch):
+    def test_an_unexpected_failure_on_one_bundle_is_recorded_and_the_next_bundle_still_imports(
+        self, organisation, tmp_path, monkeypatch
+    ):
         from patients import services
 
         real = services.store_bundle
@@ -169,7 +194,6 @@ class TestUnforeseenFaults:
         assert list(organisation.patients.values_list("external_id", flat=True)) == ["pat-b"]
         assert pm.BundleImport.objects.filter(status="rejected").count() == 1
 
-
     def test_an_unknown_api_address_with_a_newline_in_it_is_a_404_in_the_error_shape(self, api, partner_token):
         response = api("post", "/api/v1/guidance/1%0A2/ratings/", partner_token, {})
         assert is_error(response, 404) and response["Content-Type"] == "application/json"
@@ -177,23 +201,50 @@ class TestUnforeseenFaults:
 
 class TestValuesOfTheWrongType:
     @pytest.mark.parametrize("page_size", ["null", "0", "201", "ten", "-1", "1.5"])
-    def test_a_page_size_that_is_not_a_whole_number_in_range_is_refused(self, api, partner_token, imported_patient, page_size):
+    def test_a_page_size_that_is_not_a_whole_number_in_range_is_refused(
+        self, api, partner_token, imported_patient, page_size
+    ):
         response = api("get", f"/api/v1/patients/?page_size={page_size}", partner_token)
         assert is_error(response, 400) and "page_size" in response.json()["error"]["fields"]
         assert api("get", "/api/v1/patients/?page_size=1", partner_token).json()["results"][0]["id"] == "pat-1"
 
-    @pytest.mark.parametrize("body", [{"question": 0}, {"question": ["Plan?"]}, {"question": "Plan?", "at": 20250502},
-                                      {"question": "Plan?", "use_retrieval": "yes"}, {"question": "Plan?", "use_retrieval": 1},
-                                      {"question": "Plan?", "endpoint": 7}])
-    def test_a_field_of_the_wrong_json_type_is_refused_not_converted(self, api, partner_token, imported_patient, tiny_policy, body):
-        path = "/api/v1/patients/pat-1/guidance/" if set(body) & {"use_retrieval", "endpoint"} else "/api/v1/patients/pat-1/prompt/"
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"question": 0},
+            {"question": ["Plan?"]},
+            {"question": "Plan?", "at": 20250502},
+            {"question": "Plan?", "use_retrieval": "yes"},
+            {"question": "Plan?", "use_retrieval": 1},
+            {"question": "Plan?", "endpoint": 7},
+        ],
+    )
+    def test_a_field_of_the_wrong_json_type_is_refused_not_converted(
+        self, api, partner_token, imported_patient, tiny_policy, body
+    ):
+        path = (
+            "/api/v1/patients/pat-1/guidance/"
+            if set(body) & {"use_retrieval", "endpoint"}
+            else "/api/v1/patients/pat-1/prompt/"
+        )
         assert is_error(api("post", path, partner_token, body), 400)
         assert not GuidanceRequest.objects.exists()
 
     def test_a_rating_score_given_as_a_string_is_refused(self, api, partner_token, imported_patient, tiny_policy):
-        guidance = GuidanceRequest.objects.create(patient=imported_patient, question="q", consultation_date="2025-05-02",
-                                                  endpoint=tiny_policy, status="done", text="Answer.")
+        guidance = GuidanceRequest.objects.create(
+            patient=imported_patient,
+            question="q",
+            consultation_date="2025-05-02",
+            endpoint=tiny_policy,
+            status="done",
+            text="Answer.",
+        )
         scores = {"accuracy": 5, "completeness": 5, "personalisation": 5, "safety": 5, "clarity": 5}
-        assert is_error(api("post", f"/api/v1/guidance/{guidance.pk}/ratings/", partner_token, {**scores, "safety": "5"}), 400)
-        assert is_error(api("post", f"/api/v1/guidance/{guidance.pk}/ratings/", partner_token, {**scores, "would_follow": "yes"}), 400)
+        assert is_error(
+            api("post", f"/api/v1/guidance/{guidance.pk}/ratings/", partner_token, {**scores, "safety": "5"}), 400
+        )
+        assert is_error(
+            api("post", f"/api/v1/guidance/{guidance.pk}/ratings/", partner_token, {**scores, "would_follow": "yes"}),
+            400,
+        )
         assert api("post", f"/api/v1/guidance/{guidance.pk}/ratings/", partner_token, scores).status_code == 201

@@ -10,11 +10,11 @@ from django.core.cache.backends.redis import RedisCache
 from django.test import override_settings
 
 from api.throttling import TokenRateThrottle
+from api.tokens import token_issue
 from patients import models as pm
 from prompting.errors import GuidanceError
 from prompting.guidance import guidance_request_create
 from prompting.models import GuidanceRequest
-from api.tokens import token_issue
 from tests.conftest import make_member
 from tests.helpers import is_error
 
@@ -26,8 +26,9 @@ def ask(api, token, **headers):
 
 
 class TestPendingGuidanceCap:
-    def test_a_token_with_too_much_guidance_waiting_is_answered_429_with_retry_after(self, api, partner_token, imported_patient,
-                                                                                   tiny_policy, settings):
+    def test_a_token_with_too_much_guidance_waiting_is_answered_429_with_retry_after(
+        self, api, partner_token, imported_patient, tiny_policy, settings
+    ):
         settings.PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT = 2
         assert [ask(api, partner_token).status_code for _ in range(2)] == [202, 202]
         refused = ask(api, partner_token)
@@ -37,22 +38,29 @@ class TestPendingGuidanceCap:
         GuidanceRequest.objects.filter(pk=GuidanceRequest.objects.first().pk).update(status=pm.JobStatus.DONE)
         assert ask(api, partner_token).status_code == 202  # a finished request frees its place
 
-    def test_a_retry_with_the_same_idempotency_key_is_not_refused_at_the_cap(self, api, partner_token, imported_patient,
-                                                                           tiny_policy, settings):
+    def test_a_retry_with_the_same_idempotency_key_is_not_refused_at_the_cap(
+        self, api, partner_token, imported_patient, tiny_policy, settings
+    ):
         settings.PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT = 1
         first = ask(api, partner_token, **{"Idempotency-Key": "visit-1"})
         again = ask(api, partner_token, **{"Idempotency-Key": "visit-1"})
         assert first.status_code == 202 == again.status_code and again.json()["id"] == first.json()["id"]
 
-    def test_the_organisation_cap_counts_every_account_and_the_page_tells_the_clinician(self, api, partner_token, client_for,
-                                                                                       clinician, imported_patient, tiny_policy,
-                                                                                       settings):
+    def test_the_organisation_cap_counts_every_account_and_the_page_tells_the_clinician(
+        self, api, partner_token, client_for, clinician, imported_patient, tiny_policy, settings
+    ):
         settings.PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION = 2
-        other_token = token_issue(username=make_member("partner-north-2", imported_patient.organisation, pm.Role.PARTNER).username)[1]
+        other_token = token_issue(
+            username=make_member("partner-north-2", imported_patient.organisation, pm.Role.PARTNER).username
+        )[1]
         assert ask(api, partner_token).status_code == 202 and ask(api, other_token).status_code == 202
         assert is_error(ask(api, partner_token), 429)
         page = client_for(clinician).post(f"/patients/{imported_patient.pk}/guidance/", ASK)
-        assert page.status_code == 200 and b'role="alert"' in page.content and b"Your organisation already has 2" in page.content
+        assert (
+            page.status_code == 200
+            and b'role="alert"' in page.content
+            and b"Your organisation already has 2" in page.content
+        )
         assert GuidanceRequest.objects.count() == 2
 
     def test_another_organisations_queue_does_not_count(self, imported_patient, foreign_patient, tiny_policy, settings):
@@ -66,7 +74,11 @@ class TestPendingGuidanceCap:
 def shared_redis_caches(n: int):
     """n cache clients, as n separate processes would hold, on one Redis database under a key prefix of this test's own."""
     broker = os.environ.get("CELERY_BROKER_URL", "")
-    host = broker.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1] if broker.startswith("redis://") else "127.0.0.1:6379"
+    host = (
+        broker.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+        if broker.startswith("redis://")
+        else "127.0.0.1:6379"
+    )
     location, prefix = f"redis://{host}/14", f"throttle-test-{uuid.uuid4().hex}"
     caches = [RedisCache(location, {"KEY_PREFIX": prefix}) for _ in range(n)]
     try:
@@ -93,8 +105,17 @@ class TestSharedThrottle:
     def test_production_settings_without_a_shared_cache_fail_the_deploy_check(self):
         from api.checks import throttle_counts_are_shared
 
-        with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
+        with override_settings(
+            DEBUG=False, CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        ):
             assert [w.id for w in throttle_counts_are_shared()] == ["pmlm.W001"]
-        with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                                                "LOCATION": "redis://cache.example.org:6379/2"}}):
+        with override_settings(
+            DEBUG=False,
+            CACHES={
+                "default": {
+                    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                    "LOCATION": "redis://cache.example.org:6379/2",
+                }
+            },
+        ):
             assert throttle_counts_are_shared() == []

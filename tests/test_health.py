@@ -58,13 +58,19 @@ class TestReadiness:
 
     def test_a_filesystem_broker_whose_folders_are_gone_gives_503(self, client, settings, tmp_path):
         settings.CELERY_BROKER_URL = "filesystem://"
-        settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(tmp_path / "gone"), "data_folder_out": str(tmp_path / "gone"),
-                                                    "processed_folder": str(tmp_path), "control_folder": str(tmp_path)}
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+            "data_folder_in": str(tmp_path / "gone"),
+            "data_folder_out": str(tmp_path / "gone"),
+            "processed_folder": str(tmp_path),
+            "control_folder": str(tmp_path),
+        }
         status, body, _ = probe(client)
         assert status == 503 and failed(body) == {"broker"}
 
     def test_an_openai_endpoint_on_a_closed_port_gives_503(self, client):
-        make_default("openai", {"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "m", "api_key_env": "PROBE_KEY"})
+        make_default(
+            "openai", {"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "m", "api_key_env": "PROBE_KEY"}
+        )
         status, body, text = probe(client)
         assert status == 503 and failed(body) == {"llm"} and "127.0.0.1" not in text
 
@@ -72,7 +78,11 @@ class TestReadiness:
         with ScriptedServer(("json", 200, completion("unused"), {})) as server:  # it answers GET /models with 501
             make_default("openai", {"base_url": server.base_url, "model": "m"})
             status, body, _ = probe(client)
-        assert status == 200 and body["checks"]["llm"] == {"ok": True, "kind": "openai", "ms": body["checks"]["llm"]["ms"]}
+        assert status == 200 and body["checks"]["llm"] == {
+            "ok": True,
+            "kind": "openai",
+            "ms": body["checks"]["llm"]["ms"],
+        }
         assert server.requests == []  # nothing was generated
 
     def test_a_local_endpoint_whose_model_file_is_missing_gives_503(self, client, tmp_path):
@@ -98,25 +108,44 @@ class TestReadiness:
 
 
 def run_site(env_overrides: dict, code: str, tmp_path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_BROKER", "PMLM_AUDIT"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_BROKER", "PMLM_AUDIT"))
+    }
     env |= {"DJANGO_SETTINGS_MODULE": "pmlm_site.settings", "PMLM_VAR_DIR": str(tmp_path), **env_overrides}
-    return subprocess.run([sys.executable, "-c", "import django; django.setup(); from django.test import Client; " + code],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.test import Client; " + code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_wrong_database_url_makes_the_probe_answer_503_not_a_sign_in_page(tmp_path):
-    run = run_site({"DJANGO_DEBUG": "1", "DATABASE_URL": "postgresql://clinic:hunter2@127.0.0.1:1/clinic"},
-                   "r = Client().get('/healthz', HTTP_HOST='localhost'); print(r.status_code); print(r.content.decode())", tmp_path)
+    run = run_site(
+        {"DJANGO_DEBUG": "1", "DATABASE_URL": "postgresql://clinic:hunter2@127.0.0.1:1/clinic"},
+        "r = Client().get('/healthz', HTTP_HOST='localhost'); print(r.status_code); print(r.content.decode())",
+        tmp_path,
+    )
     status, body = run.stdout.split("\n", 1)
     checks = json.loads(body)["checks"]
     assert status == "503" and not checks["database"]["ok"] and "hunter2" not in run.stdout, run.stderr[-2000:]
 
 
 def test_in_production_the_probe_is_not_redirected_to_https_but_pages_are(tmp_path):
-    run = run_site({"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "s" * 60, "PMLM_AUDIT_KEY": "k" * 40,
-                    "DJANGO_ALLOWED_HOSTS": "clinic.example.org"},
-                   "c = Client(HTTP_HOST='clinic.example.org'); "
-                   "print(c.get('/healthz').status_code, c.get('/accounts/login/').status_code)",
-                   tmp_path)
+    run = run_site(
+        {
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": "s" * 60,
+            "PMLM_AUDIT_KEY": "k" * 40,
+            "DJANGO_ALLOWED_HOSTS": "clinic.example.org",
+        },
+        "c = Client(HTTP_HOST='clinic.example.org'); "
+        "print(c.get('/healthz').status_code, c.get('/accounts/login/').status_code)",
+        tmp_path,
+    )
     probe_status, page_status = run.stdout.split()
     assert probe_status in ("200", "503") and page_status == "301", run.stderr[-2000:]

@@ -14,7 +14,12 @@ from patients import models as pm
 from patients.services import import_job_create, import_job_run, patient_import_bundle
 from prompting import guidance as guidance_module
 from prompting.evaluation import evaluation_run_create, evaluation_run_execute
-from prompting.guidance import comparison_run_create, comparison_run_execute, guidance_request_create, guidance_request_run
+from prompting.guidance import (
+    comparison_run_create,
+    comparison_run_execute,
+    guidance_request_create,
+    guidance_request_run,
+)
 from prompting.llm import LLMError, LLMResult
 from prompting.models import ComparisonRun, GuidanceRequest, LLMEndpoint, PeerModel
 from prompting.refinement import refinement_run_create, refinement_run_execute
@@ -61,7 +66,9 @@ def queued_guidance(patient, monkeypatch, backend) -> GuidanceRequest:
 
 
 class TestGuidance:
-    def test_a_request_the_sweep_failed_while_its_worker_waited_stays_failed_with_the_sweeps_reason(self, patient, monkeypatch):
+    def test_a_request_the_sweep_failed_while_its_worker_waited_stays_failed_with_the_sweeps_reason(
+        self, patient, monkeypatch
+    ):
         guidance = queued_guidance(patient, monkeypatch, WhileTheLLMAnswers(sweep_as_if_much_later))
         guidance = guidance_request_run(guidance_id=guidance.pk)
         assert guidance.status == pm.JobStatus.FAILED and guidance.error.startswith("Stopped by the sweep")
@@ -72,7 +79,9 @@ class TestGuidance:
         guidance = guidance_request_run(guidance_id=guidance.pk)
         assert guidance.status == pm.JobStatus.FAILED and guidance.error.startswith("Stopped by the sweep")
 
-    def test_a_worker_whose_request_a_redelivered_task_claimed_again_leaves_it_to_that_claim(self, patient, monkeypatch):
+    def test_a_worker_whose_request_a_redelivered_task_claimed_again_leaves_it_to_that_claim(
+        self, patient, monkeypatch
+    ):
         claims = []
         backend = WhileTheLLMAnswers(lambda: claims.append(guidance_module._claim(guidance.pk).started_at))
         guidance = queued_guidance(patient, monkeypatch, backend)
@@ -98,8 +107,9 @@ class TestLongJobs:
         assert run.error.startswith("Stopped by the sweep") and run.step < 3 and run.checkpoint == ""
 
     def test_an_evaluation_the_sweep_failed_stays_failed(self, cohort, tiny_policy, organisation):
-        run = evaluation_run_create(organisation=organisation, resamples=200, endpoint_names=["tiny-target"],
-                                    variants=("general", "self"))
+        run = evaluation_run_create(
+            organisation=organisation, resamples=200, endpoint_names=["tiny-target"], variants=("general", "self")
+        )
         swept = []
 
         def sweep_once(percent, message):
@@ -112,11 +122,19 @@ class TestLongJobs:
 
     def test_a_comparison_the_sweep_failed_stays_failed_and_is_not_run_again(self, patient, organisation):
         with ScriptedServer(("json", 200, completion(ANSWER), {})) as server:
-            LLMEndpoint.objects.create(name="hospital-llm", kind="openai", settings={"base_url": server.base_url, "model": "m"})
-            run = comparison_run_create(organisation=organisation, patient_ids=["pat-o"], questions=["What now?"],
-                                        endpoint_names=["hospital-llm"])
+            LLMEndpoint.objects.create(
+                name="hospital-llm", kind="openai", settings={"base_url": server.base_url, "model": "m"}
+            )
+            run = comparison_run_create(
+                organisation=organisation,
+                patient_ids=["pat-o"],
+                questions=["What now?"],
+                endpoint_names=["hospital-llm"],
+            )
             run = comparison_run_execute(run_id=run.pk, on_progress=lambda percent, message: sweep_as_if_much_later())
-            assert run.status == pm.JobStatus.FAILED and run.message.startswith("Stopped by the sweep") and not run.table
+            assert (
+                run.status == pm.JobStatus.FAILED and run.message.startswith("Stopped by the sweep") and not run.table
+            )
             asked = len(server.requests)
             assert comparison_run_execute(run_id=run.pk).status == pm.JobStatus.FAILED  # its task, redelivered
             assert len(server.requests) == asked and ComparisonRun.objects.get(pk=run.pk).status == pm.JobStatus.FAILED
@@ -129,8 +147,10 @@ class TestLongJobs:
             return real_import(**kwargs)
 
         monkeypatch.setattr(patient_services, "fhir_import_paths", import_after_the_sweep)
-        job = import_job_create(organisation=organisation, upload=SimpleUploadedFile(
-            "north.json", json.dumps(fb.small_bundle("pat-i")).encode()))
+        job = import_job_create(
+            organisation=organisation,
+            upload=SimpleUploadedFile("north.json", json.dumps(fb.small_bundle("pat-i")).encode()),
+        )
         assert import_job_run(job_id=job.pk) == pm.JobStatus.FAILED
         job.refresh_from_db()
         assert job.status == pm.JobStatus.FAILED and job.message.startswith("Stopped by the sweep")
@@ -145,6 +165,12 @@ class TestLongJobs:
             if message.startswith("Storing peers"):
                 sweep_as_if_much_later()
 
-        model = peer_model_train(peer_model_id=peer_model_create(organisation=organisation).pk, on_progress=sweep_before_storing)
+        model = peer_model_train(
+            peer_model_id=peer_model_create(organisation=organisation).pk, on_progress=sweep_before_storing
+        )
         model = PeerModel.objects.get(pk=model.pk)
-        assert model.status == pm.JobStatus.FAILED and model.message.startswith("Stopped by the sweep") and not model.active
+        assert (
+            model.status == pm.JobStatus.FAILED
+            and model.message.startswith("Stopped by the sweep")
+            and not model.active
+        )

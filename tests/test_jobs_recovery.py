@@ -30,13 +30,18 @@ class TestTheLanesAgree:
         ours = {name for name in celery_app.tasks if name.startswith(("prompting.", "patients."))}
         assert ours == set(TASK_LANES)
         prefix = settings.PMLM_CELERY_QUEUE
-        assert settings.CELERY_TASK_ROUTES["prompting.tasks.run_guidance_task"] == {"queue": queue_name(prefix, INTERACTIVE)}
+        assert settings.CELERY_TASK_ROUTES["prompting.tasks.run_guidance_task"] == {
+            "queue": queue_name(prefix, INTERACTIVE)
+        }
         assert settings.CELERY_TASK_ROUTES["patients.tasks.run_import_job"] == {"queue": queue_name(prefix, BATCH)}
         assert settings.CELERY_TASK_DEFAULT_QUEUE == queue_name(prefix, BATCH)
 
     def test_each_lane_has_its_own_queue_exchange_and_key_so_no_task_reaches_both_lanes(self):
         declared = {q.name: (q.exchange.name, q.routing_key) for q in celery_app.amqp.queues.values()}
-        for task, lane in (("prompting.tasks.run_guidance_task", INTERACTIVE), ("patients.tasks.run_import_job", BATCH)):
+        for task, lane in (
+            ("prompting.tasks.run_guidance_task", INTERACTIVE),
+            ("patients.tasks.run_import_job", BATCH),
+        ):
             name = queue_name(settings.PMLM_CELERY_QUEUE, lane)
             queue = celery_app.amqp.router.route({}, task)["queue"]
             assert (queue.name, queue.exchange.name, queue.routing_key) == (name, name, name)
@@ -59,7 +64,9 @@ class TestTheLanesAgree:
     def test_a_worker_is_interactive_only_when_it_consumes_nothing_but_the_interactive_lane(self):
         assert lane_of("pmlm-interactive", "pmlm") == INTERACTIVE
         assert lane_of(["pmlm-interactive"], "pmlm") == INTERACTIVE
-        assert lane_of("pmlm-interactive,pmlm-batch", "pmlm") == BATCH  # both: the long timeout, nothing handed on early
+        assert (
+            lane_of("pmlm-interactive,pmlm-batch", "pmlm") == BATCH
+        )  # both: the long timeout, nothing handed on early
         assert lane_of(None, "pmlm") == BATCH and lane_of("other-interactive", "pmlm") == BATCH
 
 
@@ -74,16 +81,20 @@ def claimed(organisation):
 class TestTheSweep:
     def test_a_lost_interactive_request_is_failed_about_a_minute_after_its_worker_started_it(self, claimed):
         limit = timedelta(seconds=settings.PMLM_JOB_LIMITS_SECONDS["guidance"])
-        assert sweep_stuck_jobs(now=claimed.started_at + limit - timedelta(seconds=5))["guidance"] == 0  # still its worker's
+        assert (
+            sweep_stuck_jobs(now=claimed.started_at + limit - timedelta(seconds=5))["guidance"] == 0
+        )  # still its worker's
         assert sweep_stuck_jobs(now=claimed.started_at + limit + timedelta(seconds=1))["guidance"] == 1
         claimed.refresh_from_db()
         assert claimed.status == pm.JobStatus.FAILED and claimed.error.startswith(
-            f"Stopped by the sweep: not finished within {settings.PMLM_JOB_LIMITS_SECONDS['guidance']} seconds")
+            f"Stopped by the sweep: not finished within {settings.PMLM_JOB_LIMITS_SECONDS['guidance']} seconds"
+        )
 
     def test_a_request_handed_on_to_another_worker_is_judged_by_its_new_start(self, claimed):
         limit = timedelta(seconds=settings.PMLM_JOB_LIMITS_SECONDS["guidance"])
-        GuidanceRequest.objects.filter(pk=claimed.pk).update(created_at=timezone.now() - 2 * limit,
-                                                             started_at=timezone.now() - 2 * limit)
+        GuidanceRequest.objects.filter(pk=claimed.pk).update(
+            created_at=timezone.now() - 2 * limit, started_at=timezone.now() - 2 * limit
+        )
         again = _claim(claimed.pk)  # the redelivered task
         assert sweep_stuck_jobs(now=again.started_at + limit / 2)["guidance"] == 0
 
@@ -97,8 +108,11 @@ class TestTheSweep:
     def test_a_batch_job_is_failed_at_its_own_limit_counted_from_its_start(self, organisation):
         hours = timedelta(hours=1)
         limit = timedelta(seconds=settings.PMLM_JOB_LIMITS_SECONDS["refinement"])
-        run = RefinementRun.objects.create(organisation=organisation, version=1, status=pm.JobStatus.RUNNING,
-                                           started_at=timezone.now() - hours)
-        RefinementRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - limit - hours)  # it waited in the queue
+        run = RefinementRun.objects.create(
+            organisation=organisation, version=1, status=pm.JobStatus.RUNNING, started_at=timezone.now() - hours
+        )
+        RefinementRun.objects.filter(pk=run.pk).update(
+            created_at=timezone.now() - limit - hours
+        )  # it waited in the queue
         assert sweep_stuck_jobs()["refinement"] == 0
         assert sweep_stuck_jobs(now=timezone.now() + limit)["refinement"] == 1

@@ -14,8 +14,15 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 def backend(server, **kw):
     sleeps = []
-    b = OpenAICompatibleBackend(base_url=server.base_url, model="fake-model", timeout=kw.pop("timeout", 5), backoff=0.01,
-                                count_tokens=lambda text: len(text.split()), sleep=sleeps.append, **kw)
+    b = OpenAICompatibleBackend(
+        base_url=server.base_url,
+        model="fake-model",
+        timeout=kw.pop("timeout", 5),
+        backoff=0.01,
+        count_tokens=lambda text: len(text.split()),
+        sleep=sleeps.append,
+        **kw,
+    )
     return b, sleeps
 
 
@@ -26,7 +33,11 @@ def test_it_sends_a_chat_completion_and_reads_the_answer_and_usage():
     assert result.text == "Repeat BP in a week." and result.model == "fake-model"
     assert result.usage == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18, "counted": "server"}
     sent = server.requests[0]
-    assert sent["path"] == "/v1/chat/completions" and sent["body"]["messages"] == MESSAGES and sent["body"]["max_tokens"] == 50
+    assert (
+        sent["path"] == "/v1/chat/completions"
+        and sent["body"]["messages"] == MESSAGES
+        and sent["body"]["max_tokens"] == 50
+    )
 
 
 def test_usage_is_counted_locally_when_the_server_gives_none():
@@ -37,15 +48,22 @@ def test_usage_is_counted_locally_when_the_server_gives_none():
 
 def test_it_streams_tokens_as_server_sent_events():
     tokens = []
-    with ScriptedServer(("sse", "Check urine protein today"),) as server:
+    with ScriptedServer(
+        ("sse", "Check urine protein today"),
+    ) as server:
         result = backend(server)[0].generate(MESSAGES, on_token=tokens.append)
     assert "".join(tokens).strip() == "Check urine protein today" == result.text.strip()
-    assert result.ttft_ms is not None and result.usage["completion_tokens"] == 4 and server.requests[0]["body"]["stream"] is True
+    assert (
+        result.ttft_ms is not None
+        and result.usage["completion_tokens"] == 4
+        and server.requests[0]["body"]["stream"] is True
+    )
 
 
 def test_a_429_is_retried_after_the_time_the_server_asks_for():
-    with ScriptedServer(("json", 429, {"error": {"message": "slow down"}}, {"Retry-After": "3"}),
-                        ("json", 200, completion("ok"), {})) as server:
+    with ScriptedServer(
+        ("json", 429, {"error": {"message": "slow down"}}, {"Retry-After": "3"}), ("json", 200, completion("ok"), {})
+    ) as server:
         b, sleeps = backend(server)
         result = b.generate(MESSAGES)
     assert result.text == "ok" and result.attempts == 2 and sleeps == [3.0]
@@ -60,14 +78,19 @@ def test_server_errors_are_retried_then_fail_with_a_clear_reason():
 
 
 def test_a_server_that_does_not_answer_in_time_fails_instead_of_hanging():
-    with ScriptedServer(("sleep", 3),) as server:
+    with ScriptedServer(
+        ("sleep", 3),
+    ) as server:
         b, _ = backend(server, timeout=0.5, max_attempts=2)
         with pytest.raises(LLMError, match="did not answer within 0.5 s after 2 attempts"):
             b.generate(MESSAGES)
 
 
-@pytest.mark.parametrize("reply, streamed", [(("drip", 0.3), True), (("drip", 0.3), False), (("drip-headers", 0.3), False)],
-                         ids=["a stream of keep-alives", "a JSON body of blanks", "headers a line at a time"])
+@pytest.mark.parametrize(
+    "reply, streamed",
+    [(("drip", 0.3), True), (("drip", 0.3), False), (("drip-headers", 0.3), False)],
+    ids=["a stream of keep-alives", "a JSON body of blanks", "headers a line at a time"],
+)
 def test_a_server_that_keeps_dripping_bytes_is_cut_off_at_the_call_deadline(reply, streamed):
     # Every read gets a byte well within the 1 s timeout, so only a deadline on the whole call ends it.
     with ScriptedServer(reply) as server:
@@ -98,7 +121,9 @@ def test_the_deadline_is_set_per_endpoint_and_has_a_default():
 
 
 def test_malformed_json_is_a_clear_failure():
-    with ScriptedServer(("raw", 200, b"{not json"),) as server:
+    with ScriptedServer(
+        ("raw", 200, b"{not json"),
+    ) as server:
         b, _ = backend(server, max_attempts=2)
         with pytest.raises(LLMError, match="malformed JSON"):
             b.generate(MESSAGES)
@@ -113,7 +138,9 @@ def test_a_client_error_is_not_retried():
 
 
 def test_an_unreachable_server_fails_with_its_reason():
-    b = OpenAICompatibleBackend(base_url="http://127.0.0.1:9/v1", model="m", timeout=1, max_attempts=2, backoff=0, sleep=lambda s: None)
+    b = OpenAICompatibleBackend(
+        base_url="http://127.0.0.1:9/v1", model="m", timeout=1, max_attempts=2, backoff=0, sleep=lambda s: None
+    )
     with pytest.raises(LLMError, match="could not reach the server"):
         b.generate(MESSAGES)
 
@@ -121,7 +148,9 @@ def test_an_unreachable_server_fails_with_its_reason():
 def test_the_api_key_is_read_from_the_named_environment_variable(monkeypatch):
     monkeypatch.setenv("PARTNER_LLM_KEY", "sk-test-123")
     with ScriptedServer(("json", 200, completion("ok"), {})) as server:
-        build_backend("openai", {"base_url": server.base_url, "model": "m", "api_key_env": "PARTNER_LLM_KEY"}).generate(MESSAGES)
+        build_backend("openai", {"base_url": server.base_url, "model": "m", "api_key_env": "PARTNER_LLM_KEY"}).generate(
+            MESSAGES
+        )
     assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-test-123"
 
 
@@ -143,7 +172,9 @@ def test_the_local_gguf_model_stops_at_its_deadline_and_answers_the_next_call(st
     with pytest.raises(LLMError, match=r"no complete answer within 0\.5 s"):
         backend.generate(LONG, max_tokens=1500, temperature=0, on_token=(lambda token: None) if streamed else None)
     assert time.monotonic() - started < 30  # generous: reading the prompt cannot be stopped, a busy CPU reads it slowly
-    assert build_backend("llamacpp", {}).generate(MESSAGES, max_tokens=8, temperature=0).text  # the model is still usable
+    assert (
+        build_backend("llamacpp", {}).generate(MESSAGES, max_tokens=8, temperature=0).text
+    )  # the model is still usable
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])

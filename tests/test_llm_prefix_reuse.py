@@ -10,13 +10,15 @@ from prompting.consultation import SYSTEM_MESSAGE, guidance_messages
 from prompting.guidance import guidance_prefill
 from prompting.llm import build_backend
 from prompting.models import LLMEndpoint, PromptTemplate
-from tests import fhir_builders as fb
 from prompting.services import prompt_build, prompt_prefix
+from tests import fhir_builders as fb
 
-HER_RECORD = ("### Instructions\nYou advise an obstetric clinician.\n\n### Her record\n- Age 31; G2 P1; pregnant, 24+3 weeks.\n"
-              "- Risk flags: Raised blood pressure (>= 140/90 mmHg) — 146/94 mmHg 3 days ago.\n"
-              "- Latest results: Haemoglobin 10.2 g/dL (2 weeks ago); Weight 81 kg (3 days ago).\n\n"
-              "### Patients like her\n- Care that helped them: Home blood pressure monitoring (rated 4.5).\n\n")
+HER_RECORD = (
+    "### Instructions\nYou advise an obstetric clinician.\n\n### Her record\n- Age 31; G2 P1; pregnant, 24+3 weeks.\n"
+    "- Risk flags: Raised blood pressure (>= 140/90 mmHg) — 146/94 mmHg 3 days ago.\n"
+    "- Latest results: Haemoglobin 10.2 g/dL (2 weeks ago); Weight 81 kg (3 days ago).\n\n"
+    "### Patients like her\n- Care that helped them: Home blood pressure monitoring (rated 4.5).\n\n"
+)
 ANOTHER_RECORD = "### Instructions\nYou advise an obstetric clinician.\n\n### Her record\n- Age 22; not pregnant.\n\n"
 QUESTION = "### Question\nWhat should we plan for her next visit?"
 
@@ -40,7 +42,9 @@ def test_an_answer_after_her_prompt_was_prefilled_is_word_for_word_the_answer_wi
     llama.reset()
     llama.cache.cache_state.clear()  # nothing read before
     restored = []
-    monkeypatch.setattr(llama, "load_state", lambda state, real=llama.load_state: (restored.append(state.n_tokens), real(state)))
+    monkeypatch.setattr(
+        llama, "load_state", lambda state, real=llama.load_state: (restored.append(state.n_tokens), real(state))
+    )
     assert prefill(backend, HER_RECORD) > 100
     prefill(backend, ANOTHER_RECORD)  # another clinician's patient in between: her state comes back from the cache
     assert answer(backend, HER_RECORD) == without_reuse
@@ -78,7 +82,9 @@ def her(organisation):
 
 def test_her_prompt_starts_with_the_prefix_read_when_her_workspace_opens(her):
     prefix = prompt_prefix(patient=her)
-    prompt = prompt_build(patient=her, question="What should we plan for her next visit?", knowledge=["[WHO] Aspirin from 12 weeks."])
+    prompt = prompt_build(
+        patient=her, question="What should we plan for her next visit?", knowledge=["[WHO] Aspirin from 12 weeks."]
+    )
     assert prompt.text.startswith(prefix) and "### Guidance sources" not in prefix and "Question" not in prefix
     assert "### Her record" in prefix and her.family_name and her.family_name not in prefix
 
@@ -86,26 +92,34 @@ def test_her_prompt_starts_with_the_prefix_read_when_her_workspace_opens(her):
 def test_prefilling_reads_her_prompt_start_on_a_local_model_and_nothing_elsewhere(her):
     local_endpoint = LLMEndpoint.objects.create(name="local-prefill", kind="llamacpp", settings={"prefix_cache_mb": 64})
     assert guidance_prefill(patient=her, endpoint=local_endpoint) > 100
-    remote = LLMEndpoint.objects.create(name="remote", kind="openai", settings={"base_url": "http://127.0.0.1:9", "model": "m"})
+    remote = LLMEndpoint.objects.create(
+        name="remote", kind="openai", settings={"base_url": "http://127.0.0.1:9", "model": "m"}
+    )
     assert guidance_prefill(patient=her, endpoint=remote) == 0  # nothing sent: a server keeps its own prefix cache
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_opening_her_record_queues_a_prefill_on_the_interactive_lane_that_expires(
-        her, client_for, clinician, settings, monkeypatch, django_capture_on_commit_callbacks, enabled):
+    her, client_for, clinician, settings, monkeypatch, django_capture_on_commit_callbacks, enabled
+):
     settings.PMLM_PREFILL_ON_OPEN = enabled
     LLMEndpoint.objects.update(is_default=False)
     LLMEndpoint.objects.create(name="local-default", kind="llamacpp", is_default=True)
     cache.clear()
     queued = []
-    monkeypatch.setattr("prompting.tasks.prefill_guidance_task.apply_async", lambda args, **options: queued.append((args, options)))
+    monkeypatch.setattr(
+        "prompting.tasks.prefill_guidance_task.apply_async", lambda args, **options: queued.append((args, options))
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert client_for(clinician).get(f"/patients/{her.pk}/").status_code == 200
-    assert queued == ([((her.pk,), {"expires": settings.PMLM_PREFILL_EXPIRES_SECONDS, "retry": False})] if enabled else [])
+    assert queued == (
+        [((her.pk,), {"expires": settings.PMLM_PREFILL_EXPIRES_SECONDS, "retry": False})] if enabled else []
+    )
 
 
 def test_opening_her_record_again_at_once_queues_no_second_prefill_and_a_broken_broker_never_fails_the_page(
-        her, client_for, clinician, settings, monkeypatch, django_capture_on_commit_callbacks):
+    her, client_for, clinician, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     settings.PMLM_PREFILL_ON_OPEN = True
     LLMEndpoint.objects.update(is_default=False)
     LLMEndpoint.objects.create(name="local-default", kind="llamacpp", is_default=True)

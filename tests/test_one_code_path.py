@@ -36,15 +36,22 @@ def queued(monkeypatch):
 
 
 def _comparison_form(organisation, patient_ids):
-    return {"organisation": organisation.pk, "patient_ids": json.dumps(patient_ids), "questions": json.dumps([QUESTION]),
-            "endpoint_names": json.dumps(["smollm2-local"])}
+    return {
+        "organisation": organisation.pk,
+        "patient_ids": json.dumps(patient_ids),
+        "questions": json.dumps([QUESTION]),
+        "endpoint_names": json.dumps(["smollm2-local"]),
+    }
 
 
 class TestAComparisonStartedInTheAdmin:
-    def test_is_refused_on_its_form_for_a_patient_of_another_organisation(self, curator_client, organisation, patient,
-                                                                           foreign_patient, queued):
-        response = curator_client.post(reverse("admin:prompting_comparisonrun_add"),
-                                       _comparison_form(organisation, [patient.external_id, foreign_patient.external_id]))
+    def test_is_refused_on_its_form_for_a_patient_of_another_organisation(
+        self, curator_client, organisation, patient, foreign_patient, queued
+    ):
+        response = curator_client.post(
+            reverse("admin:prompting_comparisonrun_add"),
+            _comparison_form(organisation, [patient.external_id, foreign_patient.external_id]),
+        )
         assert response.status_code == 200
         assert f"Not patients of {organisation.slug}" in str(response.context["adminform"].form.errors)
         assert not pr.ComparisonRun.objects.exists() and not queued
@@ -56,15 +63,19 @@ class TestAComparisonStartedInTheAdmin:
         assert not pr.ComparisonRun.objects.exists()
 
     def test_is_created_and_queued_once_by_the_service_and_then_cannot_be_changed(
-            self, django_capture_on_commit_callbacks, curator_client, curator, organisation, patient, queued):
+        self, django_capture_on_commit_callbacks, curator_client, curator, organisation, patient, queued
+    ):
         with django_capture_on_commit_callbacks(execute=True):
-            response = curator_client.post(reverse("admin:prompting_comparisonrun_add"),
-                                           _comparison_form(organisation, [patient.external_id]))
+            response = curator_client.post(
+                reverse("admin:prompting_comparisonrun_add"), _comparison_form(organisation, [patient.external_id])
+            )
         assert response.status_code == 302
         run = pr.ComparisonRun.objects.get()
         assert run.created_by == curator and run.patient_ids == [patient.external_id] and queued == [run.pk]
         change = reverse("admin:prompting_comparisonrun_change", args=[run.pk])
-        curator_client.post(change, {**_comparison_form(organisation, [patient.external_id]), "questions": '["Other?"]'})
+        curator_client.post(
+            change, {**_comparison_form(organisation, [patient.external_id]), "questions": '["Other?"]'}
+        )
         run.refresh_from_db()
         assert run.questions == [QUESTION] and pr.ComparisonRun.objects.count() == 1
 
@@ -75,12 +86,19 @@ class TestAGuidanceDocument:
         source.write_text("# Anaemia\nGive daily oral iron and folic acid; recheck haemoglobin in four weeks.")
         call_command("load_knowledge", str(source), "--licence", "CC BY 4.0")
         document = pr.KnowledgeDocument.objects.get(external_key="file:anaemia_in_pregnancy.md")
-        assert document.title == "anaemia in pregnancy" and document.licence == "CC BY 4.0" and "oral iron" in document.text
+        assert (
+            document.title == "anaemia in pregnancy"
+            and document.licence == "CC BY 4.0"
+            and "oral iron" in document.text
+        )
         assert document.chunks.count() >= 1 and "1 passages" in capsys.readouterr().out
         source.write_text("# Anaemia\nRecheck haemoglobin in two weeks.")
         call_command("load_knowledge", str(source))
         assert pr.KnowledgeDocument.objects.filter(external_key="file:anaemia_in_pregnancy.md").count() == 1
-        assert "two weeks" in pr.KnowledgeDocument.objects.get(external_key="file:anaemia_in_pregnancy.md").chunks.get().text
+        assert (
+            "two weeks"
+            in pr.KnowledgeDocument.objects.get(external_key="file:anaemia_in_pregnancy.md").chunks.get().text
+        )
 
     def test_that_is_not_text_is_refused_with_its_name_and_nothing_is_stored(self, tmp_path):
         source = tmp_path / "scan.pdf"

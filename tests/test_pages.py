@@ -19,9 +19,13 @@ def pregnant_bundle(pid, weeks, family):
 @pytest.fixture
 def cohort(organisation):
     for pid, weeks, family in [("t1", 8, "Early"), ("t2", 20, "Middle"), ("t3", 33, "Late")]:
-        assert patient_import_bundle(organisation=organisation, bundle=pregnant_bundle(pid, weeks, family), source=pid).ok
-    ended = fb.bundle(fb.patient("done", family="Delivered"),
-                      fb.condition("done-preg", "done", onset="2023-01-01", abatement="2023-09-20"))
+        assert patient_import_bundle(
+            organisation=organisation, bundle=pregnant_bundle(pid, weeks, family), source=pid
+        ).ok
+    ended = fb.bundle(
+        fb.patient("done", family="Delivered"),
+        fb.condition("done-preg", "done", onset="2023-01-01", abatement="2023-09-20"),
+    )
     assert patient_import_bundle(organisation=organisation, bundle=ended, source="done").ok
     return organisation
 
@@ -83,7 +87,14 @@ def test_the_patient_page_shows_her_record(client_for, clinician, imported_patie
     response = client_for(clinician).get(reverse("patients:detail", args=[imported_patient.pk]))
     content = response.content.decode()
     assert response.status_code == 200
-    for expected in ("Ana Lucia Rivera", "Prenatal visit", "Normal pregnancy", "71.5 kg", "128/82 mmHg", "Never smoked"):
+    for expected in (
+        "Ana Lucia Rivera",
+        "Prenatal visit",
+        "Normal pregnancy",
+        "71.5 kg",
+        "128/82 mmHg",
+        "Never smoked",
+    ):
         assert expected in content
 
 
@@ -119,8 +130,12 @@ def test_sign_out_needs_a_post(client_for, clinician):
 def test_values_are_rounded_and_blood_pressure_reads_systolic_over_diastolic(client_for, clinician, organisation):
     panel = fb.bp_panel("bp-x", "pat-x", "pat-x-enc", systolic=119.1, diastolic=68.8)
     panel["component"].reverse()  # Synthea lists diastolic first
-    bundle = fb.bundle(fb.patient("pat-x"), fb.encounter("pat-x-enc", "pat-x"), panel,
-                       fb.observation("w", "pat-x", "pat-x-enc", value={"valueQuantity": {"value": 64.5928, "unit": "kg"}}))
+    bundle = fb.bundle(
+        fb.patient("pat-x"),
+        fb.encounter("pat-x-enc", "pat-x"),
+        panel,
+        fb.observation("w", "pat-x", "pat-x-enc", value={"valueQuantity": {"value": 64.5928, "unit": "kg"}}),
+    )
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="x").ok
     patient = organisation.patients.get(external_id="pat-x")
     content = client_for(clinician).get(reverse("patients:detail", args=[patient.pk])).content.decode()
@@ -145,8 +160,9 @@ def test_the_list_pages_through_a_large_organisation(client_for, clinician, orga
 def test_the_patient_list_opens_on_living_patients_with_current_pregnancies_first(client_for, clinician, organisation):
     today = timezone.now().date()
     PatientFactory(organisation=organisation, family_name="Aaron", given_names="Ada")  # not pregnant, first by name
-    PatientFactory(organisation=organisation, family_name="Zimmer", given_names="Zoe",
-                   pregnancy_start=today - timedelta(weeks=20))
+    PatientFactory(
+        organisation=organisation, family_name="Zimmer", given_names="Zoe", pregnancy_start=today - timedelta(weeks=20)
+    )
     PatientFactory(organisation=organisation, family_name="Baker", given_names="Bea", deceased_at=timezone.now())
     page = client_for(clinician).get(reverse("patients:list"))
     names = [row["patient"].family_name for row in page.context["rows"]]

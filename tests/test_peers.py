@@ -21,7 +21,10 @@ def structured_ratings(users=240, seed=3):
 
 
 def features(users):
-    return {u: clinical_features(25 + u % 15, u % 3, 20, "normal weight", {"anaemia"} if u % 2 else set()) for u in range(users)}
+    return {
+        u: clinical_features(25 + u % 15, u % 3, 20, "normal weight", {"anaemia"} if u % 2 else set())
+        for u in range(users)
+    }
 
 
 def test_the_peer_model_beats_the_baselines_on_held_out_ratings():
@@ -49,7 +52,10 @@ def test_above_the_knn_limit_neighbours_come_from_svd_factors():
 
 def test_cold_start_patients_get_neighbours_by_clinical_features():
     ratings = structured_ratings() + [(500, "item-1", 5)]
-    feats = features(240) | {500: clinical_features(30, 1, 20, "normal weight", set()), 501: clinical_features(30, 1, 20, "obese", {"anaemia"})}
+    feats = features(240) | {
+        500: clinical_features(30, 1, 20, "normal weight", set()),
+        501: clinical_features(30, 1, 20, "obese", {"anaemia"}),
+    }
     result = train_peer_model(ratings, feats)
     assert result.profiles[500].basis == "features" and result.profiles[501].basis == "features"
     assert result.profiles[501].neighbours and result.profiles[501].predicted

@@ -4,9 +4,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from prompting.pmlm.codes import MAX_PREGNANCY_DAYS
 from patients.pregnancy import pregnancy_status, start_window_for_trimester
 from patients.services import pregnancy_episode
+from prompting.pmlm.codes import MAX_PREGNANCY_DAYS
 
 ON = date(2026, 6, 1)
 
@@ -15,7 +15,9 @@ def utc(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize("days, weeks, trimester", [(0, 0, 1), (13 * 7 + 6, 13, 1), (14 * 7, 14, 2), (27 * 7 + 6, 27, 2), (28 * 7, 28, 3)])
+@pytest.mark.parametrize(
+    "days, weeks, trimester", [(0, 0, 1), (13 * 7 + 6, 13, 1), (14 * 7, 14, 2), (27 * 7 + 6, 27, 2), (28 * 7, 28, 3)]
+)
 def test_trimesters_begin_at_14_and_28_completed_weeks(days, weeks, trimester):
     status = pregnancy_status(ON - timedelta(days=days), None, ON)
     assert (status.pregnant, status.weeks, status.trimester) == (True, weeks, trimester)
@@ -49,10 +51,19 @@ def test_the_episode_starts_at_the_latest_pregnancy_and_reaches_back_over_compli
 
 
 def test_the_episode_ends_at_abatement_miscarriage_or_delivery():
-    assert pregnancy_episode([("72892002", utc(date(2025, 1, 10)), utc(date(2025, 10, 1)))], []) == (date(2025, 1, 10), date(2025, 10, 1))
+    assert pregnancy_episode([("72892002", utc(date(2025, 1, 10)), utc(date(2025, 10, 1)))], []) == (
+        date(2025, 1, 10),
+        date(2025, 10, 1),
+    )
     miscarriage = ("19169002", utc(date(2025, 2, 20)), None)
-    assert pregnancy_episode([("72892002", utc(date(2025, 1, 10)), None), miscarriage], []) == (date(2025, 1, 10), date(2025, 2, 20))
-    assert pregnancy_episode([("72892002", utc(date(2025, 1, 10)), None)], [date(2025, 9, 30)]) == (date(2025, 1, 10), date(2025, 9, 30))
+    assert pregnancy_episode([("72892002", utc(date(2025, 1, 10)), None), miscarriage], []) == (
+        date(2025, 1, 10),
+        date(2025, 2, 20),
+    )
+    assert pregnancy_episode([("72892002", utc(date(2025, 1, 10)), None)], [date(2025, 9, 30)]) == (
+        date(2025, 1, 10),
+        date(2025, 9, 30),
+    )
 
 
 def test_no_pregnancy_condition_means_no_episode():

@@ -37,10 +37,19 @@ def test_the_json_has_exactly_the_interface_in_the_design(imported_patient):
 
 
 def test_nothing_recorded_after_the_consultation_date_is_used(organisation):
-    bundle = fb.bundle(fb.patient("p-asof"), fb.encounter("e-early", "p-asof", start="2025-01-10T09:00:00Z"),
-                       fb.encounter("e-late", "p-asof", start="2025-06-10T09:00:00Z"),
-                       fb.observation("hb-late", "p-asof", "e-late", code="718-7", when="2025-06-10T09:00:00Z",
-                                      value={"valueQuantity": {"value": 8.9, "unit": "g/dL"}}))
+    bundle = fb.bundle(
+        fb.patient("p-asof"),
+        fb.encounter("e-early", "p-asof", start="2025-01-10T09:00:00Z"),
+        fb.encounter("e-late", "p-asof", start="2025-06-10T09:00:00Z"),
+        fb.observation(
+            "hb-late",
+            "p-asof",
+            "e-late",
+            code="718-7",
+            when="2025-06-10T09:00:00Z",
+            value={"valueQuantity": {"value": 8.9, "unit": "g/dL"}},
+        ),
+    )
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="asof").ok
     patient = organisation.patients.get(external_id="p-asof")
     before = prompt_build(patient=patient, question=QUESTION, at=date(2025, 3, 1))
@@ -56,16 +65,37 @@ def test_identifiers_planted_in_every_field_never_reach_the_prompt(organisation)
     patient["identifier"][0]["value"] = mrn
     patient["telecom"][0]["value"] = phone
     patient["address"][0]["line"] = ["77 Larkspur Crescent"]
-    weight = fb.observation("w-planted", "p-planted", "e-planted", value={"valueString": f"{name} weighed herself, call {phone}"})
-    condition = fb.condition("c-planted", "p-planted", code="38341003", display=f"Hypertension ({name}, {mrn}, 77 Larkspur Crescent)")
+    weight = fb.observation(
+        "w-planted", "p-planted", "e-planted", value={"valueString": f"{name} weighed herself, call {phone}"}
+    )
+    condition = fb.condition(
+        "c-planted", "p-planted", code="38341003", display=f"Hypertension ({name}, {mrn}, 77 Larkspur Crescent)"
+    )
     bundle = fb.bundle(patient, fb.encounter("e-planted", "p-planted"), weight, condition)
     bundle["entry"][1]["resource"]["type"][0]["coding"][0]["display"] = f"Prenatal visit for {name} on 2025-05-01"
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="planted").ok
     record = organisation.patients.get(external_id="p-planted")
-    pm.LifestyleRecord.objects.create(patient=record, kind="diet", recorded_at=timezone.now() - timedelta(days=3),
-                                      value=f"balanced, says {name}", source="clinician")
+    pm.LifestyleRecord.objects.create(
+        patient=record,
+        kind="diet",
+        recorded_at=timezone.now() - timedelta(days=3),
+        value=f"balanced, says {name}",
+        source="clinician",
+    )
     prompt = prompt_build(patient=record, question=f"Is {name} ({mrn}) at risk?", at=date(2025, 5, 2))
-    planted = [name, "Zelphine", "Quarmby", mrn, phone, "900123", "Larkspur", "p-planted", "1992-03-14", "2025-05-01", "Springfield"]
+    planted = [
+        name,
+        "Zelphine",
+        "Quarmby",
+        mrn,
+        phone,
+        "900123",
+        "Larkspur",
+        "p-planted",
+        "1992-03-14",
+        "2025-05-01",
+        "Springfield",
+    ]
     assert leaks(prompt.text, planted) == []
     assert leaks(json.dumps(prompt_as_json(prompt)).replace('"patient": "p-planted"', ""), planted) == []
     assert "Hypertension" in prompt.text  # the clinical fact survives, only the identifiers go
@@ -106,9 +136,14 @@ def test_a_prompt_uses_peers_from_her_own_organisation_only(trained, other_organ
     assert prompt.peer_model == peer_model and len(prompt.peers) > 0
     assert all(set(p) == {"similarity", "basis"} for p in prompt.peers)
     neighbour_ids = [n for n, _ in PeerProfile.objects.get(peer_model=peer_model, patient=patient).neighbours]
-    assert set(pm.Patient.objects.filter(pk__in=neighbour_ids).values_list("organisation", flat=True)) == {organisation.pk}
+    assert set(pm.Patient.objects.filter(pk__in=neighbour_ids).values_list("organisation", flat=True)) == {
+        organisation.pk
+    }
     others = [p for p in pm.Patient.objects.filter(pk__in=neighbour_ids)]
-    assert leaks(prompt.text, [p.family_name for p in others if len(p.family_name) > 3] + [p.external_id for p in others]) == []
+    assert (
+        leaks(prompt.text, [p.family_name for p in others if len(p.family_name) > 3] + [p.external_id for p in others])
+        == []
+    )
 
 
 def test_build_prompt_and_train_peers_commands(trained, capsys):
@@ -125,7 +160,9 @@ def test_build_prompt_and_train_peers_commands(trained, capsys):
         call_command("build_prompt", "--patient", patient.external_id, "--question", "q", "--at", "yesterday")
 
 
-def test_the_patient_page_builds_a_prompt_for_a_member_and_refuses_others(client_for, clinician, outsider, partner, imported_patient):
+def test_the_patient_page_builds_a_prompt_for_a_member_and_refuses_others(
+    client_for, clinician, outsider, partner, imported_patient
+):
     url = reverse("patients:prompt", args=[imported_patient.pk])
     response = client_for(clinician).post(url, {"question": QUESTION, "at": "2025-05-02"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and b"src-self" in response.content and b"de-identified" in response.content
@@ -137,9 +174,18 @@ def test_the_patient_page_builds_a_prompt_for_a_member_and_refuses_others(client
 
 
 def test_the_patient_page_shows_risk_flags_with_evidence(client_for, clinician, organisation):
-    bundle = fb.bundle(fb.patient("p-flags"), fb.encounter("e-f", "p-flags"),
-                       fb.observation("hb", "p-flags", "e-f", code="718-7", when=timezone.now().isoformat(),
-                                      value={"valueQuantity": {"value": 9.4, "unit": "g/dL"}}))
+    bundle = fb.bundle(
+        fb.patient("p-flags"),
+        fb.encounter("e-f", "p-flags"),
+        fb.observation(
+            "hb",
+            "p-flags",
+            "e-f",
+            code="718-7",
+            when=timezone.now().isoformat(),
+            value={"valueQuantity": {"value": 9.4, "unit": "g/dL"}},
+        ),
+    )
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="flags").ok
     patient = organisation.patients.get(external_id="p-flags")
     content = client_for(clinician).get(reverse("patients:detail", args=[patient.pk])).content.decode()

@@ -13,16 +13,30 @@ from django.conf import settings
 from django.core.management import call_command
 
 from patients import models as pm
+from prompting.consultation import question_prompt
 from prompting.encounters import patient_split
 from prompting.evaluation import evaluation_run_create, evaluation_run_execute
-from prompting.consultation import question_prompt
 from prompting.guidance import guidance_as_json, guidance_request_create
 from prompting.models import PersonalizedPrompt, RefinementRun
-from prompting.pmlm.edits import BY_CODE, EDIT_TITLE, IDENTITY, MENU, MENU_VERSION, PEER_ADVICE, edit_named, instruction_sentences
+from prompting.pmlm.edits import (
+    BY_CODE,
+    EDIT_TITLE,
+    IDENTITY,
+    MENU,
+    MENU_VERSION,
+    PEER_ADVICE,
+    edit_named,
+    instruction_sentences,
+)
 from prompting.pmlm.policy import is_checkpoint
 from prompting.pmlm.refine import Problem
 from prompting.refinement import (
-    RefinementError, policy_refinement, prompt_refine, refinement_run_cancel, refinement_run_create, refinement_run_execute,
+    RefinementError,
+    policy_refinement,
+    prompt_refine,
+    refinement_run_cancel,
+    refinement_run_create,
+    refinement_run_execute,
     refinement_run_promote,
 )
 from tests.conftest import make_member
@@ -45,7 +59,9 @@ def small_run(organisation, **options) -> RefinementRun:
 
 
 class TestARun:
-    def test_it_answers_every_edit_trains_the_policy_and_validates_on_patients_it_never_saw(self, cohort, tiny_policy, organisation):
+    def test_it_answers_every_edit_trains_the_policy_and_validates_on_patients_it_never_saw(
+        self, cohort, tiny_policy, organisation
+    ):
         run = refinement_run_create(organisation=organisation, steps=2, max_examples=8, num_generations=2)
         seen = []
         run = refinement_run_execute(run_id=run.pk, on_progress=lambda percent, message: seen.append(message))
@@ -58,7 +74,9 @@ class TestARun:
         assert any(m.startswith("Answering every edit") for m in seen)
         assert any(m.startswith("Step 1/2") for m in seen) and any(m.startswith("Validating") for m in seen)
         # The config records what produced it: sane CPU defaults, the target endpoint and the menu.
-        assert run.config["device"] == "cpu" and run.config["target_endpoint"] == "tiny-target" and not run.config["bf16"]
+        assert (
+            run.config["device"] == "cpu" and run.config["target_endpoint"] == "tiny-target" and not run.config["bf16"]
+        )
         assert run.config["menu"] == MENU_VERSION and run.config["max_completion_tokens"] == 3
         # Validation patients are the evaluation's held-out patients: the policy never trained on them.
         learning, held_out = patient_split(organisation, seed=run.config["seed"], share=run.config["share"])
@@ -66,17 +84,22 @@ class TestARun:
         assert validated and validated <= set(held_out)
         assert set(run.trained_patients) <= set(learning) and not validated & set(run.trained_patients)
         assert len(run.trained_patients) == run.train_patients
-        assert run.train_examples == 2 * run.train_patients  # one encounter each, with and without sources: more patients
+        assert (
+            run.train_examples == 2 * run.train_patients
+        )  # one encounter each, with and without sources: more patients
 
     def test_its_report_holds_the_best_fixed_edit_the_paired_validation_and_what_the_policy_learned(
-            self, cohort, tiny_policy, organisation):
+        self, cohort, tiny_policy, organisation
+    ):
         run = small_run(organisation)
         report = run.report
         assert run.status == pm.JobStatus.DONE, run.error
         assert report["menu"] == MENU_VERSION and run.target_calls == report["target_calls"] > 0
         best = report["best_fixed"]
         assert best["code"] in BY_CODE and best["label"] == edit_named(best["code"]).label
-        assert best["mean_reward"] >= best["initial_mean_reward"]  # E0 is on the menu: the best is never worse on training
+        assert (
+            best["mean_reward"] >= best["initial_mean_reward"]
+        )  # E0 is on the menu: the best is never worse on training
         assert report["oracle_mean_reward"] >= best["mean_reward"]
         assert set(report["stage_minutes"]) == {"examples", "reward_table", "training", "validation"}
         assert report["deployed"] in ("policy", "best_fixed") and report["policy_train_mean_reward"] is not None
@@ -85,14 +108,18 @@ class TestARun:
         assert validation["difference"] == pytest.approx(run.reward_refined - run.reward_initial, abs=2e-4)
         low, high = validation["ci"]
         assert low <= validation["difference"] <= high
-        assert set(validation["vs_best_fixed"]) >= {"difference", "ci"} and set(validation["best_fixed_vs_initial"]) >= {"difference", "ci"}
+        assert set(validation["vs_best_fixed"]) >= {"difference", "ci"} and set(
+            validation["best_fixed_vs_initial"]
+        ) >= {"difference", "ci"}
         assert set(validation["by_sources"]) == {"on", "off"}
         assert all(side["n"] == run.validation_patients for side in validation["by_sources"].values())
         learned = report["learned"]
         assert [e["code"] for e in learned["edits"]] == CODES
         assert sum(e["chosen"] for e in learned["edits"]) == run.train_examples + run.validation_examples
         assert learned["kinds"] and all(k["edits"][0]["code"] in BY_CODE for k in learned["kinds"])
-        assert any(k["kind"].startswith("Hypertension") for k in learned["kinds"])  # two of the four women have raised BP
+        assert any(
+            k["kind"].startswith("Hypertension") for k in learned["kinds"]
+        )  # two of the four women have raised BP
         for row in run.validation:
             assert row["code"] in BY_CODE and row["best_fixed"] == best["code"] and row["kinds"]
             if not row["accepted"]:
@@ -110,12 +137,32 @@ class TestARun:
         assert second.report["best_fixed"] == first.report["best_fixed"]
 
     def test_refine_prompts_prints_the_run_its_validation_and_the_best_fixed_edit_as_json(
-            self, cohort, tiny_policy, organisation, capsys):
-        call_command("refine_prompts", "--org", organisation.slug, "--steps", "1", "--max-examples", "4",
-                     "--num-generations", "2", "--json")
+        self, cohort, tiny_policy, organisation, capsys
+    ):
+        call_command(
+            "refine_prompts",
+            "--org",
+            organisation.slug,
+            "--steps",
+            "1",
+            "--max-examples",
+            "4",
+            "--num-generations",
+            "2",
+            "--json",
+        )
         report = json.loads(capsys.readouterr().out)
-        assert {"run_id", "steps", "reward_initial", "reward_refined", "minutes", "target_calls", "validation",
-                "best_fixed_edit", "checkpoint"} <= set(report)
+        assert {
+            "run_id",
+            "steps",
+            "reward_initial",
+            "reward_refined",
+            "minutes",
+            "target_calls",
+            "validation",
+            "best_fixed_edit",
+            "checkpoint",
+        } <= set(report)
         assert report["steps"] == 1 and Path(report["checkpoint"]).exists()
         assert isinstance(report["reward_initial"], float) and isinstance(report["reward_refined"], float)
         assert isinstance(report["minutes"], float) and report["target_calls"] > 0
@@ -125,29 +172,59 @@ class TestARun:
 
     def test_refine_prompts_prints_a_readable_summary_without_json(self, cohort, tiny_policy, organisation):
         out = io.StringIO()
-        call_command("refine_prompts", "--org", organisation.slug, "--steps", "1", "--max-examples", "2",
-                     "--num-generations", "2", "--max-validation", "1", stdout=out, stderr=io.StringIO())
+        call_command(
+            "refine_prompts",
+            "--org",
+            organisation.slug,
+            "--steps",
+            "1",
+            "--max-examples",
+            "2",
+            "--num-generations",
+            "2",
+            "--max-validation",
+            "1",
+            stdout=out,
+            stderr=io.StringIO(),
+        )
         text = out.getvalue()
         assert "distinct target-LLM answers" in text and "Held out:" in text and "Best fixed edit" in text
 
-    def test_refine_prompts_says_so_when_no_held_out_patient_could_be_validated(self, cohort, tiny_policy, organisation):
+    def test_refine_prompts_says_so_when_no_held_out_patient_could_be_validated(
+        self, cohort, tiny_policy, organisation
+    ):
         """A small organisation whose held-out patients have no physician recommendation yet: the run
         trains, validates nothing, and the command reports that instead of failing on a missing figure."""
         _, held_out = patient_split(organisation, seed=7, share=0.25)
         pm.PhysicianRecommendation.objects.filter(patient_id__in=held_out).delete()
         out = io.StringIO()
-        call_command("refine_prompts", "--org", organisation.slug, "--steps", "1", "--max-examples", "2",
-                     "--num-generations", "2", stdout=out, stderr=io.StringIO())
+        call_command(
+            "refine_prompts",
+            "--org",
+            organisation.slug,
+            "--steps",
+            "1",
+            "--max-examples",
+            "2",
+            "--num-generations",
+            "2",
+            stdout=out,
+            stderr=io.StringIO(),
+        )
         run = RefinementRun.objects.get()
         assert run.status == pm.JobStatus.DONE and run.validation == [] and run.report["validation"]["n"] == 0
         assert "Held out: 0 answers" in out.getvalue()
 
-    @pytest.mark.parametrize("cancelled_at, steps_done", [
-        ("Answering every edit of training example 1/", 0),  # before training starts
-        ("Step 1/", 1),  # while training: after its step
-    ])
-    def test_a_cancelled_run_stops_where_it_is_and_keeps_no_checkpoint(self, cohort, tiny_policy, organisation,
-                                                                       cancelled_at, steps_done):
+    @pytest.mark.parametrize(
+        "cancelled_at, steps_done",
+        [
+            ("Answering every edit of training example 1/", 0),  # before training starts
+            ("Step 1/", 1),  # while training: after its step
+        ],
+    )
+    def test_a_cancelled_run_stops_where_it_is_and_keeps_no_checkpoint(
+        self, cohort, tiny_policy, organisation, cancelled_at, steps_done
+    ):
         run = refinement_run_create(organisation=organisation, steps=5, max_examples=8, num_generations=2)
 
         def cancel(percent, message):
@@ -156,22 +233,38 @@ class TestARun:
 
         run = refinement_run_execute(run_id=run.pk, on_progress=cancel)
         assert run.status == pm.JobStatus.CANCELLED and run.step == steps_done
-        assert run.checkpoint == "" and not (settings.VAR_DIR / "models" / "refiner" / f"{organisation.slug}-run-{run.version}").exists()
+        assert (
+            run.checkpoint == ""
+            and not (settings.VAR_DIR / "models" / "refiner" / f"{organisation.slug}-run-{run.version}").exists()
+        )
 
-    def test_a_queued_run_cancelled_never_starts_and_a_finished_run_is_never_run_again(self, tiny_policy, organisation, tiny_checkpoint):
+    def test_a_queued_run_cancelled_never_starts_and_a_finished_run_is_never_run_again(
+        self, tiny_policy, organisation, tiny_checkpoint
+    ):
         queued = refinement_run_create(organisation=organisation, steps=1)
         assert refinement_run_cancel(run=queued).status == pm.JobStatus.CANCELLED
         assert refinement_run_execute(run_id=queued.pk).status == pm.JobStatus.CANCELLED
         done = finished_run(organisation, tiny_checkpoint)
         assert refinement_run_execute(run_id=done.pk).curve == done.curve  # a redelivered task leaves it alone
 
-    def test_without_physician_recommendations_a_run_fails_with_its_reason(self, tiny_policy, organisation, imported_patient):
+    def test_without_physician_recommendations_a_run_fails_with_its_reason(
+        self, tiny_policy, organisation, imported_patient
+    ):
         run = refinement_run_execute(run_id=refinement_run_create(organisation=organisation, steps=1).pk)
         assert run.status == pm.JobStatus.FAILED and "physician recommendation" in run.error
         assert run.finished_at is not None
 
-    @pytest.mark.parametrize("bad", [{"steps": 0}, {"max_examples": -3}, {"num_generations": 1}, {"steps": "four"},
-                                     {"max_validation": 0}, {"steps": True}])
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"steps": 0},
+            {"max_examples": -3},
+            {"num_generations": 1},
+            {"steps": "four"},
+            {"max_validation": 0},
+            {"steps": True},
+        ],
+    )
     def test_nonsense_settings_are_refused_before_anything_runs(self, tiny_policy, organisation, bad):
         with pytest.raises(RefinementError):
             refinement_run_create(organisation=organisation, **bad)
@@ -187,18 +280,25 @@ class TestPromotion:
             refinement_run_promote(run=missing)
 
     def test_a_run_of_the_old_rewriting_policy_cannot_be_promoted(self, tiny_policy, organisation, tiny_checkpoint):
-        legacy = finished_run(organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target", "device": "cpu"})
+        legacy = finished_run(
+            organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target", "device": "cpu"}
+        )
         with pytest.raises(RefinementError, match="no longer uses"):
             refinement_run_promote(run=legacy)
         legacy.refresh_from_db()
         assert not legacy.promoted
 
-    def test_a_legacy_run_promoted_before_the_upgrade_refines_nothing_and_says_why(self, cohort, tiny_policy, organisation,
-                                                                                  tiny_checkpoint):
-        finished_run(organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target"}, promoted=True)
+    def test_a_legacy_run_promoted_before_the_upgrade_refines_nothing_and_says_why(
+        self, cohort, tiny_policy, organisation, tiny_checkpoint
+    ):
+        finished_run(
+            organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target"}, promoted=True
+        )
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
-        assert guidance.refinement["used"] is False and [p["kind"] for p in guidance.refinement["problems"]] == ["policy_error"]
+        assert guidance.refinement["used"] is False and [p["kind"] for p in guidance.refinement["problems"]] == [
+            "policy_error"
+        ]
 
     def test_one_run_is_promoted_per_organisation(self, tiny_policy, organisation, other_organisation, tiny_checkpoint):
         first, second = finished_run(organisation, tiny_checkpoint), finished_run(organisation, tiny_checkpoint)
@@ -215,16 +315,19 @@ def hypertensive(cohort):
 
 def choose(monkeypatch, code, probabilities=None, seen=None):
     """The promoted policy chooses `code` whatever it reads; `seen` collects what it read."""
+
     def policy_edit(run, situation):
         if seen is not None:
             seen.append(situation)
         return code, probabilities or {c: (1.0 if c == code else 0.0) for c in CODES}
+
     monkeypatch.setattr("prompting.refinement.policy_edit", policy_edit)
 
 
 class TestGuidanceWithThePromotedPolicy:
-    def test_guidance_sends_the_edited_prompt_when_it_passes_the_guard_and_keeps_both(self, cohort, tiny_policy, organisation,
-                                                                                     tiny_checkpoint, monkeypatch):
+    def test_guidance_sends_the_edited_prompt_when_it_passes_the_guard_and_keeps_both(
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         choose(monkeypatch, RESTATES)
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
@@ -251,42 +354,57 @@ class TestGuidanceWithThePromotedPolicy:
         assert again.refinement["edit"] == RESTATES and again.refinement["used"] is True
 
     def test_when_the_policy_keeps_the_prompt_as_it_is_the_initial_prompt_is_sent_as_its_choice(
-            self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch):
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         choose(monkeypatch, IDENTITY)
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
-        assert guidance.refinement["used"] is True and guidance.refinement["edit"] == IDENTITY and not guidance.refinement["problems"]
+        assert (
+            guidance.refinement["used"] is True
+            and guidance.refinement["edit"] == IDENTITY
+            and not guidance.refinement["problems"]
+        )
         assert guidance_as_json(guidance)["prompt"] == guidance.prompt.text
         assert not PersonalizedPrompt.objects.filter(refined_from__isnull=False).exists()
 
-    def test_an_edit_that_fails_the_guard_is_never_sent_and_the_reason_is_kept(self, cohort, tiny_policy, organisation,
-                                                                               tiny_checkpoint, monkeypatch):
+    def test_an_edit_that_fails_the_guard_is_never_sent_and_the_reason_is_kept(
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         choose(monkeypatch, ADDS)
-        monkeypatch.setattr("prompting.refinement.check_refined", lambda **kwargs: [Problem("invented_finding", "bleeding")])
+        monkeypatch.setattr(
+            "prompting.refinement.check_refined", lambda **kwargs: [Problem("invented_finding", "bleeding")]
+        )
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
         assert guidance.refinement["used"] is False and guidance.refinement["edit"] == ADDS
-        assert guidance.refinement["problems"] == [{"kind": "invented_finding", "detail": "bleeding",
-                                                    "label": "mentioned a finding not in her context"}]
+        assert guidance.refinement["problems"] == [
+            {"kind": "invented_finding", "detail": "bleeding", "label": "mentioned a finding not in her context"}
+        ]
         assert guidance_as_json(guidance)["prompt"] == guidance.prompt.text
         assert not PersonalizedPrompt.objects.filter(refined_from__isnull=False).exists()
 
-    def test_a_policy_that_fails_leaves_the_initial_prompt_and_guidance_completes(self, cohort, tiny_policy, organisation,
-                                                                                 tiny_checkpoint, monkeypatch):
+    def test_a_policy_that_fails_leaves_the_initial_prompt_and_guidance_completes(
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
 
         def broken(run, situation):
             raise OSError("checkpoint unreadable")
+
         monkeypatch.setattr("prompting.refinement.policy_edit", broken)
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
         assert guidance.refinement["used"] is False
-        assert guidance.refinement["problems"][0]["kind"] == "policy_error" and "unreadable" in guidance.refinement["problems"][0]["detail"]
+        assert (
+            guidance.refinement["problems"][0]["kind"] == "policy_error"
+            and "unreadable" in guidance.refinement["problems"][0]["detail"]
+        )
 
-    def test_no_edit_of_the_menu_ever_sends_a_prompt_without_her_risk_flags(self, cohort, tiny_policy, organisation,
-                                                                            tiny_checkpoint, monkeypatch):
+    def test_no_edit_of_the_menu_ever_sends_a_prompt_without_her_risk_flags(
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         run = refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         patient = hypertensive(cohort)
         prompt = question_prompt(patient=patient, question="What now?", at=AT)[0]
@@ -299,11 +417,16 @@ class TestGuidanceWithThePromotedPolicy:
             if code == IDENTITY:
                 assert sent == prompt
             else:
-                assert sent.refined_from == prompt and sent.refinement_run == run and sent.template_version.endswith("+rl1")
+                assert (
+                    sent.refined_from == prompt
+                    and sent.refinement_run == run
+                    and sent.template_version.endswith("+rl1")
+                )
             PersonalizedPrompt.objects.filter(refined_from=prompt).delete()  # the next edit is stored afresh
 
-    def test_a_reused_refinement_still_names_the_edit_that_made_it(self, cohort, tiny_policy, organisation, tiny_checkpoint,
-                                                                   monkeypatch):
+    def test_a_reused_refinement_still_names_the_edit_that_made_it(
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         """An edit that only drops lines adds no section, yet guidance must still say which edit it was."""
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         choose(monkeypatch, DROPS_ONLY)
@@ -312,20 +435,23 @@ class TestGuidanceWithThePromotedPolicy:
         assert first.refinement["edit"] == DROPS_ONLY and first.refinement["used"] is True
         assert again.refinement["edit"] == DROPS_ONLY and again.refinement["label"] == edit_named(DROPS_ONLY).label
 
-    def test_the_policy_never_reads_her_name_even_when_the_question_holds_it(self, cohort, tiny_policy, organisation,
-                                                                             tiny_checkpoint, monkeypatch):
+    def test_the_policy_never_reads_her_name_even_when_the_question_holds_it(
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         seen = []
         choose(monkeypatch, ADDS, seen=seen)
         patient = hypertensive(cohort)
-        guidance = guidance_request_create(patient=patient, question="What now for Testgiven1 Testfamily1?", at=AT,
-                                           run_inline=True)
+        guidance = guidance_request_create(
+            patient=patient, question="What now for Testgiven1 Testfamily1?", at=AT, run_inline=True
+        )
         assert guidance.status == pm.JobStatus.DONE and seen
         assert "Testgiven1" not in guidance.prompt.text  # the prompt is de-identified…
         assert "Testgiven1" not in seen[0] and "Testfamily1" not in seen[0]  # …and so must be what the policy reads
 
     def test_the_real_tiny_policy_chooses_an_edit_of_the_menu_and_guidance_always_completes(
-            self, cohort, tiny_policy, organisation, tiny_checkpoint):
+        self, cohort, tiny_policy, organisation, tiny_checkpoint
+    ):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE and guidance.refinement["run"]
@@ -336,28 +462,55 @@ class TestGuidanceWithThePromotedPolicy:
     def test_the_best_fixed_edit_of_a_run_is_its_recorded_one(self, cohort, tiny_policy, organisation, tiny_checkpoint):
         run = finished_run(organisation, tiny_checkpoint)
         prompt = question_prompt(patient=hypertensive(cohort), question="What now?", at=AT)[0]
-        refined = policy_refinement(run, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
-                                    question=prompt.question, identifiers=[], token_budget=prompt.template.token_budget,
-                                    fixed=True)
+        refined = policy_refinement(
+            run,
+            initial_text=prompt.text,
+            sections=prompt.sections,
+            risk_flags=prompt.risk_flags,
+            question=prompt.question,
+            identifiers=[],
+            token_budget=prompt.template.token_budget,
+            fixed=True,
+        )
         assert refined["edit"] == BEST_FIXED and refined["problems"] == [] and refined["probabilities"] == {}
         flags = [f["label"] for f in prompt.risk_flags]
         assert refined["text"].startswith(prompt.text)
         assert all(sentence in refined["text"] for sentence in instruction_sentences(edit_named(BEST_FIXED), flags))
         without = finished_run(organisation, tiny_checkpoint, report={})
-        refined = policy_refinement(without, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
-                                    question=prompt.question, identifiers=[], token_budget=prompt.template.token_budget,
-                                    fixed=True)
+        refined = policy_refinement(
+            without,
+            initial_text=prompt.text,
+            sections=prompt.sections,
+            risk_flags=prompt.risk_flags,
+            question=prompt.question,
+            identifiers=[],
+            token_budget=prompt.template.token_budget,
+            fixed=True,
+        )
         assert [p["kind"] for p in refined["problems"]] == ["policy_error"] and refined["text"] == ""
 
     def test_a_run_whose_policy_did_worse_than_the_best_fixed_edit_while_learning_applies_the_best_fixed_edit(
-            self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch):
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         run = finished_run(organisation, tiny_checkpoint)
-        run.report = {**run.report, "deployed": "best_fixed", "policy_train_mean_reward": 0.25, "best_fixed_train_mean_reward": 0.3}
+        run.report = {
+            **run.report,
+            "deployed": "best_fixed",
+            "policy_train_mean_reward": 0.25,
+            "best_fixed_train_mean_reward": 0.3,
+        }
         run.save(update_fields=["report"])
         monkeypatch.setattr("prompting.refinement.policy_edit", lambda run, situation: (DROPS_ONLY, {DROPS_ONLY: 1.0}))
         prompt = question_prompt(patient=hypertensive(cohort), question="What now?", at=AT)[0]
-        refined = policy_refinement(run, initial_text=prompt.text, sections=prompt.sections, risk_flags=prompt.risk_flags,
-                                    question=prompt.question, identifiers=[], token_budget=prompt.template.token_budget)
+        refined = policy_refinement(
+            run,
+            initial_text=prompt.text,
+            sections=prompt.sections,
+            risk_flags=prompt.risk_flags,
+            question=prompt.question,
+            identifiers=[],
+            token_budget=prompt.template.token_budget,
+        )
         assert refined["edit"] == BEST_FIXED and refined["problems"] == []
 
     def test_without_a_promoted_run_nothing_is_refined(self, cohort, tiny_policy):
@@ -368,12 +521,16 @@ class TestGuidanceWithThePromotedPolicy:
 
 class TestEvaluatingARun:
     def test_the_evaluation_of_pmlm_and_its_refinements_reads_the_answers_the_runs_validation_already_has(
-            self, cohort, tiny_policy, organisation):
+        self, cohort, tiny_policy, organisation
+    ):
         run = small_run(organisation, steps=1)
         assert run.status == pm.JobStatus.DONE, run.error
         before = cached_answers()
-        evaluation = evaluation_run_execute(run_id=evaluation_run_create(
-            organisation=organisation, endpoint_names=["tiny-target"], variants=("pmlm", "pmlm_rl"), resamples=200).pk)
+        evaluation = evaluation_run_execute(
+            run_id=evaluation_run_create(
+                organisation=organisation, endpoint_names=["tiny-target"], variants=("pmlm", "pmlm_rl"), resamples=200
+            ).pk
+        )
         assert evaluation.status == pm.JobStatus.DONE, evaluation.error
         assert cached_answers() == before  # every prompt was answered by the run's validation
         assert {i.patient_id for i in evaluation.items.all()} == {row["patient"] for row in run.validation}
@@ -387,15 +544,23 @@ class TestEvaluatingARun:
         assert {i.refinement["edit"] for i in evaluation.items.filter(variant="pmlm_rl")} <= chosen
 
         # The best fixed edit variant sends the run's best fixed edit, also answered by its validation.
-        evaluation = evaluation_run_execute(run_id=evaluation_run_create(
-            organisation=organisation, endpoint_names=["tiny-target"], variants=("pmlm", "pmlm_best_edit"), resamples=200).pk)
+        evaluation = evaluation_run_execute(
+            run_id=evaluation_run_create(
+                organisation=organisation,
+                endpoint_names=["tiny-target"],
+                variants=("pmlm", "pmlm_best_edit"),
+                resamples=200,
+            ).pk
+        )
         assert evaluation.status == pm.JobStatus.DONE, evaluation.error
         assert cached_answers() == before
         best = edit_named(run.report["best_fixed"]["code"])
         items = list(evaluation.items.filter(variant="pmlm_best_edit"))
         assert items and all(item.refinement["edit"] == best.code for item in items)
         for item in items:
-            initial = evaluation.items.get(variant="pmlm", encounter_id=item.encounter_id, use_retrieval=item.use_retrieval)
+            initial = evaluation.items.get(
+                variant="pmlm", encounter_id=item.encounter_id, use_retrieval=item.use_retrieval
+            )
             if not item.refinement["used"]:
                 assert item.refinement["problems"] and item.prompt == initial.prompt
             elif not (best.drop or best.first_source_only):
@@ -403,7 +568,9 @@ class TestEvaluatingARun:
 
 
 class TestRunPages:
-    def test_a_curator_starts_a_run_with_defaults(self, client_for, curator, tiny_policy, django_capture_on_commit_callbacks):
+    def test_a_curator_starts_a_run_with_defaults(
+        self, client_for, curator, tiny_policy, django_capture_on_commit_callbacks
+    ):
         client = client_for(curator)
         page = client.get("/refinement/")
         assert page.status_code == 200 and b"Start a run" in page.content and b"No refinement run yet" in page.content
@@ -411,12 +578,16 @@ class TestRunPages:
             response = client.post("/refinement/start/", {"steps": 4, "max_examples": 24, "num_generations": 4})
         run = RefinementRun.objects.get()
         assert response.status_code == 302 and response["Location"] == f"/refinement/{run.pk}/"
-        assert run.created_by == curator and run.status == pm.JobStatus.QUEUED and len(callbacks) == 1  # the task is queued
+        assert (
+            run.created_by == curator and run.status == pm.JobStatus.QUEUED and len(callbacks) == 1
+        )  # the task is queued
         assert run.config["menu"] == MENU_VERSION and run.config["steps"] == 4
         assert client.get(f"/refinement/{run.pk}/").status_code == 200
 
     def test_bad_settings_are_shown_on_the_form(self, client_for, curator, tiny_policy):
-        response = client_for(curator).post("/refinement/start/", {"steps": 0, "max_examples": 24, "num_generations": 1})
+        response = client_for(curator).post(
+            "/refinement/start/", {"steps": 0, "max_examples": 24, "num_generations": 1}
+        )
         assert response.status_code == 400 and b"Ensure this value is greater than or equal to" in response.content
         assert not RefinementRun.objects.exists()
 
@@ -427,7 +598,8 @@ class TestRunPages:
         assert run.promoted and run.promoted_by == curator
 
     def test_clinicians_partners_and_other_organisations_cannot_see_or_touch_runs(
-            self, client_for, clinician, partner, other_organisation, organisation, tiny_policy, tiny_checkpoint):
+        self, client_for, clinician, partner, other_organisation, organisation, tiny_policy, tiny_checkpoint
+    ):
         run = finished_run(organisation, tiny_checkpoint)
         for user in (clinician, partner):
             client = client_for(user)

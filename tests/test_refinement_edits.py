@@ -9,8 +9,18 @@ from prompting.pmlm import codes
 from prompting.pmlm.composer import PeerSummary, TemplateSpec, compose, render
 from prompting.pmlm.deidentify import leaks, scrub
 from prompting.pmlm.edits import (
-    BY_CODE, EDIT_TITLE, EDIT_TOKEN_ALLOWANCE, IDENTITY, MENU, MENU_VERSION, PEER_ADVICE, SENTENCES, edit_named,
-    edited_sections, edited_text, instruction_sentences,
+    BY_CODE,
+    EDIT_TITLE,
+    EDIT_TOKEN_ALLOWANCE,
+    IDENTITY,
+    MENU,
+    MENU_VERSION,
+    PEER_ADVICE,
+    SENTENCES,
+    edit_named,
+    edited_sections,
+    edited_text,
+    instruction_sentences,
 )
 from prompting.pmlm.evaluation import paired_difference
 from prompting.pmlm.history import CareExperience, Diagnosis, Habit, PatientHistory, Reading
@@ -19,13 +29,34 @@ from prompting.pmlm.refine import Problem, check_refined, record_facts
 from prompting.pmlm.rewards import GuidanceScore, Reference, RewardWeights, closeness, key_item_match, score_guidance
 from prompting.pmlm.situation import MAX_CHARS, kind_of_patient, pregnancy_words, situation_summary
 from prompting.pmlm.training import (
-    EditPolicy, Example, FixedEdit, RefinementConfig, Scorer, StepRecord, ValidationRow, best_fixed_edit, code_from_completion,
-    deployed_choice, edit_gains, keeps_precision, precision_by_edit,
-    edit_prompt, policy_prompt, reward_table, split_by_patient, train_policy, validation_summary, what_the_policy_learned,
+    EditPolicy,
+    Example,
+    FixedEdit,
+    RefinementConfig,
+    Scorer,
+    StepRecord,
+    ValidationRow,
+    best_fixed_edit,
+    code_from_completion,
+    deployed_choice,
+    edit_gains,
+    edit_prompt,
+    keeps_precision,
+    policy_prompt,
+    precision_by_edit,
+    reward_table,
+    split_by_patient,
+    train_policy,
+    validation_summary,
+    what_the_policy_learned,
 )
 
-TEMPLATE = TemplateSpec("t-1", "Advise the clinician.", {"self": "Her record", "peer": "Patients like her",
-                                                         "knowledge": "Guidance sources", "question": "Question"}, 10_000)
+TEMPLATE = TemplateSpec(
+    "t-1",
+    "Advise the clinician.",
+    {"self": "Her record", "peer": "Patients like her", "knowledge": "Guidance sources", "question": "Question"},
+    10_000,
+)
 QUESTION = "What do you recommend at this visit?"
 IDENTIFIERS = ["Ana Rivera", "Ana", "Rivera", "MRN-4471"]
 CODES = [edit.code for edit in MENU]
@@ -48,8 +79,10 @@ def bag_of_words_embed(texts):
 
 
 def bp(days, systolic, diastolic, encounter):
-    return [Reading(codes.SYSTOLIC, days, systolic, "mm[Hg]", encounter=encounter),
-            Reading(codes.DIASTOLIC, days, diastolic, "mm[Hg]", encounter=encounter)]
+    return [
+        Reading(codes.SYSTOLIC, days, systolic, "mm[Hg]", encounter=encounter),
+        Reading(codes.DIASTOLIC, days, diastolic, "mm[Hg]", encounter=encounter),
+    ]
 
 
 def hypertensive_anaemic():
@@ -57,25 +90,51 @@ def hypertensive_anaemic():
     every line an edit may cut is there."""
     return PatientHistory(
         age_years=31,
-        readings=[*bp(2, 150, 96, 1), *bp(30, 132, 84, 2), *bp(60, 118, 76, 3),
-                  Reading(codes.HAEMOGLOBIN, 5, 10.1, "g/dL"), Reading(codes.HAEMOGLOBIN, 40, 11.2, "g/dL")],
+        readings=[
+            *bp(2, 150, 96, 1),
+            *bp(30, 132, 84, 2),
+            *bp(60, 118, 76, 3),
+            Reading(codes.HAEMOGLOBIN, 5, 10.1, "g/dL"),
+            Reading(codes.HAEMOGLOBIN, 40, 11.2, "g/dL"),
+        ],
         diagnoses=[Diagnosis(codes.NORMAL_PREGNANCY, "Normal pregnancy", 26 * 7)],
-        habits=[Habit("tobacco", "Tobacco smoking", "never smoked", 30),
-                Habit("diet", "Diet", "Ana Rivera says balanced, call 555 123 4567", 10)],
-        care=[CareExperience("walking", "Walking", 4, 60), CareExperience("walking", "Walking", 5, 20),
-              CareExperience("yoga", "Prenatal yoga", 4, 60), CareExperience("yoga", "Prenatal yoga", 2, 30),
-              CareExperience("yoga", "Prenatal yoga", 1, 10)],
+        habits=[
+            Habit("tobacco", "Tobacco smoking", "never smoked", 30),
+            Habit("diet", "Diet", "Ana Rivera says balanced, call 555 123 4567", 10),
+        ],
+        care=[
+            CareExperience("walking", "Walking", 4, 60),
+            CareExperience("walking", "Walking", 5, 20),
+            CareExperience("yoga", "Prenatal yoga", 4, 60),
+            CareExperience("yoga", "Prenatal yoga", 2, 30),
+            CareExperience("yoga", "Prenatal yoga", 1, 10),
+        ],
     )
 
 
-PEERS = PeerSummary("features", [0.8, 0.7], predicted=[("Home blood pressure monitoring", 4.6)],
-                    helped=[("Walking", 4.2, 3)], recommended=[("low-dose aspirin", 0.6)])
-SOURCES = ["WHO: measure blood pressure at every antenatal visit.", "WHO: daily oral iron 30–60 mg and folic acid 400 µg."]
+PEERS = PeerSummary(
+    "features",
+    [0.8, 0.7],
+    predicted=[("Home blood pressure monitoring", 4.6)],
+    helped=[("Walking", 4.2, 3)],
+    recommended=[("low-dose aspirin", 0.6)],
+)
+SOURCES = [
+    "WHO: measure blood pressure at every antenatal visit.",
+    "WHO: daily oral iron 30–60 mg and folic acid 400 µg.",
+]
 
 
 def composed(history=None, *, peer=PEERS, knowledge=SOURCES, question=QUESTION):
-    return compose(history or hypertensive_anaemic(), question, TEMPLATE, peer=peer, knowledge=list(knowledge),
-                   count_tokens=words, identifiers=IDENTIFIERS)
+    return compose(
+        history or hypertensive_anaemic(),
+        question,
+        TEMPLATE,
+        peer=peer,
+        knowledge=list(knowledge),
+        count_tokens=words,
+        identifiers=IDENTIFIERS,
+    )
 
 
 PROMPT = composed()
@@ -98,21 +157,47 @@ def without_provenance(sections):
 
 
 def guard(prompt, refined, *, budget=10_000):
-    return check_refined(initial_text=prompt.text, initial_sections=prompt.sections, risk_flag_labels=labels(prompt),
-                         refined=refined, identifiers=IDENTIFIERS, count_tokens=words, token_budget=budget)
+    return check_refined(
+        initial_text=prompt.text,
+        initial_sections=prompt.sections,
+        risk_flag_labels=labels(prompt),
+        refined=refined,
+        identifiers=IDENTIFIERS,
+        count_tokens=words,
+        token_budget=budget,
+    )
 
 
-def example(key="visit 1, sources on", patient=1, prompt=PROMPT, recommendation="Repeat blood pressure within a week.", rag=True):
-    return Example(key=key, patient=patient, initial_text=prompt.text, sections=prompt.sections, risk_flag_labels=labels(prompt),
-                   reference=Reference(recommendation), token_budget=10_000, question=QUESTION, identifiers=IDENTIFIERS,
-                   rag=rag)
+def example(
+    key="visit 1, sources on", patient=1, prompt=PROMPT, recommendation="Repeat blood pressure within a week.", rag=True
+):
+    return Example(
+        key=key,
+        patient=patient,
+        initial_text=prompt.text,
+        sections=prompt.sections,
+        risk_flag_labels=labels(prompt),
+        reference=Reference(recommendation),
+        token_budget=10_000,
+        question=QUESTION,
+        identifiers=IDENTIFIERS,
+        rag=rag,
+    )
 
 
 def test_the_realistic_prompt_has_every_line_an_edit_may_cut():
     text = PROMPT.text
-    for start in ("- Trend:", "- Care she kept up:", "- Care she dropped or is losing:", "- Lifestyle now:",
-                  "- Their physicians most often recommended", "- What helped similar patients", "- Predicted to help her",
-                  "[1] ", "[2] "):
+    for start in (
+        "- Trend:",
+        "- Care she kept up:",
+        "- Care she dropped or is losing:",
+        "- Lifestyle now:",
+        "- Their physicians most often recommended",
+        "- What helped similar patients",
+        "- Predicted to help her",
+        "[1] ",
+        "[2] ",
+    ):
         assert start in text, start
     assert len(FLAGS) == 2 and not leaks(text, IDENTIFIERS)
 
@@ -162,27 +247,50 @@ class TestTheMenu:
     def test_flags_by_name_restates_her_flags_beside_the_question_or_says_she_has_none(self):
         text = edited_text(PROMPT.sections, RESTATES, FLAGS)
         assert f"Her risk flags: {'; '.join(FLAGS)}." in text
-        assert instruction_sentences(RESTATES, FLAGS)[0] == f"Address each of her risk flags by name: {'; '.join(FLAGS)}."
+        assert (
+            instruction_sentences(RESTATES, FLAGS)[0] == f"Address each of her risk flags by name: {'; '.join(FLAGS)}."
+        )
         plain = edited_text(PLAIN.sections, RESTATES, [])
         assert "Her risk flags: none." in plain and SENTENCES["no_flags"] in plain
 
     def test_a_woman_whose_pregnancy_ended_is_never_given_antenatal_care_by_an_edit(self):
         from prompting.pmlm.history import ProcedureDone, Visit
 
-        after = composed(PatientHistory(age_years=24, readings=bp(0, 118, 74, 1), visits=[Visit("424619006", "Prenatal visit", 0, True)],
-                                        diagnoses=[Diagnosis("72892002", "Normal pregnancy", 28, 0)],
-                                        procedures=[ProcedureDone("714812005", "Induced termination of pregnancy", 14)]),
-                         peer=None, knowledge=())
+        after = composed(
+            PatientHistory(
+                age_years=24,
+                readings=bp(0, 118, 74, 1),
+                visits=[Visit("424619006", "Prenatal visit", 0, True)],
+                diagnoses=[Diagnosis("72892002", "Normal pregnancy", 28, 0)],
+                procedures=[ProcedureDone("714812005", "Induced termination of pregnancy", 14)],
+            ),
+            peer=None,
+            knowledge=(),
+        )
         assert "not pregnant: her pregnancy ended 2 weeks ago (induced termination of pregnancy)" in after.text
         for code in CODES:
             text = edited_text(after.sections, edit_named(code), [])
             assert not any(word in text for word in ("fetal movements", "birth planning", "scans due")), code
-            assert check_refined(initial_text=after.text, initial_sections=after.sections, risk_flag_labels=[], refined=text,
-                                 identifiers=[], count_tokens=words, token_budget=10_000) == [], code
-        assert "contraception" in edited_text(after.sections, STAGE_CARE, []) and "fever" in edited_text(after.sections, COMES_BACK, [])
+            assert (
+                check_refined(
+                    initial_text=after.text,
+                    initial_sections=after.sections,
+                    risk_flag_labels=[],
+                    refined=text,
+                    identifiers=[],
+                    count_tokens=words,
+                    token_budget=10_000,
+                )
+                == []
+            ), code
+        assert "contraception" in edited_text(after.sections, STAGE_CARE, []) and "fever" in edited_text(
+            after.sections, COMES_BACK, []
+        )
         never = edited_text(PLAIN.sections, STAGE_CARE, [])  # not pregnant, nothing ended: routine gynaecological care
         assert "fetal movements" not in never and "cervical screening" in never
-        assert "fetal movements" in edited_text(PROMPT.sections, STAGE_CARE, FLAGS)  # pregnant: antenatal care, as before
+        assert "fetal movements" in edited_text(
+            PROMPT.sections, STAGE_CARE, FLAGS
+        )  # pregnant: antenatal care, as before
 
     def test_the_peers_line_edit_drops_their_advice_and_keeps_how_they_were_matched(self):
         text = edited_text(PROMPT.sections, DROPS_PEER_ADVICE, FLAGS)
@@ -196,13 +304,21 @@ class TestTheMenu:
         text = edited_text(PROMPT.sections, edit, FLAGS)
         lines = [line for s in PROMPT.sections for line in s["text"].splitlines()]
         dropped = [line for line in lines if line not in text.splitlines()]
-        assert dropped and all(any(line.startswith(p) for p in edit.drop) or (edit.first_source_only and line.startswith("[2] "))
-                               for line in dropped)
+        assert dropped and all(
+            any(line.startswith(p) for p in edit.drop) or (edit.first_source_only and line.startswith("[2] "))
+            for line in dropped
+        )
         assert "- Latest results:" in text and "[1] WHO: measure blood pressure" in text
 
     def test_an_edit_never_leaves_an_empty_section(self):
-        only_advice = [{"source": "peer", "title": "Patients like her", "text": "- Their physicians most often recommended: rest."},
-                       {"source": "question", "title": "Question", "text": QUESTION}]
+        only_advice = [
+            {
+                "source": "peer",
+                "title": "Patients like her",
+                "text": "- Their physicians most often recommended: rest.",
+            },
+            {"source": "question", "title": "Question", "text": QUESTION},
+        ]
         sources = [s["source"] for s in edited_sections(only_advice, DROPS_PEER_ADVICE, [])]
         assert sources[0] == "question" and "peer" not in sources
 
@@ -231,7 +347,9 @@ class TestTheGuardOnEdits:
 
     def test_the_guard_of_an_edit_is_applied_by_edit_prompt(self):
         tight = example()
-        tight.token_budget = words(PROMPT.text) + 3 - EDIT_TOKEN_ALLOWANCE  # room for the initial prompt, none for sentences
+        tight.token_budget = (
+            words(PROMPT.text) + 3 - EDIT_TOKEN_ALLOWANCE
+        )  # room for the initial prompt, none for sentences
         _, _, problems = edit_prompt(tight, LONGEST.code, count_tokens=words)
         assert [p.kind for p in problems] == ["over_budget"]
         assert edit_prompt(tight, IDENTITY, count_tokens=words)[2] == []
@@ -243,7 +361,9 @@ class TestWhatThePolicyReads:
         assert len(situation) <= MAX_CHARS < len(PROMPT.text)
         assert "State: pregnant, 26+0 weeks, trimester 2." in situation
         assert all(label in situation for label in FLAGS)
-        assert "Peers' advice: given. Guidance sources: given." in situation and situation.endswith(f"Question: {QUESTION}")
+        assert "Peers' advice: given. Guidance sources: given." in situation and situation.endswith(
+            f"Question: {QUESTION}"
+        )
         assert "Blood pressure 150/96 mmHg" in situation and "days ago" not in situation
         assert not leaks(situation, IDENTIFIERS) and scrub(situation)[1] == 0
 
@@ -268,11 +388,14 @@ class TestWhatThePolicyReads:
         assert pregnancy_words([]) == "state unknown"
 
 
-RECOMMENDATION = ("BP 150/95 mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine "
-                  "protein.")
-EVERYTHING = ("Repeat within a week, home blood pressure monitoring, urine protein, aspirin, calcium, iron, folic acid, "
-              "OGTT, diet, exercise, weight gain, quit smoking, alcohol, caffeine, dating scan, anatomy scan, fetal movements, "
-              "birth plan, induction, recheck haemoglobin, headache.")
+RECOMMENDATION = (
+    "BP 150/95 mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine protein."
+)
+EVERYTHING = (
+    "Repeat within a week, home blood pressure monitoring, urine protein, aspirin, calcium, iron, folic acid, "
+    "OGTT, diet, exercise, weight gain, quit smoking, alcohol, caffeine, dating scan, anatomy scan, fetal movements, "
+    "birth plan, induction, recheck haemoglobin, headache."
+)
 JUST_HERS = "Repeat within a week, home blood pressure monitoring, urine protein."
 
 
@@ -334,16 +457,23 @@ class TestTheRewardTableAndTheBestFixedEdit:
         assert best_fixed_edit(TABLE) == ("E1", pytest.approx(0.35))
         assert best_fixed_edit({"a": {"E0": 0.3, "E1": 0.3}})[0] == "E0"
 
-    def test_a_run_deploys_its_policy_only_when_the_policy_scored_at_least_the_best_fixed_edit_on_its_training_examples(self):
+    def test_a_run_deploys_its_policy_only_when_the_policy_scored_at_least_the_best_fixed_edit_on_its_training_examples(
+        self,
+    ):
         train = [example(key=key, patient=n) for n, key in enumerate(TABLE)]
         per_patient = {"a": "E1", "b": "E2", "c": "E1"}  # the best edit for each: 0.45 on average
         assert deployed_choice(train, TABLE, per_patient, "E1") == {
-            "deployed": "policy", "policy_train_mean_reward": pytest.approx(0.45), "best_fixed_train_mean_reward": pytest.approx(0.35)}
+            "deployed": "policy",
+            "policy_train_mean_reward": pytest.approx(0.45),
+            "best_fixed_train_mean_reward": pytest.approx(0.35),
+        }
         stuck = {"a": "E2", "b": "E0", "c": "E2"}  # 0.2667: worse than E1 for everyone
         assert deployed_choice(train, TABLE, stuck, "E1")["deployed"] == "best_fixed"
         assert FixedEdit("E1").choose("any situation") == ("E1", {"E1": 1.0})
 
-    def test_an_edit_that_lowered_key_item_precision_is_never_the_best_fixed_edit_and_the_initial_prompt_always_may_be(self):
+    def test_an_edit_that_lowered_key_item_precision_is_never_the_best_fixed_edit_and_the_initial_prompt_always_may_be(
+        self,
+    ):
         assert best_fixed_edit(TABLE, eligible=lambda code: code != "E1") == ("E2", pytest.approx(0.3333, abs=1e-4))
         assert best_fixed_edit(TABLE, eligible=lambda code: False) == ("E0", pytest.approx(0.30))
 
@@ -362,7 +492,10 @@ class TestTheRewardTableAndTheBestFixedEdit:
         scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
         train = [example(key=f"visit {n}", patient=n) for n in range(3)]
         precision = precision_by_edit(train, scorer, codes=(IDENTITY, come_back))
-        assert precision == {IDENTITY: 1.0, come_back: pytest.approx(0.2)}  # 1 of the 5 items it names is the physician's
+        assert precision == {
+            IDENTITY: 1.0,
+            come_back: pytest.approx(0.2),
+        }  # 1 of the 5 items it names is the physician's
         table = {e.key: {IDENTITY: 0.3, come_back: 0.5} for e in train}  # the reward alone would pick the edit
         decision = deployed_choice(train, table, {e.key: come_back for e in train}, IDENTITY, scorer)
         assert decision["deployed"] == "best_fixed"
@@ -381,11 +514,15 @@ class TestTheRewardTableAndTheBestFixedEdit:
 
         scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
         tight = example()
-        tight.token_budget = words(PROMPT.text) + 3 - EDIT_TOKEN_ALLOWANCE  # every edit that adds sentences is over budget
+        tight.token_budget = (
+            words(PROMPT.text) + 3 - EDIT_TOKEN_ALLOWANCE
+        )  # every edit that adds sentences is over budget
         adds, longest, drops = ADDS[0].code, LONGEST.code, DROPS_PEER_ADVICE.code
         codes = (IDENTITY, adds, drops, longest)
         table = reward_table([tight], scorer, codes=codes)
-        assert asked.count(PROMPT.text) == 1 and len(asked) == 2 == scorer.target_calls  # E0 and the edit that drops lines
+        assert (
+            asked.count(PROMPT.text) == 1 and len(asked) == 2 == scorer.target_calls
+        )  # E0 and the edit that drops lines
         row = table[tight.key]
         assert row[adds] == row[longest] == row[IDENTITY]  # as used: the initial prompt answers
         refused = scorer.outcome(tight, adds)
@@ -402,8 +539,19 @@ class TestTheRewardTableAndTheBestFixedEdit:
 
 
 def row(patient, rag, initial, refined, fixed, code="E3", kinds=("trimester 2",)):
-    return ValidationRow(key=f"{patient}-{rag}", patient=patient, rag=rag, code=code, best_fixed="E1", reward_initial=initial,
-                         reward_refined=refined, reward_best_fixed=fixed, accepted=True, problems=[], kinds=list(kinds))
+    return ValidationRow(
+        key=f"{patient}-{rag}",
+        patient=patient,
+        rag=rag,
+        code=code,
+        best_fixed="E1",
+        reward_initial=initial,
+        reward_refined=refined,
+        reward_best_fixed=fixed,
+        accepted=True,
+        problems=[],
+        kinds=list(kinds),
+    )
 
 
 class TestValidationAndWhatThePolicyLearned:
@@ -411,7 +559,10 @@ class TestValidationAndWhatThePolicyLearned:
         rows = [row(p, rag, 0.3, 0.4, 0.35) for p in range(4) for rag in (True, False)] + [row(9, True, 0.2, 0.2, 0.2)]
         summary = validation_summary(rows, resamples=200)
         assert summary["n"] == 9 and summary["patients"] == 5
-        assert summary["difference"] == pytest.approx((8 * 0.1) / 9, abs=1e-4) and summary["ci"][0] <= summary["difference"]
+        assert (
+            summary["difference"] == pytest.approx((8 * 0.1) / 9, abs=1e-4)
+            and summary["ci"][0] <= summary["difference"]
+        )
         assert summary["vs_best_fixed"]["difference"] == pytest.approx(8 * 0.05 / 9, abs=1e-4)
         assert summary["best_fixed_vs_initial"]["difference"] == pytest.approx(8 * 0.05 / 9, abs=1e-4)
         on, off = summary["by_sources"]["on"], summary["by_sources"]["off"]
@@ -440,10 +591,19 @@ class TestValidationAndWhatThePolicyLearned:
 
 
 class TestThePolicy:
-    @pytest.mark.parametrize("completion, code", [
-        ("3<|im_end|>", "E3"), (f"{len(MENU) - 1}", CODES[-1]), (" 0", "E0"), ("2 because", "E2"), ("99", None), ("x", None),
-        ("", None), (f"{len(MENU)}", None),
-    ])
+    @pytest.mark.parametrize(
+        "completion, code",
+        [
+            ("3<|im_end|>", "E3"),
+            (f"{len(MENU) - 1}", CODES[-1]),
+            (" 0", "E0"),
+            ("2 because", "E2"),
+            ("99", None),
+            ("x", None),
+            ("", None),
+            (f"{len(MENU)}", None),
+        ],
+    )
     def test_an_edit_code_is_read_from_the_policys_completion(self, completion, code):
         assert code_from_completion(completion) == code
 
@@ -466,7 +626,7 @@ class TestThePolicy:
         for code, suffix in zip(policy.codes, policy._suffix_ids):
             with torch.no_grad():
                 logits = policy.model(input_ids=torch.tensor([prefix + suffix])).logits[0].float()
-            logprobs = torch.log_softmax(logits[len(prefix) - 1:-1], dim=-1)
+            logprobs = torch.log_softmax(logits[len(prefix) - 1 : -1], dim=-1)
             whole[code] = sum(float(logprobs[i, token]) for i, token in enumerate(suffix))
         expected = torch.softmax(torch.tensor([whole[c] for c in policy.codes]), dim=0).tolist()
         assert list(policy.probabilities(situation).values()) == pytest.approx(expected, abs=2e-4)
@@ -476,8 +636,15 @@ class TestThePolicy:
         table = {e.key: {code: (0.9 if code == CODES[1] else 0.1) for code in CODES} for e in train}
         steps = []
         config = RefinementConfig(steps=2, num_generations=2, examples_per_step=1, max_examples=2)
-        records = train_policy(base_checkpoint=tiny_checkpoint, output_dir=tmp_path / "policy", train=train, table=table,
-                               config=config, invalid_reward=lambda e: -1.0, on_step=steps.append)
+        records = train_policy(
+            base_checkpoint=tiny_checkpoint,
+            output_dir=tmp_path / "policy",
+            train=train,
+            table=table,
+            config=config,
+            invalid_reward=lambda e: -1.0,
+            on_step=steps.append,
+        )
         assert len(records) == 2 == len(steps) and all(isinstance(r, StepRecord) for r in records)
         assert [r.step for r in records] == [1, 2] and all(0 <= r.accepted_share <= 1 for r in records)
         assert all(r.reward_mean in (-1.0, 0.1, 0.9) or -1.0 <= r.reward_mean <= 0.9 for r in records)
@@ -486,5 +653,11 @@ class TestThePolicy:
 
     def test_training_without_examples_is_refused(self, tiny_checkpoint, tmp_path):
         with pytest.raises(ValueError, match="No training examples"):
-            train_policy(base_checkpoint=tiny_checkpoint, output_dir=tmp_path, train=[], table={},
-                         config=RefinementConfig(steps=1), invalid_reward=lambda e: -1.0)
+            train_policy(
+                base_checkpoint=tiny_checkpoint,
+                output_dir=tmp_path,
+                train=[],
+                table={},
+                config=RefinementConfig(steps=1),
+                invalid_reward=lambda e: -1.0,
+            )

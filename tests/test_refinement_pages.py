@@ -13,7 +13,14 @@ from django.urls import reverse
 
 from api.tokens import token_issue
 from patients import models as pm
-from prompting.models import EvaluationItem, EvaluationRun, GuidanceRequest, LLMEndpoint, PersonalizedPrompt, RefinementRun
+from prompting.models import (
+    EvaluationItem,
+    EvaluationRun,
+    GuidanceRequest,
+    LLMEndpoint,
+    PersonalizedPrompt,
+    RefinementRun,
+)
 from prompting.pmlm.edits import MENU, MENU_VERSION
 from prompting.pmlm.evaluation import VARIANT_LABELS, VARIANTS, Scored, summarise
 from tests.conftest import make_member
@@ -26,10 +33,16 @@ def _paired(difference, low, high, n=160, patients=54):
 
 
 def _block(n, patients, initial, refined, fixed):
-    return {"n": n, "patients": patients, "reward_initial": initial, "reward_refined": refined, "reward_best_fixed": fixed,
-            **_paired(round(refined - initial, 4), 0.01, 0.03, n, patients),
-            "vs_best_fixed": _paired(round(refined - fixed, 4), -0.01, 0.012, n, patients),
-            "best_fixed_vs_initial": _paired(round(fixed - initial, 4), 0.008, 0.031, n, patients)}
+    return {
+        "n": n,
+        "patients": patients,
+        "reward_initial": initial,
+        "reward_refined": refined,
+        "reward_best_fixed": fixed,
+        **_paired(round(refined - initial, 4), 0.01, 0.03, n, patients),
+        "vs_best_fixed": _paired(round(refined - fixed, 4), -0.01, 0.012, n, patients),
+        "best_fixed_vs_initial": _paired(round(fixed - initial, 4), 0.008, 0.031, n, patients),
+    }
 
 
 def realistic_report() -> dict:
@@ -38,48 +51,121 @@ def realistic_report() -> dict:
     chosen = {"E0": 12, "E6": 60, "E7": 120, "E4": 48}
     total = sum(chosen.values())
     return {
-        "menu": MENU_VERSION, "target_calls": 512, "target_max_tokens": 320, "minutes": 48.2,
+        "menu": MENU_VERSION,
+        "target_calls": 512,
+        "target_max_tokens": 320,
+        "minutes": 48.2,
         "best_fixed": {"code": "E7", "label": LABELS["E7"], "mean_reward": 0.36, "initial_mean_reward": 0.33},
         "oracle_mean_reward": 0.41,
         "validation": validation,
-        "learned": {"menu": MENU_VERSION,
-                    "edits": [{"code": e.code, "label": e.label, "chosen": chosen.get(e.code, 0),
-                               "share": round(chosen.get(e.code, 0) / total, 3), "mean_gain": 0.0 if e.code == "E0" else 0.012}
-                              for e in MENU],
-                    "kinds": [{"kind": "trimester 3", "examples": 40,
-                               "edits": [{"code": "E7", "label": LABELS["E7"], "count": 30},
-                                         {"code": "E4", "label": LABELS["E4"], "count": 6}]},
-                              {"kind": "Raised blood pressure", "examples": 12,
-                               "edits": [{"code": "E6", "label": LABELS["E6"], "count": 9},
-                                         {"code": "E2", "label": LABELS["E2"], "count": 2},
-                                         {"code": "E0", "label": LABELS["E0"], "count": 1}]}]},
+        "learned": {
+            "menu": MENU_VERSION,
+            "edits": [
+                {
+                    "code": e.code,
+                    "label": e.label,
+                    "chosen": chosen.get(e.code, 0),
+                    "share": round(chosen.get(e.code, 0) / total, 3),
+                    "mean_gain": 0.0 if e.code == "E0" else 0.012,
+                }
+                for e in MENU
+            ],
+            "kinds": [
+                {
+                    "kind": "trimester 3",
+                    "examples": 40,
+                    "edits": [
+                        {"code": "E7", "label": LABELS["E7"], "count": 30},
+                        {"code": "E4", "label": LABELS["E4"], "count": 6},
+                    ],
+                },
+                {
+                    "kind": "Raised blood pressure",
+                    "examples": 12,
+                    "edits": [
+                        {"code": "E6", "label": LABELS["E6"], "count": 9},
+                        {"code": "E2", "label": LABELS["E2"], "count": 2},
+                        {"code": "E0", "label": LABELS["E0"], "count": 1},
+                    ],
+                },
+            ],
+        },
     }
 
 
 def validation_rows(patient_id) -> list[dict]:
     initial = "### Instructions\nAnswer.\n\n### Question\nWhat do you recommend?"
-    refined = initial + "\n\n### How to answer for her\n- Address each of her risk flags by name: Raised blood pressure."
+    refined = (
+        initial + "\n\n### How to answer for her\n- Address each of her risk flags by name: Raised blood pressure."
+    )
     return [
-        {"key": "visit of 2 May 2025 (encounter 7), sources on", "patient": patient_id, "rag": True, "code": "E6", "best_fixed": "E7",
-         "reward_initial": 0.31, "reward_refined": 0.36, "reward_best_fixed": 0.34, "accepted": True, "problems": [],
-         "kinds": ["trimester 3", "Raised blood pressure"], "initial_prompt": initial, "refined_prompt": refined},
-        {"key": "visit of 2 May 2025 (encounter 7), sources off", "patient": patient_id, "rag": False, "code": "E5",
-         "best_fixed": "E7", "reward_initial": 0.30, "reward_refined": 0.30, "reward_best_fixed": 0.33, "accepted": False,
-         "problems": [{"kind": "dropped_fact", "detail": "- Lifestyle now: walks daily", "label": "a line of her record dropped"}],
-         "kinds": ["trimester 3"], "initial_prompt": "", "refined_prompt": ""},
+        {
+            "key": "visit of 2 May 2025 (encounter 7), sources on",
+            "patient": patient_id,
+            "rag": True,
+            "code": "E6",
+            "best_fixed": "E7",
+            "reward_initial": 0.31,
+            "reward_refined": 0.36,
+            "reward_best_fixed": 0.34,
+            "accepted": True,
+            "problems": [],
+            "kinds": ["trimester 3", "Raised blood pressure"],
+            "initial_prompt": initial,
+            "refined_prompt": refined,
+        },
+        {
+            "key": "visit of 2 May 2025 (encounter 7), sources off",
+            "patient": patient_id,
+            "rag": False,
+            "code": "E5",
+            "best_fixed": "E7",
+            "reward_initial": 0.30,
+            "reward_refined": 0.30,
+            "reward_best_fixed": 0.33,
+            "accepted": False,
+            "problems": [
+                {
+                    "kind": "dropped_fact",
+                    "detail": "- Lifestyle now: walks daily",
+                    "label": "a line of her record dropped",
+                }
+            ],
+            "kinds": ["trimester 3"],
+            "initial_prompt": "",
+            "refined_prompt": "",
+        },
     ]
 
 
 def stored_run(organisation, **fields) -> RefinementRun:
     """A run as a worker leaves it; the pages never load its checkpoint."""
-    defaults = dict(version=RefinementRun.objects.filter(organisation=organisation).count() + 1, status=pm.JobStatus.DONE,
-                    progress=100, step=60, checkpoint="models/refiner/north-run-1", reward_initial=0.33, reward_refined=0.35,
-                    accepted_share=0.9, seconds_per_step=1.4, train_examples=80, train_patients=40, validation_examples=160,
-                    validation_patients=54,
-                    config={"steps": 60, "num_generations": 6, "target_endpoint": "smollm2-local", "device": "cpu",
-                            "menu": MENU_VERSION},
-                    curve=[{"step": 1, "reward_mean": 0.33, "reward_std": 0.02, "accepted_share": 1.0, "seconds": 1.3},
-                           {"step": 2, "reward_mean": 0.34, "reward_std": 0.02, "accepted_share": 1.0, "seconds": 1.4}])
+    defaults = dict(
+        version=RefinementRun.objects.filter(organisation=organisation).count() + 1,
+        status=pm.JobStatus.DONE,
+        progress=100,
+        step=60,
+        checkpoint="models/refiner/north-run-1",
+        reward_initial=0.33,
+        reward_refined=0.35,
+        accepted_share=0.9,
+        seconds_per_step=1.4,
+        train_examples=80,
+        train_patients=40,
+        validation_examples=160,
+        validation_patients=54,
+        config={
+            "steps": 60,
+            "num_generations": 6,
+            "target_endpoint": "smollm2-local",
+            "device": "cpu",
+            "menu": MENU_VERSION,
+        },
+        curve=[
+            {"step": 1, "reward_mean": 0.33, "reward_std": 0.02, "accepted_share": 1.0, "seconds": 1.3},
+            {"step": 2, "reward_mean": 0.34, "reward_std": 0.02, "accepted_share": 1.0, "seconds": 1.4},
+        ],
+    )
     defaults.update(fields)
     return RefinementRun.objects.create(organisation=organisation, **defaults)
 
@@ -91,17 +177,29 @@ def text_of(response) -> str:
 
 class TestTheRunPage:
     def test_a_run_that_deployed_the_best_fixed_edit_says_so_and_validates_what_it_deployed(
-            self, client_for, curator, organisation, imported_patient):
-        report = {**realistic_report(), "deployed": "best_fixed", "policy_train_mean_reward": 0.266,
-                  "best_fixed_train_mean_reward": 0.359}
+        self, client_for, curator, organisation, imported_patient
+    ):
+        report = {
+            **realistic_report(),
+            "deployed": "best_fixed",
+            "policy_train_mean_reward": 0.266,
+            "best_fixed_train_mean_reward": 0.359,
+        }
         run = stored_run(organisation, report=report, validation=validation_rows(imported_patient.pk))
         page = text_of(client_for(curator).get(f"/refinement/{run.pk}/"))
         assert "Deployed: the best fixed edit, not the policy." in page and "0.266 against 0.359" in page
-        assert "does the deployed edit help?" in page and "Deployed − best fixed" in page and "Policy − best fixed" not in page
+        assert (
+            "does the deployed edit help?" in page
+            and "Deployed − best fixed" in page
+            and "Policy − best fixed" not in page
+        )
 
     def test_a_finished_run_shows_its_held_out_validation_with_intervals_and_what_the_policy_learned(
-            self, client_for, curator, organisation, imported_patient):
-        run = stored_run(organisation, target_calls=512, report=realistic_report(), validation=validation_rows(imported_patient.pk))
+        self, client_for, curator, organisation, imported_patient
+    ):
+        run = stored_run(
+            organisation, target_calls=512, report=realistic_report(), validation=validation_rows(imported_patient.pk)
+        )
         response = client_for(curator).get(f"/refinement/{run.pk}/")
         assert response.status_code == 200
         page = text_of(response)
@@ -128,12 +226,30 @@ class TestTheRunPage:
         assert "hx-trigger" not in response.content.decode()  # finished: no more polling
 
     def test_a_run_from_before_the_edit_menu_still_renders(self, client_for, curator, organisation):
-        old = stored_run(organisation, report={}, config={"steps": 4, "num_generations": 4, "max_completion_tokens": 96,
-                                                          "target_endpoint": "smollm2-local", "device": "cpu"},
-                         validation=[{"key": "encounter 7", "reward_initial": 0.2, "reward_refined": 0.25, "reward_policy": 0.25,
-                                      "accepted": True, "problems": [], "instructions": "- Repeat BP within a week.",
-                                      "initial_prompt": "### Question\nWhat now?",
-                                      "refined_prompt": "### Refined\n- Repeat BP within a week.\n\n### Question\nWhat now?"}])
+        old = stored_run(
+            organisation,
+            report={},
+            config={
+                "steps": 4,
+                "num_generations": 4,
+                "max_completion_tokens": 96,
+                "target_endpoint": "smollm2-local",
+                "device": "cpu",
+            },
+            validation=[
+                {
+                    "key": "encounter 7",
+                    "reward_initial": 0.2,
+                    "reward_refined": 0.25,
+                    "reward_policy": 0.25,
+                    "accepted": True,
+                    "problems": [],
+                    "instructions": "- Repeat BP within a week.",
+                    "initial_prompt": "### Question\nWhat now?",
+                    "refined_prompt": "### Refined\n- Repeat BP within a week.\n\n### Question\nWhat now?",
+                }
+            ],
+        )
         response = client_for(curator).get(f"/refinement/{old.pk}/")
         assert response.status_code == 200
         page = text_of(response)
@@ -144,17 +260,23 @@ class TestTheRunPage:
         bare = RefinementRun.objects.create(organisation=organisation, version=1)
         assert client_for(curator).get(f"/refinement/{bare.pk}/").status_code == 200
 
-    def test_while_running_the_status_polls_and_the_poll_that_sees_it_finish_reloads_the_page(self, client_for, curator, organisation):
+    def test_while_running_the_status_polls_and_the_poll_that_sees_it_finish_reloads_the_page(
+        self, client_for, curator, organisation
+    ):
         run = stored_run(organisation, status=pm.JobStatus.RUNNING, progress=40, step=2, report={}, message="Step 2/60")
         client = client_for(curator)
         page = client.get(f"/refinement/{run.pk}/").content.decode()
         assert 'role="progressbar"' in page and 'aria-valuenow="40"' in page and 'hx-trigger="every 2s"' in page
         polled = client.get(f"/refinement/{run.pk}/", HTTP_HX_REQUEST="true")
         assert "HX-Refresh" not in polled and "<html" not in polled.content.decode()
-        RefinementRun.objects.filter(pk=run.pk).update(status=pm.JobStatus.DONE, progress=100, report=realistic_report())
+        RefinementRun.objects.filter(pk=run.pk).update(
+            status=pm.JobStatus.DONE, progress=100, report=realistic_report()
+        )
         assert client.get(f"/refinement/{run.pk}/", HTTP_HX_REQUEST="true")["HX-Refresh"] == "true"
 
-    def test_another_organisations_curator_gets_404_and_clinicians_403(self, client_for, clinician, organisation, other_organisation):
+    def test_another_organisations_curator_gets_404_and_clinicians_403(
+        self, client_for, clinician, organisation, other_organisation
+    ):
         run = stored_run(organisation, report=realistic_report())
         their_curator = make_member("curator-south", other_organisation, pm.Role.CURATOR, is_staff=True)
         client = client_for(their_curator)
@@ -164,7 +286,9 @@ class TestTheRunPage:
 
 
 class TestTheRunList:
-    def test_the_list_shows_each_runs_difference_and_the_form_has_no_free_text_settings(self, client_for, curator, organisation):
+    def test_the_list_shows_each_runs_difference_and_the_form_has_no_free_text_settings(
+        self, client_for, curator, organisation
+    ):
         stored_run(organisation, report=realistic_report(), target_calls=512)
         stored_run(organisation, report={})
         response = client_for(curator).get("/refinement/")
@@ -183,7 +307,8 @@ class TestAdminAndAPI:
         assert "column-target_calls" in page and "512" in page
 
     def test_partners_read_target_calls_and_the_report_of_their_organisations_runs_only(
-            self, client, partner, organisation, other_organisation):
+        self, client, partner, organisation, other_organisation
+    ):
         stored_run(organisation, target_calls=512, report=realistic_report())
         stored_run(other_organisation, target_calls=9, report={"menu": MENU_VERSION})
         token = token_issue(username=partner.username, name="EHR")[1]
@@ -195,31 +320,82 @@ class TestAdminAndAPI:
 
 
 def evaluation_rows() -> list[dict]:
-    scored = [Scored(example=f"e{n}", patient=f"p{n % 4}", variant=variant, rag=rag, endpoint="smollm2-local",
-                     metrics={"closeness": 0.2 + 0.02 * v + 0.01 * (n % 3), "key_item_coverage": 0.1 + 0.03 * v,
-                              "key_item_precision": 0.4 + 0.01 * v, "words": 100 + n})
-              for n in range(8) for v, variant in enumerate(VARIANTS) for rag in (True, False)]
+    scored = [
+        Scored(
+            example=f"e{n}",
+            patient=f"p{n % 4}",
+            variant=variant,
+            rag=rag,
+            endpoint="smollm2-local",
+            metrics={
+                "closeness": 0.2 + 0.02 * v + 0.01 * (n % 3),
+                "key_item_coverage": 0.1 + 0.03 * v,
+                "key_item_precision": 0.4 + 0.01 * v,
+                "words": 100 + n,
+            },
+        )
+        for n in range(8)
+        for v, variant in enumerate(VARIANTS)
+        for rag in (True, False)
+    ]
     return summarise(scored, resamples=100)
 
 
 class TestTheEvaluationPage:
     def test_the_refinement_variants_their_difference_from_pmlm_and_key_item_precision_are_shown(
-            self, client_for, clinician, organisation, imported_patient):
+        self, client_for, clinician, organisation, imported_patient
+    ):
         run = EvaluationRun.objects.create(
-            organisation=organisation, status=pm.JobStatus.DONE, progress=100, examples=8, patients=4, rows=evaluation_rows(),
-            config={"endpoints": ["smollm2-local"], "retrieval": [True], "variants": list(VARIANTS), "seed": 7, "share": 0.25,
-                    "resamples": 100, "judge": None},
-            report={"learning_patients": 12, "refinement_run": {"id": 1, "version": 1, "promoted": True,
-                                                                "best_fixed": {"code": "E7", "label": LABELS["E7"]}}})
+            organisation=organisation,
+            status=pm.JobStatus.DONE,
+            progress=100,
+            examples=8,
+            patients=4,
+            rows=evaluation_rows(),
+            config={
+                "endpoints": ["smollm2-local"],
+                "retrieval": [True],
+                "variants": list(VARIANTS),
+                "seed": 7,
+                "share": 0.25,
+                "resamples": 100,
+                "judge": None,
+            },
+            report={
+                "learning_patients": 12,
+                "refinement_run": {
+                    "id": 1,
+                    "version": 1,
+                    "promoted": True,
+                    "best_fixed": {"code": "E7", "label": LABELS["E7"]},
+                },
+            },
+        )
         encounter = pm.Encounter.objects.filter(patient=imported_patient).first()
         for variant in ("pmlm", "pmlm_best_edit", "pmlm_rl"):
-            refinement = {} if variant == "pmlm" else {"run": 1, "used": variant == "pmlm_best_edit",
-                                                       "edit": "E7" if variant == "pmlm_best_edit" else "E6",
-                                                       "label": LABELS["E7" if variant == "pmlm_best_edit" else "E6"],
-                                                       "problems": [] if variant == "pmlm_best_edit" else [{"kind": "dropped_fact"}]}
-            EvaluationItem.objects.create(run=run, patient=imported_patient, encounter_id=encounter.pk, variant=variant,
-                                          use_retrieval=True, endpoint_name="smollm2-local", prompt="…", guidance="Repeat BP.",
-                                          metrics={"closeness": 0.3}, refinement=refinement)
+            refinement = (
+                {}
+                if variant == "pmlm"
+                else {
+                    "run": 1,
+                    "used": variant == "pmlm_best_edit",
+                    "edit": "E7" if variant == "pmlm_best_edit" else "E6",
+                    "label": LABELS["E7" if variant == "pmlm_best_edit" else "E6"],
+                    "problems": [] if variant == "pmlm_best_edit" else [{"kind": "dropped_fact"}],
+                }
+            )
+            EvaluationItem.objects.create(
+                run=run,
+                patient=imported_patient,
+                encounter_id=encounter.pk,
+                variant=variant,
+                use_retrieval=True,
+                endpoint_name="smollm2-local",
+                prompt="…",
+                guidance="Repeat BP.",
+                metrics={"closeness": 0.3},
+                refinement=refinement,
+            )
         response = client_for(clinician).get(f"/evaluations/{run.pk}/")
         assert response.status_code == 200
         page = text_of(response)
@@ -240,21 +416,43 @@ def endpoint(db):
 
 
 def done_guidance(patient, endpoint, refinement, prompt=None, refined=None) -> GuidanceRequest:
-    return GuidanceRequest.objects.create(patient=patient, question="What now?", consultation_date=date(2025, 5, 2),
-                                          endpoint=endpoint, status=pm.JobStatus.DONE, text="Repeat BP within a week.",
-                                          prompt=prompt, refined_prompt=refined, refinement=refinement)
+    return GuidanceRequest.objects.create(
+        patient=patient,
+        question="What now?",
+        consultation_date=date(2025, 5, 2),
+        endpoint=endpoint,
+        status=pm.JobStatus.DONE,
+        text="Repeat BP within a week.",
+        prompt=prompt,
+        refined_prompt=refined,
+        refinement=refinement,
+    )
 
 
 class TestTheWorkspaceNamesTheEdit:
-    def test_the_answer_says_which_edit_the_policy_chose_or_that_it_failed_the_guard(self, client_for, clinician, imported_patient,
-                                                                                    endpoint):
+    def test_the_answer_says_which_edit_the_policy_chose_or_that_it_failed_the_guard(
+        self, client_for, clinician, imported_patient, endpoint
+    ):
         client = client_for(clinician)
-        used = done_guidance(imported_patient, endpoint, {"run": 1, "version": 3, "used": True, "edit": "E6", "label": LABELS["E6"],
-                                                          "problems": []})
+        used = done_guidance(
+            imported_patient,
+            endpoint,
+            {"run": 1, "version": 3, "used": True, "edit": "E6", "label": LABELS["E6"], "problems": []},
+        )
         page = text_of(client.get(f"/patients/{imported_patient.pk}/guidance/{used.pk}/"))
         assert f"RL edit: {LABELS['E6']}" in page and "run 3" in page and "rewrite" not in page
-        refused = done_guidance(imported_patient, endpoint, {"run": 1, "version": 3, "used": False, "edit": "E5", "label": LABELS["E5"],
-                                                             "problems": [{"kind": "dropped_fact", "label": "a line dropped"}]})
+        refused = done_guidance(
+            imported_patient,
+            endpoint,
+            {
+                "run": 1,
+                "version": 3,
+                "used": False,
+                "edit": "E5",
+                "label": LABELS["E5"],
+                "problems": [{"kind": "dropped_fact", "label": "a line dropped"}],
+            },
+        )
         page = text_of(client.get(f"/patients/{imported_patient.pk}/guidance/{refused.pk}/"))
         assert "failed the guard, so the initial prompt was sent" in page and LABELS["E5"] in page
 
@@ -263,24 +461,61 @@ class TestTheWorkspaceNamesTheEdit:
 
         client = client_for(clinician)
         initial = prompt_build(patient=imported_patient, question="What now?", at=date(2025, 5, 2))
-        kept = done_guidance(imported_patient, endpoint, {"run": 1, "version": 3, "used": True, "edit": "E0", "label": LABELS["E0"],
-                                                          "problems": []}, prompt=initial)
+        kept = done_guidance(
+            imported_patient,
+            endpoint,
+            {"run": 1, "version": 3, "used": True, "edit": "E0", "label": LABELS["E0"], "problems": []},
+            prompt=initial,
+        )
         page = text_of(client.get(f"/patients/{imported_patient.pk}/guidance/{kept.pk}/prompt/"))
         assert f"RL edit: {LABELS['E0']}" in page and "kept this initial prompt" in page
         refined = PersonalizedPrompt.objects.create(
-            patient=imported_patient, question=initial.question, consultation_date=initial.consultation_date,
-            template=initial.template, template_version=f"{initial.template_version}+rl3",
-            text=initial.text + "\n\n### How to answer for her\n- Give the monitoring plan with intervals, and when to escalate.",
-            sections=[*initial.sections, {"source": "instructions", "title": "How to answer for her", "refined": True, "edit": "E3",
-                                          "text": "- Give the monitoring plan with intervals, and when to escalate."}],
-            risk_flags=initial.risk_flags, token_count=initial.token_count + 12, inputs_hash="refined-by-run-1", refined_from=initial)
-        sent = done_guidance(imported_patient, endpoint, {"run": 1, "version": 3, "used": True, "edit": "E3", "label": LABELS["E3"],
-                                                          "problems": []}, prompt=initial, refined=refined)
+            patient=imported_patient,
+            question=initial.question,
+            consultation_date=initial.consultation_date,
+            template=initial.template,
+            template_version=f"{initial.template_version}+rl3",
+            text=initial.text
+            + "\n\n### How to answer for her\n- Give the monitoring plan with intervals, and when to escalate.",
+            sections=[
+                *initial.sections,
+                {
+                    "source": "instructions",
+                    "title": "How to answer for her",
+                    "refined": True,
+                    "edit": "E3",
+                    "text": "- Give the monitoring plan with intervals, and when to escalate.",
+                },
+            ],
+            risk_flags=initial.risk_flags,
+            token_count=initial.token_count + 12,
+            inputs_hash="refined-by-run-1",
+            refined_from=initial,
+        )
+        sent = done_guidance(
+            imported_patient,
+            endpoint,
+            {"run": 1, "version": 3, "used": True, "edit": "E3", "label": LABELS["E3"], "problems": []},
+            prompt=initial,
+            refined=refined,
+        )
         response = client.get(f"/patients/{imported_patient.pk}/guidance/{sent.pk}/prompt/")
         page = text_of(response)
-        assert f"RL edit: {LABELS['E3']}" in page and "RL-refined (sent)" in page and "<ins" in response.content.decode()
-        refused = done_guidance(imported_patient, endpoint, {"run": 1, "version": 3, "used": False, "edit": "E5", "label": LABELS["E5"],
-                                                             "problems": [{"kind": "dropped_fact", "label": "a line dropped"}]},
-                                prompt=initial)
+        assert (
+            f"RL edit: {LABELS['E3']}" in page and "RL-refined (sent)" in page and "<ins" in response.content.decode()
+        )
+        refused = done_guidance(
+            imported_patient,
+            endpoint,
+            {
+                "run": 1,
+                "version": 3,
+                "used": False,
+                "edit": "E5",
+                "label": LABELS["E5"],
+                "problems": [{"kind": "dropped_fact", "label": "a line dropped"}],
+            },
+            prompt=initial,
+        )
         page = text_of(client.get(f"/patients/{imported_patient.pk}/guidance/{refused.pk}/prompt/"))
         assert "failed the guard (a line dropped): this initial prompt was sent" in page and LABELS["E5"] in page

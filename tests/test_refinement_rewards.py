@@ -7,18 +7,35 @@ from prompting.pmlm.composer import render
 from prompting.pmlm.edits import EDIT_TITLE, EDIT_TOKEN_ALLOWANCE, MENU, SENTENCES, edited_sections, edited_text
 from prompting.pmlm.refine import PROBLEM_LABELS, Problem, check_refined, record_facts
 from prompting.pmlm.rewards import (
-    GuidanceScore, Reference, RewardWeights, closeness, key_item_match, reward, rouge_l, score_guidance,
+    GuidanceScore,
+    Reference,
+    RewardWeights,
+    closeness,
+    key_item_match,
+    reward,
+    rouge_l,
+    score_guidance,
 )
 
-RECOMMENDATION = ("BP 150/95 mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine "
-                  "protein. Continue daily iron and folic acid.")
+RECOMMENDATION = (
+    "BP 150/95 mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine "
+    "protein. Continue daily iron and folic acid."
+)
 SECTIONS = [
     {"source": "instructions", "title": "Instructions", "text": "You are an assistant. Answer for the clinician."},
-    {"source": "self", "title": "Her record", "text": "- Age 31; G2 P1; pregnant, 31 weeks (from the gestational age).\n"
-                                                    "- Risk flags: Hypertension in pregnancy — BP 150/95 mmHg (3 days ago).\n"
-                                                    "- Latest results: Haemoglobin 11.8 g/dL (3 days ago)."},
+    {
+        "source": "self",
+        "title": "Her record",
+        "text": "- Age 31; G2 P1; pregnant, 31 weeks (from the gestational age).\n"
+        "- Risk flags: Hypertension in pregnancy — BP 150/95 mmHg (3 days ago).\n"
+        "- Latest results: Haemoglobin 11.8 g/dL (3 days ago).",
+    },
     {"source": "peer", "title": "Patients like her", "text": "- 12 similar patients, mean similarity 0.81."},
-    {"source": "knowledge", "title": "Guidance sources", "text": "[1] Offer calcium 1.5–2 g daily where intake is low."},
+    {
+        "source": "knowledge",
+        "title": "Guidance sources",
+        "text": "[1] Offer calcium 1.5–2 g daily where intake is low.",
+    },
     {"source": "question", "title": "Question", "text": "What do you recommend at this visit?"},
 ]
 INITIAL = render(SECTIONS)
@@ -34,8 +51,15 @@ def words(text):
 
 
 def check(refined=EDITED, *, identifiers=(), budget=1200, flags=FLAGS):
-    return check_refined(initial_text=INITIAL, initial_sections=SECTIONS, risk_flag_labels=flags, refined=refined,
-                         identifiers=list(identifiers), count_tokens=words, token_budget=budget)
+    return check_refined(
+        initial_text=INITIAL,
+        initial_sections=SECTIONS,
+        risk_flag_labels=flags,
+        refined=refined,
+        identifiers=list(identifiers),
+        count_tokens=words,
+        token_budget=budget,
+    )
 
 
 def bag_of_words_embed(texts):
@@ -47,17 +71,39 @@ def bag_of_words_embed(texts):
 class TestTheRefinedPrompt:
     def test_an_edit_keeps_her_record_peers_sources_and_instructions_and_adds_its_sentences_after_the_question(self):
         sections = edited_sections(SECTIONS, MONITORING, FLAGS)
-        assert [s["source"] for s in sections] == ["instructions", "self", "peer", "knowledge", "question", "instructions"]
-        assert [{k: v for k, v in s.items() if k != "edit"} for s in sections[:5]] == SECTIONS  # marked with the edit, else as they were
-        assert sections[5] == {"source": "instructions", "title": EDIT_TITLE, "refined": True, "edit": MONITORING.code,
-                               "text": f"- {SENTENCES['monitoring']}"}
+        assert [s["source"] for s in sections] == [
+            "instructions",
+            "self",
+            "peer",
+            "knowledge",
+            "question",
+            "instructions",
+        ]
+        assert [
+            {k: v for k, v in s.items() if k != "edit"} for s in sections[:5]
+        ] == SECTIONS  # marked with the edit, else as they were
+        assert sections[5] == {
+            "source": "instructions",
+            "title": EDIT_TITLE,
+            "refined": True,
+            "edit": MONITORING.code,
+            "text": f"- {SENTENCES['monitoring']}",
+        }
 
     def test_facts_are_the_first_two_lines_of_her_record(self):
         facts = record_facts(SECTIONS)
-        assert len(facts) == 2 and facts[0].startswith("- Age 31") and facts[1].startswith("- Risk flags: Hypertension in pregnancy")
+        assert (
+            len(facts) == 2
+            and facts[0].startswith("- Age 31")
+            and facts[1].startswith("- Risk flags: Hypertension in pregnancy")
+        )
 
     def test_every_problem_has_a_label_for_curators(self):
-        assert Problem("over_budget", "x").as_dict() == {"kind": "over_budget", "detail": "x", "label": PROBLEM_LABELS["over_budget"]}
+        assert Problem("over_budget", "x").as_dict() == {
+            "kind": "over_budget",
+            "detail": "x",
+            "label": PROBLEM_LABELS["over_budget"],
+        }
         assert set(PROBLEM_LABELS) <= set(RewardWeights().as_dict()) | {"policy_error"}
 
 
@@ -88,7 +134,9 @@ class TestTheGuard:
     def test_a_number_found_nowhere_in_the_context_is_an_invented_number(self):
         problems = check(EDITED + "\n- Start labetalol 200 mg twice daily.")
         assert Problem("invented_number", "200") in problems
-        assert check(EDITED + "\n- Her BP was 150/95; calcium 1.5–2 g if intake is low.") == []  # numbers from the context
+        assert (
+            check(EDITED + "\n- Her BP was 150/95; calcium 1.5–2 g if intake is low.") == []
+        )  # numbers from the context
 
     def test_a_finding_her_context_does_not_mention_is_an_invented_finding(self):
         problems = check(EDITED + "\n- Her pre-eclampsia and gestational diabetes need urgent review.")
@@ -104,7 +152,9 @@ class TestTheGuard:
 class TestTheRewards:
     def test_rouge_l_rewards_shared_wording_in_order(self):
         assert rouge_l(RECOMMENDATION, RECOMMENDATION) == pytest.approx(1.0)
-        assert rouge_l("start home blood pressure monitoring", RECOMMENDATION) > rouge_l("monitoring pressure blood home", RECOMMENDATION)
+        assert rouge_l("start home blood pressure monitoring", RECOMMENDATION) > rouge_l(
+            "monitoring pressure blood home", RECOMMENDATION
+        )
         assert rouge_l("", RECOMMENDATION) == 0.0
 
     def test_key_item_coverage_is_the_share_of_the_physicians_items_the_guidance_names(self):
@@ -117,15 +167,24 @@ class TestTheRewards:
 
     def test_key_item_precision_is_the_share_of_the_named_items_her_physician_named(self):
         match = key_item_match("Check urine protein, start aspirin and calcium.", RECOMMENDATION)
-        assert match.covered == ["urine protein check"] and match.extra == ["calcium supplementation", "low-dose aspirin"]
+        assert match.covered == ["urine protein check"] and match.extra == [
+            "calcium supplementation",
+            "low-dose aspirin",
+        ]
         assert match.precision == pytest.approx(1 / 3)
-        score = score_guidance("Check urine protein, start aspirin and calcium.", Reference(RECOMMENDATION), bag_of_words_embed)
+        score = score_guidance(
+            "Check urine protein, start aspirin and calcium.", Reference(RECOMMENDATION), bag_of_words_embed
+        )
         assert score.precision == pytest.approx(1 / 3, abs=1e-4) and score.extra == match.extra
 
     def test_guidance_closer_to_the_physician_scores_higher(self):
         reference = Reference(RECOMMENDATION)
-        close = score_guidance("Repeat BP within a week, start home blood pressure monitoring, check urine protein, "
-                               "continue iron and folic acid.", reference, bag_of_words_embed)
+        close = score_guidance(
+            "Repeat BP within a week, start home blood pressure monitoring, check urine protein, "
+            "continue iron and folic acid.",
+            reference,
+            bag_of_words_embed,
+        )
         far = score_guidance("Eat a balanced diet and sleep well.", reference, bag_of_words_embed)
         assert reward(close) > reward(far)
         assert 0.0 <= closeness(far) < closeness(close) <= 1.0
@@ -140,7 +199,8 @@ class TestTheRewards:
         weights = RewardWeights()
         problems = [Problem("dropped_flag", "x"), Problem("invented_number", "200"), Problem("over_budget", "")]
         assert reward(score, problems) == pytest.approx(
-            closeness(score) - weights.dropped_flag - weights.invented_number - weights.over_budget, abs=1e-4)
+            closeness(score) - weights.dropped_flag - weights.invented_number - weights.over_budget, abs=1e-4
+        )
 
     def test_an_answer_that_is_no_edit_of_the_menu_never_reaches_the_llm_and_scores_minus_its_penalty(self):
         assert reward(None, [Problem("malformed", "not an edit code")]) == -RewardWeights().malformed
@@ -150,10 +210,12 @@ class TestTheRewards:
         with_items = GuidanceScore(similarity=0.6, rouge_l=0.2, coverage=0.5, precision=0.5)
         assert closeness(with_items) == pytest.approx(
             (weights.similarity * 0.6 + weights.rouge_l * 0.2 + weights.key_items * 0.5)
-            / (weights.similarity + weights.rouge_l + weights.key_items))
+            / (weights.similarity + weights.rouge_l + weights.key_items)
+        )
         without = GuidanceScore(similarity=0.6, rouge_l=0.2, coverage=None, precision=None)
-        assert closeness(without) == pytest.approx((weights.similarity * 0.6 + weights.rouge_l * 0.2)
-                                                   / (weights.similarity + weights.rouge_l))
+        assert closeness(without) == pytest.approx(
+            (weights.similarity * 0.6 + weights.rouge_l * 0.2) / (weights.similarity + weights.rouge_l)
+        )
 
     def test_clinician_ratings_pull_towards_endorsed_guidance_and_away_from_rejected(self):
         endorsed = "Repeat blood pressure within a week and start home monitoring."

@@ -2,9 +2,16 @@
 
 import pytest
 
-from prompting.knowledge import KnowledgeError, extract_text, knowledge_document_index, knowledge_load_who, knowledge_search
+from prompting.knowledge import (
+    KnowledgeError,
+    extract_text,
+    knowledge_document_index,
+    knowledge_load_who,
+    knowledge_search,
+)
 from prompting.models import KnowledgeChunk, KnowledgeDocument
 from prompting.pmlm.retrieval import chunk_text
+
 
 def minimal_pdf(text: str) -> bytes:
     """A one-page PDF with a text line and a correct cross-reference table."""
@@ -35,7 +42,9 @@ def test_chunks_overlap_so_no_statement_loses_its_context():
 
 
 def test_text_markdown_and_pdf_uploads_are_read_and_other_files_refused():
-    assert "iron and folic acid" in extract_text("guide.pdf", minimal_pdf("Give iron and folic acid daily in pregnancy."))
+    assert "iron and folic acid" in extract_text(
+        "guide.pdf", minimal_pdf("Give iron and folic acid daily in pregnancy.")
+    )
     assert extract_text("notes.md", "# Aspirin\nFrom 12 weeks.".encode()) == "# Aspirin\nFrom 12 weeks."
     with pytest.raises(KnowledgeError, match="not a readable PDF"):
         extract_text("broken.pdf", b"not a pdf")
@@ -59,7 +68,9 @@ def test_the_who_tables_load_once_and_answer_clinical_questions():
 
 @pytest.mark.django_db
 def test_the_index_follows_the_corpus_as_curators_change_it():
-    doc = KnowledgeDocument.objects.create(title="Tick bites", text="Remove a tick with fine tweezers close to the skin.")
+    doc = KnowledgeDocument.objects.create(
+        title="Tick bites", text="Remove a tick with fine tweezers close to the skin."
+    )
     knowledge_document_index(document=doc)
     assert knowledge_search("how do I remove a tick", k=1)[0][0].document == doc
     doc.active = False

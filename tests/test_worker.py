@@ -55,12 +55,15 @@ def test_a_real_worker_imports_an_uploaded_bundle_once(worker, organisation, cli
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_trains_a_refinement_run_and_shows_its_progress_while_it_runs(cohort, tiny_policy, tiny_checkpoint,
-                                                                                     organisation):
+def test_a_real_worker_trains_a_refinement_run_and_shows_its_progress_while_it_runs(
+    cohort, tiny_policy, tiny_checkpoint, organisation
+):
     from prompting.models import PromptTemplate, RefinementRun
     from prompting.refinement import refinement_run_create, refinement_run_queue
 
-    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # a flushed test database has no data migrations
+    PromptTemplate.objects.get_or_create(
+        version="pmlm-1", defaults={"active": True}
+    )  # a flushed test database has no data migrations
     with running_worker(PMLM_REFINER_BASE_CHECKPOINT=str(tiny_checkpoint)) as process:
         run = refinement_run_create(organisation=organisation, steps=3, max_examples=8, num_generations=2)
         refinement_run_queue(run=run)
@@ -86,10 +89,16 @@ def test_a_real_worker_runs_an_evaluation_and_its_table_is_stored(cohort, tiny_p
     from prompting.evaluation import evaluation_run_create, evaluation_run_queue
     from prompting.models import EvaluationRun, PromptTemplate
 
-    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # a flushed test database has no data migrations
+    PromptTemplate.objects.get_or_create(
+        version="pmlm-1", defaults={"active": True}
+    )  # a flushed test database has no data migrations
     with running_worker() as process:
-        run = evaluation_run_create(organisation=organisation, variants=("general", "self", "peer", "pmlm"), resamples=200,
-                                    endpoint_names=["tiny-target"])
+        run = evaluation_run_create(
+            organisation=organisation,
+            variants=("general", "self", "peer", "pmlm"),
+            resamples=200,
+            endpoint_names=["tiny-target"],
+        )
         evaluation_run_queue(run=run)
         if not wait_for(lambda: EvaluationRun.objects.get(pk=run.pk).status in m.JobStatus.finished(), timeout=180):
             process.terminate()
@@ -102,8 +111,11 @@ def test_a_real_worker_runs_an_evaluation_and_its_table_is_stored(cohort, tiny_p
 def hospital_endpoint(server, name="hospital-llm", **settings_):
     from prompting.models import LLMEndpoint
 
-    return LLMEndpoint.objects.create(name=name, kind="openai", settings={
-        "base_url": server.base_url, "model": "m", "timeout": 90, "max_attempts": 1, **settings_})
+    return LLMEndpoint.objects.create(
+        name=name,
+        kind="openai",
+        settings={"base_url": server.base_url, "model": "m", "timeout": 90, "max_attempts": 1, **settings_},
+    )
 
 
 @pytest.fixture
@@ -111,7 +123,9 @@ def her(organisation):
     from patients.services import patient_import_bundle
     from prompting.models import PromptTemplate
 
-    PromptTemplate.objects.get_or_create(version="pmlm-1", defaults={"active": True})  # a flushed test database has no data migrations
+    PromptTemplate.objects.get_or_create(
+        version="pmlm-1", defaults={"active": True}
+    )  # a flushed test database has no data migrations
     assert patient_import_bundle(organisation=organisation, bundle=fb.small_bundle("pat-k"), source="test").ok
     return organisation.patients.get(external_id="pat-k")
 
@@ -133,8 +147,9 @@ def test_guidance_takes_the_interactive_lane_and_an_import_the_batch_lane(her, o
         with running_worker(prefix, lanes=(INTERACTIVE,)) as interactive:
             upload = SimpleUploadedFile("north.json", json.dumps(fb.small_bundle("pat-b")).encode())
             job = import_job_create(organisation=organisation, upload=upload)
-            guidance = guidance_request_create(patient=her, question="What now?", endpoint=hospital_endpoint(server),
-                                               use_retrieval=False)
+            guidance = guidance_request_create(
+                patient=her, question="What now?", endpoint=hospital_endpoint(server), use_retrieval=False
+            )
             if not wait_for(lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in m.JobStatus.finished()):
                 pytest.fail("the interactive worker did not answer:\n" + worker_log(interactive))
             assert GuidanceRequest.objects.get(pk=guidance.pk).status == m.JobStatus.DONE
@@ -157,10 +172,18 @@ def test_an_interactive_request_past_the_lanes_time_limit_is_stopped_and_fails_w
     for name, value in (("soft_time_limit", 3), ("time_limit", 8), ("_exec_options", None)):
         monkeypatch.setattr(run_guidance_task, name, value)
     # The LLM takes 60 s; the soft limit stops the task, as a prefork worker enforces it.
-    with ScriptedServer(("sleep", 60),) as server, running_worker(lanes=(INTERACTIVE,), pool="prefork") as process:
-        guidance = guidance_request_create(patient=her, question="What now?", endpoint=hospital_endpoint(server, deadline=120),
-                                           use_retrieval=False)
-        if not wait_for(lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in m.JobStatus.finished(), timeout=45):
+    with (
+        ScriptedServer(
+            ("sleep", 60),
+        ) as server,
+        running_worker(lanes=(INTERACTIVE,), pool="prefork") as process,
+    ):
+        guidance = guidance_request_create(
+            patient=her, question="What now?", endpoint=hospital_endpoint(server, deadline=120), use_retrieval=False
+        )
+        if not wait_for(
+            lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in m.JobStatus.finished(), timeout=45
+        ):
             pytest.fail("the request was not stopped:\n" + worker_log(process))
     guidance.refresh_from_db()
     assert guidance.status == m.JobStatus.FAILED and guidance.error.startswith("Not finished in time")
@@ -169,10 +192,13 @@ def test_an_interactive_request_past_the_lanes_time_limit_is_stopped_and_fails_w
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(not settings.CELERY_BROKER_URL.startswith("redis"),
-                    reason="redelivery after a killed worker needs a broker that holds unacknowledged tasks (Redis, as in CI)")
+@pytest.mark.skipif(
+    not settings.CELERY_BROKER_URL.startswith("redis"),
+    reason="redelivery after a killed worker needs a broker that holds unacknowledged tasks (Redis, as in CI)",
+)
 def test_a_lost_interactive_request_is_redelivered_by_the_lanes_next_worker_while_a_running_batch_task_stays_put(
-        her, organisation):
+    her, organisation
+):
     import redis
 
     prefix = f"test-{uuid.uuid4().hex[:8]}"
@@ -195,20 +221,35 @@ def redelivered_while_batch_work_runs(prefix, broker, her, organisation):
     # The interactive lane hands a lost task on 5 s after delivery (a minute in production); the batch lane keeps its
     # default, hours. The first guidance answer hangs: its worker dies waiting. The batch task's LLM is slow (60 s).
     fast = {"PMLM_INTERACTIVE_TIME_LIMIT": "4", "PMLM_INTERACTIVE_VISIBILITY_TIMEOUT": "5"}
-    with ScriptedServer(("sleep", 20), ("json", 200, completion("Repeat BP within a week."), {})) as server, \
-            ScriptedServer(("sleep", 60),) as slow, running_worker(prefix, lanes=(BATCH,), **fast) as batch:
+    with (
+        ScriptedServer(("sleep", 20), ("json", 200, completion("Repeat BP within a week."), {})) as server,
+        ScriptedServer(
+            ("sleep", 60),
+        ) as slow,
+        running_worker(prefix, lanes=(BATCH,), **fast) as batch,
+    ):
         endpoint = hospital_endpoint(server)
-        comparison = comparison_run_create(organisation=organisation, patient_ids=["pat-k"], questions=["Slow?"],
-                                           endpoint_names=[hospital_endpoint(slow, "slow-llm", deadline=120).name])
-        assert wait_for(lambda: len(slow.requests) == 1, timeout=60), "the batch worker never asked its LLM:\n" + worker_log(batch)
+        comparison = comparison_run_create(
+            organisation=organisation,
+            patient_ids=["pat-k"],
+            questions=["Slow?"],
+            endpoint_names=[hospital_endpoint(slow, "slow-llm", deadline=120).name],
+        )
+        assert wait_for(lambda: len(slow.requests) == 1, timeout=60), (
+            "the batch worker never asked its LLM:\n" + worker_log(batch)
+        )
         with running_worker(prefix, lanes=(INTERACTIVE,), **fast) as first:
-            guidance = guidance_request_create(patient=her, question="What now?", endpoint=endpoint, use_retrieval=False)
+            guidance = guidance_request_create(
+                patient=her, question="What now?", endpoint=endpoint, use_retrieval=False
+            )
             assert wait_for(lambda: len(server.requests) == 1, timeout=60), "the first worker never asked the LLM"
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         assert GuidanceRequest.objects.get(pk=guidance.pk).status == "running"  # caught in the middle
         with running_worker(prefix, lanes=(INTERACTIVE,), **fast) as second:
-            if not wait_for(lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in ("done", "failed"), timeout=60):
+            if not wait_for(
+                lambda: GuidanceRequest.objects.get(pk=guidance.pk).status in ("done", "failed"), timeout=60
+            ):
                 pytest.fail("the task was not redelivered:\n" + worker_log(second))
             # The batch task, delivered before and still running, was not handed on: it is still the batch
             # worker's, unacknowledged, in the batch lane's own record, and its queue is empty.

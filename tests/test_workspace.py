@@ -29,10 +29,15 @@ def done_guidance(patient, **options) -> GuidanceRequest:
 
 
 class TestAsking:
-    def test_asking_queues_guidance_and_shows_the_prompt_beside_the_guidance(self, client_for, clinician, her, tiny_policy):
+    def test_asking_queues_guidance_and_shows_the_prompt_beside_the_guidance(
+        self, client_for, clinician, her, tiny_policy
+    ):
         client = client_for(clinician)
-        response = client.post(f"/patients/{her.pk}/guidance/", {"question": "Plan for her next visit?", "at": "2025-05-02",
-                                                                   "use_retrieval": "on"}, HTTP_HX_REQUEST="true")
+        response = client.post(
+            f"/patients/{her.pk}/guidance/",
+            {"question": "Plan for her next visit?", "at": "2025-05-02", "use_retrieval": "on"},
+            HTTP_HX_REQUEST="true",
+        )
         page = response.content.decode()
         assert response.status_code == 200 and "HX-Request" in response["Vary"]
         assert 'data-panel="prompt"' in page and 'data-panel="guidance"' in page
@@ -52,15 +57,20 @@ class TestAsking:
         response = client_for(clinician).post(f"/patients/{her.pk}/guidance/", {"question": "x" * 2001})
         assert b'role="alert"' in response.content and not GuidanceRequest.objects.exists()
 
-    def test_regenerating_without_guidance_sources_asks_again_with_the_same_question(self, client_for, clinician, her, tiny_policy):
+    def test_regenerating_without_guidance_sources_asks_again_with_the_same_question(
+        self, client_for, clinician, her, tiny_policy
+    ):
         first = done_guidance(her)
-        client_for(clinician).post(f"/patients/{her.pk}/guidance/", {"question": first.question, "at": "2025-05-02",
-                                                                       "endpoint": tiny_policy.pk})
+        client_for(clinician).post(
+            f"/patients/{her.pk}/guidance/",
+            {"question": first.question, "at": "2025-05-02", "endpoint": tiny_policy.pk},
+        )
         again = GuidanceRequest.objects.exclude(pk=first.pk).get()
         assert again.question == first.question and again.use_retrieval is False
 
-    def test_the_prompt_panel_switches_between_the_refined_and_the_initial_prompt(self, client_for, clinician, her, tiny_policy,
-                                                                                organisation, tiny_checkpoint, monkeypatch):
+    def test_the_prompt_panel_switches_between_the_refined_and_the_initial_prompt(
+        self, client_for, clinician, her, tiny_policy, organisation, tiny_checkpoint, monkeypatch
+    ):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         monkeypatch.setattr("prompting.refinement.policy_edit", lambda run, situation: (RESTATES, {RESTATES: 1.0}))
         guidance = done_guidance(her)
@@ -87,7 +97,9 @@ class TestRating:
         assert (rating.rater, rating.safety, rating.would_follow, rating.comment) == (clinician, 2, False, "")
 
     @pytest.mark.parametrize("bad", [{"accuracy": ""}, {"clarity": 6}, {"safety": 0}, {"completeness": "good"}])
-    def test_an_incomplete_or_out_of_range_rating_is_refused_and_nothing_is_stored(self, client_for, clinician, her, tiny_policy, bad):
+    def test_an_incomplete_or_out_of_range_rating_is_refused_and_nothing_is_stored(
+        self, client_for, clinician, her, tiny_policy, bad
+    ):
         guidance = done_guidance(her)
         response = client_for(clinician).post(f"/patients/{her.pk}/guidance/{guidance.pk}/rate/", {**SCORES, **bad})
         assert response.status_code == 400 and b'role="alert"' in response.content
@@ -108,9 +120,13 @@ class TestRating:
 
 
 class TestBlindedAB:
-    def test_two_answers_differ_in_one_way_and_stay_blinded_until_the_pick(self, client_for, clinician, her, tiny_policy):
+    def test_two_answers_differ_in_one_way_and_stay_blinded_until_the_pick(
+        self, client_for, clinician, her, tiny_policy
+    ):
         client = client_for(clinician)
-        response = client.post(f"/patients/{her.pk}/ab/", {"question": "What now?", "at": "2025-05-02", "kind": "retrieval"})
+        response = client.post(
+            f"/patients/{her.pk}/ab/", {"question": "What now?", "at": "2025-05-02", "kind": "retrieval"}
+        )
         comparison = ABComparison.objects.get()
         a, b = comparison.guidance_a, comparison.guidance_b
         assert {a.use_retrieval, b.use_retrieval} == {True, False} and a.question == b.question
@@ -123,7 +139,9 @@ class TestBlindedAB:
             guidance_request_run(guidance_id=guidance.pk)
         page = client.get(f"/patients/{her.pk}/ab/{comparison.pk}/").content.decode()
         assert "Save my pick" in page and "tiny-target" not in page  # still blinded: no endpoint, no sources list
-        page = client.post(f"/patients/{her.pk}/ab/{comparison.pk}/pick/", {"choice": "a", "comment": "clearer"}).content.decode()
+        page = client.post(
+            f"/patients/{her.pk}/ab/{comparison.pk}/pick/", {"choice": "a", "comment": "clearer"}
+        ).content.decode()
         assert f"A</strong> was <strong>{comparison.variant_a}" in page and "Rate this guidance" in page
         judgement = ABJudgement.objects.get()
         assert judgement.preferred_variant == comparison.variant_a and judgement.rater == clinician
@@ -134,11 +152,14 @@ class TestBlindedAB:
         with pytest.raises(RatingError, match="Unknown"):
             ab_comparison_create(patient=her, question="What now?", kind="horoscope", user=clinician)
 
-    def test_the_summary_gives_win_rates_and_agreement_between_raters(self, client_for, clinician, curator, her, tiny_policy,
-                                                                     organisation):
+    def test_the_summary_gives_win_rates_and_agreement_between_raters(
+        self, client_for, clinician, curator, her, tiny_policy, organisation
+    ):
         colleague = make_member("dr-north-2", organisation, pm.Role.CLINICIAN)
-        comparisons = [ab_comparison_create(patient=her, question=f"Question {n}?", kind="retrieval", at=AT, user=clinician)
-                       for n in range(2)]
+        comparisons = [
+            ab_comparison_create(patient=her, question=f"Question {n}?", kind="retrieval", at=AT, user=clinician)
+            for n in range(2)
+        ]
         for comparison in comparisons:
             for guidance in (comparison.guidance_a, comparison.guidance_b):
                 guidance_request_run(guidance_id=guidance.pk)
@@ -158,8 +179,18 @@ class TestBlindedAB:
 class TestAgreementMaths:
     def test_fleiss_kappa_matches_the_textbook_example(self):
         # Fleiss (1971) as worked on Wikipedia: 10 subjects, 14 raters, 5 categories, kappa 0.210.
-        table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-                 [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+        table = [
+            [0, 0, 0, 0, 14],
+            [0, 2, 6, 4, 2],
+            [0, 0, 3, 5, 6],
+            [0, 3, 9, 2, 0],
+            [2, 2, 8, 1, 1],
+            [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0],
+            [2, 5, 3, 2, 2],
+            [6, 5, 2, 1, 0],
+            [0, 2, 2, 3, 7],
+        ]
         items = [[str(c) for c, count in enumerate(row) for _ in range(count)] for row in table]
         assert fleiss_kappa(items) == pytest.approx(0.210, abs=1e-3)
 
@@ -171,7 +202,9 @@ class TestAgreementMaths:
 
 
 class TestPatientPage:
-    def test_it_charts_her_pregnancy_and_shows_her_peers_or_says_there_are_none(self, client_for, clinician, her, tiny_policy):
+    def test_it_charts_her_pregnancy_and_shows_her_peers_or_says_there_are_none(
+        self, client_for, clinician, her, tiny_policy
+    ):
         page = client_for(clinician).get(f"/patients/{her.pk}/").content.decode()
         assert "Blood pressure over gestational age" in page and "<svg" in page and "gestational week" in page
         assert "No peer model has been trained" in page
@@ -179,37 +212,58 @@ class TestPatientPage:
 
 
 class TestJobs:
-    def test_the_jobs_page_follows_long_jobs_and_shows_why_one_failed(self, client_for, clinician, organisation, other_organisation):
-        PeerModel.objects.create(organisation=organisation, version=1, status=pm.JobStatus.RUNNING, progress=40,
-                                 message="Training SVD")
-        PeerModel.objects.create(organisation=organisation, version=2, status=pm.JobStatus.FAILED,
-                                 message="Training failed: Only 3 care ratings")
-        PeerModel.objects.create(organisation=other_organisation, version=1, status=pm.JobStatus.RUNNING, message="theirs")
+    def test_the_jobs_page_follows_long_jobs_and_shows_why_one_failed(
+        self, client_for, clinician, organisation, other_organisation
+    ):
+        PeerModel.objects.create(
+            organisation=organisation, version=1, status=pm.JobStatus.RUNNING, progress=40, message="Training SVD"
+        )
+        PeerModel.objects.create(
+            organisation=organisation,
+            version=2,
+            status=pm.JobStatus.FAILED,
+            message="Training failed: Only 3 care ratings",
+        )
+        PeerModel.objects.create(
+            organisation=other_organisation, version=1, status=pm.JobStatus.RUNNING, message="theirs"
+        )
         page = client_for(clinician).get("/jobs/").content.decode()
         assert 'aria-valuenow="40"' in page and "Training SVD" in page and "Only 3 care ratings" in page
         assert "theirs" not in page and 'hx-trigger="every 2s"' in page
 
 
 class TestAccess:
-    def test_other_organisations_and_partners_cannot_reach_any_workspace_url(self, client_for, clinician, outsider, partner,
-                                                                            her, tiny_policy):
+    def test_other_organisations_and_partners_cannot_reach_any_workspace_url(
+        self, client_for, clinician, outsider, partner, her, tiny_policy
+    ):
         guidance = done_guidance(her)
         comparison = ab_comparison_create(patient=her, question="What now?", kind="retrieval", at=AT, user=clinician)
-        urls_get = [f"/patients/{her.pk}/guidance/{guidance.pk}/", f"/patients/{her.pk}/guidance/{guidance.pk}/prompt/",
-                    f"/patients/{her.pk}/ab/{comparison.pk}/"]
-        urls_post = [f"/patients/{her.pk}/guidance/", f"/patients/{her.pk}/guidance/{guidance.pk}/rate/",
-                     f"/patients/{her.pk}/ab/", f"/patients/{her.pk}/ab/{comparison.pk}/pick/"]
+        urls_get = [
+            f"/patients/{her.pk}/guidance/{guidance.pk}/",
+            f"/patients/{her.pk}/guidance/{guidance.pk}/prompt/",
+            f"/patients/{her.pk}/ab/{comparison.pk}/",
+        ]
+        urls_post = [
+            f"/patients/{her.pk}/guidance/",
+            f"/patients/{her.pk}/guidance/{guidance.pk}/rate/",
+            f"/patients/{her.pk}/ab/",
+            f"/patients/{her.pk}/ab/{comparison.pk}/pick/",
+        ]
         for user, status in ((outsider, 404), (partner, 403)):
             client = client_for(user)
             assert all(client.get(url).status_code == status for url in urls_get)
-            assert all(client.post(url, {"question": "x", **SCORES, "choice": "a", "kind": "retrieval"}).status_code == status
-                       for url in urls_post)
+            assert all(
+                client.post(url, {"question": "x", **SCORES, "choice": "a", "kind": "retrieval"}).status_code == status
+                for url in urls_post
+            )
         assert not ClinicianRating.objects.exists() and not ABJudgement.objects.exists()
         assert ABComparison.objects.count() == 1 and GuidanceRequest.objects.count() == 3
 
 
 class TestSweep:
-    def test_jobs_stuck_past_their_limit_fail_with_a_reason_and_recent_ones_are_left(self, her, tiny_policy, organisation):
+    def test_jobs_stuck_past_their_limit_fail_with_a_reason_and_recent_ones_are_left(
+        self, her, tiny_policy, organisation
+    ):
         from datetime import timedelta
 
         from django.utils import timezone
@@ -219,11 +273,15 @@ class TestSweep:
         stuck = guidance_request_create(patient=her, question="What now?", at=AT)
         fresh = guidance_request_create(patient=her, question="And now?", at=AT)
         done = done_guidance(her)
-        GuidanceRequest.objects.filter(pk__in=[stuck.pk, done.pk]).update(created_at=timezone.now() - timedelta(hours=2))
+        GuidanceRequest.objects.filter(pk__in=[stuck.pk, done.pk]).update(
+            created_at=timezone.now() - timedelta(hours=2)
+        )
         old_model = PeerModel.objects.create(organisation=organisation, version=1, status=pm.JobStatus.RUNNING)
         PeerModel.objects.filter(pk=old_model.pk).update(created_at=timezone.now() - timedelta(hours=3))
         swept = sweep_stuck_jobs()
         assert swept["guidance"] == 1 and swept["peer_model"] == 1
         stuck.refresh_from_db(), fresh.refresh_from_db(), done.refresh_from_db(), old_model.refresh_from_db()
-        assert stuck.status == "failed" and "sweep" in stuck.error and fresh.status == "queued" and done.status == "done"
+        assert (
+            stuck.status == "failed" and "sweep" in stuck.error and fresh.status == "queued" and done.status == "done"
+        )
         assert old_model.status == "failed" and "worker was probably lost" in old_model.message

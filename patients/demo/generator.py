@@ -150,21 +150,39 @@ def _lifestyle(s: Snapshot, rng: random.Random, latent: str, timepoints: list[da
 
     first = timepoints[0]
     smoking_codes = [v for _, v in sorted(s.observations.get("72166-2", []))]
-    smoker = bool(smoking_codes) and smoking_codes[-1] in SMOKER_CODES or any(c == "110483000" for c, _, _ in s.conditions)
+    smoker = (
+        bool(smoking_codes) and smoking_codes[-1] in SMOKER_CODES or any(c == "110483000" for c, _, _ in s.conditions)
+    )
     ex_smoker = not smoker and "8517006" in smoking_codes
     cigarettes = rng.choice((5, 8, 10, 15, 20)) if smoker else 0
     secondhand = rng.random() < (0.35 if smoker else 0.12)
     alcohol = rng.choices(("none", "occasional", "weekly"), weights=(55, 35, 10))[0]
     caffeine = rng.choice((60, 100, 150, 200, 250, 320, 400, 480))
-    activity = rng.choice((60, 90, 120, 150, 180, 240)) if latent == "lifestyle changer" else rng.choice((0, 30, 60, 90, 120, 150))
+    activity = (
+        rng.choice((60, 90, 120, 150, 180, 240))
+        if latent == "lifestyle changer"
+        else rng.choice((0, 30, 60, 90, 120, 150))
+    )
     sleep = rng.choice((5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5))
-    diet = rng.choice(("balanced", "irregular meals", "high in sugary drinks", "vegetarian", "low in fruit and vegetables"))
+    diet = rng.choice(
+        ("balanced", "irregular meals", "high in sugary drinks", "vegetarian", "low in fruit and vegetables")
+    )
     substances = rng.random() < 0.04
-    detail = {"information seeker": "detailed", "routine follower": "brief"}.get(latent, rng.choice(("brief", "standard", "detailed")))
-    style = {"self-tracker": "visual (charts and numbers)"}.get(latent, rng.choice(("direct", "reassuring", "visual (charts and numbers)")))
+    detail = {"information seeker": "detailed", "routine follower": "brief"}.get(
+        latent, rng.choice(("brief", "standard", "detailed"))
+    )
+    style = {"self-tracker": "visual (charts and numbers)"}.get(
+        latent, rng.choice(("direct", "reassuring", "visual (charts and numbers)"))
+    )
     decision = rng.choice(("shared decision-making", "clinician-led", "shared decision-making", "independent"))
 
-    note("tobacco", first, "daily smoker" if smoker else "ex-smoker" if ex_smoker else "never smoked", cigarettes, "cigarettes/day")
+    note(
+        "tobacco",
+        first,
+        "daily smoker" if smoker else "ex-smoker" if ex_smoker else "never smoked",
+        cigarettes,
+        "cigarettes/day",
+    )
     note("secondhand_smoke", first, "exposed at home" if secondhand else "no exposure")
     note("alcohol", first, alcohol, {"none": 0, "occasional": 2, "weekly": 5}[alcohol], "drinks/week")
     note("caffeine", first, caffeine_words(caffeine), caffeine, "mg/day")
@@ -252,11 +270,17 @@ def _needs(s: Snapshot, lifestyle: list[dict]) -> set[str]:
     bmis = sorted(s.observations.get("39156-5", []))
     if bmis:
         bmi = bmis[-1][1]
-        needs.add("underweight" if bmi < 18.5 else "obese" if bmi >= 30 else "overweight" if bmi >= 25 else "healthy_weight")
+        needs.add(
+            "underweight" if bmi < 18.5 else "obese" if bmi >= 30 else "overweight" if bmi >= 25 else "healthy_weight"
+        )
     for r in lifestyle:
         if r["kind"] == "tobacco" and r["quantity"]:
             needs.add("tobacco")
-        if r["kind"] in ("alcohol", "substances") and r["value"] not in ("none", "stopped", "stopped drinking in pregnancy"):
+        if r["kind"] in ("alcohol", "substances") and r["value"] not in (
+            "none",
+            "stopped",
+            "stopped drinking in pregnancy",
+        ):
             needs.add("substance")
         if r["kind"] == "caffeine" and (r["quantity"] or 0) > 300:
             needs.add("caffeine")
@@ -281,13 +305,15 @@ def _ratings(s: Snapshot, rng: random.Random, latent: str, needs: set[str], time
         if rng.random() >= p_offer:
             continue
         suit = sum(p * w for p, w in zip(preference, item.profile)) / math.sqrt(sum(w * w for w in item.profile))
-        latent_score = 3.0 + 1.4 * suit + (0.5 if specific else 0.0) + patient_bias + _item_bias(item) + rng.gauss(0, 0.5)
+        latent_score = (
+            3.0 + 1.4 * suit + (0.5 if specific else 0.0) + patient_bias + _item_bias(item) + rng.gauss(0, 0.5)
+        )
         first = _clip(latent_score)
         # Missing not at random: low ratings are reported less often.
         if rng.random() >= 0.45 + 0.12 * (first - 1):
             continue
         start = rng.randrange(len(dates))
-        follow_ups = dates[start:start + rng.choice((1, 1, 2, 3))]
+        follow_ups = dates[start : start + rng.choice((1, 1, 2, 3))]
         score = latent_score
         for when in follow_ups:
             ratings.append({"item": item.slug, "rating": _clip(score), "rated_on": when.date()})
@@ -327,133 +353,269 @@ def _recommendation(s: Snapshot, lifestyle: list[dict], key: int, when: datetime
     }
 
 
-def _after_pregnancy_ended(s: Snapshot, lifestyle: list[dict], when: datetime, ended: datetime, how: str,
-                           rng: random.Random) -> list[str]:
+def _after_pregnancy_ended(
+    s: Snapshot, lifestyle: list[dict], when: datetime, ended: datetime, how: str, rng: random.Random
+) -> list[str]:
     """Care after an induced termination, a pregnancy loss or a birth (WHO post-abortion and postnatal care)."""
     if how == "termination":
-        parts = [_pick(rng, "Review after induced termination of pregnancy.", "Follow-up visit after termination of pregnancy.")]
+        parts = [
+            _pick(
+                rng, "Review after induced termination of pregnancy.", "Follow-up visit after termination of pregnancy."
+            )
+        ]
     elif how == "loss":
         parts = [_pick(rng, "First-trimester miscarriage.", "Pregnancy loss in the first trimester.")]
     elif how == "birth":
         parts = [_pick(rng, "Postnatal review.", "Review after the birth.")]
     else:
         parts = [_pick(rng, "Review now that her pregnancy has ended.", "Her pregnancy has ended: review.")]
-    parts.append(_pick(rng, "Check bleeding, pain and temperature; confirm the uterus is empty if bleeding persists.",
-                       "Assess vaginal bleeding, abdominal pain and signs of infection."))
+    parts.append(
+        _pick(
+            rng,
+            "Check bleeding, pain and temperature; confirm the uterus is empty if bleeding persists.",
+            "Assess vaginal bleeding, abdominal pain and signs of infection.",
+        )
+    )
     systolic, diastolic = _latest(s, "8480-6", when), _latest(s, "8462-4", when)
     if systolic is not None and diastolic is not None and (systolic >= 140 or diastolic >= 90):
         parts.append(f"BP {systolic:.0f}/{diastolic:.0f} mmHg is raised: repeat within a week and review.")
     hb = _latest(s, "718-7", when)
     if hb is not None and hb < 11:
         parts.append(f"Haemoglobin {hb:.1f} g/dL: daily oral iron, recheck haemoglobin in 4 weeks.")
-    parts.append(_pick(rng, "Offer contraception today; fertility returns within weeks.",
-                       "Discuss contraception and start a method now if she wishes."))
+    parts.append(
+        _pick(
+            rng,
+            "Offer contraception today; fertility returns within weeks.",
+            "Discuss contraception and start a method now if she wishes.",
+        )
+    )
     if how != "birth":
         parts.append("Anti-D immunoglobulin if RhD negative and not yet given.")
-    parts.append(_pick(rng, "Ask about low mood and offer emotional support.", "Screen for depression and offer counselling."))
+    parts.append(
+        _pick(rng, "Ask about low mood and offer emotional support.", "Screen for depression and offer counselling.")
+    )
     tobacco = _lifestyle_at(lifestyle, "tobacco", when)
     if tobacco and tobacco["quantity"]:
         parts.append(f"Smokes about {tobacco['quantity']:.0f} a day: advise stopping, offer cessation support.")
-    parts.append(_pick(rng, "Return urgently with heavy bleeding, fever, severe abdominal pain or foul-smelling discharge.",
-                       "Seek care at once for heavy bleeding, fever or severe pain."))
+    parts.append(
+        _pick(
+            rng,
+            "Return urgently with heavy bleeding, fever, severe abdominal pain or foul-smelling discharge.",
+            "Seek care at once for heavy bleeding, fever or severe pain.",
+        )
+    )
     return parts
 
 
 def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.Random) -> list[str]:
     start = _pregnancy_at(s, when)
     weeks = max(4, (when.date() - start).days // 7) if start else None
-    active = {c for c, onset, abatement in s.conditions if onset and onset <= when and (abatement is None or abatement > when)}
+    active = {
+        c for c, onset, abatement in s.conditions if onset and onset <= when and (abatement is None or abatement > when)
+    }
     history = {c for c, onset, _ in s.conditions if onset and onset <= when}
     parts = []
     if weeks is not None:
-        parts.append(_pick(rng, f"Antenatal review at {weeks} weeks.", f"Seen at {weeks} weeks' gestation.",
-                           f"{weeks}-week antenatal visit."))
+        parts.append(
+            _pick(
+                rng,
+                f"Antenatal review at {weeks} weeks.",
+                f"Seen at {weeks} weeks' gestation.",
+                f"{weeks}-week antenatal visit.",
+            )
+        )
     else:
         parts.append(_pick(rng, "Antenatal review.", "Routine antenatal visit."))
 
     systolic, diastolic = _latest(s, "8480-6", when), _latest(s, "8462-4", when)
     if systolic is not None and diastolic is not None:
         if systolic >= 140 or diastolic >= 90:
-            parts.append(_pick(
-                rng,
-                f"BP {systolic:.0f}/{diastolic:.0f} mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine protein.",
-                f"Blood pressure elevated at {systolic:.0f}/{diastolic:.0f}; arrange home BP monitoring, urine dipstick for protein and review in one week.",
-            ))
-            parts.append(_pick(rng, "Explain warning signs of pre-eclampsia: severe headache, visual disturbance, epigastric pain, sudden swelling.",
-                               "Return urgently with severe headache, blurred vision, upper abdominal pain or sudden swelling."))
+            parts.append(
+                _pick(
+                    rng,
+                    f"BP {systolic:.0f}/{diastolic:.0f} mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine protein.",
+                    f"Blood pressure elevated at {systolic:.0f}/{diastolic:.0f}; arrange home BP monitoring, urine dipstick for protein and review in one week.",
+                )
+            )
+            parts.append(
+                _pick(
+                    rng,
+                    "Explain warning signs of pre-eclampsia: severe headache, visual disturbance, epigastric pain, sudden swelling.",
+                    "Return urgently with severe headache, blurred vision, upper abdominal pain or sudden swelling.",
+                )
+            )
         else:
-            parts.append(_pick(rng, f"BP {systolic:.0f}/{diastolic:.0f} mmHg, within normal range.",
-                               f"Blood pressure normal ({systolic:.0f}/{diastolic:.0f})."))
+            parts.append(
+                _pick(
+                    rng,
+                    f"BP {systolic:.0f}/{diastolic:.0f} mmHg, within normal range.",
+                    f"Blood pressure normal ({systolic:.0f}/{diastolic:.0f}).",
+                )
+            )
     if active & PRE_ECLAMPSIA_CODES:
-        parts.append(_pick(rng, "Known pre-eclampsia: BP and urine protein twice weekly, bloods for platelets, liver and renal function, and plan timing of birth with the obstetric team.",
-                           "Pre-eclampsia: close monitoring (BP, proteinuria, platelets, LFTs, creatinine) and obstetric plan for delivery timing."))
-    elif history & (HYPERTENSION_CODES | DIABETES_CODES) or (history & PRE_ECLAMPSIA_CODES and not active & PRE_ECLAMPSIA_CODES):
-        parts.append(_pick(rng, "High risk of pre-eclampsia: low-dose aspirin 75–150 mg at night from 12 weeks, and calcium 1.5–2 g daily if dietary intake is low.",
-                           "Start low-dose aspirin (75–150 mg nightly) from 12 weeks given her pre-eclampsia risk factors; calcium supplementation if diet is low in calcium."))
+        parts.append(
+            _pick(
+                rng,
+                "Known pre-eclampsia: BP and urine protein twice weekly, bloods for platelets, liver and renal function, and plan timing of birth with the obstetric team.",
+                "Pre-eclampsia: close monitoring (BP, proteinuria, platelets, LFTs, creatinine) and obstetric plan for delivery timing.",
+            )
+        )
+    elif history & (HYPERTENSION_CODES | DIABETES_CODES) or (
+        history & PRE_ECLAMPSIA_CODES and not active & PRE_ECLAMPSIA_CODES
+    ):
+        parts.append(
+            _pick(
+                rng,
+                "High risk of pre-eclampsia: low-dose aspirin 75–150 mg at night from 12 weeks, and calcium 1.5–2 g daily if dietary intake is low.",
+                "Start low-dose aspirin (75–150 mg nightly) from 12 weeks given her pre-eclampsia risk factors; calcium supplementation if diet is low in calcium.",
+            )
+        )
 
     hb = _latest(s, "718-7", when)
     if (hb is not None and hb < 11) or (hb is None and active & ANAEMIA_CODES):
         hb_text = f"Haemoglobin {hb:.1f} g/dL" if hb is not None else "Known anaemia"
-        parts.append(_pick(rng, f"{hb_text}: daily oral iron 120 mg elemental with folic acid 400 µg, recheck haemoglobin in 4 weeks.",
-                           f"{hb_text} — treat anaemia with 120 mg elemental iron and 400 µg folic acid daily; repeat full blood count in a month."))
+        parts.append(
+            _pick(
+                rng,
+                f"{hb_text}: daily oral iron 120 mg elemental with folic acid 400 µg, recheck haemoglobin in 4 weeks.",
+                f"{hb_text} — treat anaemia with 120 mg elemental iron and 400 µg folic acid daily; repeat full blood count in a month.",
+            )
+        )
     else:
-        parts.append(_pick(rng, "Continue daily iron (30–60 mg) and folic acid (400 µg).",
-                           "Keep taking iron and folic acid supplements daily."))
+        parts.append(
+            _pick(
+                rng,
+                "Continue daily iron (30–60 mg) and folic acid (400 µg).",
+                "Keep taking iron and folic acid supplements daily.",
+            )
+        )
 
     glucose = _latest(s, "2339-0", when)
     if glucose is not None and glucose >= 126:
-        parts.append(_pick(rng, f"Glucose {glucose:.0f} mg/dL is high: 75 g OGTT now, low-glycaemic diet and glucose self-monitoring.",
-                           f"Random glucose {glucose:.0f} mg/dL; refer to dietitian for a low-glycaemic plan, teach home glucose monitoring and arrange an OGTT."))
+        parts.append(
+            _pick(
+                rng,
+                f"Glucose {glucose:.0f} mg/dL is high: 75 g OGTT now, low-glycaemic diet and glucose self-monitoring.",
+                f"Random glucose {glucose:.0f} mg/dL; refer to dietitian for a low-glycaemic plan, teach home glucose monitoring and arrange an OGTT.",
+            )
+        )
     elif active & GLUCOSE_CODES:
-        parts.append(_pick(rng, "Known diabetes or prediabetes: glucose self-monitoring, low-glycaemic diet, and a 75 g OGTT at 24–28 weeks if not already diagnosed.",
-                           "Impaired glucose regulation on record: dietitian review for a low-glycaemic plan and home glucose monitoring."))
+        parts.append(
+            _pick(
+                rng,
+                "Known diabetes or prediabetes: glucose self-monitoring, low-glycaemic diet, and a 75 g OGTT at 24–28 weeks if not already diagnosed.",
+                "Impaired glucose regulation on record: dietitian review for a low-glycaemic plan and home glucose monitoring.",
+            )
+        )
 
     bmi = _latest(s, "39156-5", when, within_days=3 * 365)
     if bmi is not None:
         if bmi >= 30:
-            parts.append(_pick(rng, f"BMI {bmi:.1f} (obese): aim for 5–9 kg total weight gain, dietitian referral, 150 minutes of moderate activity a week.",
-                               f"With a BMI of {bmi:.0f}, recommended gain is 5–9 kg; discuss diet and regular moderate exercise."))
+            parts.append(
+                _pick(
+                    rng,
+                    f"BMI {bmi:.1f} (obese): aim for 5–9 kg total weight gain, dietitian referral, 150 minutes of moderate activity a week.",
+                    f"With a BMI of {bmi:.0f}, recommended gain is 5–9 kg; discuss diet and regular moderate exercise.",
+                )
+            )
         elif bmi >= 25:
-            parts.append(_pick(rng, f"BMI {bmi:.1f} (overweight): target weight gain 7–11.5 kg; healthy eating and regular activity.",
-                               "Overweight before pregnancy: keep total gain to 7–11.5 kg with healthy eating and activity."))
+            parts.append(
+                _pick(
+                    rng,
+                    f"BMI {bmi:.1f} (overweight): target weight gain 7–11.5 kg; healthy eating and regular activity.",
+                    "Overweight before pregnancy: keep total gain to 7–11.5 kg with healthy eating and activity.",
+                )
+            )
         elif bmi < 18.5:
-            parts.append(_pick(rng, f"BMI {bmi:.1f} (underweight): target gain 12.5–18 kg, energy and protein counselling.",
-                               "Underweight: aim for 12.5–18 kg gain; nutritional counselling on energy and protein intake."))
+            parts.append(
+                _pick(
+                    rng,
+                    f"BMI {bmi:.1f} (underweight): target gain 12.5–18 kg, energy and protein counselling.",
+                    "Underweight: aim for 12.5–18 kg gain; nutritional counselling on energy and protein intake.",
+                )
+            )
 
     tobacco = _lifestyle_at(lifestyle, "tobacco", when)
     if tobacco and tobacco["quantity"]:
-        parts.append(_pick(rng, f"Still smoking {tobacco['quantity']:.0f} cigarettes a day: advise stopping completely, offer cessation counselling and nicotine replacement.",
-                           f"Smokes about {tobacco['quantity']:.0f} a day — strongly advised to quit; referral to stop-smoking service offered."))
+        parts.append(
+            _pick(
+                rng,
+                f"Still smoking {tobacco['quantity']:.0f} cigarettes a day: advise stopping completely, offer cessation counselling and nicotine replacement.",
+                f"Smokes about {tobacco['quantity']:.0f} a day — strongly advised to quit; referral to stop-smoking service offered.",
+            )
+        )
     elif tobacco and tobacco["value"] == "stopped smoking":
-        parts.append(_pick(rng, "Has stopped smoking: praised, relapse triggers discussed.", "Congratulated on quitting smoking; plan for cravings."))
+        parts.append(
+            _pick(
+                rng,
+                "Has stopped smoking: praised, relapse triggers discussed.",
+                "Congratulated on quitting smoking; plan for cravings.",
+            )
+        )
     secondhand = _lifestyle_at(lifestyle, "secondhand_smoke", when)
     if secondhand and secondhand["value"] != "no exposure":
         parts.append("Avoid second-hand smoke at home; household members offered cessation support.")
     alcohol = _lifestyle_at(lifestyle, "alcohol", when)
     if alcohol and alcohol["quantity"]:
-        parts.append(_pick(rng, "Advise no alcohol in pregnancy; brief intervention given.", "No safe level of alcohol in pregnancy: advised to stop."))
+        parts.append(
+            _pick(
+                rng,
+                "Advise no alcohol in pregnancy; brief intervention given.",
+                "No safe level of alcohol in pregnancy: advised to stop.",
+            )
+        )
     caffeine = _lifestyle_at(lifestyle, "caffeine", when)
     if caffeine and (caffeine["quantity"] or 0) > 300:
         parts.append(f"Caffeine about {caffeine['quantity']:.0f} mg/day: reduce to under 300 mg.")
     if any(d <= when for d in s.caesarean_dates) and start and any(d.date() < start for d in s.caesarean_dates):
-        parts.append(_pick(rng, "Previous caesarean section: discuss options for birth (VBAC or repeat caesarean) by 36 weeks.",
-                           "Prior caesarean: counsel on vaginal birth after caesarean versus elective repeat."))
+        parts.append(
+            _pick(
+                rng,
+                "Previous caesarean section: discuss options for birth (VBAC or repeat caesarean) by 36 weeks.",
+                "Prior caesarean: counsel on vaginal birth after caesarean versus elective repeat.",
+            )
+        )
 
     if weeks is not None:
         if weeks < 14:
-            parts.append(_pick(rng, "Booking bloods and dating scan; advice on nausea and food safety.",
-                               "Arrange dating ultrasound and booking blood tests; discuss diet and food hygiene."))
+            parts.append(
+                _pick(
+                    rng,
+                    "Booking bloods and dating scan; advice on nausea and food safety.",
+                    "Arrange dating ultrasound and booking blood tests; discuss diet and food hygiene.",
+                )
+            )
         elif weeks < 28:
-            parts.append(_pick(rng, "Anatomy scan at 18–20 weeks; expect fetal movements from about 20 weeks.",
-                               "Confirm anomaly scan booked; discuss fetal movements."))
+            parts.append(
+                _pick(
+                    rng,
+                    "Anatomy scan at 18–20 weeks; expect fetal movements from about 20 weeks.",
+                    "Confirm anomaly scan booked; discuss fetal movements.",
+                )
+            )
         elif weeks <= 40:
-            parts.append(_pick(rng, "Discuss birth plan, fetal movements and signs of labour.",
-                               "Birth preparation: signs of labour, when to come in, reduced fetal movements."))
+            parts.append(
+                _pick(
+                    rng,
+                    "Discuss birth plan, fetal movements and signs of labour.",
+                    "Birth preparation: signs of labour, when to come in, reduced fetal movements.",
+                )
+            )
         else:
-            parts.append(_pick(rng, "Past 40 weeks: offer membrane sweep and discuss induction of labour at 41 weeks.",
-                               "Post-dates: membrane sweep offered, induction planned from 41 weeks."))
-    parts.append(_pick(rng, "Return sooner for bleeding, reduced fetal movements or severe headache.",
-                       "Next visit as scheduled; seek care early for bleeding or reduced movements."))
+            parts.append(
+                _pick(
+                    rng,
+                    "Past 40 weeks: offer membrane sweep and discuss induction of labour at 41 weeks.",
+                    "Post-dates: membrane sweep offered, induction planned from 41 weeks.",
+                )
+            )
+    parts.append(
+        _pick(
+            rng,
+            "Return sooner for bleeding, reduced fetal movements or severe headache.",
+            "Next visit as scheduled; seek care early for bleeding or reduced movements.",
+        )
+    )
     return parts
 
 

@@ -20,10 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from patients import models as m
-from prompting.pmlm import codes
 from patients.fhir.parse import FhirError, parse_bundle
 from patients.roles import SITE_ADMIN_GROUP, SITE_SETTINGS_MODELS, site_only_permissions
 from patients.services import bundle_paths, organisation_get_or_create, patient_import_bundle, read_bundle_file
+from prompting.pmlm import codes
 
 from . import generator, synthetic
 from .catalogue import CARE_ITEMS
@@ -75,8 +75,16 @@ class SeedSummary:
         return lines
 
 
-def demo_seed(*, seed: int = 7, limit: int | None = None, password: str | None = None, synthetic_patients: int = 0,
-              time_shift: bool = True, knowledge: bool = True, progress=None) -> SeedSummary:
+def demo_seed(
+    *,
+    seed: int = 7,
+    limit: int | None = None,
+    password: str | None = None,
+    synthetic_patients: int = 0,
+    time_shift: bool = True,
+    knowledge: bool = True,
+    progress=None,
+) -> SeedSummary:
     progress = progress or (lambda message: None)
     organisation = organisation_get_or_create(slug=settings.PMLM_DEMO_ORGANISATION, name="Demo Women's Health Clinic")
     summary = SeedSummary(organisation=organisation.slug)
@@ -97,7 +105,9 @@ def demo_seed(*, seed: int = 7, limit: int | None = None, password: str | None =
         except FhirError as exc:
             summary.bundles_rejected.append(f"{path.name}: {exc}")
             continue
-        result = patient_import_bundle(organisation=organisation, bundle=None, parsed=parsed, source=f"seed_demo:{path.name}")
+        result = patient_import_bundle(
+            organisation=organisation, bundle=None, parsed=parsed, source=f"seed_demo:{path.name}"
+        )
         if result.ok:
             summary.bundles_imported += 1
         else:
@@ -108,8 +118,12 @@ def demo_seed(*, seed: int = 7, limit: int | None = None, password: str | None =
     for start in range(0, synthetic_patients, CHUNK):
         count = min(CHUNK, synthetic_patients - start)
         parsed = synthetic.synthetic_bundle(start, count, seed, today)
-        result = patient_import_bundle(organisation=organisation, bundle=None, parsed=parsed,
-                                       source=f"seed_demo:synthetic {start}-{start + count - 1}")
+        result = patient_import_bundle(
+            organisation=organisation,
+            bundle=None,
+            parsed=parsed,
+            source=f"seed_demo:synthetic {start}-{start + count - 1}",
+        )
         if not result.ok:
             raise RuntimeError(f"synthetic patients could not be stored: {result.error}")
         summary.synthetic_patients += count
@@ -124,7 +138,7 @@ def demo_seed(*, seed: int = 7, limit: int | None = None, password: str | None =
     patient_ids = list(m.Patient.objects.filter(organisation=organisation).order_by("pk").values_list("pk", flat=True))
     summary.patients = len(patient_ids)
     for start in range(0, len(patient_ids), CHUNK):
-        counts = demo_generate_for_patients(patient_ids=patient_ids[start:start + CHUNK], seed=seed)
+        counts = demo_generate_for_patients(patient_ids=patient_ids[start : start + CHUNK], seed=seed)
         summary.lifestyle_records += counts["lifestyle"]
         summary.care_ratings += counts["ratings"]
         summary.recommendations += counts["recommendations"]
@@ -152,17 +166,24 @@ def curator_group_ensure() -> Group:
     """Curators may view, add, change and delete everything in the record, the prompting app and API tokens,
     but only look at the settings every organisation shares (site administrators change those)."""
     group, _ = Group.objects.get_or_create(name=CURATOR_GROUP)
-    group.permissions.set(Permission.objects.filter(content_type__app_label__in=("patients", "prompting", "api"))
-                          .exclude(pk__in=site_only_permissions(Permission)))
+    group.permissions.set(
+        Permission.objects.filter(content_type__app_label__in=("patients", "prompting", "api")).exclude(
+            pk__in=site_only_permissions(Permission)
+        )
+    )
     return group
 
 
 def site_admin_group_ensure() -> Group:
     """Site administrators (the deployment's operators) change the settings every organisation shares."""
     group, _ = Group.objects.get_or_create(name=SITE_ADMIN_GROUP)
-    group.permissions.set(site_only_permissions(Permission) | Permission.objects.filter(
-        content_type__app_label__in=[app for app, _ in SITE_SETTINGS_MODELS],
-        content_type__model__in=[model for _, model in SITE_SETTINGS_MODELS] + ["organisation"]))
+    group.permissions.set(
+        site_only_permissions(Permission)
+        | Permission.objects.filter(
+            content_type__app_label__in=[app for app, _ in SITE_SETTINGS_MODELS],
+            content_type__model__in=[model for _, model in SITE_SETTINGS_MODELS] + ["organisation"],
+        )
+    )
     return group
 
 
@@ -177,19 +198,23 @@ def _snapshots(patient_ids: list[int]) -> dict[int, generator.Snapshot]:
     snapshots = {
         pk: generator.Snapshot(external_id=ext, birth_date=birth, language=language)
         for pk, ext, birth, language in m.Patient.objects.filter(pk__in=patient_ids).values_list(
-            "pk", "external_id", "birth_date", "language")
+            "pk", "external_id", "birth_date", "language"
+        )
     }
     for pid, code, onset, abatement in m.Condition.objects.filter(patient_id__in=patient_ids).values_list(
-            "patient_id", "code", "onset_at", "abatement_at"):
+        "patient_id", "code", "onset_at", "abatement_at"
+    ):
         snapshots[pid].conditions.append((code, onset, abatement))
     prenatal = codes.PRENATAL_VISITS
     for pk, pid, code, start in m.Encounter.objects.filter(patient_id__in=patient_ids).values_list(
-            "pk", "patient_id", "code", "period_start"):
+        "pk", "patient_id", "code", "period_start"
+    ):
         snapshots[pid].visits.append(start)
         if code in prenatal:
             snapshots[pid].prenatal_encounters.append((pk, start))
     rows = m.Observation.objects.filter(patient_id__in=patient_ids, code__in=GENERATOR_CODES + BP_PANELS).values_list(
-        "patient_id", "code", "effective_at", "value_quantity", "value_code", "components")
+        "patient_id", "code", "effective_at", "value_quantity", "value_code", "components"
+    )
     for pid, code, when, quantity, value_code, components in rows:
         if when is None:
             continue
@@ -203,7 +228,8 @@ def _snapshots(patient_ids: list[int]) -> dict[int, generator.Snapshot]:
         elif value_code:
             observations.setdefault(code, []).append((when, value_code))
     for pid, code, performed in m.Procedure.objects.filter(
-            patient_id__in=patient_ids, code__in=codes.PREGNANCY_ENDING_PROCEDURES).values_list("patient_id", "code", "performed_start"):
+        patient_id__in=patient_ids, code__in=codes.PREGNANCY_ENDING_PROCEDURES
+    ).values_list("patient_id", "code", "performed_start"):
         if performed:
             snapshots[pid].pregnancy_ending_procedures.append((code, performed))
             if code == generator.CAESAREAN_CODE:
@@ -219,7 +245,8 @@ def demo_generate_for_patients(*, patient_ids: list[int], seed: int) -> dict[str
     m.CareRating.objects.filter(patient_id__in=patient_ids, source=generated).delete()
     m.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids, source=generated).delete()
     written_by_clinicians = set(
-        m.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).values_list("encounter_id", flat=True))
+        m.PhysicianRecommendation.objects.filter(patient_id__in=patient_ids).values_list("encounter_id", flat=True)
+    )
     items = dict(m.CareItem.objects.values_list("slug", "pk"))
     lifestyle, ratings, recommendations = [], [], []
     for pid, snapshot in _snapshots(patient_ids).items():
@@ -236,14 +263,28 @@ def demo_generate_for_patients(*, patient_ids: list[int], seed: int) -> dict[str
             if key in seen_ratings or r["item"] not in items:
                 continue
             seen_ratings.add(key)
-            ratings.append(m.CareRating(patient_id=pid, care_item_id=items[r["item"]], rating=r["rating"],
-                                        rated_on=r["rated_on"], source=generated))
+            ratings.append(
+                m.CareRating(
+                    patient_id=pid,
+                    care_item_id=items[r["item"]],
+                    rating=r["rating"],
+                    rated_on=r["rated_on"],
+                    source=generated,
+                )
+            )
         for r in out.recommendations:
             if r["encounter"] in written_by_clinicians:
                 continue
-            recommendations.append(m.PhysicianRecommendation(
-                patient_id=pid, encounter_id=r["encounter"], text=r["text"], author=r["author"],
-                written_at=r["written_at"], source=generated))
+            recommendations.append(
+                m.PhysicianRecommendation(
+                    patient_id=pid,
+                    encounter_id=r["encounter"],
+                    text=r["text"],
+                    author=r["author"],
+                    written_at=r["written_at"],
+                    source=generated,
+                )
+            )
     m.LifestyleRecord.objects.bulk_create(lifestyle, batch_size=1000)
     m.CareRating.objects.bulk_create(ratings, batch_size=1000)
     m.PhysicianRecommendation.objects.bulk_create(recommendations, batch_size=1000)

@@ -37,4 +37,3 @@ def preferred_coding(codings: list[Coding]) -> Coding:
             if coding.system == system:
                 return coding
     return codings[0]
-

@@ -36,9 +36,7 @@ STORED_TYPES = (
 )
 
 _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
-_DATETIME_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$"
-)
+_DATETIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -167,7 +165,9 @@ class _Reader:
                 if c.get(key) is not None and not isinstance(c[key], str):
                     self.fail(f"{where}.coding[{i}].{key}", "must be a string")
             if c.get("code"):
-                codings.append(codes.Coding(c.get("system") or "", c["code"], codes.clean_display(c.get("display") or "")))
+                codings.append(
+                    codes.Coding(c.get("system") or "", c["code"], codes.clean_display(c.get("display") or ""))
+                )
         if codings:
             chosen = codes.preferred_coding(codings)
             if not chosen.display and text:
@@ -243,8 +243,11 @@ def parse_datetime(value: str, label: str = "", field_name: str = "") -> datetim
         try:
             return parsed.astimezone(timezone.utc)
         except OverflowError:  # 0001-01-01T00:00:00+14:00 falls before year 1 in UTC
-            raise FhirError(f"is outside the dates that can be stored (years 1 to 9999 in UTC): {value!r:.40}",
-                            resource=label, field=field_name) from None
+            raise FhirError(
+                f"is outside the dates that can be stored (years 1 to 9999 in UTC): {value!r:.40}",
+                resource=label,
+                field=field_name,
+            ) from None
     m = _DATE_RE.match(value)
     if m:
         year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
@@ -257,18 +260,24 @@ def parse_datetime(value: str, label: str = "", field_name: str = "") -> datetim
 
 # --- required value sets (FHIR R4) -------------------------------------------------------------
 
-OBSERVATION_STATUS = frozenset({"registered", "preliminary", "final", "amended", "corrected", "cancelled",
-                                "entered-in-error", "unknown"})
-ENCOUNTER_STATUS = frozenset({"planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled",
-                              "entered-in-error", "unknown"})
-MEDICATION_REQUEST_STATUS = frozenset({"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped",
-                                       "draft", "unknown"})
-MEDICATION_REQUEST_INTENT = frozenset({"proposal", "plan", "order", "original-order", "reflex-order", "filler-order",
-                                       "instance-order", "option"})
-MEDICATION_STATEMENT_STATUS = frozenset({"active", "completed", "entered-in-error", "intended", "stopped", "on-hold",
-                                         "unknown", "not-taken"})
-PROCEDURE_STATUS = frozenset({"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
-                              "entered-in-error", "unknown"})
+OBSERVATION_STATUS = frozenset(
+    {"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"}
+)
+ENCOUNTER_STATUS = frozenset(
+    {"planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled", "entered-in-error", "unknown"}
+)
+MEDICATION_REQUEST_STATUS = frozenset(
+    {"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft", "unknown"}
+)
+MEDICATION_REQUEST_INTENT = frozenset(
+    {"proposal", "plan", "order", "original-order", "reflex-order", "filler-order", "instance-order", "option"}
+)
+MEDICATION_STATEMENT_STATUS = frozenset(
+    {"active", "completed", "entered-in-error", "intended", "stopped", "on-hold", "unknown", "not-taken"}
+)
+PROCEDURE_STATUS = frozenset(
+    {"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed", "entered-in-error", "unknown"}
+)
 IMMUNIZATION_STATUS = frozenset({"completed", "entered-in-error", "not-done"})
 CARE_PLAN_STATUS = frozenset({"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"})
 CARE_PLAN_INTENT = frozenset({"proposal", "plan", "order", "option"})
@@ -331,7 +340,9 @@ def _observation(r: _Reader) -> dict:
         "display": code.display,
         "status": r.code("status", OBSERVATION_STATUS, required=True),
         "category": category.code if category else "",
-        "effective_at": r.datetime("effectiveDateTime") or r.datetime("effectiveInstant") or r.period("effectivePeriod")[0],
+        "effective_at": r.datetime("effectiveDateTime")
+        or r.datetime("effectiveInstant")
+        or r.period("effectivePeriod")[0],
         "issued_at": r.datetime("issued"),
         "components": components,
         **_value_fields(r),
@@ -419,8 +430,18 @@ def _patient(r: _Reader) -> dict:
     }
 
 
-MARITAL_STATUS = {"M": "Married", "S": "Never married", "D": "Divorced", "W": "Widowed", "A": "Annulled",
-                  "L": "Legally separated", "U": "Unmarried", "T": "Domestic partner", "I": "Interlocutory", "P": "Polygamous"}
+MARITAL_STATUS = {
+    "M": "Married",
+    "S": "Never married",
+    "D": "Divorced",
+    "W": "Widowed",
+    "A": "Annulled",
+    "L": "Legally separated",
+    "U": "Unmarried",
+    "T": "Domestic partner",
+    "I": "Interlocutory",
+    "P": "Polygamous",
+}
 
 
 def _encounter(r: _Reader) -> dict:

@@ -28,8 +28,17 @@ MODEL_FOR = {
     "CarePlan": m.CarePlan,
 }
 # Encounters first: the other resources point at them.
-STORE_ORDER = ["Encounter", "Observation", "Condition", "MedicationRequest", "MedicationStatement",
-               "AllergyIntolerance", "Procedure", "Immunization", "CarePlan"]
+STORE_ORDER = [
+    "Encounter",
+    "Observation",
+    "Condition",
+    "MedicationRequest",
+    "MedicationStatement",
+    "AllergyIntolerance",
+    "Procedure",
+    "Immunization",
+    "CarePlan",
+]
 BATCH = 500
 
 
@@ -65,8 +74,13 @@ def store_bundle(organisation: m.Organisation, parsed: ParsedBundle) -> dict:
                 # A dangling "Encounter/x" outside the bundle is tolerated: the link stays empty.
                 fields["encounter_id"] = encounter_pks.get(record.encounter.fhir_id) if record.encounter else None
             rows[record.fhir_id] = fields
-        pks = _upsert(model, organisation, key_field="fhir_id", rows=rows,
-                      counts=counts.setdefault(resource_type, {"created": 0, "updated": 0}))
+        pks = _upsert(
+            model,
+            organisation,
+            key_field="fhir_id",
+            rows=rows,
+            counts=counts.setdefault(resource_type, {"created": 0, "updated": 0}),
+        )
         if resource_type == "Encounter":
             encounter_pks.update(pks)
     if parsed.skipped:
@@ -104,15 +118,22 @@ def _existing(model, organisation, key_field: str, keys: Iterable[str]) -> dict[
     found = {}
     keys = list(keys)
     for start in range(0, len(keys), BATCH):
-        chunk = keys[start:start + BATCH]
-        found.update(model.objects.filter(organisation=organisation, **{f"{key_field}__in": chunk}).values_list(key_field, "pk"))
+        chunk = keys[start : start + BATCH]
+        found.update(
+            model.objects.filter(organisation=organisation, **{f"{key_field}__in": chunk}).values_list(key_field, "pk")
+        )
     return found
 
 
-def _resolve_outside(organisation, model, key_field, records: list[ParsedRecord], attr: str,
-                     pks: dict[str, int], *, required: bool):
+def _resolve_outside(
+    organisation, model, key_field, records: list[ParsedRecord], attr: str, pks: dict[str, int], *, required: bool
+):
     """References to records already held ("Patient/123" not in the bundle) resolve to stored rows."""
-    wanted = {getattr(r, attr).fhir_id for r in records if getattr(r, attr) is not None and getattr(r, attr).fhir_id not in pks}
+    wanted = {
+        getattr(r, attr).fhir_id
+        for r in records
+        if getattr(r, attr) is not None and getattr(r, attr).fhir_id not in pks
+    }
     if not wanted:
         return
     pks.update(_existing(model, organisation, key_field, wanted))

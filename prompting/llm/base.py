@@ -19,7 +19,9 @@ DEFAULT_DEADLINE = 30.0
 class LLMResult:
     text: str
     model: str
-    usage: dict = field(default_factory=dict)  # prompt_tokens, completion_tokens, total_tokens, counted ("server"|"local")
+    usage: dict = field(
+        default_factory=dict
+    )  # prompt_tokens, completion_tokens, total_tokens, counted ("server"|"local")
     latency_ms: int = 0
     ttft_ms: int | None = None  # time to first token when streaming
     finish_reason: str = ""
@@ -29,7 +31,9 @@ class LLMResult:
 class LLMError(RuntimeError):
     """A generation that failed, with a reason a clinician or curator can read."""
 
-    def __init__(self, reason: str, *, retryable: bool = False, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, reason: str, *, retryable: bool = False, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
@@ -46,8 +50,14 @@ class Backend(Protocol):
     kind: str
     model_name: str
 
-    def generate(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.2,
-                 on_token: TokenCallback | None = None) -> LLMResult: ...
+    def generate(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.2,
+        on_token: TokenCallback | None = None,
+    ) -> LLMResult: ...
 
 
 @dataclass

@@ -25,7 +25,12 @@ class CachedGenerator:
         self.hits = self.misses = 0
 
     def key(self, messages: Messages) -> str:
-        payload = {"model": self.model_key, "max_tokens": self.max_tokens, "temperature": self.temperature, "messages": messages}
+        payload = {
+            "model": self.model_key,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "messages": messages,
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def generate(self, messages: Messages) -> str:

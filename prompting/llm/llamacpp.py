@@ -22,7 +22,6 @@ from pathlib import Path
 
 from .base import LLMError, LLMResult, Messages, TokenCallback, deadline_passed, read_chunks
 
-
 DEFAULT_PREFIX_CACHE_MB = 256  # ~25 MB per 1,000-token state of SmolLM2-135M: about ten patients' prefixes
 
 
@@ -96,8 +95,17 @@ def _until(events, at: float | None):
 class LlamaCppBackend:
     kind = "llamacpp"
 
-    def __init__(self, *, model_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 7,
-                 repeat_penalty: float = 1.1, deadline: float | None = None, prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB):
+    def __init__(
+        self,
+        *,
+        model_path: str | Path,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        seed: int = 7,
+        repeat_penalty: float = 1.1,
+        deadline: float | None = None,
+        prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+    ):
         self.model_path = str(model_path)
         if not Path(self.model_path).exists():
             raise LLMError(f"the model file {self.model_path} does not exist")
@@ -130,15 +138,27 @@ class LlamaCppBackend:
         llama, _ = self.model()
         return len(llama.tokenize(text.encode(), add_bos=False, special=False))
 
-    def generate(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.2,
-                 on_token: TokenCallback | None = None) -> LLMResult:
+    def generate(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.2,
+        on_token: TokenCallback | None = None,
+    ) -> LLMResult:
         started = time.monotonic()
         llama, lock = self.model()
         with lock:
             try:
                 # Always streamed, whole answers too: between two tokens is where a deadline can stop it.
-                events = llama.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=temperature,
-                                                      seed=self.seed, repeat_penalty=self.repeat_penalty, stream=True)
+                events = llama.create_chat_completion(
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    seed=self.seed,
+                    repeat_penalty=self.repeat_penalty,
+                    stream=True,
+                )
                 until = started + self.deadline if self.deadline else None
                 streamed = read_chunks(_until(events, until), on_token or (lambda token: None), started)
             except ValueError as exc:  # e.g. the prompt does not fit the context window
@@ -149,7 +169,16 @@ class LlamaCppBackend:
             ttft = streamed.ttft_ms if on_token is not None else None
             prompt_tokens = sum(len(llama.tokenize(m["content"].encode(), add_bos=False)) for m in messages)
             completion_tokens = len(llama.tokenize(text.encode(), add_bos=False)) if text else 0
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                     "total_tokens": prompt_tokens + completion_tokens}
-        return LLMResult(text=text.strip(), model=self.model_name, usage={**usage, "counted": "local"},
-                         latency_ms=int((time.monotonic() - started) * 1000), ttft_ms=ttft, finish_reason=finish)
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+        return LLMResult(
+            text=text.strip(),
+            model=self.model_name,
+            usage={**usage, "counted": "local"},
+            latency_ms=int((time.monotonic() - started) * 1000),
+            ttft_ms=ttft,
+            finish_reason=finish,
+        )

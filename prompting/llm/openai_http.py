@@ -87,10 +87,23 @@ def _shut(sock: socket.socket):
 class OpenAICompatibleBackend:
     kind = "openai"
 
-    def __init__(self, *, base_url: str, model: str, api_key_env: str = "", timeout: float = 60.0, max_attempts: int = 3,
-                 backoff: float = 1.0, max_backoff: float = 20.0, stream: bool = True, api_version: str = "",
-                 deadline: float = DEFAULT_DEADLINE, count_tokens: Callable[[str], int] | None = None,
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: str = "",
+        timeout: float = 60.0,
+        max_attempts: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 20.0,
+        stream: bool = True,
+        api_version: str = "",
+        deadline: float = DEFAULT_DEADLINE,
+        count_tokens: Callable[[str], int] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.base_url = base_url.rstrip("/")
         self.model_name = model
         self.api_key_env = api_key_env
@@ -117,8 +130,14 @@ class OpenAICompatibleBackend:
         url = f"{self.base_url}/chat/completions"
         return f"{url}?api-version={self.api_version}" if self.api_version else url
 
-    def generate(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.2,
-                 on_token: TokenCallback | None = None) -> LLMResult:
+    def generate(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.2,
+        on_token: TokenCallback | None = None,
+    ) -> LLMResult:
         body = {"model": self.model_name, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
         stream = self.stream and on_token is not None
         if stream:
@@ -143,21 +162,26 @@ class OpenAICompatibleBackend:
                     delay = error.retry_after if error.retry_after is not None else self.backoff * 2 ** (attempt - 1)
                     delay = min(delay, self.max_backoff)
                     if delay >= deadline.remaining():
-                        raise LLMError(f"{error.reason}{_after(attempt)}; no time left within the {self.deadline:g} s deadline",
-                                       status=error.status) from None
+                        raise LLMError(
+                            f"{error.reason}{_after(attempt)}; no time left within the {self.deadline:g} s deadline",
+                            status=error.status,
+                        ) from None
                     self._sleep(delay)
         assert last_error is not None
         raise LLMError(last_error.reason + _after(attempt), retryable=False, status=last_error.status)
 
-    def _once(self, body: dict, stream: bool, on_token: TokenCallback | None, started: float,
-              deadline: _Deadline) -> LLMResult:
+    def _once(
+        self, body: dict, stream: bool, on_token: TokenCallback | None, started: float, deadline: _Deadline
+    ) -> LLMResult:
         wait = max(0.001, min(self.timeout, deadline.remaining()))  # no single wait outlives the call
         timeout = httpx.Timeout(wait, connect=min(10.0, wait))
         extensions = {"trace": deadline.trace}
         try:
             with httpx.Client(timeout=timeout, transport=self._transport) as client:
                 if stream:
-                    with client.stream("POST", self._url(), json=body, headers=self._headers(), extensions=extensions) as response:
+                    with client.stream(
+                        "POST", self._url(), json=body, headers=self._headers(), extensions=extensions
+                    ) as response:
                         self._check(response, streamed=True)
                         return self._read_stream(response, on_token, started)
                 response = client.post(self._url(), json=body, headers=self._headers(), extensions=extensions)
@@ -178,19 +202,30 @@ class OpenAICompatibleBackend:
             detail = response.json().get("error", {}).get("message", "")
         except (ValueError, AttributeError):
             detail = response.text[:200]
-        raise LLMError(f"the server answered {response.status_code}{': ' + detail if detail else ''}",
-                       retryable=response.status_code in RETRYABLE_STATUS, status=response.status_code,
-                       retry_after=_retry_after(response.headers.get("Retry-After")))
+        raise LLMError(
+            f"the server answered {response.status_code}{': ' + detail if detail else ''}",
+            retryable=response.status_code in RETRYABLE_STATUS,
+            status=response.status_code,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
 
     def _usage(self, usage: dict | None, messages_text: str, completion: str) -> dict:
         if usage and usage.get("completion_tokens") is not None:
-            return {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
-                    "total_tokens": usage.get("total_tokens"), "counted": "server"}
+            return {
+                "prompt_tokens": usage.get("prompt_tokens"),
+                "completion_tokens": usage.get("completion_tokens"),
+                "total_tokens": usage.get("total_tokens"),
+                "counted": "server",
+            }
         if self.count_tokens is None:
             return {"counted": "unknown"}
         prompt, completion_tokens = self.count_tokens(messages_text), self.count_tokens(completion)
-        return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens,
-                "counted": "local"}
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+            "counted": "local",
+        }
 
     def _read_json(self, response: httpx.Response, started: float) -> LLMResult:
         try:
@@ -201,7 +236,9 @@ class OpenAICompatibleBackend:
             raise LLMError("the server's answer was not a chat completion (malformed JSON)", retryable=True) from None
         request = json.loads(response.request.content)
         return LLMResult(
-            text=text, model=data.get("model") or self.model_name, finish_reason=choice.get("finish_reason") or "",
+            text=text,
+            model=data.get("model") or self.model_name,
+            finish_reason=choice.get("finish_reason") or "",
             usage=self._usage(data.get("usage"), _messages_text(request["messages"]), text),
             latency_ms=int((time.monotonic() - started) * 1000),
         )
@@ -209,10 +246,14 @@ class OpenAICompatibleBackend:
     def _read_stream(self, response: httpx.Response, on_token: TokenCallback, started: float) -> LLMResult:
         streamed = read_chunks(_server_sent_events(response), on_token, started, self.model_name)
         request = json.loads(response.request.content)
-        return LLMResult(text=streamed.text, model=streamed.model,
-                         usage=self._usage(streamed.usage, _messages_text(request["messages"]), streamed.text),
-                         latency_ms=int((time.monotonic() - started) * 1000), ttft_ms=streamed.ttft_ms,
-                         finish_reason=streamed.finish_reason)
+        return LLMResult(
+            text=streamed.text,
+            model=streamed.model,
+            usage=self._usage(streamed.usage, _messages_text(request["messages"]), streamed.text),
+            latency_ms=int((time.monotonic() - started) * 1000),
+            ttft_ms=streamed.ttft_ms,
+            finish_reason=streamed.finish_reason,
+        )
 
 
 def _server_sent_events(response: httpx.Response):

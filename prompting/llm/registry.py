@@ -21,12 +21,24 @@ def build_backend(kind: str, settings: dict, *, count_tokens=None):
     if kind == "transformers":
         from .transformers_backend import TransformersBackend
 
-        return TransformersBackend(**{k: v for k, v in settings.items() if k in ("checkpoint", "device", "seed", "deadline")})
+        return TransformersBackend(
+            **{k: v for k, v in settings.items() if k in ("checkpoint", "device", "seed", "deadline")}
+        )
     if kind == "openai":
         from .openai_http import OpenAICompatibleBackend
 
-        allowed = ("base_url", "model", "api_key_env", "timeout", "max_attempts", "backoff", "max_backoff", "stream", "api_version",
-                   "deadline")
+        allowed = (
+            "base_url",
+            "model",
+            "api_key_env",
+            "timeout",
+            "max_attempts",
+            "backoff",
+            "max_backoff",
+            "stream",
+            "api_version",
+            "deadline",
+        )
         missing = [k for k in ("base_url", "model") if not settings.get(k)]
         if missing:
             raise LLMError(f"an OpenAI-compatible endpoint needs {' and '.join(missing)} in its settings")

@@ -59,8 +59,14 @@ class TransformersBackend:
         self.seed = seed
         self.deadline = float(deadline) if deadline else None
 
-    def generate(self, messages: Messages, *, max_tokens: int = 256, temperature: float = 0.2,
-                 on_token: TokenCallback | None = None) -> LLMResult:
+    def generate(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.2,
+        on_token: TokenCallback | None = None,
+    ) -> LLMResult:
         import torch
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
@@ -69,10 +75,15 @@ class TransformersBackend:
         past_deadline = _deadline_criterion(started + self.deadline) if self.deadline else None
         with lock, torch.inference_mode():
             torch.manual_seed(self.seed)
-            inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                   return_dict=True).to(self.device)
-            kwargs = dict(**inputs, max_new_tokens=max_tokens, do_sample=temperature > 0,
-                          pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+            inputs = tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            ).to(self.device)
+            kwargs = dict(
+                **inputs,
+                max_new_tokens=max_tokens,
+                do_sample=temperature > 0,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            )
             if past_deadline is not None:
                 kwargs["stopping_criteria"] = StoppingCriteriaList([past_deadline])
             if temperature > 0:
@@ -80,7 +91,7 @@ class TransformersBackend:
             ttft = None
             if on_token is None:
                 output = model.generate(**kwargs)
-                new_tokens = output[0][inputs["input_ids"].shape[1]:]
+                new_tokens = output[0][inputs["input_ids"].shape[1] :]
                 text = tokenizer.decode(new_tokens, skip_special_tokens=True)
             else:
                 streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -99,6 +110,15 @@ class TransformersBackend:
             raise deadline_passed(self.deadline)
         prompt_tokens = int(inputs["input_ids"].shape[1])
         completion_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
-        return LLMResult(text=text.strip(), model=self.model_name, latency_ms=int((time.monotonic() - started) * 1000),
-                         ttft_ms=ttft, usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                              "total_tokens": prompt_tokens + completion_tokens, "counted": "local"})
+        return LLMResult(
+            text=text.strip(),
+            model=self.model_name,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            ttft_ms=ttft,
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                "counted": "local",
+            },
+        )

@@ -74,12 +74,20 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return round(cov / (vx * vy) ** 0.5, 3)
 
 
-def judge_clinician_agreement(pairs: Sequence[tuple[float, float]], *, judge_pass: float = 0.5,
-                              clinician_pass: float = 3.0) -> dict:
+def judge_clinician_agreement(
+    pairs: Sequence[tuple[float, float]], *, judge_pass: float = 0.5, clinician_pass: float = 3.0
+) -> dict:
     """How well an LLM judge's rubric scores (0–1) agree with clinicians' mean ratings (1–5):
     rank correlation, and agreement on which answers are acceptable (share and kappa)."""
     if not pairs:
         return {"n": 0, "spearman": None, "agreement": None, "kappa": None}
-    verdicts = [("ok" if judge >= judge_pass else "poor", "ok" if rating >= clinician_pass else "poor") for judge, rating in pairs]
-    return {"n": len(pairs), "spearman": spearman([j for j, _ in pairs], [r for _, r in pairs]),
-            "agreement": pairwise_agreement(verdicts), "kappa": fleiss_kappa(verdicts)}
+    verdicts = [
+        ("ok" if judge >= judge_pass else "poor", "ok" if rating >= clinician_pass else "poor")
+        for judge, rating in pairs
+    ]
+    return {
+        "n": len(pairs),
+        "spearman": spearman([j for j, _ in pairs], [r for _, r in pairs]),
+        "agreement": pairwise_agreement(verdicts),
+        "kappa": fleiss_kappa(verdicts),
+    }

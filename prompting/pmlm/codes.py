@@ -51,17 +51,43 @@ NEGATIVE_RESULTS = frozenset({"260385009", "260415000", "131194007", "264868006"
 # descendants and synonyms recognised by code; tests/test_clinical_code_lists.py checks the parents.
 PRE_ECLAMPSIA = frozenset({"398254007", "15938005", "198992004", "41114007", "67359005"})
 GESTATIONAL_DIABETES = frozenset({"11687002", "40801000119106"})
-DIABETES = frozenset({
-    "73211009",  # diabetes mellitus (parent)
-    "44054006", "46635009", "190330002", "199223000", "237599002", "8801005",  # type 2, type 1, …, secondary
-    # Complications that name the diabetes (Synthea records them beside it; an import may carry them alone).
-    "127013003", "422034002", "368581000119106", "1551000119108", "1501000119109",
-})
-HYPERTENSIVE_DISORDER = frozenset({"38341003", "59621000", "1201005", "10725009", "78975002", "31992008",
-                                   "48194001", "237279007", "16147005", "69909000", "64715009", "38481006"})
+DIABETES = frozenset(
+    {
+        "73211009",  # diabetes mellitus (parent)
+        "44054006",
+        "46635009",
+        "190330002",
+        "199223000",
+        "237599002",
+        "8801005",  # type 2, type 1, …, secondary
+        # Complications that name the diabetes (Synthea records them beside it; an import may carry them alone).
+        "127013003",
+        "422034002",
+        "368581000119106",
+        "1551000119108",
+        "1501000119109",
+    }
+)
+HYPERTENSIVE_DISORDER = frozenset(
+    {
+        "38341003",
+        "59621000",
+        "1201005",
+        "10725009",
+        "78975002",
+        "31992008",
+        "48194001",
+        "237279007",
+        "16147005",
+        "69909000",
+        "64715009",
+        "38481006",
+    }
+)
 # Hypertension that predates the pregnancy (38341003 counts unless it began in this pregnancy; see risk.py).
-CHRONIC_HYPERTENSION = frozenset({"38341003", "59621000", "1201005", "10725009", "78975002", "31992008",
-                                  "64715009", "38481006"})  # … hypertensive heart disease, hypertensive renal disease
+CHRONIC_HYPERTENSION = frozenset(
+    {"38341003", "59621000", "1201005", "10725009", "78975002", "31992008", "64715009", "38481006"}
+)  # … hypertensive heart disease, hypertensive renal disease
 ANAEMIA = frozenset({"271737000", "27342004", "87522002", "234347009"})
 MULTIPLE_PREGNANCY = frozenset({"16356006", "65147003", "237239003", "45384004"})
 HIV = frozenset({"86406008", "165816005", "62479008"})  # HIV infection, HIV positive, AIDS
@@ -73,30 +99,51 @@ TOBACCO_USER = "110483000"
 NORMAL_PREGNANCY = "72892002"
 CAESAREAN = frozenset({"11466000", "274130007", "177141003"})
 # Curated lists (descendants recognised by code): chronic kidney disease and autoimmune disease.
-KIDNEY_DISEASE = frozenset({
-    "90708001", "709044004",  # kidney disease (parent), chronic kidney disease
-    "431855005", "431856006", "433144002", "431857002", "433146000", "46177005",  # CKD stages 1–5, ESRD
-    "42399005", "90688005", "236425005", "723190009",  # renal failure, chronic renal failure, chronic renal impairment
-    "36171008", "52254009", "127013003", "38481006",  # glomerulonephritis, nephrotic, diabetic and hypertensive renal disease
-    "698306007",  # awaiting transplantation of kidney
-})
-AUTOIMMUNE_DISEASE = frozenset({
-    "85828009",  # autoimmune disease (parent)
-    "55464009", "200936003",  # systemic lupus erythematosus
-    "7188005", "26593000",  # antiphospholipid syndrome
-    "69896004",  # rheumatoid arthritis
-    "31996006",  # vasculitis
-    "83901003",  # Sjögren
-    "89155008",  # systemic sclerosis
-})
+KIDNEY_DISEASE = frozenset(
+    {
+        "90708001",
+        "709044004",  # kidney disease (parent), chronic kidney disease
+        "431855005",
+        "431856006",
+        "433144002",
+        "431857002",
+        "433146000",
+        "46177005",  # CKD stages 1–5, ESRD
+        "42399005",
+        "90688005",
+        "236425005",
+        "723190009",  # renal failure, chronic renal failure, chronic renal impairment
+        "36171008",
+        "52254009",
+        "127013003",
+        "38481006",  # glomerulonephritis, nephrotic, diabetic and hypertensive renal disease
+        "698306007",  # awaiting transplantation of kidney
+    }
+)
+AUTOIMMUNE_DISEASE = frozenset(
+    {
+        "85828009",  # autoimmune disease (parent)
+        "55464009",
+        "200936003",  # systemic lupus erythematosus
+        "7188005",
+        "26593000",  # antiphospholipid syndrome
+        "69896004",  # rheumatoid arthritis
+        "31996006",  # vasculitis
+        "83901003",  # Sjögren
+        "89155008",  # systemic sclerosis
+    }
+)
 
 # Normal pregnancy, "patient currently pregnant", high-risk pregnancy, and the pregnancy complications above.
-PREGNANCY_CONDITIONS = frozenset({NORMAL_PREGNANCY, "77386006", "47200007"}) | PRE_ECLAMPSIA | GESTATIONAL_DIABETES | MULTIPLE_PREGNANCY
+PREGNANCY_CONDITIONS = (
+    frozenset({NORMAL_PREGNANCY, "77386006", "47200007"}) | PRE_ECLAMPSIA | GESTATIONAL_DIABETES | MULTIPLE_PREGNANCY
+)
 # Miscarriage (first trimester, any), tubal pregnancy, blighted ovum.
 PREGNANCY_ENDING_CONDITIONS = frozenset({"19169002", "17369002", "79586000", "35999006"})
 # Births, instrumental delivery (236974004) and induced termination of pregnancy (714812005).
-PREGNANCY_ENDING_PROCEDURES = frozenset({"11466000", "31208007", "177184002", "236973005", "177141003", "274130007",
-                                         "236974004", "714812005"})
+PREGNANCY_ENDING_PROCEDURES = frozenset(
+    {"11466000", "31208007", "177184002", "236973005", "177141003", "274130007", "236974004", "714812005"}
+)
 # How long after her pregnancy ended the prompt still says how and when it ended (post-abortion and
 # postnatal care run six weeks; a woman seen within twelve is still being seen because of it).
 RECENT_PREGNANCY_END_DAYS = 84

@@ -54,9 +54,13 @@ class PeerSummary:
         if self.helped_by_situation is None and self.recommended_by_situation is None:
             return self
         advice, care = advice_situation(pregnancy), care_situation(pregnancy)
-        return replace(self, recommended=list((self.recommended_by_situation or {}).get(advice, [])),
-                       helped=list((self.helped_by_situation or {}).get(care, [])),
-                       situation=situation_words(advice), care_situation=situation_words(care))
+        return replace(
+            self,
+            recommended=list((self.recommended_by_situation or {}).get(advice, [])),
+            helped=list((self.helped_by_situation or {}).get(care, [])),
+            situation=situation_words(advice),
+            care_situation=situation_words(care),
+        )
 
     @property
     def cohort_size(self) -> int:
@@ -98,9 +102,11 @@ def self_section(s: SelfInformed) -> list[tuple[int, str]]:
     if s.pregnancy.dated:
         facts.append(f"pregnant, {s.pregnancy.label} (from the {s.pregnancy.basis})")
     elif s.pregnancy.pregnant:
-        facts.append(f"pregnant, gestational age not recorded ({s.pregnancy.basis}): the pregnancy rules read her values of "
-                     f"the last {_span(s.pregnancy.window_days)}, and those that need the gestational age "
-                     f"({', '.join(GESTATIONAL_AGE_RULES)}) were not applied")
+        facts.append(
+            f"pregnant, gestational age not recorded ({s.pregnancy.basis}): the pregnancy rules read her values of "
+            f"the last {_span(s.pregnancy.window_days)}, and those that need the gestational age "
+            f"({', '.join(GESTATIONAL_AGE_RULES)}) were not applied"
+        )
     else:
         facts.append(s.pregnancy.label)  # "not pregnant", or how and when her pregnancy ended if recently
     if s.bmi:
@@ -111,7 +117,14 @@ def self_section(s: SelfInformed) -> list[tuple[int, str]]:
     else:
         lines.append((NEVER_CUT, "- Risk flags: none raised by the WHO antenatal rules."))
     if s.latest:
-        lines.append((1, "- Latest results: " + "; ".join(f"{label} {value} ({ago(days)})" for label, value, days in s.latest) + "."))
+        lines.append(
+            (
+                1,
+                "- Latest results: "
+                + "; ".join(f"{label} {value} ({ago(days)})" for label, value, days in s.latest)
+                + ".",
+            )
+        )
     if s.conditions:
         lines.append((1, "- Active conditions: " + "; ".join(s.conditions[:12]) + "."))
     if s.medicines:
@@ -139,40 +152,76 @@ def peer_section(p: PeerSummary | None) -> list[tuple[int, str]]:
     if p is None or not p.cohort_size:
         return [(NEVER_CUT, "- No peer model has been trained yet: no similar-patient information.")]
     if p.basis == "features":
-        basis = ("She has too few care ratings of her own, so peers were matched on clinical features "
-                 "(age, parity, gestational age, BMI category, risk flags)")
+        basis = (
+            "She has too few care ratings of her own, so peers were matched on clinical features "
+            "(age, parity, gestational age, BMI category, risk flags)"
+        )
     else:
         basis = "Peers were matched on similar care-item ratings (Surprise KNNBaseline)"
     lines = [(NEVER_CUT, f"- {basis}: {p.cohort_size} similar patients, mean similarity {p.mean_similarity:.2f}.")]
     if p.predicted:
-        lines.append((1, "- Predicted to help her (not yet tried; predicted rating out of 5): "
-                      + "; ".join(f"{name} {score:.1f}" for name, score in p.predicted) + "."))
+        lines.append(
+            (
+                1,
+                "- Predicted to help her (not yet tried; predicted rating out of 5): "
+                + "; ".join(f"{name} {score:.1f}" for name, score in p.predicted)
+                + ".",
+            )
+        )
     # Situated peers (PeerSummary.situated) name the situation their advice and ratings come from.
     while_she_is = f" while {p.care_situation}" if p.care_situation else ""
     at_visits_like_hers = f" at comparable visits ({p.situation})" if p.situation else ""
     if p.helped:
-        lines.append((2, f"- What helped similar patients{while_she_is} (mean rating, raters): "
-                      + "; ".join(f"{name} {mean:.1f} ({n})" for name, mean, n in p.helped) + "."))
+        lines.append(
+            (
+                2,
+                f"- What helped similar patients{while_she_is} (mean rating, raters): "
+                + "; ".join(f"{name} {mean:.1f} ({n})" for name, mean, n in p.helped)
+                + ".",
+            )
+        )
     elif p.care_situation:
-        lines.append((2, f"- No care-item ratings from similar patients in a comparable situation ({p.care_situation})."))
+        lines.append(
+            (2, f"- No care-item ratings from similar patients in a comparable situation ({p.care_situation}).")
+        )
     if p.recommended:
-        lines.append((1, f"- Their physicians most often recommended{at_visits_like_hers}: "
-                      + "; ".join(f"{item} ({share:.0%})" for item, share in p.recommended) + "."))
+        lines.append(
+            (
+                1,
+                f"- Their physicians most often recommended{at_visits_like_hers}: "
+                + "; ".join(f"{item} ({share:.0%})" for item, share in p.recommended)
+                + ".",
+            )
+        )
     elif p.situation:
         lines.append((1, f"- No similar patient's physician advice from a comparable situation ({p.situation})."))
     return lines
 
 
-def compose(history: PatientHistory, question: str, template: TemplateSpec, *, peer: PeerSummary | None = None,
-            knowledge: list[str] = (), count_tokens: Callable[[str], int], identifiers: list[str] = (),
-            summary: SelfInformed | None = None) -> ComposedPrompt:
+def compose(
+    history: PatientHistory,
+    question: str,
+    template: TemplateSpec,
+    *,
+    peer: PeerSummary | None = None,
+    knowledge: list[str] = (),
+    count_tokens: Callable[[str], int],
+    identifiers: list[str] = (),
+    summary: SelfInformed | None = None,
+) -> ComposedPrompt:
     summary = summary or summarise(history)
     sections = [
-        Section("instructions", template.titles.get("instructions", "Instructions"), [(NEVER_CUT, template.instructions)]),
+        Section(
+            "instructions", template.titles.get("instructions", "Instructions"), [(NEVER_CUT, template.instructions)]
+        ),
         Section("self", template.titles["self"], self_section(summary)),
         Section("peer", template.titles["peer"], peer_section(peer.situated(summary.pregnancy) if peer else None)),
         # The best two passages weigh like her latest results; further ones go before her trends.
-        Section("knowledge", template.titles["knowledge"], [(1 if n <= 2 else 3, f"[{n}] {passage}") for n, passage in enumerate(knowledge, 1)]),
+        Section(
+            "knowledge",
+            template.titles["knowledge"],
+            [(1 if n <= 2 else 3, f"[{n}] {passage}") for n, passage in enumerate(knowledge, 1)],
+        ),
         Section("question", template.titles["question"], [(NEVER_CUT, question.strip())]),
     ]
     sections = [s for s in sections if s.lines]
@@ -184,11 +233,23 @@ def compose(history: PatientHistory, question: str, template: TemplateSpec, *, p
         text = _render(sections)
         tokens = count_tokens(text)
     clean, redactions = scrub(text, identifiers)
-    clean_sections = [{"source": s.source, "title": s.title, "text": scrub(s.text, identifiers)[0]} for s in sections if s.lines]
-    peers = [{"similarity": round(similarity, 4), "basis": peer.basis} for similarity in peer.similarities] if peer else []
+    clean_sections = [
+        {"source": s.source, "title": s.title, "text": scrub(s.text, identifiers)[0]} for s in sections if s.lines
+    ]
+    peers = (
+        [{"similarity": round(similarity, 4), "basis": peer.basis} for similarity in peer.similarities] if peer else []
+    )
     flags = [RiskFlag(f.code, f.label, scrub(f.evidence, identifiers)[0]) for f in summary.flags]
-    return ComposedPrompt(clean, clean_sections, flags, peers, count_tokens(clean) if redactions else tokens,
-                          tokens > template.token_budget, redactions, summary)
+    return ComposedPrompt(
+        clean,
+        clean_sections,
+        flags,
+        peers,
+        count_tokens(clean) if redactions else tokens,
+        tokens > template.token_budget,
+        redactions,
+        summary,
+    )
 
 
 def _render(sections: list[Section]) -> str:
@@ -205,8 +266,10 @@ def _drop_one_line(sections: list[Section]) -> bool:
     peers, then her record; within a section the last line first."""
     candidates = [
         (priority, -CUT_ORDER.index(section.source), index, section)
-        for section in sections if section.source in CUT_ORDER
-        for index, (priority, _) in enumerate(section.lines) if priority != NEVER_CUT
+        for section in sections
+        if section.source in CUT_ORDER
+        for index, (priority, _) in enumerate(section.lines)
+        if priority != NEVER_CUT
     ]
     if not candidates:
         return False
@@ -215,11 +278,15 @@ def _drop_one_line(sections: list[Section]) -> bool:
     return True
 
 
-def inputs_hash(history: PatientHistory, question: str, template_version: str, peer: PeerSummary | None,
-                knowledge: list[str] = ()) -> str:
+def inputs_hash(
+    history: PatientHistory, question: str, template_version: str, peer: PeerSummary | None, knowledge: list[str] = ()
+) -> str:
     """A fingerprint of everything that made the prompt: the same inputs give the same prompt."""
     payload = {
-        "history": asdict(history), "question": question.strip(), "template": template_version,
-        "peer": asdict(peer) if peer is not None and is_dataclass(peer) else None, "knowledge": list(knowledge),
+        "history": asdict(history),
+        "question": question.strip(),
+        "template": template_version,
+        "peer": asdict(peer) if peer is not None and is_dataclass(peer) else None,
+        "knowledge": list(knowledge),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

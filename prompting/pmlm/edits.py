@@ -44,21 +44,29 @@ SENTENCES = {
     "flags_by_name": "Address each of her risk flags by name: {flags}.",
     "no_flags": "She has no risk flag: give the routine care for her stage.",
     "monitoring": "Give the monitoring plan with intervals, and when to escalate.",
-    "results": ("Say which of her latest results (blood pressure, haemoglobin, glucose, BMI) are normal and which need "
-                "action, with the next step for each."),
-    "stage_care": ("Include the routine care due at her stage of pregnancy: daily iron and folic acid, the scans due, "
-                   "fetal movements, and birth planning near term."),
+    "results": (
+        "Say which of her latest results (blood pressure, haemoglobin, glucose, BMI) are normal and which need "
+        "action, with the next step for each."
+    ),
+    "stage_care": (
+        "Include the routine care due at her stage of pregnancy: daily iron and folic acid, the scans due, "
+        "fetal movements, and birth planning near term."
+    ),
     "return_signs": "End with when she should come back sooner: bleeding, reduced fetal movements, severe headache.",
 }
 # The same sentences for a woman who is not pregnant: never antenatal care after her pregnancy has ended.
 SENTENCES_AFTER_PREGNANCY = {
-    "stage_care": ("Include the care due now that her pregnancy has ended: bleeding and signs of infection, "
-                   "contraception, anti-D if she is RhD negative, and her mood."),
+    "stage_care": (
+        "Include the care due now that her pregnancy has ended: bleeding and signs of infection, "
+        "contraception, anti-D if she is RhD negative, and her mood."
+    ),
     "return_signs": "End with when she should come back sooner: heavy bleeding, fever, severe abdominal pain.",
 }
 SENTENCES_NOT_PREGNANT = {
-    "stage_care": ("Include the routine care due for her, who is not pregnant: contraception or, if she plans a "
-                   "pregnancy, folic acid before conception, and cervical screening."),
+    "stage_care": (
+        "Include the routine care due for her, who is not pregnant: contraception or, if she plans a "
+        "pregnancy, folic acid before conception, and cervical screening."
+    ),
     "return_signs": "End with when she should come back sooner: heavy bleeding, fever, severe abdominal pain.",
 }
 
@@ -87,12 +95,20 @@ MENU: tuple[Edit, ...] = (
     Edit("E4", "routine care for her stage", ("stage_care",)),
     Edit("E5", "when to come back sooner, last", ("return_signs",)),
     Edit("E6", "peers' line dropped", drop=PEER_ADVICE + PEER_CARE),
-    Edit("E7", "risk flags by name, routine care for her stage, when to come back", ("flags_by_name", "stage_care", "return_signs"),
-         restate_flags=True),
+    Edit(
+        "E7",
+        "risk flags by name, routine care for her stage, when to come back",
+        ("flags_by_name", "stage_care", "return_signs"),
+        restate_flags=True,
+    ),
     # E7 without the routine list: E7 raised the reward but made the model name routine care her physician had
     # not (key-item precision fell), so the menu offers the flags and the return signs alone.
-    Edit("E8", "risk flags by name and when to come back, without the routine list", ("flags_by_name", "return_signs"),
-         restate_flags=True),
+    Edit(
+        "E8",
+        "risk flags by name and when to come back, without the routine list",
+        ("flags_by_name", "return_signs"),
+        restate_flags=True,
+    ),
 )
 BY_CODE = {edit.code: edit for edit in MENU}
 IDENTITY = MENU[0].code
@@ -120,8 +136,11 @@ def instruction_sentences(edit: Edit, risk_flag_labels: Sequence[str], pregnancy
     sentences = []
     for name in edit.sentences:
         if name == "flags_by_name":
-            sentences.append(library["flags_by_name"].format(flags="; ".join(risk_flag_labels)) if risk_flag_labels
-                             else library["no_flags"])
+            sentences.append(
+                library["flags_by_name"].format(flags="; ".join(risk_flag_labels))
+                if risk_flag_labels
+                else library["no_flags"]
+            )
         else:
             sentences.append(library[name])
     return sentences
@@ -135,8 +154,10 @@ def library_lines(risk_flag_labels: Sequence[str]) -> list[str]:
     """Every line an edit can add for her, as rendered: what the guard knows to be the library's."""
     every = Edit("all", "", tuple(SENTENCES))
     sentences = [_restated(risk_flag_labels)] + [
-        sentence for state in ("pregnant", "not pregnant", "not pregnant: her pregnancy ended")
-        for sentence in instruction_sentences(every, risk_flag_labels, state)]
+        sentence
+        for state in ("pregnant", "not pregnant", "not pregnant: her pregnancy ended")
+        for sentence in instruction_sentences(every, risk_flag_labels, state)
+    ]
     return [f"- {sentence}" for sentence in dict.fromkeys(sentences)]
 
 
@@ -162,8 +183,15 @@ def edited_sections(sections: Sequence[dict], edit: Edit, risk_flag_labels: Sequ
         added.append(_restated(risk_flag_labels))
     added += instruction_sentences(edit, risk_flag_labels, pregnancy_words(sections))
     if added:
-        out.append({"source": "instructions", "title": EDIT_TITLE, "text": "\n".join(f"- {s}" for s in added),
-                    "refined": True, "edit": edit.code})
+        out.append(
+            {
+                "source": "instructions",
+                "title": EDIT_TITLE,
+                "text": "\n".join(f"- {s}" for s in added),
+                "refined": True,
+                "edit": edit.code,
+            }
+        )
     return out
 
 

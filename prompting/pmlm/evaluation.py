@@ -32,8 +32,12 @@ from .rewards import Embed, Reference, closeness, score_guidance
 VARIANTS = ("general", "self", "peer", "pmlm", "pmlm_best_edit", "pmlm_rl")
 REFINED_VARIANTS = ("pmlm_best_edit", "pmlm_rl")  # both need a finished refinement run
 VARIANT_LABELS = {
-    "general": "General (question alone)", "self": "Self-informed", "peer": "Peer-informed",
-    "pmlm": "PMLM (initial prompt)", "pmlm_best_edit": "PMLM + best fixed edit", "pmlm_rl": "PMLM + RL (edit per patient)",
+    "general": "General (question alone)",
+    "self": "Self-informed",
+    "peer": "Peer-informed",
+    "pmlm": "PMLM (initial prompt)",
+    "pmlm_best_edit": "PMLM + best fixed edit",
+    "pmlm_rl": "PMLM + RL (edit per patient)",
 }
 # Paired differences every row reports: from `general`, and from `pmlm` (what refinement adds).
 BASELINES = ("general", "pmlm")
@@ -106,23 +110,43 @@ def flags_mentioned(guidance: str, flags: Sequence[dict]) -> tuple[float | None,
         return None, [], []
     mentioned, missed = [], []
     for flag in flags:
-        pattern = FLAG_TERMS.get(flag["code"]) or "|".join(re.escape(w) for w in re.findall(r"[a-z]{5,}", flag["label"].lower()))
+        pattern = FLAG_TERMS.get(flag["code"]) or "|".join(
+            re.escape(w) for w in re.findall(r"[a-z]{5,}", flag["label"].lower())
+        )
         (mentioned if pattern and re.search(pattern, guidance, re.IGNORECASE) else missed).append(flag["label"])
     return round(len(mentioned) / len(flags), 4), mentioned, missed
 
 
-def guidance_metrics(guidance: str, recommendation: str, flags: Sequence[dict], safety_warnings: int, embed: Embed,
-                     judge: float | None = None, unsupported_claims: int | None = None) -> dict:
+def guidance_metrics(
+    guidance: str,
+    recommendation: str,
+    flags: Sequence[dict],
+    safety_warnings: int,
+    embed: Embed,
+    judge: float | None = None,
+    unsupported_claims: int | None = None,
+) -> dict:
     """Every figure of one guidance against the physician's recommendation for the encounter;
     `unsupported_claims`: how many of its sentences grounding.py marked (None: not checked)."""
     score = score_guidance(guidance, Reference(recommendation), embed)
     flag_share, mentioned, missed = flags_mentioned(guidance, flags)
     return {
-        "closeness": round(closeness(score), 4), "similarity": score.similarity, "rouge_l": score.rouge_l,
-        "key_item_coverage": score.coverage, "key_item_precision": score.precision, "flag_mention_rate": flag_share,
-        "safety_warning_rate": 1.0 if safety_warnings else 0.0, "safety_warnings": safety_warnings,
-        "unsupported_claims": unsupported_claims, "words": len(guidance.split()), "judge": judge,
-        "covered": score.covered, "missed": score.missed, "extra": score.extra, "flags_mentioned": mentioned, "flags_missed": missed,
+        "closeness": round(closeness(score), 4),
+        "similarity": score.similarity,
+        "rouge_l": score.rouge_l,
+        "key_item_coverage": score.coverage,
+        "key_item_precision": score.precision,
+        "flag_mention_rate": flag_share,
+        "safety_warning_rate": 1.0 if safety_warnings else 0.0,
+        "safety_warnings": safety_warnings,
+        "unsupported_claims": unsupported_claims,
+        "words": len(guidance.split()),
+        "judge": judge,
+        "covered": score.covered,
+        "missed": score.missed,
+        "extra": score.extra,
+        "flags_mentioned": mentioned,
+        "flags_missed": missed,
     }
 
 
@@ -163,8 +187,14 @@ def _per_patient(values: dict[str, list[float]], patients: list[str]) -> tuple[n
     return sums, counts
 
 
-def summarise(scored: Sequence[Scored], *, resamples: int = 1000, seed: int = 7, level: float = 0.95,
-              metrics: Sequence[str] = tuple(METRICS)) -> list[dict]:
+def summarise(
+    scored: Sequence[Scored],
+    *,
+    resamples: int = 1000,
+    seed: int = 7,
+    level: float = 0.95,
+    metrics: Sequence[str] = tuple(METRICS),
+) -> list[dict]:
     """One row per (endpoint, retrieval, variant): n, the mean of each metric, its bootstrap CI,
     and the paired differences in closeness from `general` and from `pmlm`, each with its CI."""
     if not scored:
@@ -177,12 +207,20 @@ def summarise(scored: Sequence[Scored], *, resamples: int = 1000, seed: int = 7,
         if key not in keys:
             keys.append(key)
     keys.sort(key=lambda k: (k[0], not k[1], VARIANTS.index(k[2]) if k[2] in VARIANTS else len(VARIANTS)))
-    base = {(s.endpoint, s.rag, s.variant, s.example): s.metrics.get("closeness") for s in scored if s.variant in BASELINES}
+    base = {
+        (s.endpoint, s.rag, s.variant, s.example): s.metrics.get("closeness") for s in scored if s.variant in BASELINES
+    }
     rows = []
     for endpoint, rag, variant in keys:
         group = [s for s in scored if (s.endpoint, s.rag, s.variant) == (endpoint, rag, variant)]
-        row = {"variant": variant, "rag": rag, "endpoint": endpoint, "n": len(group),
-               "patients": len({s.patient for s in group}), "ci": {}}
+        row = {
+            "variant": variant,
+            "rag": rag,
+            "endpoint": endpoint,
+            "n": len(group),
+            "patients": len({s.patient for s in group}),
+            "ci": {},
+        }
         for metric in metrics:
             by_patient: dict[str, list[float]] = {}
             for s in group:
@@ -193,9 +231,13 @@ def summarise(scored: Sequence[Scored], *, resamples: int = 1000, seed: int = 7,
             row[metric] = round(float(np.mean(values)), 4) if values else None
             row["ci"][metric] = _interval(*_per_patient(by_patient, patients), weights, level) if values else None
         for baseline in BASELINES:
-            pairs = [(s.patient, float(s.metrics["closeness"]) - base[(endpoint, rag, baseline, s.example)]) for s in group
-                     if variant != baseline and s.metrics.get("closeness") is not None
-                     and base.get((endpoint, rag, baseline, s.example)) is not None]
+            pairs = [
+                (s.patient, float(s.metrics["closeness"]) - base[(endpoint, rag, baseline, s.example)])
+                for s in group
+                if variant != baseline
+                and s.metrics.get("closeness") is not None
+                and base.get((endpoint, rag, baseline, s.example)) is not None
+            ]
             difference = paired_difference(pairs, patients=patients, weights=weights, level=level)
             row[f"closeness_vs_{baseline}"] = difference["difference"]
             row["ci"][f"closeness_vs_{baseline}"] = difference["ci"]
@@ -203,8 +245,15 @@ def summarise(scored: Sequence[Scored], *, resamples: int = 1000, seed: int = 7,
     return rows
 
 
-def paired_difference(pairs: Sequence[tuple[object, float]], *, resamples: int = 1000, seed: int = 7, level: float = 0.95,
-                      patients: Sequence | None = None, weights: np.ndarray | None = None) -> dict:
+def paired_difference(
+    pairs: Sequence[tuple[object, float]],
+    *,
+    resamples: int = 1000,
+    seed: int = 7,
+    level: float = 0.95,
+    patients: Sequence | None = None,
+    weights: np.ndarray | None = None,
+) -> dict:
     """The mean of paired differences (patient, difference) and its bootstrap interval resampling
     patients: two encounters of one woman move together. `patients` and `weights` let a table
     share one set of resamples across rows."""
@@ -216,5 +265,9 @@ def paired_difference(pairs: Sequence[tuple[object, float]], *, resamples: int =
     patients = list(patients) if patients is not None else sorted(by_patient, key=str)
     weights = weights if weights is not None else _weights(patients, resamples, seed)
     values = [v for vs in by_patient.values() for v in vs]
-    return {"difference": round(float(np.mean(values)), 4), "ci": _interval(*_per_patient(by_patient, patients), weights, level),
-            "n": len(values), "patients": len(by_patient)}
+    return {
+        "difference": round(float(np.mean(values)), 4),
+        "ci": _interval(*_per_patient(by_patient, patients), weights, level),
+        "n": len(values),
+        "patients": len(by_patient),
+    }

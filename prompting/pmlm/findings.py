@@ -12,13 +12,29 @@ import re
 # Findings text may only attribute to her when her context mentions them: a policy or an answer
 # that calls a woman with normal blood pressure pre-eclamptic steers care with a false fact.
 FINDINGS = {
-    "pre-eclampsia": r"pre-?eclamp", "eclampsia": r"(?<!pre-)(?<!pre)eclampsia", "hypertension": r"hypertens",
-    "diabetes": r"diabet", "anaemia": r"an(?:a)?emi", "obesity": r"obes", "underweight": r"underweight",
-    "smoking": r"smok|tobacco|cigarette", "alcohol": r"alcohol", "caffeine": r"caffeine", "HIV": r"\bhiv\b",
-    "syphilis": r"syphilis", "hepatitis": r"hepatitis", "tuberculosis": r"tubercul|\btb\b", "infection": r"infection",
-    "group B streptococcus": r"streptococ|\bgbs\b", "RhD negative": r"rh\s?d?[- ]negative|rhesus",
-    "twins": r"twin|multiple pregnancy", "caesarean": r"caesarean|cesarean|c-section", "post-term": r"post-?term|overdue",
-    "preterm": r"pre-?term", "bleeding": r"bleed|haemorrhage|hemorrhage", "placenta": r"placent",
+    "pre-eclampsia": r"pre-?eclamp",
+    "eclampsia": r"(?<!pre-)(?<!pre)eclampsia",
+    "hypertension": r"hypertens",
+    "diabetes": r"diabet",
+    "anaemia": r"an(?:a)?emi",
+    "obesity": r"obes",
+    "underweight": r"underweight",
+    "smoking": r"smok|tobacco|cigarette",
+    "alcohol": r"alcohol",
+    "caffeine": r"caffeine",
+    "HIV": r"\bhiv\b",
+    "syphilis": r"syphilis",
+    "hepatitis": r"hepatitis",
+    "tuberculosis": r"tubercul|\btb\b",
+    "infection": r"infection",
+    "group B streptococcus": r"streptococ|\bgbs\b",
+    "RhD negative": r"rh\s?d?[- ]negative|rhesus",
+    "twins": r"twin|multiple pregnancy",
+    "caesarean": r"caesarean|cesarean|c-section",
+    "post-term": r"post-?term|overdue",
+    "preterm": r"pre-?term",
+    "bleeding": r"bleed|haemorrhage|hemorrhage",
+    "placenta": r"placent",
     "miscarriage": r"miscarr|pregnancy loss",
 }
 FINDING_PATTERNS = {name: re.compile(pattern, re.IGNORECASE) for name, pattern in FINDINGS.items()}
@@ -53,6 +69,6 @@ def affirmed_findings(context: str) -> set[str]:
         for name, pattern in FINDING_PATTERNS.items():
             if name in found or (negated and name not in _NO_NEGATION_CHECK):
                 continue
-            if any(not _RISK_OF.search(item[:m.start()]) for m in pattern.finditer(item)):
+            if any(not _RISK_OF.search(item[: m.start()]) for m in pattern.finditer(item)):
                 found.add(name)
     return found

@@ -35,52 +35,210 @@ _HISTORY_OF = re.compile(r"\b(?:previous\s+|past\s+)?history of\b", re.IGNORECAS
 _SUBJECT = r"(?:she|you|the patient|the woman|this woman|this patient)"
 # Words that make what follows a risk, a test, a hypothetical, a negation or advice, not a fact about her.
 _HEDGES = {
-    "risk", "risks", "chance", "chances", "likelihood", "odds", "likely", "unlikely", "may", "might", "could", "can",
-    "would", "should", "must", "will", "need", "needs", "to", "for", "about", "against", "of", "or", "if",
-    "sign", "signs", "symptom", "symptoms", "screening", "screen", "screened", "test", "tests", "tested", "testing",
-    "check", "checked", "checks", "no", "not", "never", "without", "prevent", "prevention", "avoid", "avoiding", "stop",
-    "quit", "reduce", "protection", "offered", "advised", "counselled", "asked", "developing", "develop", "become",
+    "risk",
+    "risks",
+    "chance",
+    "chances",
+    "likelihood",
+    "odds",
+    "likely",
+    "unlikely",
+    "may",
+    "might",
+    "could",
+    "can",
+    "would",
+    "should",
+    "must",
+    "will",
+    "need",
+    "needs",
+    "to",
+    "for",
+    "about",
+    "against",
+    "of",
+    "or",
+    "if",
+    "sign",
+    "signs",
+    "symptom",
+    "symptoms",
+    "screening",
+    "screen",
+    "screened",
+    "test",
+    "tests",
+    "tested",
+    "testing",
+    "check",
+    "checked",
+    "checks",
+    "no",
+    "not",
+    "never",
+    "without",
+    "prevent",
+    "prevention",
+    "avoid",
+    "avoiding",
+    "stop",
+    "quit",
+    "reduce",
+    "protection",
+    "offered",
+    "advised",
+    "counselled",
+    "asked",
+    "developing",
+    "develop",
+    "become",
 }
 # Verbs that make the next "her" an object ("give her iron"), not a possessive ("her iron").
-_GIVING = {"offer", "give", "giving", "prescribe", "start", "advise", "tell", "ask", "refer", "encourage", "recommend",
-           "help", "remind", "counsel", "teach", "provide", "send", "allow", "let", "show", "get", "make", "support",
-           "about", "whether", "for", "on"}
+_GIVING = {
+    "offer",
+    "give",
+    "giving",
+    "prescribe",
+    "start",
+    "advise",
+    "tell",
+    "ask",
+    "refer",
+    "encourage",
+    "recommend",
+    "help",
+    "remind",
+    "counsel",
+    "teach",
+    "provide",
+    "send",
+    "allow",
+    "let",
+    "show",
+    "get",
+    "make",
+    "support",
+    "about",
+    "whether",
+    "for",
+    "on",
+}
 _CONDITIONAL = re.compile(r"\b(?:if|unless|whether|when|once|until|in case|should)\s*$", re.IGNORECASE)
-_AFTER_NOT_HERS = re.compile(r"^[\w-]*\s+(?:status|test|tests|testing|screen|screening|serology|result|results|risk)\b",
-                             re.IGNORECASE)
+_AFTER_NOT_HERS = re.compile(
+    r"^[\w-]*\s+(?:status|test|tests|testing|screen|screening|serology|result|results|risk)\b", re.IGNORECASE
+)
 _PRESUPPOSE = re.compile(r"\b(?:worsen\w*|exacerbat\w*|aggravat\w*)\s+(?:her\s+|the\s+|existing\s+)?$", re.IGNORECASE)
 _HYPOGLYCAEMIA = re.compile(r"hypoglyc|low blood (?:sugar|glucose)", re.IGNORECASE)
 _DIABETES_TREATED = re.compile(r"diabet|insulin|metformin|glibenclamide|hypoglyc", re.IGNORECASE)
 _REFERS_TO_HER = re.compile(r"\b(?:she|her|you|your)\b", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r"[,;:()]|\b(?:which|because|but|as|while|so)\b", re.IGNORECASE)
 
-_UNIT = (r"mg|mcg|µg|micrograms?|g/dl|g/l|mmol/l|mmhg|kg/m2|kg/m²|kg|iu|units?|weeks?|wks?|days?|years?|%|bpm|"
-         r"beats per minute|cm|ml")
+_UNIT = (
+    r"mg|mcg|µg|micrograms?|g/dl|g/l|mmol/l|mmhg|kg/m2|kg/m²|kg|iu|units?|weeks?|wks?|days?|years?|%|bpm|"
+    r"beats per minute|cm|ml"
+)
 _QUANTITY = re.compile(
     rf"(?<![\w.,/])\d+(?:[.,]\d+)?(?:\s*/\s*\d+(?:[.,]\d+)?)?\s*(?:{_UNIT})(?!\w)"
     r"|(?<![\w.,/])\d{2,3}/\d{2,3}(?![\w/])"
     r"|(?<=\bbmi )\d+(?:[.,]\d+)?|(?<=\bbmi of )\d+(?:[.,]\d+)?|(?<=\bbmi is )\d+(?:[.,]\d+)?",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _NUMBER_HEDGES = {
-    "to", "take", "should", "target", "aim", "goal", "below", "above", "under", "over", "less", "more", "than", "least",
-    "most", "keep", "reduce", "increase", "if", "exceeds", "exceed", "reaches", "reach", "rises", "falls", "drops",
-    "every", "within", "after", "before", "until", "from", "by", "up", "maintain", "between", "normal", "ideal",
-    "may", "might", "could", "would", "will", "must", "can", "needs", "need", "no", "not", "never", "advised", "offered",
-    "at", "in", "around", "about", "for", "per",
+    "to",
+    "take",
+    "should",
+    "target",
+    "aim",
+    "goal",
+    "below",
+    "above",
+    "under",
+    "over",
+    "less",
+    "more",
+    "than",
+    "least",
+    "most",
+    "keep",
+    "reduce",
+    "increase",
+    "if",
+    "exceeds",
+    "exceed",
+    "reaches",
+    "reach",
+    "rises",
+    "falls",
+    "drops",
+    "every",
+    "within",
+    "after",
+    "before",
+    "until",
+    "from",
+    "by",
+    "up",
+    "maintain",
+    "between",
+    "normal",
+    "ideal",
+    "may",
+    "might",
+    "could",
+    "would",
+    "will",
+    "must",
+    "can",
+    "needs",
+    "need",
+    "no",
+    "not",
+    "never",
+    "advised",
+    "offered",
+    "at",
+    "in",
+    "around",
+    "about",
+    "for",
+    "per",
 }
 _MEDICINES = {
-    "aspirin": r"aspirin", "labetalol": r"labetalol", "nifedipine": r"nifedipine", "methyldopa": r"methyldopa",
-    "hydralazine": r"hydralazine", "metformin": r"metformin", "insulin": r"insulin", "iron": r"ferrous|ferric|\biron\b",
-    "folic acid": r"folic|folate", "levothyroxine": r"levothyrox|thyroxine", "heparin": r"heparin|enoxaparin|dalteparin|tinzaparin|\blmwh\b",
-    "progesterone": r"progesterone", "calcium": r"calcium", "vitamin D": r"vitamin d|colecalciferol|cholecalciferol",
-    "antiretroviral therapy": r"antiretroviral|dolutegravir|tenofovir|efavirenz|zidovudine", "paracetamol": r"paracetamol|acetaminophen",
-    "nitrofurantoin": r"nitrofurantoin", "cefalexin": r"cefalexin|cephalexin", "azithromycin": r"azithromycin",
-    "metronidazole": r"metronidazole", "omeprazole": r"omeprazole", "sertraline": r"sertraline", "fluoxetine": r"fluoxetine",
-    "citalopram": r"citalopram", "salbutamol": r"salbutamol|albuterol", "prednisolone": r"prednisolone",
-    "lamotrigine": r"lamotrigine", "levetiracetam": r"levetiracetam", "carbamazepine": r"carbamazepine",
+    "aspirin": r"aspirin",
+    "labetalol": r"labetalol",
+    "nifedipine": r"nifedipine",
+    "methyldopa": r"methyldopa",
+    "hydralazine": r"hydralazine",
+    "metformin": r"metformin",
+    "insulin": r"insulin",
+    "iron": r"ferrous|ferric|\biron\b",
+    "folic acid": r"folic|folate",
+    "levothyroxine": r"levothyrox|thyroxine",
+    "heparin": r"heparin|enoxaparin|dalteparin|tinzaparin|\blmwh\b",
+    "progesterone": r"progesterone",
+    "calcium": r"calcium",
+    "vitamin D": r"vitamin d|colecalciferol|cholecalciferol",
+    "antiretroviral therapy": r"antiretroviral|dolutegravir|tenofovir|efavirenz|zidovudine",
+    "paracetamol": r"paracetamol|acetaminophen",
+    "nitrofurantoin": r"nitrofurantoin",
+    "cefalexin": r"cefalexin|cephalexin",
+    "azithromycin": r"azithromycin",
+    "metronidazole": r"metronidazole",
+    "omeprazole": r"omeprazole",
+    "sertraline": r"sertraline",
+    "fluoxetine": r"fluoxetine",
+    "citalopram": r"citalopram",
+    "salbutamol": r"salbutamol|albuterol",
+    "prednisolone": r"prednisolone",
+    "lamotrigine": r"lamotrigine",
+    "levetiracetam": r"levetiracetam",
+    "carbamazepine": r"carbamazepine",
     "magnesium sulfate": r"magnesium sulph|magnesium sulf",
 }
-_CURRENT_ADJECTIVES = r"(?:(?:current|usual|regular|daily|prescribed|low-dose|oral|\d+(?:\.\d+)?\s*(?:mg|mcg|units?|iu))\s+)*"
+_CURRENT_ADJECTIVES = (
+    r"(?:(?:current|usual|regular|daily|prescribed|low-dose|oral|\d+(?:\.\d+)?\s*(?:mg|mcg|units?|iu))\s+)*"
+)
 _MEDICINES_LINE = re.compile(r"current medicines:\s*(.*)", re.IGNORECASE)
 
 
@@ -138,7 +296,7 @@ def _possessed(before: str, max_between: int = 2) -> bool:
     if not match:
         return False
     between = _HISTORY_OF.sub("", match.group(1))
-    preceding = _words(before[:match.start()])
+    preceding = _words(before[: match.start()])
     if preceding and preceding[-1] in _GIVING:
         return False
     return not (set(_words(between)) & _HEDGES)
@@ -151,11 +309,12 @@ def _subject_states(before: str, max_between: int = 6) -> bool:
         pass
     if not match:
         return False
-    tail = _HISTORY_OF.sub("", before[match.end():])
+    tail = _HISTORY_OF.sub("", before[match.end() :])
     if _CLAUSE_BREAK.search(tail) or len(_words(tail)) > max_between or set(_words(tail)) & _HEDGES:
         return False
-    return not _CONDITIONAL.search(before[:match.start()].rstrip()) and not re.search(
-        r"\b(?:if|unless|whether)\b", before[:match.start()], re.IGNORECASE)
+    return not _CONDITIONAL.search(before[: match.start()].rstrip()) and not re.search(
+        r"\b(?:if|unless|whether)\b", before[: match.start()], re.IGNORECASE
+    )
 
 
 def _finding_claims(sentence: str, affirmed: set[str]) -> list[str]:
@@ -166,14 +325,21 @@ def _finding_claims(sentence: str, affirmed: set[str]) -> list[str]:
         for match in pattern.finditer(sentence):
             start = _word_start(sentence, match.start())
             before, after = sentence[:start], sentence[start:]
-            hers = ((_possessed(before) and not _AFTER_NOT_HERS.search(after))
-                    or _subject_states(before) or _PRESUPPOSE.search(before))
+            hers = (
+                (_possessed(before) and not _AFTER_NOT_HERS.search(after))
+                or _subject_states(before)
+                or _PRESUPPOSE.search(before)
+            )
             if hers:
                 reasons.append(f"{name} is stated as hers, but her record does not affirm it")
                 break
-    if ("diabetes" not in affirmed and _HYPOGLYCAEMIA.search(sentence) and _REFERS_TO_HER.search(sentence)
-            and not re.search(r"\b(?:if|unless|whether)\b", sentence, re.IGNORECASE)
-            and not any("diabetes" in r for r in reasons)):
+    if (
+        "diabetes" not in affirmed
+        and _HYPOGLYCAEMIA.search(sentence)
+        and _REFERS_TO_HER.search(sentence)
+        and not re.search(r"\b(?:if|unless|whether)\b", sentence, re.IGNORECASE)
+        and not any("diabetes" in r for r in reasons)
+    ):
         reasons.append("low blood sugar presumes diabetes treatment, but her record has no diabetes")
     return reasons
 
@@ -185,16 +351,19 @@ def _number_claims(sentence: str, known: set[str]) -> list[str]:
         invented = sorted(numbers(quantity) - known)
         if not invented:
             continue
-        before = sentence[:match.start()]
-        anchor = re.search(r"\b(?:her|your)\s+((?:[\w'-]+\s+){0,4}?)(?:is|was|of|reads|reading|measured|remains|[:=])?\s*$",
-                           before, re.IGNORECASE)
+        before = sentence[: match.start()]
+        anchor = re.search(
+            r"\b(?:her|your)\s+((?:[\w'-]+\s+){0,4}?)(?:is|was|of|reads|reading|measured|remains|[:=])?\s*$",
+            before,
+            re.IGNORECASE,
+        )
         subject = re.search(rf"\b{_SUBJECT}\s+((?:[\w'-]+\s+){{0,4}}?)$", before, re.IGNORECASE)
         hers = False
         if anchor and not (set(_words(anchor.group(1))) & _NUMBER_HEDGES):
-            preceding = _words(before[:anchor.start()])
+            preceding = _words(before[: anchor.start()])
             hers = not (preceding and preceding[-1] in _GIVING)
         if not hers and subject and not (set(_words(subject.group(1))) & _NUMBER_HEDGES):
-            hers = not re.search(r"\b(?:if|unless|whether|when)\b", before[:subject.start()], re.IGNORECASE)
+            hers = not re.search(r"\b(?:if|unless|whether|when)\b", before[: subject.start()], re.IGNORECASE)
         if hers:
             reasons.append(f"{quantity} is found nowhere in her record")
     return reasons
@@ -208,16 +377,23 @@ def _medicine_claims(sentence: str, medicines_text: str) -> list[str]:
         for match in pattern.finditer(sentence):
             start = _word_start(sentence, match.start())
             before = sentence[:start]
-            continued = re.search(rf"\b(?:continue|continuing|continues|keep|remain|stay|stays|remains)\s+(?:on\s+|taking\s+|with\s+)?"
-                                  rf"(?:her\s+|your\s+)?{_CURRENT_ADJECTIVES}$", before, re.IGNORECASE)
+            continued = re.search(
+                rf"\b(?:continue|continuing|continues|keep|remain|stay|stays|remains)\s+(?:on\s+|taking\s+|with\s+)?"
+                rf"(?:her\s+|your\s+)?{_CURRENT_ADJECTIVES}$",
+                before,
+                re.IGNORECASE,
+            )
             possessive = re.search(rf"\b(?:her|your)\s+{_CURRENT_ADJECTIVES}$", before, re.IGNORECASE)
             if possessive:
-                preceding = _words(before[:possessive.start()])
+                preceding = _words(before[: possessive.start()])
                 possessive = not (preceding and preceding[-1] in _GIVING)
-            taking = re.search(rf"\b{_SUBJECT}\s+(?:is\s+|was\s+|has\s+been\s+)?(?:currently\s+|already\s+|still\s+|now\s+)?"
-                               rf"(?:takes|taking|on|uses|using|prescribed|receiving|receives)\s+{_CURRENT_ADJECTIVES}$",
-                               before, re.IGNORECASE)
-            if taking and re.search(r"\b(?:if|unless|whether|when)\b", before[:taking.start()], re.IGNORECASE):
+            taking = re.search(
+                rf"\b{_SUBJECT}\s+(?:is\s+|was\s+|has\s+been\s+)?(?:currently\s+|already\s+|still\s+|now\s+)?"
+                rf"(?:takes|taking|on|uses|using|prescribed|receiving|receives)\s+{_CURRENT_ADJECTIVES}$",
+                before,
+                re.IGNORECASE,
+            )
+            if taking and re.search(r"\b(?:if|unless|whether|when)\b", before[: taking.start()], re.IGNORECASE):
                 taking = None
             if continued or possessive or taking:
                 reasons.append(f"{name} is stated as a current medicine, but it is not among her medicines")
@@ -237,8 +413,11 @@ def unsupported_claims(guidance: str, context: str, medicines: Sequence[str] | N
     claims = []
     for start, end in sentences(guidance):
         sentence = guidance[start:end]
-        found = {"finding": _finding_claims(sentence, affirmed), "number": _number_claims(sentence, known),
-                 "medicine": _medicine_claims(sentence, medicines_text)}
+        found = {
+            "finding": _finding_claims(sentence, affirmed),
+            "number": _number_claims(sentence, known),
+            "medicine": _medicine_claims(sentence, medicines_text),
+        }
         reasons = [r for rs in found.values() for r in rs]
         if reasons:
             claims.append(Claim(sentence, start, end, "; ".join(reasons), tuple(k for k, rs in found.items() if rs)))

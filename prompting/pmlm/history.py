@@ -38,7 +38,12 @@ class Diagnosis:
 
     @property
     def active(self) -> bool:
-        return self.abated_days_ago is None and self.clinical_status not in ("resolved", "inactive", "remission", "entered-in-error")
+        return self.abated_days_ago is None and self.clinical_status not in (
+            "resolved",
+            "inactive",
+            "remission",
+            "entered-in-error",
+        )
 
 
 @dataclass(frozen=True)
@@ -146,9 +151,13 @@ class PatientHistory:
             if not kept(x.onset_days_ago):
                 continue
             if x.abated_days_ago is not None and x.abated_days_ago < d:
-                diagnoses.append(replace(x, onset_days_ago=shifted(x.onset_days_ago), abated_days_ago=None, clinical_status="active"))
+                diagnoses.append(
+                    replace(x, onset_days_ago=shifted(x.onset_days_ago), abated_days_ago=None, clinical_status="active")
+                )
             else:
-                diagnoses.append(replace(x, onset_days_ago=shifted(x.onset_days_ago), abated_days_ago=shifted(x.abated_days_ago)))
+                diagnoses.append(
+                    replace(x, onset_days_ago=shifted(x.onset_days_ago), abated_days_ago=shifted(x.abated_days_ago))
+                )
         return PatientHistory(
             age_years=self.age_years,
             readings=[replace(r, days_ago=r.days_ago - d) for r in self.readings if r.days_ago >= d],

@@ -17,10 +17,12 @@ DEFAULT_SHARE = 0.25
 
 def _position(key: Hashable, seed: int) -> float:
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2 ** 64
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_patients(keys: Iterable[Hashable], *, share: float = DEFAULT_SHARE, seed: int = DEFAULT_SEED) -> tuple[list, list]:
+def split_patients(
+    keys: Iterable[Hashable], *, share: float = DEFAULT_SHARE, seed: int = DEFAULT_SEED
+) -> tuple[list, list]:
     """(learning, held_out), each in a seeded order. With two or more patients each side has at least one."""
     if not 0 < share < 1:
         raise ValueError(f"The held-out share must be between 0 and 1, got {share!r}.")

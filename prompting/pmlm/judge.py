@@ -58,13 +58,21 @@ FLAG_POINTS = 5
 GENERAL_CRITERIA = (
     Criterion("Says what should be monitored and when to escalate or seek urgent review.", 3, "completeness"),
     Criterion("Is concise and organised for a busy clinician (short points, no filler).", 2, "communication"),
-    Criterion("Recommends a medicine that is unsafe in pregnancy (for example an ACE inhibitor, warfarin, "
-              "isotretinoin or a statin) without a warning.", -8, "accuracy"),
+    Criterion(
+        "Recommends a medicine that is unsafe in pregnancy (for example an ACE inhibitor, warfarin, "
+        "isotretinoin or a statin) without a warning.",
+        -8,
+        "accuracy",
+    ),
     Criterion("States a dose, test result or finding that is made up or contradicts itself.", -5, "accuracy"),
-    Criterion("Gives only generic advice that would fit any pregnant woman, ignoring her situation.", -3, "context_awareness"),
+    Criterion(
+        "Gives only generic advice that would fit any pregnant woman, ignoring her situation.", -3, "context_awareness"
+    ),
 )
 
-GRADER_SYSTEM = "You grade answers of a clinical decision-support assistant against one rubric item. Reply with JSON only."
+GRADER_SYSTEM = (
+    "You grade answers of a clinical decision-support assistant against one rubric item. Reply with JSON only."
+)
 GRADER_TEMPLATE = """Question from the clinician:
 {question}
 
@@ -79,16 +87,30 @@ undesirable thing. Reply with JSON only: {{"explanation": "<one sentence>", "cri
 
 def rubric(recommendation: str, flags: Sequence[dict]) -> list[Criterion]:
     """The rubric for one encounter: the physician's key items, her risk flags, then general criteria."""
-    criteria = [Criterion(ITEM_CRITERIA[item], ITEM_POINTS, "accuracy") for item in sorted(key_items(recommendation))
-                if item in ITEM_CRITERIA]
-    criteria += [Criterion(f"Addresses her risk flag: {flag['label']}.", FLAG_POINTS, "context_awareness") for flag in flags]
+    criteria = [
+        Criterion(ITEM_CRITERIA[item], ITEM_POINTS, "accuracy")
+        for item in sorted(key_items(recommendation))
+        if item in ITEM_CRITERIA
+    ]
+    criteria += [
+        Criterion(f"Addresses her risk flag: {flag['label']}.", FLAG_POINTS, "context_awareness") for flag in flags
+    ]
     return criteria + list(GENERAL_CRITERIA)
 
 
 def grader_messages(question: str, answer: str, criterion: Criterion) -> list[dict]:
-    return [{"role": "system", "content": GRADER_SYSTEM},
-            {"role": "user", "content": GRADER_TEMPLATE.format(question=question.strip(), answer=answer.strip() or "(empty)",
-                                                                points=criterion.points, criterion=criterion.text)}]
+    return [
+        {"role": "system", "content": GRADER_SYSTEM},
+        {
+            "role": "user",
+            "content": GRADER_TEMPLATE.format(
+                question=question.strip(),
+                answer=answer.strip() or "(empty)",
+                points=criterion.points,
+                criterion=criterion.text,
+            ),
+        },
+    ]
 
 
 def parse_verdict(text: str) -> bool | None:
@@ -123,6 +145,8 @@ def rubric_score(criteria: Sequence[Criterion], verdicts: Sequence[bool | None])
 def judge_guidance(question: str, answer: str, criteria: Sequence[Criterion], ask: Callable[[list[dict]], str]) -> dict:
     """Grade one answer on every criterion; `ask(messages) -> text` is the pinned judge model."""
     verdicts = [parse_verdict(ask(grader_messages(question, answer, criterion))) for criterion in criteria]
-    return {"score": rubric_score(criteria, verdicts),
-            "criteria": [{**c.as_dict(), "met": v} for c, v in zip(criteria, verdicts)],
-            "unreadable": sum(v is None for v in verdicts)}
+    return {
+        "score": rubric_score(criteria, verdicts),
+        "criteria": [{**c.as_dict(), "met": v} for c, v in zip(criteria, verdicts)],
+        "unreadable": sum(v is None for v in verdicts),
+    }

@@ -73,7 +73,9 @@ class SituationsAt:
         return self._cache[key]
 
 
-def advice_shares(advice: Mapping[int, list[tuple[Situations, set[str]]]], neighbour_ids, top: int = 5) -> dict[str, list[list]]:
+def advice_shares(
+    advice: Mapping[int, list[tuple[Situations, set[str]]]], neighbour_ids, top: int = 5
+) -> dict[str, list[list]]:
     """For each situation, the key items their physicians recommended most often there, with the
     share of the neighbours who had advice written in that situation."""
     per_situation: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -90,7 +92,9 @@ def advice_shares(advice: Mapping[int, list[tuple[Situations, set[str]]]], neigh
     return shares
 
 
-def helped_shares(ratings: Mapping[int, list[tuple[Situations, str, float]]], neighbour_ids, top: int = 5) -> dict[str, list[list]]:
+def helped_shares(
+    ratings: Mapping[int, list[tuple[Situations, str, float]]], neighbour_ids, top: int = 5
+) -> dict[str, list[list]]:
     """For pregnant and not pregnant, the care items at least two neighbours rated in that
     situation with a mean of 3.5 or more, best first; each neighbour's latest rating there counts
     (`ratings` in time order)."""
@@ -105,8 +109,10 @@ def helped_shares(ratings: Mapping[int, list[tuple[Situations, str, float]]], ne
         scores: dict[str, list[float]] = defaultdict(list)
         for (_, item), rating in by_rater.items():
             scores[item].append(rating)
-        ranked = sorted(([item, round(sum(v) / len(v), 2), len(v)] for item, v in scores.items() if len(v) >= MIN_RATERS),
-                        key=lambda h: (-h[1], -h[2], h[0]))
+        ranked = sorted(
+            ([item, round(sum(v) / len(v), 2), len(v)] for item, v in scores.items() if len(v) >= MIN_RATERS),
+            key=lambda h: (-h[1], -h[2], h[0]),
+        )
         helped[situation] = [h for h in ranked if h[1] >= HELPED_MEAN][:top]
     return helped
 

@@ -98,20 +98,29 @@ def _split(ratings: list[Rating], fraction: float, seed: int) -> tuple[list[Rati
 def _fit(ratings: list[Rating], params: PeerParameters, with_knn: bool):
     data = _RatingsDataset(ratings)
     trainset = data.build_full_trainset()
-    svd = SVD(n_factors=params.svd_factors, n_epochs=params.svd_epochs, lr_all=params.svd_lr, reg_all=params.svd_reg,
-              random_state=params.seed)
+    svd = SVD(
+        n_factors=params.svd_factors,
+        n_epochs=params.svd_epochs,
+        lr_all=params.svd_lr,
+        reg_all=params.svd_reg,
+        random_state=params.seed,
+    )
     svd.fit(trainset)
     knn = None
     if with_knn:
-        knn = KNNBaseline(k=params.k, sim_options={"name": "pearson_baseline", "user_based": True, "shrinkage": 10},
-                          bsl_options={"method": "als", "n_epochs": 10}, verbose=False)
+        knn = KNNBaseline(
+            k=params.k,
+            sim_options={"name": "pearson_baseline", "user_based": True, "shrinkage": 10},
+            bsl_options={"method": "als", "n_epochs": 10},
+            verbose=False,
+        )
         knn.fit(trainset)
     return trainset, svd, knn
 
 
 def _rmse_mae(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     errors = np.array([p - t for p, t in pairs])
-    return float(np.sqrt(np.mean(errors ** 2))), float(np.mean(np.abs(errors)))
+    return float(np.sqrt(np.mean(errors**2))), float(np.mean(np.abs(errors)))
 
 
 def _precision_at_5(predictions: dict[int, list[tuple[float, float]]], constant: bool = False) -> tuple[float, float]:
@@ -157,18 +166,24 @@ def evaluate(train: list[Rating], test: list[Rating], params: PeerParameters, wi
             per_patient[key].append((estimate, truth))
         rmse, mae = _rmse_mae(pairs)
         precision, coverage = _precision_at_5(per_patient, constant=name == "global_mean")
-        metrics[name] = {"rmse": round(rmse, 4), "mae": round(mae, 4), "precision_at_5": round(precision, 4),
-                         "coverage": round(coverage, 4)}
+        metrics[name] = {
+            "rmse": round(rmse, 4),
+            "mae": round(mae, 4),
+            "precision_at_5": round(precision, 4),
+            "coverage": round(coverage, 4),
+        }
     return metrics
 
 
-def _cosine_top_k(vectors: np.ndarray, rows: list[int], k: int, block: int = 1024) -> dict[int, list[tuple[int, float]]]:
+def _cosine_top_k(
+    vectors: np.ndarray, rows: list[int], k: int, block: int = 1024
+) -> dict[int, list[tuple[int, float]]]:
     """For each row index, the k most cosine-similar other rows (blockwise: memory stays O(block × n))."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = vectors / np.where(norms == 0, 1, norms)
     out = {}
     for start in range(0, len(rows), block):
-        chunk = rows[start:start + block]
+        chunk = rows[start : start + block]
         sims = unit[chunk] @ unit.T
         for offset, row in enumerate(chunk):
             sims[offset, row] = -np.inf
@@ -179,8 +194,9 @@ def _cosine_top_k(vectors: np.ndarray, rows: list[int], k: int, block: int = 102
     return out
 
 
-def train_peer_model(ratings: list[Rating], features: dict[int, np.ndarray], params: PeerParameters | None = None,
-                     progress=None) -> PeerTraining:
+def train_peer_model(
+    ratings: list[Rating], features: dict[int, np.ndarray], params: PeerParameters | None = None, progress=None
+) -> PeerTraining:
     """Train, evaluate on held-out ratings, refit on everything and precompute every patient's peers.
 
     `features` holds a clinical feature vector for every patient (cold start uses it); keys of
@@ -217,7 +233,7 @@ def train_peer_model(ratings: list[Rating], features: dict[int, np.ndarray], par
         for key in warm:
             row = sim[inner[key]].copy()
             row[inner[key]] = -np.inf
-            top = np.argpartition(-row, min(params.k, len(row) - 1))[:params.k]
+            top = np.argpartition(-row, min(params.k, len(row) - 1))[: params.k]
             ranked = sorted(((int(j), float(row[j])) for j in top if row[j] > 0), key=lambda p: -p[1])
             profiles[key] = PeerProfile("ratings", [(trainset.to_raw_uid(j), round(s, 4)) for j, s in ranked], [])
     else:
@@ -225,11 +241,15 @@ def train_peer_model(ratings: list[Rating], features: dict[int, np.ndarray], par
         rows = [inner[key] for key in warm]
         found = _cosine_top_k(np.asarray(svd.pu), rows, params.k)
         for key in warm:
-            profiles[key] = PeerProfile("ratings", [(trainset.to_raw_uid(j), round(s, 4)) for j, s in found[inner[key]]], [])
+            profiles[key] = PeerProfile(
+                "ratings", [(trainset.to_raw_uid(j), round(s, 4)) for j, s in found[inner[key]]], []
+            )
     items = sorted({item for _, item, _ in ratings})
     for key in warm:
         untried = [item for item in items if item not in rated[key]]
-        predicted = sorted(((item, round(float(svd.predict(key, item).est), 2)) for item in untried), key=lambda p: -p[1])
+        predicted = sorted(
+            ((item, round(float(svd.predict(key, item).est), 2)) for item in untried), key=lambda p: -p[1]
+        )
         profiles[key].predicted = predicted[:5]
 
     cold = [key for key in features if key not in profiles]
@@ -241,7 +261,9 @@ def train_peer_model(ratings: list[Rating], features: dict[int, np.ndarray], par
         found = _closest(_standardise(matrix), [position[key] for key in cold], params.k)
         for key in cold:
             neighbours = [(keys[j], round(s, 4)) for j, s in found[position[key]]]
-            profiles[key] = PeerProfile("features", neighbours, _neighbour_predictions(neighbours, rated, rated.get(key, {})))
+            profiles[key] = PeerProfile(
+                "features", neighbours, _neighbour_predictions(neighbours, rated, rated.get(key, {}))
+            )
     timings["neighbours_s"] = round(time.perf_counter() - started, 3)
     metrics["patients"] = len(set(features) | users)
     metrics["patients_with_ratings"] = len(users)
@@ -258,28 +280,40 @@ def _closest(vectors: np.ndarray, rows: list[int], k: int, block: int = 1024) ->
     return _nearest(vectors, rows, vectors[rows], k, block=block, rows_are_reference=True)
 
 
-def _nearest(reference: np.ndarray, rows: list, queries: np.ndarray, k: int, block: int = 1024,
-             rows_are_reference: bool = False) -> dict:
+def _nearest(
+    reference: np.ndarray, rows: list, queries: np.ndarray, k: int, block: int = 1024, rows_are_reference: bool = False
+) -> dict:
     """For each query (named by `rows`), the k nearest reference rows. When the queries are
     reference rows themselves (`rows` are their indices), none is its own neighbour."""
-    squares = (reference ** 2).sum(axis=1)
+    squares = (reference**2).sum(axis=1)
     scale = np.sqrt(reference.shape[1])
     out = {}
     for start in range(0, len(rows), block):
-        chunk, vectors = rows[start:start + block], queries[start:start + block]
-        distances = np.sqrt(np.maximum((vectors ** 2).sum(axis=1)[:, None] + squares[None, :] - 2 * vectors @ reference.T, 0))
+        chunk, vectors = rows[start : start + block], queries[start : start + block]
+        distances = np.sqrt(
+            np.maximum((vectors**2).sum(axis=1)[:, None] + squares[None, :] - 2 * vectors @ reference.T, 0)
+        )
         if rows_are_reference:
             for offset, row in enumerate(chunk):
                 distances[offset, row] = np.inf
         top = np.argpartition(distances, min(k, distances.shape[1] - 1), axis=1)[:, :k]
         for offset, row in enumerate(chunk):
-            ranked = [(int(j), float(1 / (1 + distances[offset, j] / scale))) for j in top[offset] if np.isfinite(distances[offset, j])]
+            ranked = [
+                (int(j), float(1 / (1 + distances[offset, j] / scale)))
+                for j in top[offset]
+                if np.isfinite(distances[offset, j])
+            ]
             out[row] = sorted(ranked, key=lambda p: (-p[1], p[0]))
     return out
 
 
-def unseen_profiles(features: dict, rated: dict[object, dict[str, float]], unseen: dict, own: dict[object, dict[str, float]],
-                    k: int = PeerParameters.k) -> dict:
+def unseen_profiles(
+    features: dict,
+    rated: dict[object, dict[str, float]],
+    unseen: dict,
+    own: dict[object, dict[str, float]],
+    k: int = PeerParameters.k,
+) -> dict:
     """Peers for patients the model never learnt from, found as any patient new to it would be:
     the k training patients nearest on clinical features, and what those rated highly among the
     items she has not tried.
@@ -321,15 +355,33 @@ def _neighbour_predictions(neighbours, rated, own: dict[str, float]) -> list[tup
 
 # --- clinical features for cold start ---------------------------------------------------------------------
 
-FEATURE_FLAGS = ("hypertension", "pre_eclampsia_risk", "anaemia", "gestational_diabetes", "diabetes_in_pregnancy",
-                 "obese", "overweight", "underweight", "tobacco_use", "substance_use", "previous_c_section", "multiple_pregnancy")
+FEATURE_FLAGS = (
+    "hypertension",
+    "pre_eclampsia_risk",
+    "anaemia",
+    "gestational_diabetes",
+    "diabetes_in_pregnancy",
+    "obese",
+    "overweight",
+    "underweight",
+    "tobacco_use",
+    "substance_use",
+    "previous_c_section",
+    "multiple_pregnancy",
+)
 
 
-def clinical_features(age: int | None, parity: int | None, gestational_weeks: int | None, bmi_category: str | None,
-                      flags: set[str]) -> np.ndarray:
+def clinical_features(
+    age: int | None, parity: int | None, gestational_weeks: int | None, bmi_category: str | None, flags: set[str]
+) -> np.ndarray:
     """Age, parity, gestational age, BMI category and risk flags as one numeric vector."""
     return np.array(
-        [float(age or 30), float(parity or 0), float(gestational_weeks or 0), 1.0 if gestational_weeks is not None else 0.0]
+        [
+            float(age or 30),
+            float(parity or 0),
+            float(gestational_weeks or 0),
+            1.0 if gestational_weeks is not None else 0.0,
+        ]
         + [1.0 if bmi_category == c else 0.0 for c in ("underweight", "normal weight", "overweight", "obese")]
         + [1.0 if f in flags else 0.0 for f in FEATURE_FLAGS]
     )

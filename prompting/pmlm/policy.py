@@ -35,8 +35,11 @@ def build_base_checkpoint(target_dir: Path, *, gguf: Path | None = None) -> Path
     target_dir.parent.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
-        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True))
+        str(gguf.parent),
+        gguf_file=gguf.name,
+        dtype=torch.float32,
+        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
+    )
     # Plain float32 weights now: a leftover quantisation config would make loaders expect GGUF blocks.
     hf_quantizer = getattr(model, "hf_quantizer", None)
     if hf_quantizer is not None:

@@ -20,9 +20,13 @@ from .findings import FINDING_PATTERNS
 from .findings import numbers as _numbers
 
 PROBLEM_LABELS = {
-    "dropped_flag": "dropped a risk flag", "dropped_fact": "dropped a fact the prompt always carries",
-    "identifier": "carried an identifier", "over_budget": "over the token budget", "malformed": "not an edit of the menu",
-    "invented_number": "stated a number not in her context", "invented_finding": "mentioned a finding not in her context",
+    "dropped_flag": "dropped a risk flag",
+    "dropped_fact": "dropped a fact the prompt always carries",
+    "identifier": "carried an identifier",
+    "over_budget": "over the token budget",
+    "malformed": "not an edit of the menu",
+    "invented_number": "stated a number not in her context",
+    "invented_finding": "mentioned a finding not in her context",
     "policy_error": "the policy failed",
 }
 
@@ -40,12 +44,26 @@ class Problem:
 
 def record_facts(initial_sections: Sequence[dict]) -> list[str]:
     """The lines of her record every prompt carries: her state and her risk flags (never cut by the composer)."""
-    lines = [line.strip() for s in initial_sections if s["source"] == "self" for line in s["text"].splitlines() if line.strip()]
+    lines = [
+        line.strip()
+        for s in initial_sections
+        if s["source"] == "self"
+        for line in s["text"].splitlines()
+        if line.strip()
+    ]
     return lines[:2]
 
 
-def check_refined(*, initial_text: str, initial_sections: Sequence[dict], risk_flag_labels: Sequence[str], refined: str,
-                  identifiers: Sequence[str], count_tokens: Callable[[str], int], token_budget: int) -> list[Problem]:
+def check_refined(
+    *,
+    initial_text: str,
+    initial_sections: Sequence[dict],
+    risk_flag_labels: Sequence[str],
+    refined: str,
+    identifiers: Sequence[str],
+    count_tokens: Callable[[str], int],
+    token_budget: int,
+) -> list[Problem]:
     """Every reason the refined prompt may not replace the initial one (empty: it may)."""
     problems = []
     lowered = refined.lower()
@@ -68,5 +86,7 @@ def check_refined(*, initial_text: str, initial_sections: Sequence[dict], risk_f
             problems.append(Problem("invented_finding", finding))
     tokens, budget = count_tokens(refined), token_budget + EDIT_TOKEN_ALLOWANCE
     if tokens > budget:
-        problems.append(Problem("over_budget", f"{tokens} tokens, budget {budget} (the template's and what an edit may add)"))
+        problems.append(
+            Problem("over_budget", f"{tokens} tokens, budget {budget} (the template's and what an edit may add)")
+        )
     return problems

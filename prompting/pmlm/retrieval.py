@@ -31,7 +31,7 @@ def chunk_text(text: str, *, words: int = 120, overlap: int = 30) -> list[str]:
     pieces = []
     for sentence in sentences:
         tokens = sentence.split()
-        pieces += [tokens[start:start + words] for start in range(0, len(tokens), words)]
+        pieces += [tokens[start : start + words] for start in range(0, len(tokens), words)]
     chunks, current = [], []
     for piece in pieces:
         if current and len(current) + len(piece) > words:
@@ -78,8 +78,13 @@ class Embedder:
         out = []
         with self._lock, self._torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                batch = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=256,
-                                       return_tensors="pt")
+                batch = self.tokenizer(
+                    texts[start : start + batch_size],
+                    padding=True,
+                    truncation=True,
+                    max_length=256,
+                    return_tensors="pt",
+                )
                 tokens = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
                 pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

@@ -106,9 +106,13 @@ class KeyItemMatch:
 
 def key_item_match(candidate: str, reference: str) -> KeyItemMatch:
     wanted, found = key_items(reference), key_items(candidate)
-    return KeyItemMatch(len(wanted & found) / len(wanted) if wanted else None,
-                        len(wanted & found) / len(found) if found else None,
-                        sorted(wanted & found), sorted(wanted - found), sorted(found - wanted))
+    return KeyItemMatch(
+        len(wanted & found) / len(wanted) if wanted else None,
+        len(wanted & found) / len(found) if found else None,
+        sorted(wanted & found),
+        sorted(wanted - found),
+        sorted(found - wanted),
+    )
 
 
 def score_guidance(guidance: str, reference: Reference, embed: Embed) -> GuidanceScore:
@@ -120,12 +124,22 @@ def score_guidance(guidance: str, reference: Reference, embed: Embed) -> Guidanc
     similarity = max(0.0, float(similarities[0]))
     clinician = None
     if reference.endorsed or reference.rejected:
-        endorsed = similarities[1:1 + len(reference.endorsed)]
-        rejected = similarities[1 + len(reference.endorsed):]
-        clinician = (float(endorsed.mean()) if len(endorsed) else 0.0) - (float(rejected.mean()) if len(rejected) else 0.0)
+        endorsed = similarities[1 : 1 + len(reference.endorsed)]
+        rejected = similarities[1 + len(reference.endorsed) :]
+        clinician = (float(endorsed.mean()) if len(endorsed) else 0.0) - (
+            float(rejected.mean()) if len(rejected) else 0.0
+        )
     items = key_item_match(guidance, reference.recommendation)
-    return GuidanceScore(round(similarity, 4), round(rouge_l(guidance, reference.recommendation), 4), _round(items.coverage),
-                         _round(clinician), items.covered, items.missed, _round(items.precision), items.extra)
+    return GuidanceScore(
+        round(similarity, 4),
+        round(rouge_l(guidance, reference.recommendation), 4),
+        _round(items.coverage),
+        _round(clinician),
+        items.covered,
+        items.missed,
+        _round(items.precision),
+        items.extra,
+    )
 
 
 def _round(value: float | None) -> float | None:

@@ -67,7 +67,12 @@ RULE_ORDER = list(LABELS)
 def _reading_text(r: Reading) -> str:
     if r.quantity is not None:
         return f"{r.quantity:g} {r.unit}".strip()
-    return r.value_display or r.value_string or r.value_code or ("yes" if r.value_boolean else "no" if r.value_boolean is False else "")
+    return (
+        r.value_display
+        or r.value_string
+        or r.value_code
+        or ("yes" if r.value_boolean else "no" if r.value_boolean is False else "")
+    )
 
 
 class _Context:
@@ -122,7 +127,9 @@ def _bmi(ctx: _Context):
 def _tobacco(ctx: _Context):
     status = ctx.h.latest(codes.SMOKING_STATUS)
     if status and status.value_code in codes.CURRENT_SMOKER:
-        ctx.raise_flag("tobacco_use", f"smoking status: {status.value_display or status.value_code} ({ago(status.days_ago)})")
+        ctx.raise_flag(
+            "tobacco_use", f"smoking status: {status.value_display or status.value_code} ({ago(status.days_ago)})"
+        )
         return
     for r in ctx.h.of(codes.SMOKING_STATUS, codes.TOBACCO_USER):
         if r.code == codes.TOBACCO_USER or r.value_code == codes.TOBACCO_USER:
@@ -139,7 +146,9 @@ def _tobacco(ctx: _Context):
 
 def _secondhand(ctx: _Context):
     for r in ctx.h.of(codes.SECONDHAND_SMOKE):
-        exposed = r.value_code == codes.PASSIVE_SMOKER or qualitative(r.value_code, r.value_string, r.value_boolean, r.value_display)
+        exposed = r.value_code == codes.PASSIVE_SMOKER or qualitative(
+            r.value_code, r.value_string, r.value_boolean, r.value_display
+        )
         if exposed:
             ctx.raise_flag("secondhand_smoke", f"second-hand smoke exposure recorded ({ago(r.days_ago)})")
         return
@@ -174,7 +183,9 @@ def _substances(ctx: _Context):
     for r in ctx.h.of(codes.ILLICIT_DRUG_USE):
         if not _within_substance_window(ctx, r.days_ago):
             break
-        if r.value_code in codes.ILLICIT_DRUG_USE_CODES or qualitative(r.value_code, r.value_string, r.value_boolean, r.value_display):
+        if r.value_code in codes.ILLICIT_DRUG_USE_CODES or qualitative(
+            r.value_code, r.value_string, r.value_boolean, r.value_display
+        ):
             ctx.raise_flag("substance_use", f"illicit drug use: {_reading_text(r)} ({ago(r.days_ago)})")
             return
         break
@@ -183,7 +194,12 @@ def _substances(ctx: _Context):
         if habit and _within_substance_window(ctx, habit.days_ago) and (habit.quantity or 0) > 0:
             ctx.raise_flag("substance_use", f"reports {habit.label.lower()}: {habit.value} ({ago(habit.days_ago)})")
             return
-        if habit and kind == "substances" and _within_substance_window(ctx, habit.days_ago) and habit.value not in ("stopped", "none", "no"):
+        if (
+            habit
+            and kind == "substances"
+            and _within_substance_window(ctx, habit.days_ago)
+            and habit.value not in ("stopped", "none", "no")
+        ):
             ctx.raise_flag("substance_use", f"reports {habit.value} ({ago(habit.days_ago)})")
             return
 
@@ -196,7 +212,10 @@ def _alcohol_current(r: Reading) -> bool:
     text = (r.value_string or r.value_display).strip().lower()
     if not text:
         return bool(r.value_boolean)
-    return not any(word in text for word in ("never", "non", "none", "no ", "denies", "former", "ex-", "quit", "stopped")) and text != "no"
+    return (
+        not any(word in text for word in ("never", "non", "none", "no ", "denies", "former", "ex-", "quit", "stopped"))
+        and text != "no"
+    )
 
 
 def _caffeine(ctx: _Context):
@@ -215,7 +234,11 @@ def _anaemia(ctx: _Context):
         hb = to_g_dl(r.quantity, r.unit) if r.quantity is not None else None
         if hb is None:
             continue
-        evidence = f"haemoglobin {hb:.1f} g/dL" + (f" ({r.quantity:g} {r.unit})" if r.unit.lower() != "g/dl" else "") + f" ({ago(r.days_ago)})"
+        evidence = (
+            f"haemoglobin {hb:.1f} g/dL"
+            + (f" ({r.quantity:g} {r.unit})" if r.unit.lower() != "g/dl" else "")
+            + f" ({ago(r.days_ago)})"
+        )
         if hb < 11.0:
             ctx.raise_flag("anaemia", evidence)
         if hb < 7.0:
@@ -234,7 +257,9 @@ def _hypertension(ctx: _Context):
             ctx.raise_flag("severe_hypertension", evidence)
     disorder = ctx.condition(codes.HYPERTENSIVE_DISORDER)
     if disorder:
-        ctx.raise_flag("hypertension", f"condition: {disorder.display or disorder.code} ({ago(disorder.onset_days_ago)})")
+        ctx.raise_flag(
+            "hypertension", f"condition: {disorder.display or disorder.code} ({ago(disorder.onset_days_ago)})"
+        )
 
 
 def _pre_eclampsia(ctx: _Context):
@@ -242,7 +267,10 @@ def _pre_eclampsia(ctx: _Context):
         return
     condition = ctx.condition(codes.PRE_ECLAMPSIA, current_pregnancy_only=True, active_only=False)
     if condition:
-        ctx.raise_flag("pre_eclampsia", f"condition: {condition.display or condition.code} in this pregnancy ({ago(condition.onset_days_ago)})")
+        ctx.raise_flag(
+            "pre_eclampsia",
+            f"condition: {condition.display or condition.code} in this pregnancy ({ago(condition.onset_days_ago)})",
+        )
         return
     readings = [bp for bp in blood_pressures(ctx.h) if ctx.pregnancy.started_within(bp.days_ago)]
     if not readings or not ctx.pregnancy.dated:
@@ -256,8 +284,11 @@ def _pre_eclampsia(ctx: _Context):
         if grade is None:
             continue
         if grade >= 2:
-            ctx.raise_flag("pre_eclampsia", f"BP {bp.systolic:.0f}/{bp.diastolic:.0f} mmHg at {weeks_at_reading:.0f} weeks "
-                                            f"({ago(bp.days_ago)}) with urine protein {_reading_text(r)} ({ago(r.days_ago)})")
+            ctx.raise_flag(
+                "pre_eclampsia",
+                f"BP {bp.systolic:.0f}/{bp.diastolic:.0f} mmHg at {weeks_at_reading:.0f} weeks "
+                f"({ago(bp.days_ago)}) with urine protein {_reading_text(r)} ({ago(r.days_ago)})",
+            )
         return
 
 
@@ -270,7 +301,11 @@ def _pre_eclampsia_risk(ctx: _Context):
             factors.append(f"pre-eclampsia or eclampsia in a past pregnancy ({ago(d.onset_days_ago)})")
             break
     chronic = ctx.condition(codes.CHRONIC_HYPERTENSION)
-    if chronic and (chronic.onset_days_ago is None or not ctx.pregnancy.started_within(chronic.onset_days_ago) or chronic.code != "38341003"):
+    if chronic and (
+        chronic.onset_days_ago is None
+        or not ctx.pregnancy.started_within(chronic.onset_days_ago)
+        or chronic.code != "38341003"
+    ):
         factors.append(f"chronic hypertension ({chronic.display or chronic.code})")
     diabetes = ctx.condition(codes.DIABETES)
     if diabetes:
@@ -342,7 +377,9 @@ def _urinary_infection(ctx: _Context):
     nitrite = ctx.h.latest(codes.URINE_NITRITE)
     nitrite_result = None
     if nitrite is not None:
-        nitrite_result = qualitative(nitrite.value_code, nitrite.value_string, nitrite.value_boolean, nitrite.value_display)
+        nitrite_result = qualitative(
+            nitrite.value_code, nitrite.value_string, nitrite.value_boolean, nitrite.value_display
+        )
         if nitrite_result is None:
             grade = dipstick_grade(nitrite.value_string, nitrite.value_display, None, "", nitrite.value_code)
             nitrite_result = None if grade is None else grade >= 1
@@ -353,13 +390,18 @@ def _urinary_infection(ctx: _Context):
     if leukocytes is not None and nitrite_result is not False:
         grade = dipstick_grade(leukocytes.value_string, leukocytes.value_display, None, "", leukocytes.value_code)
         if grade is not None and grade >= 2:
-            ctx.raise_flag("urinary_infection", f"urine leukocyte esterase {_reading_text(leukocytes)} ({ago(leukocytes.days_ago)})")
+            ctx.raise_flag(
+                "urinary_infection",
+                f"urine leukocyte esterase {_reading_text(leukocytes)} ({ago(leukocytes.days_ago)})",
+            )
 
 
 def _gbs(ctx: _Context):
     test = ctx.h.latest(codes.GBS)
-    if test is not None and (test.value_code == codes.STREP_AGALACTIAE
-                             or qualitative(test.value_code, test.value_string, test.value_boolean, test.value_display)):
+    if test is not None and (
+        test.value_code == codes.STREP_AGALACTIAE
+        or qualitative(test.value_code, test.value_string, test.value_boolean, test.value_display)
+    ):
         ctx.raise_flag("gbs_positive", f"group B streptococcus {_reading_text(test)} ({ago(test.days_ago)})")
         return
     for r in ctx.h.readings:
@@ -371,19 +413,26 @@ def _gbs(ctx: _Context):
 def _rh(ctx: _Context):
     rh = ctx.h.latest(codes.RH_TYPE)
     if rh is not None:
-        if rh.value_code == codes.RH_NEGATIVE or (not rh.value_code and "neg" in (rh.value_string or rh.value_display).lower()):
+        if rh.value_code == codes.RH_NEGATIVE or (
+            not rh.value_code and "neg" in (rh.value_string or rh.value_display).lower()
+        ):
             ctx.raise_flag("rh_negative", f"RhD negative ({ago(rh.days_ago)})")
         return
     combined = ctx.h.latest(codes.ABO_RH)
     if combined is not None:
         text = (combined.value_display or combined.value_string).lower()
         if "neg" in text or text.rstrip().endswith("-"):
-            ctx.raise_flag("rh_negative", f"blood group {combined.value_display or combined.value_string} ({ago(combined.days_ago)})")
+            ctx.raise_flag(
+                "rh_negative",
+                f"blood group {combined.value_display or combined.value_string} ({ago(combined.days_ago)})",
+            )
 
 
 def _post_term(ctx: _Context):
     if ctx.pregnancy.dated and ctx.pregnancy.gestational_days > 40 * 7:
-        ctx.raise_flag("post_term", f"gestational age {ctx.pregnancy.label} at the consultation ({ctx.pregnancy.basis})")
+        ctx.raise_flag(
+            "post_term", f"gestational age {ctx.pregnancy.label} at the consultation ({ctx.pregnancy.basis})"
+        )
 
 
 def _multiple_pregnancy_evidence(ctx: _Context) -> str | None:
@@ -406,7 +455,9 @@ def _multiple_pregnancy(ctx: _Context):
 def _previous_caesarean(ctx: _Context):
     count = ctx.h.latest(codes.PREVIOUS_CAESAREANS)
     if count is not None and count.quantity is not None and count.quantity >= 1:
-        ctx.raise_flag("previous_c_section", f"{count.quantity:g} previous caesarean section(s) recorded ({ago(count.days_ago)})")
+        ctx.raise_flag(
+            "previous_c_section", f"{count.quantity:g} previous caesarean section(s) recorded ({ago(count.days_ago)})"
+        )
         return
     for p in ctx.h.procedures:
         if p.code in codes.CAESAREAN and p.days_ago is not None:
@@ -423,6 +474,7 @@ def _infection_rule(flag: str, name: str, tests, conditions) -> Callable[[_Conte
         condition = ctx.condition(conditions)
         if condition:
             ctx.raise_flag(flag, f"condition: {condition.display or condition.code} ({ago(condition.onset_days_ago)})")
+
     return rule
 
 
@@ -432,8 +484,21 @@ def _latest_habit(h: PatientHistory, kind: str):
 
 
 RULES = [
-    _bmi, _tobacco, _secondhand, _substances, _caffeine, _anaemia, _hypertension, _pre_eclampsia,
-    _pre_eclampsia_risk, _diabetes, _urinary_infection, _gbs, _rh, _post_term, _multiple_pregnancy,
+    _bmi,
+    _tobacco,
+    _secondhand,
+    _substances,
+    _caffeine,
+    _anaemia,
+    _hypertension,
+    _pre_eclampsia,
+    _pre_eclampsia_risk,
+    _diabetes,
+    _urinary_infection,
+    _gbs,
+    _rh,
+    _post_term,
+    _multiple_pregnancy,
     _previous_caesarean,
     _infection_rule("hiv_positive", "HIV", codes.HIV_TESTS, codes.HIV),
     _infection_rule("syphilis_positive", "syphilis", codes.SYPHILIS_TESTS, codes.SYPHILIS),

@@ -49,16 +49,31 @@ def summarise(h: PatientHistory) -> SelfInformed:
     conditions = sorted({d.display or d.code for d in h.diagnoses if d.active and d.onset_days_ago is not None})
     medicines = sorted({m.display or m.code for m in h.medications if m.active and (m.days_ago or 0) <= 365})
     return SelfInformed(
-        age=h.age_years, pregnancy=pregnancy, gravida=gravida, parity=parity, gp_basis=gp_basis, bmi=bmi,
-        flags=risk_flags(h, pregnancy), latest=latest_values(h), trends=all_trends(h, pregnancy, bmi),
-        conditions=conditions, medicines=medicines, allergies=sorted({a.display or a.code for a in h.allergies}),
-        lifestyle=[x for x in current.values() if not x.preference], preferences=[x for x in current.values() if x.preference],
-        engaged=engaged, dropped=dropped,
+        age=h.age_years,
+        pregnancy=pregnancy,
+        gravida=gravida,
+        parity=parity,
+        gp_basis=gp_basis,
+        bmi=bmi,
+        flags=risk_flags(h, pregnancy),
+        latest=latest_values(h),
+        trends=all_trends(h, pregnancy, bmi),
+        conditions=conditions,
+        medicines=medicines,
+        allergies=sorted({a.display or a.code for a in h.allergies}),
+        lifestyle=[x for x in current.values() if not x.preference],
+        preferences=[x for x in current.values() if x.preference],
+        engaged=engaged,
+        dropped=dropped,
     )
 
 
 def habit_phrase(habit: Habit) -> str:
     value = habit.value
-    if habit.quantity is not None and habit.unit and str(int(habit.quantity) if habit.quantity == int(habit.quantity) else habit.quantity) not in value:
+    if (
+        habit.quantity is not None
+        and habit.unit
+        and str(int(habit.quantity) if habit.quantity == int(habit.quantity) else habit.quantity) not in value
+    ):
         value += f" ({habit.quantity:g} {habit.unit})"
     return f"{habit.label.lower()}: {value} ({ago(habit.days_ago)})"

@@ -11,13 +11,19 @@ from .history import PatientHistory
 from .units import to_g_dl, to_kg, to_mm_hg
 
 CHARTS = {
-    "blood_pressure": ("Blood pressure", "mmHg", [("systolic", codes.SYSTOLIC, to_mm_hg), ("diastolic", codes.DIASTOLIC, to_mm_hg)]),
+    "blood_pressure": (
+        "Blood pressure",
+        "mmHg",
+        [("systolic", codes.SYSTOLIC, to_mm_hg), ("diastolic", codes.DIASTOLIC, to_mm_hg)],
+    ),
     "weight": ("Weight", "kg", [("weight", codes.WEIGHT, to_kg)]),
     "haemoglobin": ("Haemoglobin", "g/dL", [("haemoglobin", codes.HAEMOGLOBIN, to_g_dl)]),
 }
 
 
-def pregnancy_series(history: PatientHistory, *, started_days_ago: int, ended_days_ago: int | None = None) -> dict[str, dict]:
+def pregnancy_series(
+    history: PatientHistory, *, started_days_ago: int, ended_days_ago: int | None = None
+) -> dict[str, dict]:
     """{chart: {"title", "unit", "series": [(name, [(week, value), …])]}} for charts with readings."""
     charts = {}
     for key, (title, unit, lines) in CHARTS.items():
@@ -27,7 +33,9 @@ def pregnancy_series(history: PatientHistory, *, started_days_ago: int, ended_da
             for reading in history.of(code):
                 if reading.days_ago is None or reading.quantity is None:
                     continue
-                if reading.days_ago > started_days_ago or (ended_days_ago is not None and reading.days_ago < ended_days_ago):
+                if reading.days_ago > started_days_ago or (
+                    ended_days_ago is not None and reading.days_ago < ended_days_ago
+                ):
                     continue
                 value = convert(reading.quantity, reading.unit)
                 if value is not None:

@@ -38,9 +38,17 @@ def kind_of_patient(sections: Sequence[dict], risk_flag_labels: Sequence[str]) -
     """The kinds a curator reads the policy's choices by: her stage of pregnancy and each risk flag."""
     state = pregnancy_words(sections)
     trimester = re.search(r"trimester (\d)", state)
-    kinds = [f"trimester {trimester.group(1)}" if trimester else
-             "not pregnant" if state == "not pregnant" else "pregnancy ended recently" if state.startswith("not pregnant")
-             else "pregnant, undated" if state.startswith("pregnant") else state]
+    kinds = [
+        f"trimester {trimester.group(1)}"
+        if trimester
+        else "not pregnant"
+        if state == "not pregnant"
+        else "pregnancy ended recently"
+        if state.startswith("not pregnant")
+        else "pregnant, undated"
+        if state.startswith("pregnant")
+        else state
+    ]
     kinds += list(risk_flag_labels) or ["no risk flag"]
     return kinds
 
@@ -49,10 +57,14 @@ def situation_summary(sections: Sequence[dict], risk_flag_labels: Sequence[str],
     """The policy's input: at most about 200 tokens, no identifier: every line, the question
     included, is taken from the de-identified prompt (`question` only when it has no question section)."""
     question = next((s["text"] for s in sections if s["source"] == "question"), question)
-    latest = next((line[len(LATEST):] for line in _self_lines(sections) if line.startswith(LATEST)), "none recorded")
+    latest = next((line[len(LATEST) :] for line in _self_lines(sections) if line.startswith(LATEST)), "none recorded")
     latest = re.sub(r"\s*\([^)]*\)", "", latest)  # "(3 days ago)": when does not change which edit suits her
-    peer_advice = any(line.startswith("- Their physicians most often recommended")
-                      for s in sections if s["source"] == "peer" for line in s["text"].splitlines())
+    peer_advice = any(
+        line.startswith("- Their physicians most often recommended")
+        for s in sections
+        if s["source"] == "peer"
+        for line in s["text"].splitlines()
+    )
     sources = any(s["source"] == "knowledge" for s in sections)
     lines = [
         f"State: {pregnancy_words(sections)}.",
@@ -62,4 +74,4 @@ def situation_summary(sections: Sequence[dict], risk_flag_labels: Sequence[str],
         f"Question: {question.strip()}",
     ]
     text = "\n".join(lines)
-    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS - 1] + "…"
+    return text if len(text) <= MAX_CHARS else text[: MAX_CHARS - 1] + "…"

@@ -89,12 +89,21 @@ class PregnancyEnd:
 
 def _pregnancy_ends(h: PatientHistory) -> list[PregnancyEnd]:
     """Every event in the record that ends a pregnancy, most recent first."""
-    ends = [PregnancyEnd(d.abated_days_ago, "pregnancy episode closed", False)
-            for d in h.diagnosed(codes.PREGNANCY_CONDITIONS) if d.abated_days_ago is not None]
-    ends += [PregnancyEnd(d.onset_days_ago, d.display or d.code, True)
-             for d in h.diagnosed(codes.PREGNANCY_ENDING_CONDITIONS) if d.onset_days_ago is not None]
-    ends += [PregnancyEnd(p.days_ago, p.display or p.code, True)
-             for p in h.procedures if p.code in codes.PREGNANCY_ENDING_PROCEDURES and p.days_ago is not None]
+    ends = [
+        PregnancyEnd(d.abated_days_ago, "pregnancy episode closed", False)
+        for d in h.diagnosed(codes.PREGNANCY_CONDITIONS)
+        if d.abated_days_ago is not None
+    ]
+    ends += [
+        PregnancyEnd(d.onset_days_ago, d.display or d.code, True)
+        for d in h.diagnosed(codes.PREGNANCY_ENDING_CONDITIONS)
+        if d.onset_days_ago is not None
+    ]
+    ends += [
+        PregnancyEnd(p.days_ago, p.display or p.code, True)
+        for p in h.procedures
+        if p.code in codes.PREGNANCY_ENDING_PROCEDURES and p.days_ago is not None
+    ]
     ends += [PregnancyEnd(v.days_ago, "postnatal visit", True) for v in h.visits if v.code in codes.POSTNATAL_VISITS]
     return sorted((e for e in ends if e.days_ago >= 0), key=lambda e: (e.days_ago, not e.specific))
 
@@ -133,19 +142,28 @@ def current_pregnancy(h: PatientHistory) -> Pregnancy:
             continue
         start = round(weeks * 7) + reading.days_ago
         if plausible(start):
-            return Pregnancy(True, start, f"gestational-age observation of {weeks:g} weeks, {reading.days_ago} days ago")
+            return Pregnancy(
+                True, start, f"gestational-age observation of {weeks:g} weeks, {reading.days_ago} days ago"
+            )
         break  # only the latest gestational-age observation speaks for the current pregnancy
     if h.lmp_days_ago is not None and plausible(h.lmp_days_ago):
         return Pregnancy(True, h.lmp_days_ago, "last menstrual period")
-    onsets = [d.onset_days_ago for d in h.diagnosed(codes.PREGNANCY_CONDITIONS)
-              if d.onset_days_ago is not None and d.abated_days_ago is None and plausible(d.onset_days_ago)]
+    onsets = [
+        d.onset_days_ago
+        for d in h.diagnosed(codes.PREGNANCY_CONDITIONS)
+        if d.onset_days_ago is not None and d.abated_days_ago is None and plausible(d.onset_days_ago)
+    ]
     if onsets:
         return Pregnancy(True, max(onsets), "start of the pregnancy episode")
     return undated_pregnancy(h, last_end) or _recently_ended(h)
 
 
-FINDING_NAMES = {**dict.fromkeys(codes.FETUS_COUNT, "number of fetuses"), **dict.fromkeys(codes.FETAL_HEART_RATE, "fetal heart rate"),
-                 codes.FUNDAL_HEIGHT: "symphysis-fundal height", codes.OGTT_1H: "1-hour 75 g OGTT glucose"}
+FINDING_NAMES = {
+    **dict.fromkeys(codes.FETUS_COUNT, "number of fetuses"),
+    **dict.fromkeys(codes.FETAL_HEART_RATE, "fetal heart rate"),
+    codes.FUNDAL_HEIGHT: "symphysis-fundal height",
+    codes.OGTT_1H: "1-hour 75 g OGTT glucose",
+}
 
 
 def undated_pregnancy(h: PatientHistory, last_end: int | None) -> Pregnancy | None:
@@ -154,17 +172,31 @@ def undated_pregnancy(h: PatientHistory, last_end: int | None) -> Pregnancy | No
     the last UNDATED_PREGNANCY_EVIDENCE_DAYS, after anything that ended a pregnancy. Values then
     count as "in this pregnancy" for UNDATED_PREGNANCY_LOOKBACK_DAYS back, stopping the day after
     that end."""
-    def recent(days_ago: int | None) -> bool:
-        return (days_ago is not None and 0 <= days_ago <= codes.UNDATED_PREGNANCY_EVIDENCE_DAYS
-                and (last_end is None or days_ago < last_end))
 
-    evidence = [(v.days_ago, f"antenatal care encounter {ago(v.days_ago)}") for v in h.visits
-                if (v.prenatal or v.code in codes.PRENATAL_VISITS) and recent(v.days_ago)]
-    evidence += [(r.days_ago, f"{FINDING_NAMES[r.code]} recorded {ago(r.days_ago)}") for r in h.of(codes.PREGNANCY_ONLY_FINDINGS)
-                 if recent(r.days_ago)]
+    def recent(days_ago: int | None) -> bool:
+        return (
+            days_ago is not None
+            and 0 <= days_ago <= codes.UNDATED_PREGNANCY_EVIDENCE_DAYS
+            and (last_end is None or days_ago < last_end)
+        )
+
+    evidence = [
+        (v.days_ago, f"antenatal care encounter {ago(v.days_ago)}")
+        for v in h.visits
+        if (v.prenatal or v.code in codes.PRENATAL_VISITS) and recent(v.days_ago)
+    ]
+    evidence += [
+        (r.days_ago, f"{FINDING_NAMES[r.code]} recorded {ago(r.days_ago)}")
+        for r in h.of(codes.PREGNANCY_ONLY_FINDINGS)
+        if recent(r.days_ago)
+    ]
     if not evidence:
         return None
-    lookback = codes.UNDATED_PREGNANCY_LOOKBACK_DAYS if last_end is None else min(codes.UNDATED_PREGNANCY_LOOKBACK_DAYS, last_end - 1)
+    lookback = (
+        codes.UNDATED_PREGNANCY_LOOKBACK_DAYS
+        if last_end is None
+        else min(codes.UNDATED_PREGNANCY_LOOKBACK_DAYS, last_end - 1)
+    )
     return Pregnancy(True, None, min(evidence)[1], lookback_days=lookback)
 
 
@@ -217,7 +249,15 @@ class Bmi:
 
     @property
     def category(self) -> str:
-        return "underweight" if self.value < 18.5 else "obese" if self.value >= 30 else "overweight" if self.value >= 25 else "normal weight"
+        return (
+            "underweight"
+            if self.value < 18.5
+            else "obese"
+            if self.value >= 30
+            else "overweight"
+            if self.value >= 25
+            else "normal weight"
+        )
 
 
 def body_mass_index(h: PatientHistory, pregnancy: Pregnancy) -> Bmi | None:
@@ -249,15 +289,26 @@ def gravida_parity(h: PatientHistory, pregnancy: Pregnancy) -> tuple[int | None,
     g, p = h.latest(codes.GRAVIDA), h.latest(codes.PARITY)
     if g and g.quantity is not None:
         return int(g.quantity), (int(p.quantity) if p and p.quantity is not None else None), "recorded"
-    episodes = sorted({d.onset_days_ago for d in h.diagnosed(codes.PREGNANCY_CONDITIONS | codes.PREGNANCY_ENDING_CONDITIONS)
-                       if d.onset_days_ago is not None}, reverse=True)
+    episodes = sorted(
+        {
+            d.onset_days_ago
+            for d in h.diagnosed(codes.PREGNANCY_CONDITIONS | codes.PREGNANCY_ENDING_CONDITIONS)
+            if d.onset_days_ago is not None
+        },
+        reverse=True,
+    )
     merged: list[int] = []
     for onset in episodes:  # conditions within 30 weeks of each other belong to one pregnancy
         if not merged or merged[-1] - onset > 30 * 7:
             merged.append(onset)
-    births = sum(1 for d in h.diagnosed(codes.PREGNANCY_CONDITIONS) if d.code == codes.NORMAL_PREGNANCY
-                 and d.onset_days_ago is not None and d.abated_days_ago is not None
-                 and d.onset_days_ago - d.abated_days_ago >= 24 * 7)
+    births = sum(
+        1
+        for d in h.diagnosed(codes.PREGNANCY_CONDITIONS)
+        if d.code == codes.NORMAL_PREGNANCY
+        and d.onset_days_ago is not None
+        and d.abated_days_ago is not None
+        and d.onset_days_ago - d.abated_days_ago >= 24 * 7
+    )
     if not merged and not pregnancy.pregnant:
         return None, None, ""
     return max(len(merged), 1 if pregnancy.pregnant else 0), births, "counted from the record"

@@ -20,7 +20,6 @@ summary of her situation (`situation.py`) and emits an edit code from the menu (
 from __future__ import annotations
 
 import copy
-
 import os
 import statistics
 import tempfile
@@ -31,8 +30,8 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from .edits import IDENTITY, MENU, MENU_VERSION, edit_named, edited_sections
 from .composer import render
+from .edits import IDENTITY, MENU, MENU_VERSION, edit_named, edited_sections
 from .evaluation import paired_difference
 from .holdout import split_patients
 from .refine import Problem, check_refined
@@ -69,8 +68,17 @@ class RefinementConfig:
 def default_config(device: str = "cpu", **overrides) -> RefinementConfig:
     """On a CPU: the table on 16 encounters of 16 patients and 40 GRPO steps; on a GPU: more of both, bf16."""
     if device == "cuda":
-        base = RefinementConfig(steps=300, num_generations=8, examples_per_step=8, max_examples=400, examples_per_patient=2,
-                                max_validation=400, trainable_layers=0, device="cuda", bf16=True)
+        base = RefinementConfig(
+            steps=300,
+            num_generations=8,
+            examples_per_step=8,
+            max_examples=400,
+            examples_per_patient=2,
+            max_validation=400,
+            trainable_layers=0,
+            device="cuda",
+            bf16=True,
+        )
     else:
         base = RefinementConfig()
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -112,16 +120,24 @@ class Outcome:
         return not self.problems
 
 
-def edit_prompt(example: Example, code: str, *, count_tokens: Callable[[str], int]) -> tuple[str, list[dict], list[Problem]]:
+def edit_prompt(
+    example: Example, code: str, *, count_tokens: Callable[[str], int]
+) -> tuple[str, list[dict], list[Problem]]:
     """(text, sections, problems) of an edit of the example's initial prompt; the identity edit is the initial prompt."""
     edit = edit_named(code)
     if edit.is_identity:
         return example.initial_text, example.sections, []
     sections = edited_sections(example.sections, edit, example.risk_flag_labels)
     text = render(sections)
-    problems = check_refined(initial_text=example.initial_text, initial_sections=example.sections,
-                             risk_flag_labels=example.risk_flag_labels, refined=text, identifiers=example.identifiers,
-                             count_tokens=count_tokens, token_budget=example.token_budget)
+    problems = check_refined(
+        initial_text=example.initial_text,
+        initial_sections=example.sections,
+        risk_flag_labels=example.risk_flag_labels,
+        refined=text,
+        identifiers=example.identifiers,
+        count_tokens=count_tokens,
+        token_budget=example.token_budget,
+    )
     return text, sections, problems
 
 
@@ -130,8 +146,15 @@ class Scorer:
 
     Outcomes are kept in memory, so the reward table and GRPO never score the same edit twice."""
 
-    def __init__(self, *, answer: Callable[[str], str], embed: Embed, count_tokens: Callable[[str], int],
-                 weights: RewardWeights = RewardWeights(), distinct_calls: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        *,
+        answer: Callable[[str], str],
+        embed: Embed,
+        count_tokens: Callable[[str], int],
+        weights: RewardWeights = RewardWeights(),
+        distinct_calls: Callable[[], int] | None = None,
+    ):
         self.answer, self.embed, self.count_tokens, self.weights = answer, embed, count_tokens, weights
         self._outcomes: dict[tuple[str, str], Outcome] = {}
         self._prompts: set[str] = set()
@@ -149,8 +172,12 @@ class Scorer:
         text, _, problems = edit_prompt(example, code, count_tokens=self.count_tokens)
         if problems:  # never sent: as used, the initial prompt answers, and the edit pays its penalty
             initial = self.outcome(example, IDENTITY)
-            outcome = Outcome(code, round(initial.reward - sum(getattr(self.weights, p.kind) for p in problems), 4), text,
-                              problems=problems)
+            outcome = Outcome(
+                code,
+                round(initial.reward - sum(getattr(self.weights, p.kind) for p in problems), 4),
+                text,
+                problems=problems,
+            )
         else:
             guidance = self.answer(text)
             self._prompts.add(text)
@@ -178,9 +205,14 @@ def split_by_patient(examples: Sequence[Example], *, share: float, seed: int) ->
 # --- 1 and 2: the reward table and the best fixed edit -------------------------------------------------
 
 
-def reward_table(examples: Sequence[Example], scorer: Scorer, *, codes: Sequence[str] = tuple(e.code for e in MENU),
-                 on_progress: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> dict[str, dict[str, float]]:
+def reward_table(
+    examples: Sequence[Example],
+    scorer: Scorer,
+    *,
+    codes: Sequence[str] = tuple(e.code for e in MENU),
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, dict[str, float]]:
     """{example key: {code: reward as used}}; the edits of one prompt are asked one after another."""
     table = {}
     for n, example in enumerate(examples, 1):
@@ -192,7 +224,9 @@ def reward_table(examples: Sequence[Example], scorer: Scorer, *, codes: Sequence
     return table
 
 
-def best_fixed_edit(table: dict[str, dict[str, float]], eligible: Callable[[str], bool] = lambda code: True) -> tuple[str, float]:
+def best_fixed_edit(
+    table: dict[str, dict[str, float]], eligible: Callable[[str], bool] = lambda code: True
+) -> tuple[str, float]:
     """The eligible edit with the best mean reward over the table's examples (ties: the earlier in the
     menu); the initial prompt is always eligible."""
     codes = [code for code in next(iter(table.values())) if code == IDENTITY or eligible(code)]
@@ -211,8 +245,9 @@ def key_item_precision(outcomes: Sequence[Outcome]) -> float | None:
     return _mean_defined(o.score.precision for o in outcomes if o.score is not None)
 
 
-def precision_by_edit(examples: Sequence[Example], scorer: Scorer, codes: Sequence[str] = tuple(e.code for e in MENU)
-                      ) -> dict[str, float | None]:
+def precision_by_edit(
+    examples: Sequence[Example], scorer: Scorer, codes: Sequence[str] = tuple(e.code for e in MENU)
+) -> dict[str, float | None]:
     """Each edit's mean key-item precision on the examples, as used (read from the scorer's outcomes: no new answers)."""
     return {code: key_item_precision([scorer.used(example, code) for example in examples]) for code in codes}
 
@@ -225,15 +260,19 @@ def keeps_precision(precision: float | None, initial: float | None) -> bool:
 
 def edit_gains(table: dict[str, dict[str, float]]) -> dict[str, float]:
     """Each edit's mean reward gain over the initial prompt on the table's examples."""
-    return {code: round(statistics.fmean(row[code] - row[IDENTITY] for row in table.values()), 4)
-            for code in next(iter(table.values()))}
+    return {
+        code: round(statistics.fmean(row[code] - row[IDENTITY] for row in table.values()), 4)
+        for code in next(iter(table.values()))
+    }
 
 
 # --- 3: the policy ----------------------------------------------------------------------------------------
 
-POLICY_SYSTEM = ("You choose how to edit a clinical decision-support prompt for one patient. The edits:\n"
-                 + "\n".join(f"{e.code}: {e.label}" for e in MENU)
-                 + "\nReply with one edit code.")
+POLICY_SYSTEM = (
+    "You choose how to edit a clinical decision-support prompt for one patient. The edits:\n"
+    + "\n".join(f"{e.code}: {e.label}" for e in MENU)
+    + "\nReply with one edit code."
+)
 ANSWER_PREFIX = "Edit E"
 
 
@@ -270,7 +309,9 @@ class EditPolicy:
         self.model = AutoModelForCausalLM.from_pretrained(str(checkpoint)).to(device).eval()
         end = self.tokenizer.eos_token or ""
         self.codes = [e.code for e in MENU]
-        self._suffix_ids = [self.tokenizer(code[1:] + end, add_special_tokens=False)["input_ids"] for code in self.codes]
+        self._suffix_ids = [
+            self.tokenizer(code[1:] + end, add_special_tokens=False)["input_ids"] for code in self.codes
+        ]
 
     def probabilities(self, situation: str) -> dict[str, float]:
         """Her situation is read once; every code's digits then continue from the same cached
@@ -291,9 +332,13 @@ class EditPolicy:
                 state = copy.deepcopy(read.past_key_values)  # a forward pass extends the cache it is given
                 state.batch_repeat_interleave(len(rows))
                 ids = torch.tensor([suffix[:-1] for _, suffix in rows], device=self.device)
-                logprobs = torch.log_softmax(self.model(input_ids=ids, past_key_values=state, use_cache=True).logits.float(), dim=-1)
+                logprobs = torch.log_softmax(
+                    self.model(input_ids=ids, past_key_values=state, use_cache=True).logits.float(), dim=-1
+                )
                 for row, (code, suffix) in enumerate(rows):
-                    totals[code] += sum(float(logprobs[row, position, token]) for position, token in enumerate(suffix[1:]))
+                    totals[code] += sum(
+                        float(logprobs[row, position, token]) for position, token in enumerate(suffix[1:])
+                    )
         scores = torch.softmax(torch.tensor([totals[code] for code in self.codes]), dim=0).tolist()
         return {code: round(p, 4) for code, p in zip(self.codes, scores)}
 
@@ -316,10 +361,18 @@ class Stopped(Exception):
     """The run was cancelled."""
 
 
-def train_policy(*, base_checkpoint: Path, output_dir: Path, train: Sequence[Example], table: dict[str, dict[str, float]],
-                 config: RefinementConfig, invalid_reward: Callable[[Example], float],
-                 on_step: Callable[[StepRecord], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                 on_progress: Callable[[int, str], None] | None = None) -> list[StepRecord]:
+def train_policy(
+    *,
+    base_checkpoint: Path,
+    output_dir: Path,
+    train: Sequence[Example],
+    table: dict[str, dict[str, float]],
+    config: RefinementConfig,
+    invalid_reward: Callable[[Example], float],
+    on_step: Callable[[StepRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, str], None] | None = None,
+) -> list[StepRecord]:
     """GRPO over edit codes, rewards read from the table; saves the policy to `output_dir`."""
     if not train:
         raise ValueError("No training examples: the organisation needs encounters with physician recommendations.")
@@ -360,34 +413,55 @@ def train_policy(*, base_checkpoint: Path, output_dir: Path, train: Sequence[Exa
         def on_step_end(self, args, state, control, **kwargs):
             rewards = [r for r, _ in batch]
             record = StepRecord(
-                step=state.global_step, reward_mean=round(statistics.fmean(rewards), 4) if rewards else 0.0,
+                step=state.global_step,
+                reward_mean=round(statistics.fmean(rewards), 4) if rewards else 0.0,
                 reward_std=round(statistics.pstdev(rewards), 4) if len(rewards) > 1 else 0.0,
                 accepted_share=round(sum(ok for _, ok in batch) / len(batch), 3) if batch else 0.0,
-                seconds=round(time.perf_counter() - self.started, 2))
+                seconds=round(time.perf_counter() - self.started, 2),
+            )
             batch.clear()
             steps.append(record)
             if on_step:
                 on_step(record)
-            progress(60 + int(15 * state.global_step / config.steps),
-                     f"Step {state.global_step}/{config.steps}: mean reward {record.reward_mean:.3f}")
+            progress(
+                60 + int(15 * state.global_step / config.steps),
+                f"Step {state.global_step}/{config.steps}: mean reward {record.reward_mean:.3f}",
+            )
             if should_stop and should_stop():
                 stopped[0] = True
                 control.should_training_stop = True
 
-    dataset = Dataset.from_list([{"prompt": policy_prompt(tokenizer, e.situation), "example_index": i}
-                                 for i, e in enumerate(train)])
+    dataset = Dataset.from_list(
+        [{"prompt": policy_prompt(tokenizer, e.situation), "example_index": i} for i, e in enumerate(train)]
+    )
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers' renames, raised inside TRL
         args = GRPOConfig(
-            output_dir=scratch, max_steps=config.steps, learning_rate=config.learning_rate, beta=config.beta,
+            output_dir=scratch,
+            max_steps=config.steps,
+            learning_rate=config.learning_rate,
+            beta=config.beta,
             num_generations=config.num_generations,
             per_device_train_batch_size=config.num_generations * config.examples_per_step,
-            max_completion_length=config.max_completion_tokens, temperature=config.temperature,
-            logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, seed=config.seed,
-            use_cpu=config.device == "cpu", bf16=config.bf16, dataloader_num_workers=0,
+            max_completion_length=config.max_completion_tokens,
+            temperature=config.temperature,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            seed=config.seed,
+            use_cpu=config.device == "cpu",
+            bf16=config.bf16,
+            dataloader_num_workers=0,
         )
-        trainer = GRPOTrainer(model=model, reward_funcs=[reward_function], args=args, train_dataset=dataset,
-                              processing_class=tokenizer, callbacks=[Progress()])
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[reward_function],
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[Progress()],
+        )
         trainer.remove_callback(PrinterCallback)  # progress goes to the run row, never to stdout
         progress(60, f"Training the policy on {len(train)} examples from {len({e.patient for e in train})} patients")
         trainer.train()
@@ -443,8 +517,13 @@ class FixedEdit:
         return self.code, {self.code: 1.0}
 
 
-def deployed_choice(train: Sequence[Example], table: dict[str, dict[str, float]], choices: dict[str, str],
-                    best_fixed: str, scorer: Scorer | None = None) -> dict:
+def deployed_choice(
+    train: Sequence[Example],
+    table: dict[str, dict[str, float]],
+    choices: dict[str, str],
+    best_fixed: str,
+    scorer: Scorer | None = None,
+) -> dict:
     """What a run deploys, decided on its training examples only: the policy's per-patient choices when
     their mean reward there is at least the best fixed edit's and they keep key-item precision, else the
     best fixed edit (a policy that has not learned the template's gain is never sent to clinicians)."""
@@ -460,9 +539,15 @@ def deployed_choice(train: Sequence[Example], table: dict[str, dict[str, float]]
     return {"deployed": "policy" if policy_mean >= fixed_mean and precise else "best_fixed", **decision}
 
 
-def validate(validation: Sequence[Example], scorer: Scorer, policy: EditPolicy | FixedEdit, best_fixed: str, *,
-             on_progress: Callable[[int, int], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> list[ValidationRow]:
+def validate(
+    validation: Sequence[Example],
+    scorer: Scorer,
+    policy: EditPolicy | FixedEdit,
+    best_fixed: str,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[ValidationRow]:
     rows = []
     for n, example in enumerate(validation, 1):
         if should_stop and should_stop():
@@ -470,13 +555,25 @@ def validate(validation: Sequence[Example], scorer: Scorer, policy: EditPolicy |
         code, _ = policy.choose(example.situation)
         initial, refined = scorer.outcome(example, IDENTITY), scorer.outcome(example, code)
         fixed, used = scorer.used(example, best_fixed), scorer.used(example, code)
-        rows.append(ValidationRow(
-            key=example.key, patient=example.patient, rag=example.rag, code=code, best_fixed=best_fixed,
-            reward_initial=initial.reward, reward_refined=refined.reward if refined.accepted else initial.reward,
-            reward_best_fixed=fixed.reward, accepted=refined.accepted, problems=[p.as_dict() for p in refined.problems],
-            kinds=example.kinds, initial_prompt=example.initial_text, refined_prompt=refined.prompt,
-            precision_initial=initial.score.precision if initial.score else None,
-            precision_refined=used.score.precision if used.score else None))
+        rows.append(
+            ValidationRow(
+                key=example.key,
+                patient=example.patient,
+                rag=example.rag,
+                code=code,
+                best_fixed=best_fixed,
+                reward_initial=initial.reward,
+                reward_refined=refined.reward if refined.accepted else initial.reward,
+                reward_best_fixed=fixed.reward,
+                accepted=refined.accepted,
+                problems=[p.as_dict() for p in refined.problems],
+                kinds=example.kinds,
+                initial_prompt=example.initial_text,
+                refined_prompt=refined.prompt,
+                precision_initial=initial.score.precision if initial.score else None,
+                precision_refined=used.score.precision if used.score else None,
+            )
+        )
         if on_progress:
             on_progress(n, len(validation))
     return rows
@@ -485,37 +582,57 @@ def validate(validation: Sequence[Example], scorer: Scorer, policy: EditPolicy |
 def validation_summary(rows: Sequence[ValidationRow], *, resamples: int = 1000, seed: int = 7) -> dict:
     """Paired differences on held-out patients with patient-clustered bootstrap 95% intervals:
     the policy against the initial prompt and against the best fixed edit, overall and per retrieval setting."""
+
     def block(subset):
         if not subset:
             return None
         return {
-            "n": len(subset), "patients": len({r.patient for r in subset}),
+            "n": len(subset),
+            "patients": len({r.patient for r in subset}),
             "reward_initial": round(statistics.fmean(r.reward_initial for r in subset), 4),
             "reward_refined": round(statistics.fmean(r.reward_refined for r in subset), 4),
             "reward_best_fixed": round(statistics.fmean(r.reward_best_fixed for r in subset), 4),
-            "key_item_precision": {"initial": _mean_defined(r.precision_initial for r in subset),
-                                   "refined": _mean_defined(r.precision_refined for r in subset)},
-            **paired_difference([(r.patient, r.reward_refined - r.reward_initial) for r in subset], resamples=resamples, seed=seed),
-            "vs_best_fixed": paired_difference([(r.patient, r.reward_refined - r.reward_best_fixed) for r in subset],
-                                               resamples=resamples, seed=seed),
-            "best_fixed_vs_initial": paired_difference([(r.patient, r.reward_best_fixed - r.reward_initial) for r in subset],
-                                                       resamples=resamples, seed=seed),
+            "key_item_precision": {
+                "initial": _mean_defined(r.precision_initial for r in subset),
+                "refined": _mean_defined(r.precision_refined for r in subset),
+            },
+            **paired_difference(
+                [(r.patient, r.reward_refined - r.reward_initial) for r in subset], resamples=resamples, seed=seed
+            ),
+            "vs_best_fixed": paired_difference(
+                [(r.patient, r.reward_refined - r.reward_best_fixed) for r in subset], resamples=resamples, seed=seed
+            ),
+            "best_fixed_vs_initial": paired_difference(
+                [(r.patient, r.reward_best_fixed - r.reward_initial) for r in subset], resamples=resamples, seed=seed
+            ),
         }
+
     summary = block(list(rows)) or {"n": 0, "patients": 0}
-    summary["by_sources"] = {("on" if rag else "off"): block([r for r in rows if r.rag == rag]) for rag in (True, False)
-                             if any(r.rag == rag for r in rows)}
+    summary["by_sources"] = {
+        ("on" if rag else "off"): block([r for r in rows if r.rag == rag])
+        for rag in (True, False)
+        if any(r.rag == rag for r in rows)
+    }
     return summary
 
 
-def what_the_policy_learned(examples: Sequence[Example], choices: dict[str, str], table: dict[str, dict[str, float]],
-                            *, top: int = 3) -> dict:
+def what_the_policy_learned(
+    examples: Sequence[Example], choices: dict[str, str], table: dict[str, dict[str, float]], *, top: int = 3
+) -> dict:
     """In the curators' words: how often each edit is chosen and its mean reward gain, and which
     edits the policy picks for which kinds of patient."""
     gains = edit_gains(table) if table else {}
     chosen = [choices[e.key] for e in examples if e.key in choices]
-    edits = [{"code": e.code, "label": e.label, "chosen": chosen.count(e.code),
-              "share": round(chosen.count(e.code) / len(chosen), 3) if chosen else 0.0, "mean_gain": gains.get(e.code)}
-             for e in MENU]
+    edits = [
+        {
+            "code": e.code,
+            "label": e.label,
+            "chosen": chosen.count(e.code),
+            "share": round(chosen.count(e.code) / len(chosen), 3) if chosen else 0.0,
+            "mean_gain": gains.get(e.code),
+        }
+        for e in MENU
+    ]
     by_kind: dict[str, list[str]] = {}
     for example in examples:
         if example.key in choices:
@@ -524,6 +641,11 @@ def what_the_policy_learned(examples: Sequence[Example], choices: dict[str, str]
     kinds = []
     for kind, codes in sorted(by_kind.items(), key=lambda item: -len(item[1])):
         counts = sorted({c: codes.count(c) for c in set(codes)}.items(), key=lambda item: (-item[1], item[0]))[:top]
-        kinds.append({"kind": kind, "examples": len(codes),
-                      "edits": [{"code": c, "label": edit_named(c).label, "count": n} for c, n in counts]})
+        kinds.append(
+            {
+                "kind": kind,
+                "examples": len(codes),
+                "edits": [{"code": c, "label": edit_named(c).label, "count": n} for c, n in counts],
+            }
+        )
     return {"menu": MENU_VERSION, "edits": edits, "kinds": kinds}

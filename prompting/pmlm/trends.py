@@ -75,9 +75,13 @@ def blood_pressure_trend(h: PatientHistory, pregnancy: Pregnancy) -> Trend | Non
         direction, concerning = "falling", False
     else:
         direction, concerning = "stable", False
-    text = (f"Systolic blood pressure {direction} across {len(readings)} visits: {first.systolic:.0f} → {last.systolic:.0f} mmHg "
-            f"over {span_weeks} weeks ({slope_week:+.1f} mmHg/week); latest {last.systolic:.0f}/{last.diastolic:.0f} mmHg.")
-    forecast = f"At this rate about {projected:.0f} mmHg systolic at a visit in two weeks." if direction != "stable" else ""
+    text = (
+        f"Systolic blood pressure {direction} across {len(readings)} visits: {first.systolic:.0f} → {last.systolic:.0f} mmHg "
+        f"over {span_weeks} weeks ({slope_week:+.1f} mmHg/week); latest {last.systolic:.0f}/{last.diastolic:.0f} mmHg."
+    )
+    forecast = (
+        f"At this rate about {projected:.0f} mmHg systolic at a visit in two weeks." if direction != "stable" else ""
+    )
     if direction == "rising" and projected >= 140 > last.systolic:
         forecast += " That would cross the 140 mmHg hypertension threshold."
     return Trend("blood pressure", text, forecast, concerning)
@@ -102,21 +106,31 @@ def weight_gain_trend(h: PatientHistory, pregnancy: Pregnancy, bmi: Bmi | None) 
     if weeks_at <= 13:
         lo, hi = FIRST_TRIMESTER_GAIN[0] * weeks_at / 13, FIRST_TRIMESTER_GAIN[1] * weeks_at / 13
     else:
-        lo, hi = FIRST_TRIMESTER_GAIN[0] + rate_lo * (weeks_at - 13), FIRST_TRIMESTER_GAIN[1] + rate_hi * (weeks_at - 13)
+        lo, hi = (
+            FIRST_TRIMESTER_GAIN[0] + rate_lo * (weeks_at - 13),
+            FIRST_TRIMESTER_GAIN[1] + rate_hi * (weeks_at - 13),
+        )
     position = "above" if gain > hi + 0.05 else "below" if gain < lo - 0.05 else "within"
-    text = (f"Weight gain {gain:.1f} kg at {weeks_at:.0f} weeks, {position} the {lo:.1f}–{hi:.1f} kg expected by then "
-            f"for her pre-pregnancy BMI category ({bmi.category}; recommended total {total_lo:g}–{total_hi:g} kg).")
+    text = (
+        f"Weight gain {gain:.1f} kg at {weeks_at:.0f} weeks, {position} the {lo:.1f}–{hi:.1f} kg expected by then "
+        f"for her pre-pregnancy BMI category ({bmi.category}; recommended total {total_lo:g}–{total_hi:g} kg)."
+    )
     forecast = ""
     if weeks_at > 13:
         rate = gain / weeks_at
         projected = gain + rate * max(0.0, 40 - weeks_at)
-        forecast = f"At her average rate ({rate:.2f} kg/week) the total would reach about {projected:.0f} kg by 40 weeks."
+        forecast = (
+            f"At her average rate ({rate:.2f} kg/week) the total would reach about {projected:.0f} kg by 40 weeks."
+        )
     return Trend("weight gain", text, forecast, concerning=position != "within")
 
 
 def haemoglobin_trend(h: PatientHistory, pregnancy: Pregnancy) -> Trend | None:
-    readings = [(r, to_g_dl(r.quantity, r.unit)) for r in h.of(codes.HAEMOGLOBIN)
-                if r.quantity is not None and r.days_ago <= max(_window(pregnancy), WINDOW_DAYS)]
+    readings = [
+        (r, to_g_dl(r.quantity, r.unit))
+        for r in h.of(codes.HAEMOGLOBIN)
+        if r.quantity is not None and r.days_ago <= max(_window(pregnancy), WINDOW_DAYS)
+    ]
     readings = [(r, v) for r, v in readings if v is not None]
     if len(readings) < 2:
         return None
@@ -131,7 +145,9 @@ def haemoglobin_trend(h: PatientHistory, pregnancy: Pregnancy) -> Trend | None:
     if direction == "falling":
         slope = _slope([(-r.days_ago, v) for r, v in readings])
         projected = last_value + slope * (NEXT_VISIT_DAYS + last.days_ago)
-        forecast = f"At this rate about {projected:.1f} g/dL in two weeks" + (" — below the 11 g/dL anaemia threshold." if projected < 11 <= last_value else ".")
+        forecast = f"At this rate about {projected:.1f} g/dL in two weeks" + (
+            " — below the 11 g/dL anaemia threshold." if projected < 11 <= last_value else "."
+        )
     return Trend("haemoglobin", text, forecast, concerning=direction == "falling")
 
 
@@ -158,9 +174,15 @@ def adherence_trends(h: PatientHistory) -> list[Trend]:
             continue
         scores = [c.rating for c in experiences]
         if scores[-1] < scores[0]:
-            out.append(Trend("adherence", f"Adherence falling for {experiences[0].name.lower()}: rated {' → '.join(map(str, scores))}, "
-                                          f"first {ago(experiences[0].days_ago)}.",
-                             "Likely to lapse without support at the next visit." if scores[-1] <= 2 else "", True))
+            out.append(
+                Trend(
+                    "adherence",
+                    f"Adherence falling for {experiences[0].name.lower()}: rated {' → '.join(map(str, scores))}, "
+                    f"first {ago(experiences[0].days_ago)}.",
+                    "Likely to lapse without support at the next visit." if scores[-1] <= 2 else "",
+                    True,
+                )
+            )
     return out
 
 
@@ -172,13 +194,21 @@ def habit_changes(h: PatientHistory, within_days: int = 730) -> list[Trend]:
     out = []
     for kind, habits in by_kind.items():
         recent = [x for x in habits if x.days_ago <= within_days]
-        changes = [(a, b) for a, b in zip(habits, habits[1:]) if (a.value, a.quantity) != (b.value, b.quantity) and b in recent]
+        changes = [
+            (a, b) for a, b in zip(habits, habits[1:]) if (a.value, a.quantity) != (b.value, b.quantity) and b in recent
+        ]
         if not changes:
             continue
         before, after = changes[0][0], changes[-1][1]
         topic = "preference" if after.preference else "lifestyle"
-        out.append(Trend(topic, f"{after.label}: {_habit_text(before)} → {_habit_text(after)} ({ago(after.days_ago)})"
-                                + (f", {len(changes)} changes" if len(changes) > 1 else "") + "."))
+        out.append(
+            Trend(
+                topic,
+                f"{after.label}: {_habit_text(before)} → {_habit_text(after)} ({ago(after.days_ago)})"
+                + (f", {len(changes)} changes" if len(changes) > 1 else "")
+                + ".",
+            )
+        )
     return out
 
 

@@ -76,12 +76,25 @@ def to_weeks(value: float, unit: str) -> float | None:
 # --- qualitative results ----------------------------------------------------------------------------
 
 _POSITIVE_WORDS = {"positive", "pos", "detected", "reactive", "present", "yes", "true", "abnormal", "growth"}
-_NEGATIVE_WORDS = {"negative", "neg", "not detected", "non-reactive", "nonreactive", "non reactive", "absent", "no",
-                   "false", "no growth", "normal", "none"}
+_NEGATIVE_WORDS = {
+    "negative",
+    "neg",
+    "not detected",
+    "non-reactive",
+    "nonreactive",
+    "non reactive",
+    "absent",
+    "no",
+    "false",
+    "no growth",
+    "normal",
+    "none",
+}
 
 
-def qualitative(value_code: str = "", value_string: str = "", value_boolean: bool | None = None,
-                value_display: str = "") -> bool | None:
+def qualitative(
+    value_code: str = "", value_string: str = "", value_boolean: bool | None = None, value_display: str = ""
+) -> bool | None:
     """True for positive/reactive/detected, False for negative, None when it says neither."""
     if value_boolean is not None:
         return value_boolean
@@ -91,7 +104,9 @@ def qualitative(value_code: str = "", value_string: str = "", value_boolean: boo
         return False
     for text in (value_string, value_display if not value_code else ""):
         words = " ".join(text.strip().lower().replace("_", " ").split())
-        if words in _NEGATIVE_WORDS or words.startswith(("negative", "not detected", "non-reactive", "nonreactive", "no growth")):
+        if words in _NEGATIVE_WORDS or words.startswith(
+            ("negative", "not detected", "non-reactive", "nonreactive", "no growth")
+        ):
             return False
         if words in _POSITIVE_WORDS or words.startswith(("positive", "detected", "reactive")):
             return True
@@ -102,13 +117,26 @@ _ORDINAL = {"negative": 0, "neg": 0, "nil": 0, "trace": 0.5, "+-": 0.5, "±": 0.
 _PLUS = re.compile(r"^(\d)\s*\+$")
 
 
-def dipstick_grade(value_string: str = "", value_display: str = "", quantity: float | None = None,
-                   unit: str = "", value_code: str = "") -> float | None:
+def dipstick_grade(
+    value_string: str = "", value_display: str = "", quantity: float | None = None, unit: str = "", value_code: str = ""
+) -> float | None:
     """Urine dipstick as a grade: negative 0, trace 0.5, 1+ … 4+ (also "+", "++", or mg/dL)."""
     if quantity is not None:
         if _unit(unit) in ("mg/dl", ""):
             # Protein dipstick thresholds: 30 mg/dL ≈ 1+, 100 ≈ 2+, 300 ≈ 3+, ≥ 1000 (2000) ≈ 4+.
-            return 4 if quantity >= 1000 else 3 if quantity >= 300 else 2 if quantity >= 100 else 1 if quantity >= 30 else 0.5 if quantity >= 15 else 0
+            return (
+                4
+                if quantity >= 1000
+                else 3
+                if quantity >= 300
+                else 2
+                if quantity >= 100
+                else 1
+                if quantity >= 30
+                else 0.5
+                if quantity >= 15
+                else 0
+            )
         return None
     if value_code in codes.NEGATIVE_RESULTS:
         return 0

@@ -8,8 +8,13 @@ from django.utils.safestring import mark_safe
 
 register = template.Library()
 
-SOURCE_NAMES = {"instructions": "Instructions", "self": "Her record", "peer": "Similar patients",
-                "knowledge": "Guidance sources", "question": "Question"}
+SOURCE_NAMES = {
+    "instructions": "Instructions",
+    "self": "Her record",
+    "peer": "Similar patients",
+    "knowledge": "Guidance sources",
+    "question": "Question",
+}
 
 
 @register.filter
@@ -27,8 +32,10 @@ def with_citation_links(text: str, guidance) -> str:
         n = int(match.group(1))
         if n not in numbers:
             return match.group(0)
-        return (f'<a class="cite" href="#cite-{guidance.pk}-{n}" data-open="cite-{guidance.pk}-{n}" '
-                f'aria-label="source {n}">[{n}]</a>')
+        return (
+            f'<a class="cite" href="#cite-{guidance.pk}-{n}" data-open="cite-{guidance.pk}-{n}" '
+            f'aria-label="source {n}">[{n}]</a>'
+        )
 
     def linked(part: str) -> str:
         return re.sub(r"\[(\d+)\]", link, escape(part)).replace("\n", "<br>")
@@ -40,9 +47,11 @@ def with_citation_links(text: str, guidance) -> str:
         if start < at or text[start:end] != claim.get("sentence"):  # the text changed since it was checked
             continue
         reason = escape(claim.get("reason", ""))
-        html += [linked(text[at:start]),
-                 f'<mark class="unsupported-claim" title="Not supported by her record: {reason}">{linked(text[start:end])}</mark>',
-                 f' <span class="claim-reason">({reason})</span>']
+        html += [
+            linked(text[at:start]),
+            f'<mark class="unsupported-claim" title="Not supported by her record: {reason}">{linked(text[start:end])}</mark>',
+            f' <span class="claim-reason">({reason})</span>',
+        ]
         at = end
     html.append(linked(text[at:]))
     return mark_safe("".join(html))

@@ -15,6 +15,8 @@ class Command(BaseCommand):
             record, token = token_issue(username=username, name=name)
         except TokenError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Token {record.prefix}… for {username} ({record.user.membership.organisation.slug}); keep it secret, "
-                          "it is shown only now:")
+        self.stdout.write(
+            f"Token {record.prefix}… for {username} ({record.user.membership.organisation.slug}); keep it secret, "
+            "it is shown only now:"
+        )
         self.stdout.write(token)

@@ -4,14 +4,20 @@ from audit.services import audit_latest_anchor, audit_verify
 
 
 class Command(BaseCommand):
-    help = ("Check the audit trail's keyed hash chain, its head's seal and its latest anchor; exits non-zero naming the "
-            "first broken entry.")
+    help = (
+        "Check the audit trail's keyed hash chain, its head's seal and its latest anchor; exits non-zero naming the "
+        "first broken entry."
+    )
 
     def handle(self, *args, **options):
         checked, broken = audit_verify()
         if broken is not None:
             where = f"entry {broken.event_id}" if broken.event_id else "the chain's end"
-            raise CommandError(f"Audit trail broken at {where}: {broken.reason} ({checked} entries before it are intact).")
+            raise CommandError(
+                f"Audit trail broken at {where}: {broken.reason} ({checked} entries before it are intact)."
+            )
         anchor = audit_latest_anchor()
-        self.stdout.write(f"Audit trail intact: {checked} entries verified"
-                          + (f", the latest anchor ({anchor[0].name}) included." if anchor else "; no anchor yet (anchor_audit)."))
+        self.stdout.write(
+            f"Audit trail intact: {checked} entries verified"
+            + (f", the latest anchor ({anchor[0].name}) included." if anchor else "; no anchor yet (anchor_audit).")
+        )

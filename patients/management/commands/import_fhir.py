@@ -9,8 +9,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+", help="Bundle files or folders.")
-        parser.add_argument("--org", default=settings.PMLM_DEMO_ORGANISATION,
-                            help="Organisation slug; created when missing (default: the demo organisation).")
+        parser.add_argument(
+            "--org",
+            default=settings.PMLM_DEMO_ORGANISATION,
+            help="Organisation slug; created when missing (default: the demo organisation).",
+        )
 
     def handle(self, *args, paths, org, **options):
         try:

@@ -26,8 +26,14 @@ class Command(BaseCommand):
         record = patient_by_external_id(patient, org)
         try:
             endpoint = endpoint_named(backend) if backend else None
-            guidance = guidance_request_create(patient=record, question=question, at=parse_day(at), endpoint=endpoint,
-                                               use_retrieval=not no_rag, run_inline=True)
+            guidance = guidance_request_create(
+                patient=record,
+                question=question,
+                at=parse_day(at),
+                endpoint=endpoint,
+                use_retrieval=not no_rag,
+                run_inline=True,
+            )
         except (GuidanceError, PromptError) as exc:
             raise CommandError(str(exc)) from None
         data = guidance_as_json(guidance)

@@ -14,7 +14,9 @@ class Command(BaseCommand):
         parser.add_argument("--question", required=True)
         parser.add_argument("--at", help="Consultation date YYYY-MM-DD (default today): the record is read as of it.")
         parser.add_argument("--org", help="Organisation slug, needed only when the id exists in several organisations.")
-        parser.add_argument("--json", action="store_true", dest="as_json", help="Print the JSON object (docs/DESIGN.md).")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Print the JSON object (docs/DESIGN.md)."
+        )
 
     def handle(self, *args, patient, question, at, org, as_json, **options):
         at_date = parse_day(at)

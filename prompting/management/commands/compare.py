@@ -22,15 +22,24 @@ class Command(BaseCommand):
         if organisation is None:
             raise CommandError(f"No organisation '{org}'.")
         try:
-            run = comparison_run_create(organisation=organisation, patient_ids=patients, questions=questions,
-                                        endpoint_names=endpoints, run_inline=True)
+            run = comparison_run_create(
+                organisation=organisation,
+                patient_ids=patients,
+                questions=questions,
+                endpoint_names=endpoints,
+                run_inline=True,
+            )
         except GuidanceError as exc:
             raise CommandError(str(exc)) from None
         if as_json:
             self.stdout.write(json.dumps({"run": run.pk, "rows": run.table}))
             return
-        self.stdout.write(f"{'endpoint':<22}{'rag':>5}{'n':>4}{'failed':>8}{'latency ms':>12}{'tokens':>8}{'cited':>7}{'warnings':>10}")
+        self.stdout.write(
+            f"{'endpoint':<22}{'rag':>5}{'n':>4}{'failed':>8}{'latency ms':>12}{'tokens':>8}{'cited':>7}{'warnings':>10}"
+        )
         for row in run.table:
-            self.stdout.write(f"{row['endpoint']:<22}{'on' if row['retrieval'] else 'off':>5}{row['requests']:>4}{row['failed']:>8}"
-                              f"{row['mean_latency_ms'] or '-':>12}{row['mean_completion_tokens'] or '-':>8}"
-                              f"{row['citation_rate'] if row['citation_rate'] is not None else '-':>7}{row['safety_warnings']:>10}")
+            self.stdout.write(
+                f"{row['endpoint']:<22}{'on' if row['retrieval'] else 'off':>5}{row['requests']:>4}{row['failed']:>8}"
+                f"{row['mean_latency_ms'] or '-':>12}{row['mean_completion_tokens'] or '-':>8}"
+                f"{row['citation_rate'] if row['citation_rate'] is not None else '-':>7}{row['safety_warnings']:>10}"
+            )

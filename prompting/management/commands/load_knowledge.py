@@ -22,9 +22,15 @@ class Command(BaseCommand):
             path = Path(name)
             key = f"file:{path.name}"[:120]
             document = KnowledgeDocument.objects.filter(external_key=key).first() or KnowledgeDocument(external_key=key)
-            document.title, document.source, document.licence = path.stem.replace("_", " "), source or path.name, licence
+            document.title, document.source, document.licence = (
+                path.stem.replace("_", " "),
+                source or path.name,
+                licence,
+            )
             try:
-                passages = knowledge_document_save(document=document, file_name=path.name, data=path.read_bytes(), index_now=True)
+                passages = knowledge_document_save(
+                    document=document, file_name=path.name, data=path.read_bytes(), index_now=True
+                )
             except (OSError, KnowledgeError) as exc:
                 raise CommandError(f"{name}: {exc}") from None
             self.stdout.write(f"{path.name}: {passages} passages")

@@ -24,18 +24,26 @@ class Command(BaseCommand):
             peer_model = peer_model_train(peer_model_id=peer_model.pk, on_progress=progress)
         except PromptError as exc:
             raise CommandError(str(exc)) from None
-        report = {"peer_model": peer_model.version, "neighbour_method": peer_model.neighbour_method,
-                  "training_seconds": peer_model.training_seconds, "metrics": peer_model.metrics}
+        report = {
+            "peer_model": peer_model.version,
+            "neighbour_method": peer_model.neighbour_method,
+            "training_seconds": peer_model.training_seconds,
+            "metrics": peer_model.metrics,
+        }
         if json:
             self.stdout.write(_json(report))
             return
         m = peer_model.metrics
-        self.stdout.write(f"Peer model v{peer_model.version}: {m['ratings']} ratings, {m['patients_with_ratings']} patients with ratings, "
-                          f"{m['cold_start_patients']} cold-start, neighbours by {peer_model.neighbour_method}, {peer_model.training_seconds} s")
+        self.stdout.write(
+            f"Peer model v{peer_model.version}: {m['ratings']} ratings, {m['patients_with_ratings']} patients with ratings, "
+            f"{m['cold_start_patients']} cold-start, neighbours by {peer_model.neighbour_method}, {peer_model.training_seconds} s"
+        )
         self.stdout.write(f"{'held-out':<14}{'RMSE':>8}{'MAE':>8}{'P@5':>8}{'cover':>8}")
         for name in ("svd", "knn_baseline", "item_mean", "global_mean"):
             if name in m:
-                self.stdout.write(f"{name:<14}{m[name]['rmse']:>8.3f}{m[name]['mae']:>8.3f}{m[name]['precision_at_5']:>8.3f}{m[name]['coverage']:>8.2f}")
+                self.stdout.write(
+                    f"{name:<14}{m[name]['rmse']:>8.3f}{m[name]['mae']:>8.3f}{m[name]['precision_at_5']:>8.3f}{m[name]['coverage']:>8.2f}"
+                )
 
 
 def _json(data) -> str:

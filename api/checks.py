@@ -13,8 +13,8 @@ def throttle_counts_are_shared(app_configs=None, **kwargs):
         return []
     return [
         Warning(
-            "API throttling counts requests in a per-process cache: each web worker allows the full PMLM_API_RATE, so the "
-            "deployment as a whole allows several times that.",
+            "API throttling counts requests in a per-process cache: each web worker allows the full PMLM_API_RATE, "
+            "so the deployment as a whole allows several times that.",
             hint="Set PMLM_CACHE_URL=redis://HOST:6379/N (a database of its own, not the Celery broker's).",
             id="pmlm.W001",
         )

@@ -13,7 +13,10 @@ from prompting.services import MAX_QUESTION_CHARS, PromptError, consultation_dat
 # Request fields take only their JSON type: DRF would otherwise read 0 as the question "0", "yes" as
 # true and "5" as 5, none of which the schema allows.
 # Blank is only white space, as the schema's regular expressions (ECMA \s) and Python's str.strip() count it.
-BLANK = " \t\n\v\f\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+BLANK = (
+    " \t\n\v\f\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
 
 
 class StrictCharField(serializers.CharField):
@@ -129,7 +132,9 @@ class QuestionSerializer(serializers.Serializer):
     at = ConsultationDateField(
         required=False,
         allow_null=True,
-        help_text="Consultation date (default today), from 1900-01-01 to the end of next year: the record is read as of it.",
+        help_text=(
+            "Consultation date (default today), from 1900-01-01 to the end of next year: the record is read as of it."
+        ),
     )
 
 
@@ -191,8 +196,8 @@ class GuidanceSerializer(serializers.ModelSerializer):
     refined = serializers.BooleanField()
     refinement = serializers.DictField(
         help_text=(
-            "What the promoted refinement run did to the prompt (empty when none is promoted): run, version, edit, label, "
-            "used, and the guard's problems when its edit was not used."
+            "What the promoted refinement run did to the prompt (empty when none is promoted): run, version, edit, "
+            "label, used, and the guard's problems when its edit was not used."
         )
     )
     guidance = serializers.CharField(source="text")

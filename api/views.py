@@ -96,7 +96,8 @@ class PartnerView(APIView):
         response = super().finalize_response(request, response, *args, **kwargs)
         if getattr(self, "_audit", None) is not None:
             if request.method == "GET" and response.status_code < 400:
-                # The object by its database id: a FHIR id can itself identify a patient. A list records which patients it showed.
+                # The object by its database id: a FHIR id can itself identify a patient. A list records which
+                # patients it showed.
                 audited = getattr(self, "audited", None)
                 details = {
                     "view": self.__class__.__name__,

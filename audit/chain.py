@@ -103,7 +103,8 @@ EDITED = "its content no longer matches its hash (it was edited, or re-hashed wi
 
 
 def walk(entries: Iterable[Entry], start: str, keyring: Keyring) -> tuple[int, str, Break | None]:
-    """Check entries in order from the trusted start; return how many passed, the last good hash, and the first break."""
+    """Check entries in order from the trusted start; return how many passed, the last good hash, and the first
+    break."""
     expected, checked = start, 0
     for entry in entries:
         if entry.prev_hash != expected:

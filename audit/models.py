@@ -64,11 +64,15 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["organisation", "at"])]
 
     def __str__(self):
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} {self.object_type} {self.object_id}"
+        return (
+            f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action} "
+            f"{self.object_type} {self.object_id}"
+        )
 
 
 class AuditHead(models.Model):
-    """A single row: the chain's last hash (appends lock it) and the anchor a retention purge leaves, sealed with the key."""
+    """A single row: the chain's last hash (appends lock it) and the anchor a retention purge leaves, sealed with
+    the key."""
 
     last_hash = models.CharField(max_length=64)
     anchor_hash = models.CharField(

@@ -34,7 +34,8 @@ end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d\\n", summary.requests, summary.duration,
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout))
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status +
+    summary.errors.timeout))
 end
 """
 
@@ -186,7 +187,8 @@ def main():
         server.wait(timeout=30)
     baseline = results[0]
     print(
-        f"\n{'load test (gunicorn, ' + str(args.workers) + ' workers)':<32}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"\n{'load test (gunicorn, ' + str(args.workers) + ' workers)':<32}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'errors':>8}"
         f"{'rps ratio':>11}  ratio to the baseline"
     )
     for row in results:

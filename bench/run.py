@@ -1,6 +1,7 @@
 """Run every benchmark and print one table: each figure beside its same-run baseline.
 
-.venv/bin/python bench/run.py [--sizes 1000 10000 50000] [--samples 200] [--fresh] [--skip-llm] [--skip-load] [--skip-rl]
+.venv/bin/python bench/run.py [--sizes 1000 10000 50000] [--samples 200] [--fresh] [--skip-llm] [--skip-load]
+    [--skip-rl]
 """
 
 import argparse
@@ -103,12 +104,14 @@ def main():
         )
         print(
             f"{'peer model held-out RMSE':<34}{size:>9}{trained['svd_rmse']:>14}{trained['global_mean_rmse']:>14}"
-            f"{trained['svd_rmse'] / trained['global_mean_rmse']:>8.2f}  global-mean baseline ({trained['neighbour_method']}, {trained['ratings']} ratings)"
+            f"{trained['svd_rmse'] / trained['global_mean_rmse']:>8.2f}  global-mean baseline "
+            f"({trained['neighbour_method']}, {trained['ratings']} ratings)"
         )
     if llm:
         print(
             f"{'local generation tokens/s':<34}{'':>9}{llm['our_tokens_per_s']:>14}{llm['raw_tokens_per_s']:>14}"
-            f"{llm['our_tokens_per_s'] / llm['raw_tokens_per_s']:>8.2f}  raw llama.cpp, same GGUF and prompt (aim ≥ 0.9)"
+            f"{llm['our_tokens_per_s'] / llm['raw_tokens_per_s']:>8.2f}  raw llama.cpp, same GGUF and prompt "
+            "(aim ≥ 0.9)"
         )
         print(
             f"{'local time to first token (ms)':<34}{'':>9}{llm['our_ttft_ms']:>14}{llm['raw_ttft_ms']:>14}"
@@ -117,12 +120,13 @@ def main():
         reuse = llm["prefix_reuse"]
         print(
             f"{'first words, prefix prefilled (ms)':<34}{'':>9}{reuse['warm_ttft_ms']:>14}{reuse['cold_ttft_ms']:>14}"
-            f"{reuse['cold_over_warm']:>8.2f}× faster than the same {reuse['prompt_tokens_median']:.0f}-token prompt read cold "
-            f"(target ≤ 2000 ms and ≥ 3×); same text in {reuse['identical_text']}"
+            f"{reuse['cold_over_warm']:>8.2f}× faster than the same {reuse['prompt_tokens_median']:.0f}-token "
+            f"prompt read cold (target ≤ 2000 ms and ≥ 3×); same text in {reuse['identical_text']}"
         )
         parts = llm["outside_parts_ms"]
         print(
-            f"{'consultation time outside the LLM':<34}{'':>9}{llm['share_outside_llm']:>14.1%}{llm['consultation_total_ms']:>14}"
+            f"{'consultation time outside the LLM':<34}{'':>9}{llm['share_outside_llm']:>14.1%}"
+            f"{llm['consultation_total_ms']:>14}"
             f"{'':>8}  of a median {llm['consultation_total_ms']} ms consultation (retrieval {parts['retrieval_ms']}, "
             f"prompt {parts['prompt_ms']}, safety {parts['safety_ms']} ms)"
         )
@@ -130,7 +134,8 @@ def main():
         base = load["load"][0]
         for row in load["load"][1:]:
             print(
-                f"{row['target'] + ' req/s':<34}{'':>9}{row['rps']:>14}{base['rps']:>14}{row['rps'] / base['rps']:>8.2f}  "
+                f"{row['target'] + ' req/s':<34}{'':>9}{row['rps']:>14}{base['rps']:>14}"
+                f"{row['rps'] / base['rps']:>8.2f}  "
                 f"sign-in page, same server ({load['workers']} gunicorn workers, {load['connections']} connections)"
             )
             print(

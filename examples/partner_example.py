@@ -43,7 +43,8 @@ def main(bundle_path: str) -> int:
         return 1
     patient_id = response.json()["patients"][0]
     print(
-        f"Imported patient {patient_id}: {response.json()['created']} records created, {response.json()['updated']} updated"
+        f"Imported patient {patient_id}: {response.json()['created']} records created, "
+        f"{response.json()['updated']} updated"
     )
 
     question = "What should we plan for her next visit?"

@@ -27,7 +27,10 @@ QUICK_QUESTIONS = [
     ),
     (
         "Lifestyle counselling",
-        "How should we counsel her on lifestyle (diet, activity, smoking, alcohol, caffeine), given her history and preferences?",
+        (
+            "How should we counsel her on lifestyle (diet, activity, smoking, alcohol, caffeine), given her history "
+            "and preferences?"
+        ),
     ),
     (
         "Explain results",

@@ -36,7 +36,8 @@ def _svg_open(width: int, height: int, title: str, description: str) -> str:
     one page each get their own ids."""
     uid = uuid.uuid4().hex[:8]
     return (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="chart-title-{uid} chart-desc-{uid}" '
         f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title-{uid}">{escape(title)}</title>'
         f'<desc id="chart-desc-{uid}">{escape(description)}</desc>'
     )
@@ -51,7 +52,10 @@ def _y_grid(ticks: list[float], sy, left: float, right_edge: float) -> list[str]
 
 
 def _y_label(label: str, middle: float) -> str:
-    return f'<text transform="translate(14 {middle:.0f}) rotate(-90)" text-anchor="middle" class="axis">{escape(label)}</text>'
+    return (
+        f'<text transform="translate(14 {middle:.0f}) rotate(-90)" text-anchor="middle" class="axis">'
+        f"{escape(label)}</text>"
+    )
 
 
 def line_chart(
@@ -94,7 +98,8 @@ def line_chart(
             f'<text x="{sx(x):.1f}" y="{height - bottom + 18}" text-anchor="middle" class="tick">{_number(x)}</text>'
         )
     parts.append(
-        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>'
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">'
+        f"{escape(x_label)}</text>"
     )
     parts.append(_y_label(y_label, (top + height - bottom) / 2))
     for n, (name, values) in enumerate(series):
@@ -165,9 +170,12 @@ def interval_chart(
             value, low, high = point
             x = sx(c, n)
             parts.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{sy(low):.1f}" y2="{sy(high):.1f}" stroke="{colour}" stroke-width="2"/>'
-                f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(low):.1f}" y2="{sy(low):.1f}" stroke="{colour}" stroke-width="2"/>'
-                f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(high):.1f}" y2="{sy(high):.1f}" stroke="{colour}" stroke-width="2"/>'
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{sy(low):.1f}" y2="{sy(high):.1f}" '
+                f'stroke="{colour}" stroke-width="2"/>'
+                f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(low):.1f}" y2="{sy(low):.1f}" '
+                f'stroke="{colour}" stroke-width="2"/>'
+                f'<line x1="{x - 5:.1f}" x2="{x + 5:.1f}" y1="{sy(high):.1f}" y2="{sy(high):.1f}" '
+                f'stroke="{colour}" stroke-width="2"/>'
                 f'<circle cx="{x:.1f}" cy="{sy(value):.1f}" r="4.5" fill="{colour}"><title>{escape(name)}, '
                 f"{escape(categories[c])}: {_number(value)} (95% CI {_number(low)} to {_number(high)})</title></circle>"
             )

@@ -153,7 +153,8 @@ PMLM_AUDIT_KEY = os.environ.get("PMLM_AUDIT_KEY", "")
 PMLM_AUDIT_RETIRED_KEYS = env_list("PMLM_AUDIT_RETIRED_KEYS", "")
 if not DEBUG and len(PMLM_AUDIT_KEY) < 32:
     raise ImproperlyConfigured("PMLM_AUDIT_KEY (at least 32 random characters) is required when DJANGO_DEBUG is off.")
-# Signed copies of the chain's head, where the database's writers cannot rewrite them (write-once storage in production).
+# Signed copies of the chain's head, where the database's writers cannot rewrite them (write-once storage in
+# production).
 PMLM_AUDIT_ANCHOR_DIR = Path(os.environ.get("PMLM_AUDIT_ANCHOR_DIR") or VAR_DIR / "audit-anchors")
 PMLM_DEMO_ORGANISATION = os.environ.get("PMLM_DEMO_ORGANISATION", "demo-clinic")
 # The refiner policy's starting checkpoint: empty means SmolLM2-135M-Instruct, converted once from
@@ -292,7 +293,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "PMLM clinic partner API",
     "DESCRIPTION": (
         "Push FHIR R4 records, fetch personalised hard prompts to use with your own LLM, and request guidance "
-        "asynchronously. Every object is scoped to your organisation; authenticate with `Authorization: Bearer <token>`."
+        "asynchronously. Every object is scoped to your organisation; "
+        "authenticate with `Authorization: Bearer <token>`."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

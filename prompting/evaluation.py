@@ -199,7 +199,10 @@ def evaluation_run_execute(*, run_id: int, on_progress=None) -> EvaluationRun:
             run,
             rows=rows,
             report=report,
-            message=f"{run.items.count()} answers on {report['examples']} encounters of {report['patients']} held-out patients",
+            message=(
+                f"{run.items.count()} answers on {report['examples']} encounters of {report['patients']} "
+                "held-out patients"
+            ),
         )
     return EvaluationRun.objects.get(pk=run.pk)
 
@@ -332,8 +335,8 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
         }
         if readable < JUDGE_READABLE_MINIMUM:
             report["notes"].append(
-                f"The judge {judge_config['endpoint']} gave a readable verdict for only {readable:.0%} of rubric criteria: "
-                "its scores are missing or unreliable. Pin a stronger judge model."
+                f"The judge {judge_config['endpoint']} gave a readable verdict for only {readable:.0%} of rubric "
+                "criteria: its scores are missing or unreliable. Pin a stronger judge model."
             )
     return report
 

@@ -157,7 +157,8 @@ SAMPLE_ENCOUNTERS = 3
 
 
 def _samples(run: EvaluationRun) -> list[dict]:
-    """What the physician advised at the first encounters, beside each variant's answer (first LLM, sources on if evaluated)."""
+    """What the physician advised at the first encounters, beside each variant's answer (first LLM, sources on if
+    evaluated)."""
     if not run.is_done or not run.config.get("endpoints"):
         return []
     rag = run.config["retrieval"][0]

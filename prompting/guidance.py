@@ -92,7 +92,8 @@ def guidance_request_create(
             return existing
     if not run_inline:
         _refuse_when_busy(patient, user)  # a first, unlocked look: a refused request builds nothing
-    # Her prompt is built here, in the request (tens of milliseconds), and shown at once: only the LLM waits for a worker.
+    # Her prompt is built here, in the request (tens of milliseconds), and shown at once: only the LLM waits for a
+    # worker.
     timings = {}
     try:
         prompt, passages, _, _ = question_prompt(

@@ -99,9 +99,9 @@ def _index_documents(documents: list[KnowledgeDocument]) -> int:
 def who_rule_text(row: dict) -> tuple[str, str]:
     """A WHO decision-table row as a titled passage a clinician (and an LLM) can read."""
     # Many rows share a decision table; what the row decides tells them apart.
-    title = f"WHO {row.get('decision_id') or row.get('sheet', '')} — {row.get('output') or row.get('business_rule') or ''}".strip(
-        " —"
-    )
+    title = (
+        f"WHO {row.get('decision_id') or row.get('sheet', '')} — {row.get('output') or row.get('business_rule') or ''}"
+    ).strip(" —")
     parts = []
     for label, key in (
         ("Rule", "business_rule"),

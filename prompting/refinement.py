@@ -346,7 +346,8 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
             checkpoint=str(output.relative_to(settings.VAR_DIR)),
             message=(
                 f"Held out: {summary.get('n', 0)} answers of {summary.get('patients', 0)} patients, refined − initial "
-                f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit {report['best_fixed']['code']}"
+                f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit "
+                f"{report['best_fixed']['code']}"
                 + (
                     ""
                     if report["deployed"] == "policy"

@@ -236,7 +236,8 @@ def run_detail(request, pk: int):
         audit_record(AuditAction.VIEW_PATIENT_LIST, obj=run, details={"patients": shown})
     response = fragment(request, template, context)
     if request.htmx and not context["running"]:
-        # The poll that sees the run finish reloads the page: its validation and what it learned are outside the fragment.
+        # The poll that sees the run finish reloads the page: its validation and what it learned are outside the
+        # fragment.
         response["HX-Refresh"] = "true"
     return response
 

@@ -288,7 +288,10 @@ def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
                 cohort_size=result.metrics.get("patients", 0),
                 artefact=str(artefact.relative_to(settings.VAR_DIR)),
                 training_seconds=round(time.perf_counter() - started, 2),
-                message=f"Trained on {result.metrics['ratings']} ratings from {result.metrics['patients_with_ratings']} patients",
+                message=(
+                    f"Trained on {result.metrics['ratings']} ratings from {result.metrics['patients_with_ratings']} "
+                    "patients"
+                ),
             )
             if not finished:
                 raise _NoLongerOurs()  # rolls back the models it deactivated
@@ -362,7 +365,8 @@ class NeighbourRecords:
         return peer_advice.advice_shares(self.advice, neighbour_ids)
 
     def helped(self, neighbour_ids) -> dict[str, list[list]]:
-        """Pregnant and not pregnant: care items at least two neighbours rated there, with a mean of 3.5 or more, best first."""
+        """Pregnant and not pregnant: care items at least two neighbours rated there, with a mean of 3.5 or more,
+        best first."""
         return peer_advice.helped_shares(self.rated, neighbour_ids)
 
 

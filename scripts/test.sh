@@ -22,4 +22,8 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# Lint and format first (pyproject.toml: line length, import order, unused names), so they cannot drift.
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
+
 exec .venv/bin/pytest "$@"

@@ -34,7 +34,8 @@ def fresh_cache():
 
 @pytest.fixture(autouse=True)
 def own_audit_anchors(settings, tmp_path_factory):
-    """Audit anchors are files outside the database: each test writes its own, so none outlives its rolled-back chain."""
+    """Audit anchors are files outside the database: each test writes its own, so none outlives its rolled-back
+    chain."""
     settings.PMLM_AUDIT_ANCHOR_DIR = tmp_path_factory.mktemp("audit-anchors")
 
 

@@ -28,7 +28,8 @@ BEST_FIXED = ADDS  # the best fixed edit a finished run records
 
 
 def finished_run(organisation, tiny_checkpoint, **fields) -> RefinementRun:
-    """A finished run of this menu whose checkpoint (the tiny model) lies under the var directory, as a real run's does."""
+    """A finished run of this menu whose checkpoint (the tiny model) lies under the var directory, as a real run's
+    does."""
     checkpoint = Path("models") / "refiner" / f"test-{organisation.slug}-{RefinementRun.objects.count() + 1}"
     shutil.copytree(tiny_checkpoint, settings.VAR_DIR / checkpoint, dirs_exist_ok=True)
     defaults = dict(

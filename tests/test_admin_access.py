@@ -91,7 +91,8 @@ def north_rows(organisation, clinician, curator):
 
 
 def _prompt_and_guidance(patient):
-    """Stored rows as the prompt and guidance services leave them (without building a prompt: that is tested elsewhere)."""
+    """Stored rows as the prompt and guidance services leave them (without building a prompt: that is tested
+    elsewhere)."""
     template = pr.PromptTemplate.objects.get(active=True)
     prompt = pr.PersonalizedPrompt.objects.create(
         patient=patient,

@@ -53,7 +53,8 @@ HER = SchemathesisConfig.from_dict(
 )
 # Loaded once at collection (pytest-django has configured Django by then); serving the schema needs no database.
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application, config=CONFIG)
-# Only the operations on a patient (an `include` would also let in the operations CHECKED configures: schemathesis 4.32).
+# Only the operations on a patient (an `include` would also let in the operations CHECKED configures:
+# schemathesis 4.32).
 her_schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application, config=HER).exclude(
     path_regex=r"^(?!.*\{patient_id\})"
 )

@@ -12,7 +12,10 @@ from prompting.knowledge import knowledge_document_index, knowledge_load_who, kn
 from prompting.models import KnowledgeDocument
 from prompting.pmlm.retrieval import distinct_passages, passage_key
 
-REPEAT_BP = "Measure BP again after 10–15 minutes rest. Given high values upon first measure, blood pressure should be measured again."
+REPEAT_BP = (
+    "Measure BP again after 10–15 minutes rest. Given high values upon first measure, blood pressure should be "
+    "measured again."
+)
 
 
 def test_passages_with_the_same_words_are_the_same_passage():

@@ -72,7 +72,8 @@ class TestPendingGuidanceCap:
 
 
 def shared_redis_caches(n: int):
-    """n cache clients, as n separate processes would hold, on one Redis database under a key prefix of this test's own."""
+    """n cache clients, as n separate processes would hold, on one Redis database under a key prefix of this test's
+    own."""
     broker = os.environ.get("CELERY_BROKER_URL", "")
     host = (
         broker.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]

@@ -203,8 +203,8 @@ class TestTheRunPage:
         response = client_for(curator).get(f"/refinement/{run.pk}/")
         assert response.status_code == 200
         page = text_of(response)
-        # (b) held-out validation: n, patients, initial vs refined, the paired difference and its CI, per sources setting,
-        # and the policy against the best fixed edit.
+        # (b) held-out validation: n, patients, initial vs refined, the paired difference and its CI, per sources
+        # setting, and the policy against the best fixed edit.
         assert "Held-out validation" in page and "160 answers of 54 patients" in page
         assert "0.330" in page and "0.350" in page and "+0.020 [0.010, 0.030]" in page
         assert "Guidance sources on" in page and "Guidance sources off" in page

@@ -10,7 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_django(
     env_overrides,
-    code="from django.conf import settings; print(settings.DEBUG, settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)",
+    code=(
+        "from django.conf import settings; "
+        "print(settings.DEBUG, settings.DATABASES['default']['ENGINE'], settings.CELERY_BROKER_URL)"
+    ),
 ):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_BROKER"))}
     env.update(DJANGO_SETTINGS_MODULE="pmlm_site.settings", **env_overrides)

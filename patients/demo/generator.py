@@ -433,14 +433,23 @@ def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.R
             parts.append(
                 _pick(
                     rng,
-                    f"BP {systolic:.0f}/{diastolic:.0f} mmHg is raised: repeat within a week, start home blood pressure monitoring and check urine protein.",
-                    f"Blood pressure elevated at {systolic:.0f}/{diastolic:.0f}; arrange home BP monitoring, urine dipstick for protein and review in one week.",
+                    (
+                        f"BP {systolic:.0f}/{diastolic:.0f} mmHg is raised: repeat within a week, start home blood "
+                        "pressure monitoring and check urine protein."
+                    ),
+                    (
+                        f"Blood pressure elevated at {systolic:.0f}/{diastolic:.0f}; arrange home BP monitoring, "
+                        "urine dipstick for protein and review in one week."
+                    ),
                 )
             )
             parts.append(
                 _pick(
                     rng,
-                    "Explain warning signs of pre-eclampsia: severe headache, visual disturbance, epigastric pain, sudden swelling.",
+                    (
+                        "Explain warning signs of pre-eclampsia: severe headache, visual disturbance, epigastric "
+                        "pain, sudden swelling."
+                    ),
                     "Return urgently with severe headache, blurred vision, upper abdominal pain or sudden swelling.",
                 )
             )
@@ -456,8 +465,14 @@ def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.R
         parts.append(
             _pick(
                 rng,
-                "Known pre-eclampsia: BP and urine protein twice weekly, bloods for platelets, liver and renal function, and plan timing of birth with the obstetric team.",
-                "Pre-eclampsia: close monitoring (BP, proteinuria, platelets, LFTs, creatinine) and obstetric plan for delivery timing.",
+                (
+                    "Known pre-eclampsia: BP and urine protein twice weekly, bloods for platelets, liver and renal "
+                    "function, and plan timing of birth with the obstetric team."
+                ),
+                (
+                    "Pre-eclampsia: close monitoring (BP, proteinuria, platelets, LFTs, creatinine) and obstetric "
+                    "plan for delivery timing."
+                ),
             )
         )
     elif history & (HYPERTENSION_CODES | DIABETES_CODES) or (
@@ -466,8 +481,14 @@ def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.R
         parts.append(
             _pick(
                 rng,
-                "High risk of pre-eclampsia: low-dose aspirin 75–150 mg at night from 12 weeks, and calcium 1.5–2 g daily if dietary intake is low.",
-                "Start low-dose aspirin (75–150 mg nightly) from 12 weeks given her pre-eclampsia risk factors; calcium supplementation if diet is low in calcium.",
+                (
+                    "High risk of pre-eclampsia: low-dose aspirin 75–150 mg at night from 12 weeks, and calcium "
+                    "1.5–2 g daily if dietary intake is low."
+                ),
+                (
+                    "Start low-dose aspirin (75–150 mg nightly) from 12 weeks given her pre-eclampsia risk "
+                    "factors; calcium supplementation if diet is low in calcium."
+                ),
             )
         )
 
@@ -478,7 +499,10 @@ def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.R
             _pick(
                 rng,
                 f"{hb_text}: daily oral iron 120 mg elemental with folic acid 400 µg, recheck haemoglobin in 4 weeks.",
-                f"{hb_text} — treat anaemia with 120 mg elemental iron and 400 µg folic acid daily; repeat full blood count in a month.",
+                (
+                    f"{hb_text} — treat anaemia with 120 mg elemental iron and 400 µg folic acid daily; "
+                    "repeat full blood count in a month."
+                ),
             )
         )
     else:
@@ -496,15 +520,24 @@ def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.R
             _pick(
                 rng,
                 f"Glucose {glucose:.0f} mg/dL is high: 75 g OGTT now, low-glycaemic diet and glucose self-monitoring.",
-                f"Random glucose {glucose:.0f} mg/dL; refer to dietitian for a low-glycaemic plan, teach home glucose monitoring and arrange an OGTT.",
+                (
+                    f"Random glucose {glucose:.0f} mg/dL; refer to dietitian for a low-glycaemic plan, "
+                    "teach home glucose monitoring and arrange an OGTT."
+                ),
             )
         )
     elif active & GLUCOSE_CODES:
         parts.append(
             _pick(
                 rng,
-                "Known diabetes or prediabetes: glucose self-monitoring, low-glycaemic diet, and a 75 g OGTT at 24–28 weeks if not already diagnosed.",
-                "Impaired glucose regulation on record: dietitian review for a low-glycaemic plan and home glucose monitoring.",
+                (
+                    "Known diabetes or prediabetes: glucose self-monitoring, low-glycaemic diet, and a 75 g OGTT "
+                    "at 24–28 weeks if not already diagnosed."
+                ),
+                (
+                    "Impaired glucose regulation on record: dietitian review for a low-glycaemic plan and home "
+                    "glucose monitoring."
+                ),
             )
         )
 
@@ -514,7 +547,10 @@ def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.R
             parts.append(
                 _pick(
                     rng,
-                    f"BMI {bmi:.1f} (obese): aim for 5–9 kg total weight gain, dietitian referral, 150 minutes of moderate activity a week.",
+                    (
+                        f"BMI {bmi:.1f} (obese): aim for 5–9 kg total weight gain, dietitian referral, "
+                        "150 minutes of moderate activity a week."
+                    ),
                     f"With a BMI of {bmi:.0f}, recommended gain is 5–9 kg; discuss diet and regular moderate exercise.",
                 )
             )
@@ -540,8 +576,14 @@ def _antenatal(s: Snapshot, lifestyle: list[dict], when: datetime, rng: random.R
         parts.append(
             _pick(
                 rng,
-                f"Still smoking {tobacco['quantity']:.0f} cigarettes a day: advise stopping completely, offer cessation counselling and nicotine replacement.",
-                f"Smokes about {tobacco['quantity']:.0f} a day — strongly advised to quit; referral to stop-smoking service offered.",
+                (
+                    f"Still smoking {tobacco['quantity']:.0f} cigarettes a day: advise stopping completely, "
+                    "offer cessation counselling and nicotine replacement."
+                ),
+                (
+                    f"Smokes about {tobacco['quantity']:.0f} a day — strongly advised to quit; "
+                    "referral to stop-smoking service offered."
+                ),
             )
         )
     elif tobacco and tobacco["value"] == "stopped smoking":

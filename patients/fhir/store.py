@@ -142,7 +142,10 @@ def _resolve_outside(
             ref = getattr(record, attr)
             if ref is not None and ref.fhir_id not in pks:
                 raise FhirError(
-                    f"refers to {ref.resource_type}/{ref.fhir_id}, which is neither in this bundle nor held for this organisation",
+                    (
+                        f"refers to {ref.resource_type}/{ref.fhir_id}, which is neither in this bundle nor held for "
+                        "this organisation"
+                    ),
                     resource=record.label,
                     field="subject",
                 )

@@ -32,7 +32,10 @@ class Criterion:
 ITEM_CRITERIA = {
     "home blood pressure monitoring": "Recommends monitoring her blood pressure (at home or at more frequent checks).",
     "urine protein check": "Recommends checking her urine for protein.",
-    "pre-eclampsia warning signs": "Tells her to report warning signs of pre-eclampsia (severe headache, visual disturbance, upper abdominal pain).",
+    "pre-eclampsia warning signs": (
+        "Tells her to report warning signs of pre-eclampsia (severe headache, visual disturbance, upper abdominal "
+        "pain)."
+    ),
     "low-dose aspirin": "Recommends low-dose aspirin.",
     "calcium supplementation": "Recommends calcium supplementation.",
     "iron supplementation": "Recommends iron supplementation.",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 
 KEY_ITEMS: dict[str, str] = {
-    "home blood pressure monitoring": r"home (bp|blood pressure) monitoring|monitor (her |your )?blood pressure at home",
+    "home blood pressure monitoring": (
+        r"home (bp|blood pressure) monitoring|monitor (her |your )?blood pressure at home"
+    ),
     "urine protein check": r"urine protein|proteinuria|dipstick",
     "pre-eclampsia warning signs": r"headache|visual disturbance|blurred vision|epigastric|upper abdominal pain",
     "low-dose aspirin": r"aspirin",

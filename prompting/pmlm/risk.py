@@ -250,7 +250,10 @@ def _hypertension(ctx: _Context):
     readings = blood_pressures(ctx.h)
     if readings:
         bp = readings[0]
-        evidence = f"BP {bp.systolic:.0f}/{bp.diastolic:.0f} mmHg ({ago(bp.days_ago)}{', repeat reading at the same visit' if bp.repeat else ''})"
+        evidence = (
+            f"BP {bp.systolic:.0f}/{bp.diastolic:.0f} mmHg "
+            f"({ago(bp.days_ago)}{', repeat reading at the same visit' if bp.repeat else ''})"
+        )
         if bp.systolic >= 140 or bp.diastolic >= 90:
             ctx.raise_flag("hypertension", evidence)
         if bp.systolic >= 160 or bp.diastolic >= 110:

@@ -70,7 +70,10 @@ def safety_warnings(h: PatientHistory, pregnancy: Pregnancy, guidance: str) -> l
                     SafetyWarning(
                         code,
                         "high" if high else "moderate",
-                        f"Her active medicine {medicine.display} ({entry['name']}) is {word} in {entry['when']}: {entry['reason']}.",
+                        (
+                            f"Her active medicine {medicine.display} ({entry['name']}) is {word} in "
+                            f"{entry['when']}: {entry['reason']}."
+                        ),
                         sources.get(entry["source"], entry["source"]),
                     )
                 )

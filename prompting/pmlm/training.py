@@ -123,7 +123,8 @@ class Outcome:
 def edit_prompt(
     example: Example, code: str, *, count_tokens: Callable[[str], int]
 ) -> tuple[str, list[dict], list[Problem]]:
-    """(text, sections, problems) of an edit of the example's initial prompt; the identity edit is the initial prompt."""
+    """(text, sections, problems) of an edit of the example's initial prompt; the identity edit is the initial
+    prompt."""
     edit = edit_named(code)
     if edit.is_identity:
         return example.initial_text, example.sections, []
@@ -248,7 +249,8 @@ def key_item_precision(outcomes: Sequence[Outcome]) -> float | None:
 def precision_by_edit(
     examples: Sequence[Example], scorer: Scorer, codes: Sequence[str] = tuple(e.code for e in MENU)
 ) -> dict[str, float | None]:
-    """Each edit's mean key-item precision on the examples, as used (read from the scorer's outcomes: no new answers)."""
+    """Each edit's mean key-item precision on the examples, as used (read from the scorer's outcomes: no new
+    answers)."""
     return {code: key_item_precision([scorer.used(example, code) for example in examples]) for code in codes}
 
 

@@ -76,8 +76,9 @@ def blood_pressure_trend(h: PatientHistory, pregnancy: Pregnancy) -> Trend | Non
     else:
         direction, concerning = "stable", False
     text = (
-        f"Systolic blood pressure {direction} across {len(readings)} visits: {first.systolic:.0f} → {last.systolic:.0f} mmHg "
-        f"over {span_weeks} weeks ({slope_week:+.1f} mmHg/week); latest {last.systolic:.0f}/{last.diastolic:.0f} mmHg."
+        f"Systolic blood pressure {direction} across {len(readings)} visits: "
+        f"{first.systolic:.0f} → {last.systolic:.0f} mmHg over {span_weeks} weeks ({slope_week:+.1f} mmHg/week); "
+        f"latest {last.systolic:.0f}/{last.diastolic:.0f} mmHg."
     )
     forecast = (
         f"At this rate about {projected:.0f} mmHg systolic at a visit in two weeks." if direction != "stable" else ""

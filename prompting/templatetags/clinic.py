@@ -49,7 +49,10 @@ def with_citation_links(text: str, guidance) -> str:
         reason = escape(claim.get("reason", ""))
         html += [
             linked(text[at:start]),
-            f'<mark class="unsupported-claim" title="Not supported by her record: {reason}">{linked(text[start:end])}</mark>',
+            (
+                f'<mark class="unsupported-claim" title="Not supported by her record: {reason}">'
+                f"{linked(text[start:end])}</mark>"
+            ),
             f' <span class="claim-reason">({reason})</span>',
         ]
         at = end

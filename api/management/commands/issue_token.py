@@ -4,7 +4,10 @@ from api.tokens import TokenError, token_issue
 
 
 class Command(BaseCommand):
-    help = "Issue a partner API token for a member's account. The token is printed once, on the last line; only its digest is kept."
+    help = (
+        "Issue a partner API token for a member's account. The token is printed once, on the last line; "
+        "only its digest is kept."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")

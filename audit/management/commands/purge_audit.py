@@ -5,7 +5,10 @@ from audit.services import audit_purge
 
 
 class Command(BaseCommand):
-    help = "Delete audit entries older than the retention (PMLM_AUDIT_RETENTION_DAYS, default six years); the chain stays verifiable."
+    help = (
+        "Delete audit entries older than the retention (PMLM_AUDIT_RETENTION_DAYS, default six years); "
+        "the chain stays verifiable."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=None)

@@ -6,7 +6,8 @@ from audit.services import AuditChainBroken, audit_keyring, audit_seal
 class Command(BaseCommand):
     help = (
         "Check the whole audit chain (plain SHA-256 entries from before keying, keyed ones under PMLM_AUDIT_KEY or "
-        "PMLM_AUDIT_RETIRED_KEYS), then re-hash every entry under PMLM_AUDIT_KEY and anchor it. Refuses a broken chain. "
+        "PMLM_AUDIT_RETIRED_KEYS), then re-hash every entry under PMLM_AUDIT_KEY and anchor it. "
+        "Refuses a broken chain. "
         "Run after a key rotation to retire the old key."
     )
 

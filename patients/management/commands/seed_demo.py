@@ -6,7 +6,10 @@ from patients.demo.seed import demo_seed
 
 
 class Command(BaseCommand):
-    help = "Create the demo organisation, users and cohort (Synthea patients plus generated lifestyle, ratings and recommendations)."
+    help = (
+        "Create the demo organisation, users and cohort (Synthea patients plus generated lifestyle, ratings and "
+        "recommendations)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--seed", type=int, default=7, help="Seed for the generated data (default 7).")

@@ -35,7 +35,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps({"run": run.pk, "rows": run.table}))
             return
         self.stdout.write(
-            f"{'endpoint':<22}{'rag':>5}{'n':>4}{'failed':>8}{'latency ms':>12}{'tokens':>8}{'cited':>7}{'warnings':>10}"
+            f"{'endpoint':<22}{'rag':>5}{'n':>4}{'failed':>8}{'latency ms':>12}{'tokens':>8}{'cited':>7}"
+            f"{'warnings':>10}"
         )
         for row in run.table:
             self.stdout.write(

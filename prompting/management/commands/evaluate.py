@@ -16,9 +16,9 @@ from prompting.pmlm.evaluation import METRICS, VARIANT_LABELS, VARIANTS
 
 class Command(BaseCommand):
     help = (
-        "Compare the six prompt variants (general, self, peer, pmlm, pmlm_best_edit, pmlm_rl), with and without guidance sources, on "
-        "patients held out from peer training and RL: guidance scored against the physicians' recommendations, "
-        "with bootstrap 95% confidence intervals."
+        "Compare the six prompt variants (general, self, peer, pmlm, pmlm_best_edit, pmlm_rl), with and without "
+        "guidance sources, on patients held out from peer training and RL: guidance scored against the "
+        "physicians' recommendations, with bootstrap 95% confidence intervals."
     )
 
     def add_arguments(self, parser):
@@ -109,7 +109,8 @@ class Command(BaseCommand):
         for row in run.rows:
             cells = "".join(f"{_figure(row, m):>26}" for m in shown)
             self.stdout.write(
-                f"{row['endpoint']:<16}{'on' if row['rag'] else 'off':<9}{VARIANT_LABELS[row['variant']]:<30}{row['n']:>4}{cells}"
+                f"{row['endpoint']:<16}{'on' if row['rag'] else 'off':<9}{VARIANT_LABELS[row['variant']]:<30}"
+                f"{row['n']:>4}{cells}"
             )
         for note in run.report.get("notes", []):
             self.stdout.write(f"Note: {note}")

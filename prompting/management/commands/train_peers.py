@@ -35,8 +35,9 @@ class Command(BaseCommand):
             return
         m = peer_model.metrics
         self.stdout.write(
-            f"Peer model v{peer_model.version}: {m['ratings']} ratings, {m['patients_with_ratings']} patients with ratings, "
-            f"{m['cold_start_patients']} cold-start, neighbours by {peer_model.neighbour_method}, {peer_model.training_seconds} s"
+            f"Peer model v{peer_model.version}: {m['ratings']} ratings, {m['patients_with_ratings']} patients "
+            f"with ratings, {m['cold_start_patients']} cold-start, neighbours by {peer_model.neighbour_method}, "
+            f"{peer_model.training_seconds} s"
         )
         self.stdout.write(f"{'held-out':<14}{'RMSE':>8}{'MAE':>8}{'P@5':>8}{'cover':>8}")
         for name in ("svd", "knn_baseline", "item_mean", "global_mean"):

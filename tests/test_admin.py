@@ -22,7 +22,8 @@ def test_a_curator_cannot_open_another_organisations_record(curator_client, fore
 def test_the_fhir_id_is_read_only_once_imported(curator_client, imported_patient):
     obs = m.Observation.objects.get(fhir_id="pat-1-weight")
     response = curator_client.get(reverse("admin:patients_observation_change", args=[obs.pk]))
-    assert response.status_code == 200 and "fhir_id" not in response.context["adminform"].form.fields
+    assert response.status_code == 200
+    assert "fhir_id" not in response.context["adminform"].form.fields
 
 
 def test_an_edit_is_kept_in_the_change_history(curator_client, imported_patient, curator):
@@ -31,7 +32,8 @@ def test_an_edit_is_kept_in_the_change_history(curator_client, imported_patient,
     obs._history_user = curator
     obs.save()
     record = obs.history.first()
-    assert record.value_quantity == 72.0 and record.history_user == curator
+    assert record.value_quantity == 72.0
+    assert record.history_user == curator
     assert curator_client.get(reverse("admin:patients_observation_history", args=[obs.pk])).status_code == 200
 
 
@@ -45,7 +47,8 @@ def test_csv_export_includes_only_selected_rows_and_defuses_formulas(curator_cli
     body = b"".join(response.streaming_content).decode()
     assert response["Content-Type"].startswith("text/csv")
     assert body.splitlines()[0].startswith("id,")
-    assert "'=HYPERLINK(1)" in body and len(body.strip().splitlines()) == 2
+    assert "'=HYPERLINK(1)" in body
+    assert len(body.strip().splitlines()) == 2
 
 
 def test_every_model_of_the_record_has_an_admin_page(curator_client, imported_patient):
@@ -85,4 +88,5 @@ def test_uploading_a_bundle_queues_an_import_job(
         )
     assert response.status_code == 302
     job = m.ImportJob.objects.get()
-    assert queued == [job.pk] and job.status == m.JobStatus.QUEUED
+    assert queued == [job.pk]
+    assert job.status == m.JobStatus.QUEUED

@@ -257,7 +257,8 @@ def test_an_outsider_curator_cannot_read_a_patients_history_or_revert_it_into_he
     imported_patient.refresh_from_db()
     assert imported_patient.organisation.slug == "north-clinic"
     denied = AuditEvent.objects.filter(action=AuditAction.ACCESS_DENIED, object_type="patients.Patient")
-    assert denied.count() == 3 and set(denied.values_list("object_id", flat=True)) == {str(imported_patient.pk)}
+    assert denied.count() == 3
+    assert set(denied.values_list("object_id", flat=True)) == {str(imported_patient.pk)}
 
 
 def test_an_outsider_curator_cannot_read_a_memberships_history(south_curator_client, clinician):
@@ -300,7 +301,8 @@ def _give_role(client, membership, role, url=None):
 def test_a_curator_cannot_make_herself_an_admin(curator_client, curator):
     membership = curator.membership
     response = _give_role(curator_client, membership, Role.ADMIN)
-    assert response.status_code == 200 and response.context["adminform"].form.errors
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
     assert membership.role == Role.CURATOR
     assert curator_client.get(reverse("admin:audit_auditevent_changelist")).status_code == 403
     assert not AuditEvent.objects.filter(action=AuditAction.ROLE_CHANGE).exists()
@@ -319,7 +321,8 @@ def test_nobody_raises_their_own_role_even_through_a_history_revert(curator_clie
         Role.ADMIN,
         reverse("admin:patients_membership_simple_history", args=[membership.pk, was_admin.history_id]),
     )
-    assert response.status_code == 200 and "role" in response.context["adminform"].form.errors
+    assert response.status_code == 200
+    assert "role" in response.context["adminform"].form.errors
     assert membership.role == Role.CURATOR
 
 
@@ -340,7 +343,8 @@ def test_a_curator_may_not_remove_an_admin(curator_client, organisation):
     response = curator_client.post(
         reverse("admin:patients_membership_delete", args=[boss.membership.pk]), {"post": "yes"}
     )
-    assert response.status_code == 403 and m.Membership.objects.filter(pk=boss.membership.pk).exists()
+    assert response.status_code == 403
+    assert m.Membership.objects.filter(pk=boss.membership.pk).exists()
 
 
 def test_a_curator_makes_a_colleague_curator_and_the_role_change_is_audited(curator_client, curator, clinician):
@@ -348,13 +352,15 @@ def test_a_curator_makes_a_colleague_curator_and_the_role_change_is_audited(cura
     assert _give_role(curator_client, membership, Role.CURATOR).status_code == 302
     assert membership.role == Role.CURATOR
     event = AuditEvent.objects.get(action=AuditAction.ROLE_CHANGE)
-    assert event.actor == curator and event.details == {"user": clinician.pk, "from": "clinician", "to": "curator"}
+    assert event.actor == curator
+    assert event.details == {"user": clinician.pk, "from": "clinician", "to": "curator"}
 
 
 def test_a_curator_cannot_issue_an_api_token_for_an_admin_account(curator_client, organisation):
     boss = make_member("admin-north", organisation, Role.ADMIN)
     response = curator_client.post(reverse("admin:api_apitoken_add"), {"user": boss.pk, "name": "escalate"})
-    assert response.status_code == 200 and response.context["adminform"].form.errors
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
     assert not ApiToken.objects.filter(user=boss).exists()
 
 
@@ -404,10 +410,8 @@ def test_a_curator_cannot_edit_shared_knowledge_or_the_care_catalogue(curator_cl
         curator_client.post(reverse("admin:patients_careitem_delete", args=[item.pk]), {"post": "yes"}).status_code
         == 403
     )
-    assert (
-        pr.KnowledgeDocument.objects.get(pk=document.pk).title == "WHO: anaemia"
-        and m.CareItem.objects.filter(pk=item.pk).exists()
-    )
+    assert pr.KnowledgeDocument.objects.get(pk=document.pk).title == "WHO: anaemia"
+    assert m.CareItem.objects.filter(pk=item.pk).exists()
 
 
 def test_a_site_administrator_repoints_the_default_llm(client, organisation):
@@ -428,7 +432,8 @@ def test_a_site_administrator_repoints_the_default_llm(client, organisation):
 
 def test_curators_groups_hold_no_right_to_change_shared_settings(curator):
     curator.groups.add(curator_group_ensure())
-    assert curator.has_perm("prompting.view_llmendpoint") and curator.has_perm("patients.change_patient")
+    assert curator.has_perm("prompting.view_llmendpoint")
+    assert curator.has_perm("patients.change_patient")
     assert not any(
         curator.has_perm(p)
         for p in (

@@ -19,9 +19,9 @@ class TestTokens:
         call_command("issue_token", partner.username, "--name", "EHR")
         token = capsys.readouterr().out.strip().splitlines()[-1]
         record = ApiToken.objects.get()
-        assert (
-            token.startswith(record.prefix) and token not in (record.digest, record.prefix) and len(record.digest) == 64
-        )
+        assert token.startswith(record.prefix)
+        assert token not in (record.digest, record.prefix)
+        assert len(record.digest) == 64
         assert api("get", "/api/v1/patients/", token).status_code == 200
 
     def test_a_revoked_a_wrong_or_a_missing_token_is_refused_with_the_error_shape(self, partner, api):
@@ -45,7 +45,8 @@ class TestPatients:
         self, api, partner_token, imported_patient, foreign_patient
     ):
         body = api("get", "/api/v1/patients/", partner_token).json()
-        assert set(body) == {"count", "next", "previous", "results"} and body["count"] == 1
+        assert set(body) == {"count", "next", "previous", "results"}
+        assert body["count"] == 1
         assert body["results"][0]["id"] == "pat-1"
         assert api("get", "/api/v1/patients/?q=Riv&ordering=-last_encounter_at", partner_token).json()["count"] == 1
         assert api("get", "/api/v1/patients/?q=nobody", partner_token).json()["count"] == 0
@@ -74,16 +75,19 @@ class TestPatients:
             assert is_error(api(method, path, their_token, body), 404), path
             assert api(method, path, partner_token, body).status_code < 400 or path.endswith("ratings/"), path
         assert api("get", "/api/v1/patients/", their_token).json()["count"] == 0
-        assert GuidanceRequest.objects.count() == 2 and not ClinicianRating.objects.exists()
+        assert GuidanceRequest.objects.count() == 2
+        assert not ClinicianRating.objects.exists()
 
 
 class TestFhir:
     def test_a_bundle_is_imported_all_or_nothing_and_exported_back(self, api, partner_token, organisation):
         response = api("post", "/api/v1/bundles/", partner_token, fb.small_bundle("pat-api"), content_type=FHIR)
         assert response.status_code == 200, response.content
-        assert response.json()["patients"] == ["pat-api"] and response.json()["created"] > 0
+        assert response.json()["patients"] == ["pat-api"]
+        assert response.json()["created"] > 0
         exported = api("get", "/api/v1/patients/pat-api/bundle/", partner_token)
-        assert exported["Content-Type"].startswith(FHIR) and exported.json()["resourceType"] == "Bundle"
+        assert exported["Content-Type"].startswith(FHIR)
+        assert exported.json()["resourceType"] == "Bundle"
         again = api("post", "/api/v1/bundles/", partner_token, fb.small_bundle("pat-api"), content_type=FHIR)
         assert again.json()["created"] == 0  # idempotent
 
@@ -95,11 +99,9 @@ class TestFhir:
         )
         response = api("post", "/api/v1/bundles/", partner_token, broken, content_type=FHIR)
         body = response.json()
-        assert (
-            response.status_code == 422
-            and body["resourceType"] == "OperationOutcome"
-            and body["error"]["code"] == "invalid_fhir"
-        )
+        assert response.status_code == 422
+        assert body["resourceType"] == "OperationOutcome"
+        assert body["error"]["code"] == "invalid_fhir"
         assert body["issue"][0]["expression"] == ["Observation.valueQuantity.value"]
         assert "Observation/pat-bad-weight" in body["issue"][0]["diagnostics"]
         assert not pm.Patient.objects.filter(external_id="pat-bad").exists()
@@ -125,7 +127,9 @@ class TestPromptsAndGuidance:
             "post", "/api/v1/patients/pat-1/prompt/", partner_token, {"question": "Plan?", "at": "2025-05-02"}
         ).json()
         assert set(body) == {"patient", "template_version", "prompt", "deidentified", "sections", "risk_flags", "peers"}
-        assert body["patient"] == "pat-1" and body["deidentified"] is True and "Rivera" not in body["prompt"]
+        assert body["patient"] == "pat-1"
+        assert body["deidentified"] is True
+        assert "Rivera" not in body["prompt"]
 
     def test_guidance_is_accepted_with_a_location_and_a_retry_with_the_same_key_is_the_same_request(
         self, api, partner_token, imported_patient, tiny_policy, django_capture_on_commit_callbacks
@@ -145,15 +149,19 @@ class TestPromptsAndGuidance:
             {"question": "Plan?", "at": "2025-05-02"},
             **{"Idempotency-Key": "visit-42"},
         )
-        assert first.status_code == 202 == again.status_code and len(queued) == 1
-        assert (
-            first["Location"] == f"/api/v1/guidance/{first.json()['id']}/" and again.json()["id"] == first.json()["id"]
-        )
-        assert GuidanceRequest.objects.count() == 1 and first.json()["status"] == "queued"
+        assert first.status_code == 202 == again.status_code
+        assert len(queued) == 1
+        assert first["Location"] == f"/api/v1/guidance/{first.json()['id']}/"
+        assert again.json()["id"] == first.json()["id"]
+        assert GuidanceRequest.objects.count() == 1
+        assert first.json()["status"] == "queued"
 
         guidance_request_run(guidance_id=first.json()["id"])
         done = api("get", first["Location"], partner_token).json()
-        assert done["status"] == "done" and done["guidance"] and done["prompt"] and "notice" in done
+        assert done["status"] == "done"
+        assert done["guidance"]
+        assert done["prompt"]
+        assert "notice" in done
         rating = {
             "accuracy": 4,
             "completeness": 4,
@@ -163,7 +171,8 @@ class TestPromptsAndGuidance:
             "would_follow": True,
         }
         created = api("post", f"{first['Location']}ratings/", partner_token, rating)
-        assert created.status_code == 201 and created.json()["rater"] == "partner-north"
+        assert created.status_code == 201
+        assert created.json()["rater"] == "partner-north"
         assert is_error(api("post", f"{first['Location']}ratings/", partner_token, {**rating, "safety": 9}), 400)
 
     def test_an_unknown_endpoint_and_a_bad_question_are_refused_with_the_fields_named(
@@ -172,9 +181,11 @@ class TestPromptsAndGuidance:
         response = api(
             "post", "/api/v1/patients/pat-1/guidance/", partner_token, {"question": "Plan?", "endpoint": "gpt-99"}
         )
-        assert is_error(response, 400) and "gpt-99" in response.json()["error"]["message"]
+        assert is_error(response, 400)
+        assert "gpt-99" in response.json()["error"]["message"]
         response = api("post", "/api/v1/patients/pat-1/prompt/", partner_token, {"question": "x" * 2001})
-        assert is_error(response, 400) and "question" in response.json()["error"]["fields"]
+        assert is_error(response, 400)
+        assert "question" in response.json()["error"]["fields"]
         assert is_error(api("post", "/api/v1/patients/pat-1/prompt/", partner_token, {"question": "x" * 70_000}), 413)
         assert not GuidanceRequest.objects.exists()
 
@@ -198,16 +209,19 @@ class TestConventions:
         statuses = [api("get", "/api/v1/patients/", partner_token).status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
         throttled = api("get", "/api/v1/patients/", partner_token)
-        assert is_error(throttled, 429) and int(throttled["Retry-After"]) > 0
+        assert is_error(throttled, 429)
+        assert int(throttled["Retry-After"]) > 0
         assert api("get", "/api/v1/patients/", their_token).status_code == 200  # another token has its own budget
         cache.clear()
 
     def test_the_schema_is_openapi_3_and_the_docs_are_served_without_a_cdn(self, client):
         schema = client.get("/api/schema/?format=json")
-        assert schema.status_code == 200 and schema.json()["openapi"].startswith("3.")
+        assert schema.status_code == 200
+        assert schema.json()["openapi"].startswith("3.")
         assert "/api/v1/patients/{patient_id}/guidance/" in schema.json()["paths"]
         docs = client.get("/api/docs/").content.decode()
-        assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in docs and "cdn" not in docs.lower()
+        assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in docs
+        assert "cdn" not in docs.lower()
 
 
 class TestTokenAdmin:
@@ -220,7 +234,8 @@ class TestTokenAdmin:
         message = next(m.message for m in response.context["messages"] if "New token" in m.message)
         token = message.rsplit(" ", 1)[-1]
         record = ApiToken.objects.get(name="Lab system")
-        assert token.startswith(record.prefix) and token not in record.digest
+        assert token.startswith(record.prefix)
+        assert token not in record.digest
         assert api("get", "/api/v1/patients/", token).status_code == 200
         client.post("/admin/api/apitoken/", {"action": "revoke", "_selected_action": [record.pk]})
         assert is_error(api("get", "/api/v1/patients/", token), 401)
@@ -233,5 +248,6 @@ class TestTokenAdmin:
         theirs = make_member("partner-south", other_organisation, pm.Role.PARTNER)
         curator.groups.add(curator_group_ensure())
         response = client_for(curator).post("/admin/api/apitoken/add/", {"user": theirs.pk, "name": "sneaky"})
-        assert response.status_code == 200 and b"Select a valid choice" in response.content
+        assert response.status_code == 200
+        assert b"Select a valid choice" in response.content
         assert not ApiToken.objects.exists()

@@ -128,7 +128,8 @@ def test_the_partner_example_imports_fetches_a_prompt_and_gets_guidance_from_a_l
             env={"PMLM_API": live_server.url, "PMLM_TOKEN": token, "PATH": "/usr/bin:/bin", "PMLM_WAIT_SECONDS": "180"},
         )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "Imported patient pat-example" in run.stdout and '"status": "done"' in run.stdout
+    assert "Imported patient pat-example" in run.stdout
+    assert '"status": "done"' in run.stdout
     assert (
         "Rivera" not in run.stdout.split("Personalised prompt")[1].split("Guidance requested")[0]
     )  # the prompt names nobody

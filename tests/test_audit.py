@@ -58,7 +58,8 @@ def test_a_request_id_from_the_caller_is_kept_and_returned(client_for, clinician
     assert response["X-Request-ID"] == "trace-0042-abcd"
     assert AuditEvent.objects.get(action="view_patient").request_id == "trace-0042-abcd"
     odd = client_for(clinician).get(f"/patients/{imported_patient.pk}/", HTTP_X_REQUEST_ID="<script>")
-    assert odd["X-Request-ID"] != "<script>" and len(odd["X-Request-ID"]) == 32
+    assert odd["X-Request-ID"] != "<script>"
+    assert len(odd["X-Request-ID"]) == 32
 
 
 def test_sign_in_and_failed_sign_in_are_recorded(client, clinician):
@@ -119,7 +120,8 @@ class TestTheChain:
         monkeypatch.undo()
         kept = [audit_record(AuditAction.VIEW_PATIENT, object_id=n, actor=clinician) for n in range(2)]
         call_command("purge_audit")
-        assert AuditEvent.objects.filter(pk__in=[k.pk for k in kept]).count() == 2 and AuditEvent.objects.count() == 3
+        assert AuditEvent.objects.filter(pk__in=[k.pk for k in kept]).count() == 2
+        assert AuditEvent.objects.count() == 3
         assert AuditEvent.objects.filter(action="retention_purge").get().details["deleted"] == 3
         assert audit_verify()[1] is None
 
@@ -135,11 +137,11 @@ def test_the_trail_exports_as_fhir_audit_events(organisation, clinician, capsys)
     call_command("export_audit", "--org", organisation.slug)
     bundle = json.loads(capsys.readouterr().out)
     event = bundle["entry"][0]["resource"]
-    assert bundle["resourceType"] == "Bundle" and event["resourceType"] == "AuditEvent" and event["action"] == "R"
-    assert (
-        event["agent"][0]["who"]["identifier"]["value"] == "dr-north"
-        and event["entity"][0]["what"]["reference"] == "patients.Patient/7"
-    )
+    assert bundle["resourceType"] == "Bundle"
+    assert event["resourceType"] == "AuditEvent"
+    assert event["action"] == "R"
+    assert event["agent"][0]["who"]["identifier"]["value"] == "dr-north"
+    assert event["entity"][0]["what"]["reference"] == "patients.Patient/7"
     assert {"type", "recorded", "source", "agent"} <= set(event)
 
 
@@ -149,11 +151,9 @@ def test_only_admins_browse_the_trail_and_nobody_edits_it(client_for, curator, o
     audit_record(AuditAction.VIEW_PATIENT, object_id=2, organisation_id=other_organisation.pk)
     page = client_for(admin_user).get("/admin/audit/auditevent/")
     listed = page.context["cl"].queryset
-    assert (
-        page.status_code == 200
-        and listed.exists()
-        and set(listed.values_list("organisation", flat=True)) == {organisation.pk}
-    )
+    assert page.status_code == 200
+    assert listed.exists()
+    assert set(listed.values_list("organisation", flat=True)) == {organisation.pk}
     event = AuditEvent.objects.filter(organisation=organisation).first()
     assert (
         client_for(admin_user).post(f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403

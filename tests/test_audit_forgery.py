@@ -118,8 +118,11 @@ class TestAnchorsOutsideTheDatabase:
         call_command("anchor_audit")
         [path] = anchors(settings)
         anchored = json.loads(path.read_text())
-        assert anchored["entry"] == trail[-1].pk and anchored["hash"] == trail[-1].hash and anchored["entries"] == 5
-        assert anchored["key_id"] == audit_keyring().current_id and len(anchored["mac"]) == 64
+        assert anchored["entry"] == trail[-1].pk
+        assert anchored["hash"] == trail[-1].hash
+        assert anchored["entries"] == 5
+        assert anchored["key_id"] == audit_keyring().current_id
+        assert len(anchored["mac"]) == 64
         call_command("verify_audit")
         assert f"the latest anchor ({path.name}) included" in capsys.readouterr().out
 
@@ -133,11 +136,9 @@ class TestAnchorsOutsideTheDatabase:
         AuditEvent.objects.filter(pk__in=[e.pk for e in newest]).delete()
         AuditHead.objects.filter(pk=1).update(**older_head)
         broken = audit_verify()[1]
-        assert (
-            broken is not None
-            and f"entries up to entry {newest[-1].pk}" in broken.reason
-            and "are missing" in broken.reason
-        )
+        assert broken is not None
+        assert f"entries up to entry {newest[-1].pk}" in broken.reason
+        assert "are missing" in broken.reason
         for path in anchors(settings):
             path.unlink()
         assert audit_verify()[1] is None  # without the anchor, the replayed head is consistent
@@ -154,7 +155,8 @@ class TestAnchorsOutsideTheDatabase:
             last_hash=AuditEvent.objects.order_by("-id").first().hash,
         )
         broken = audit_verify()[1]
-        assert broken.event_id == trail[-1].pk and "differs from the anchor" in broken.reason
+        assert broken.event_id == trail[-1].pk
+        assert "differs from the anchor" in broken.reason
 
     def test_an_anchor_edited_on_disk_is_not_trusted(self, trail, settings):
         call_command("anchor_audit")
@@ -189,13 +191,15 @@ class TestAnchorsOutsideTheDatabase:
         monkeypatch.undo()
         record(clinician, organisation, 2, start=3)
         call_command("purge_audit")
-        assert AuditEvent.objects.count() == 3 and audit_verify()[1] is None
+        assert AuditEvent.objects.count() == 3
+        assert audit_verify()[1] is None
 
     def test_beat_anchors_the_chain_every_hour(self, trail, settings):
         from audit.tasks import anchor_audit_task
 
         schedule = settings.CELERY_BEAT_SCHEDULE["anchor-audit-chain"]
-        assert schedule["task"] == "audit.tasks.anchor_audit_task" and schedule["schedule"] == 3600.0
+        assert schedule["task"] == "audit.tasks.anchor_audit_task"
+        assert schedule["schedule"] == 3600.0
         assert anchor_audit_task() == str(anchors(settings)[0])
 
 
@@ -212,13 +216,15 @@ class TestTheKey:
                 text=True,
                 timeout=120,
             )
-            assert run.returncode != 0 and "PMLM_AUDIT_KEY" in run.stderr
+            assert run.returncode != 0
+            assert "PMLM_AUDIT_KEY" in run.stderr
 
     def test_the_key_is_never_written_to_the_database(self, settings, organisation, clinician):
         settings.PMLM_AUDIT_KEY = KEY_A
         record(clinician, organisation, 2)
         stored = json.dumps([list(AuditEvent.objects.values()), list(AuditHead.objects.values())], default=str)
-        assert "a" * 40 not in stored and KEY_A.encode().hex() not in stored
+        assert "a" * 40 not in stored
+        assert KEY_A.encode().hex() not in stored
         assert audit_keyring().current_id in stored  # its fingerprint names it
 
     def test_the_chain_module_needs_no_django(self):
@@ -245,7 +251,8 @@ class TestKeyRotation:
     def test_entries_under_a_key_that_was_dropped_too_early_are_reported_not_trusted(self, rotated, settings):
         settings.PMLM_AUDIT_RETIRED_KEYS = []
         broken = audit_verify()[1]
-        assert broken.event_id == rotated[0][0].pk and "is not one this deployment holds" in broken.reason
+        assert broken.event_id == rotated[0][0].pk
+        assert "is not one this deployment holds" in broken.reason
 
     def test_sealing_after_a_rotation_moves_every_entry_to_the_new_key_so_the_old_one_can_go(
         self, rotated, settings, capsys
@@ -253,7 +260,8 @@ class TestKeyRotation:
         call_command("seal_audit")
         assert f"Sealed 4 entries under key {key_fingerprint(KEY_B.encode())}" in capsys.readouterr().out
         settings.PMLM_AUDIT_RETIRED_KEYS = []
-        assert audit_verify() == (4, None) and len(anchors(settings)) == 1
+        assert audit_verify() == (4, None)
+        assert len(anchors(settings)) == 1
 
 
 class TestTheUpgradeFromThePlainSha256Chain:
@@ -265,12 +273,14 @@ class TestTheUpgradeFromThePlainSha256Chain:
         return trail
 
     def test_a_legacy_chain_is_reported_until_it_is_sealed(self, legacy):
-        assert broken_at() == legacy[0].pk and "it is not keyed" in audit_verify()[1].reason
+        assert broken_at() == legacy[0].pk
+        assert "it is not keyed" in audit_verify()[1].reason
 
     def test_sealing_checks_the_legacy_chain_then_rehashes_it_under_the_key(self, legacy, settings, capsys):
         call_command("seal_audit")
         assert "Sealed 5 entries" in capsys.readouterr().out
-        assert audit_verify() == (5, None) and len(anchors(settings)) == 1
+        assert audit_verify() == (5, None)
+        assert len(anchors(settings)) == 1
         assert set(AuditEvent.objects.values_list("key_id", flat=True)) == {audit_keyring().current_id}
 
     def test_a_legacy_chain_that_is_already_broken_is_refused_not_sealed(self, legacy):

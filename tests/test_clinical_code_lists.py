@@ -133,4 +133,5 @@ def test_a_woman_recorded_with_exactly_the_parent_concept_gets_the_pre_eclampsia
         ],
     )
     flag = next((f for f in risk_flags(h) if f.code == "pre_eclampsia_risk"), None)
-    assert flag is not None and factor in flag.evidence
+    assert flag is not None
+    assert factor in flag.evidence

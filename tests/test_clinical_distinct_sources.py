@@ -64,8 +64,10 @@ def test_duplicated_documents_are_retrieved_once_and_the_budget_is_filled():
     )
     knowledge_document_index(document=other)
     hits = knowledge_search("Blood pressure is high: measure it again?", k=2, min_score=0.0)
-    assert len(hits) == 2 and len({passage_key(chunk.text) for chunk, _ in hits}) == 2
-    assert hits[1][0].document == other and hits[0][1] >= hits[1][1]
+    assert len(hits) == 2
+    assert len({passage_key(chunk.text) for chunk, _ in hits}) == 2
+    assert hits[1][0].document == other
+    assert hits[0][1] >= hits[1][1]
 
 
 @pytest.mark.django_db
@@ -73,5 +75,6 @@ def test_the_who_tables_give_distinct_passages_for_a_raised_blood_pressure():
     knowledge_load_who()
     hits = knowledge_search("Blood pressure 150/95: measure BP again after 10–15 minutes rest", k=5)
     keys = [passage_key(chunk.text) for chunk, _ in hits]
-    assert len(hits) == 5 and len(set(keys)) == 5
+    assert len(hits) == 5
+    assert len(set(keys)) == 5
     assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)

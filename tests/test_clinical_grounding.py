@@ -116,7 +116,9 @@ def marked(context, sentence):
 @pytest.mark.parametrize(("context", "sentence", "kind"), UNSUPPORTED, ids=[s for _, s, _ in UNSUPPORTED])
 def test_a_sentence_that_asserts_about_her_what_her_record_does_not_support_is_marked(context, sentence, kind):
     claims = marked(context, sentence)
-    assert len(claims) == 1 and kind in claims[0].kinds and claims[0].reason
+    assert len(claims) == 1
+    assert kind in claims[0].kinds
+    assert claims[0].reason
 
 
 @pytest.mark.parametrize(("context", "sentence"), SUPPORTED, ids=[s for _, s in SUPPORTED])
@@ -133,8 +135,10 @@ def test_the_planted_set_is_marked_with_a_precision_of_at_least_90_and_a_recall_
         f"grounding on {len(UNSUPPORTED)} unsupported and {len(SUPPORTED)} supported planted sentences: "
         f"precision {precision:.2f}, recall {recall:.2f}"
     )
-    assert len(UNSUPPORTED) >= 20 and len(SUPPORTED) >= 20
-    assert precision >= 0.9 and recall >= 0.8
+    assert len(UNSUPPORTED) >= 20
+    assert len(SUPPORTED) >= 20
+    assert precision >= 0.9
+    assert recall >= 0.8
 
 
 def test_the_issues_answer_is_marked_sentence_by_sentence_with_offsets_and_reasons():
@@ -147,7 +151,8 @@ def test_the_issues_answer_is_marked_sentence_by_sentence_with_offsets_and_reaso
             "She should avoid smoking and alcohol, as these can exacerbate pre-eclampsia.",
         ]
     )
-    assert "diabetes" in claims[0].reason and "pre-eclampsia" in claims[1].reason
+    assert "diabetes" in claims[0].reason
+    assert "pre-eclampsia" in claims[1].reason
     assert set(claims[0].as_dict()) == {"sentence", "start", "end", "reason", "kinds"}
 
 
@@ -176,7 +181,8 @@ def test_the_evaluation_reports_unsupported_claims_beside_the_safety_warnings():
     metrics = guidance_metrics(
         ISSUE_ANSWER, "Routine antenatal care.", [], 0, lambda texts: np.ones((len(texts), 1)), unsupported_claims=2
     )
-    assert metrics["unsupported_claims"] == 2 and metrics["safety_warnings"] == 0
+    assert metrics["unsupported_claims"] == 2
+    assert metrics["safety_warnings"] == 0
     keys = list(METRICS)
     assert keys.index("unsupported_claims") == keys.index("safety_warning_rate") + 1
     assert METRICS["unsupported_claims"]["higher"] is False
@@ -222,13 +228,15 @@ def test_a_finished_guidance_stores_the_sentences_her_record_does_not_support(ma
 def test_the_api_returns_the_marks_with_the_guidance(marked_guidance, partner, client):
     token = token_issue(username=partner.username, name="EHR")[1]
     body = client.get(f"/api/v1/guidance/{marked_guidance.pk}/", HTTP_AUTHORIZATION=f"Bearer {token}").json()
-    assert body["unsupported_claims"] == marked_guidance.unsupported_claims and len(body["unsupported_claims"]) == 2
+    assert body["unsupported_claims"] == marked_guidance.unsupported_claims
+    assert len(body["unsupported_claims"]) == 2
 
 
 def test_the_workspace_highlights_each_marked_sentence_with_its_reason(marked_guidance, client_for, clinician):
     patient = marked_guidance.patient
     panel = client_for(clinician).get(f"/patients/{patient.pk}/guidance/{marked_guidance.pk}/").content.decode()
-    assert panel.count('<mark class="unsupported-claim"') == 2 and 'data-unsupported-claims="2"' in panel
+    assert panel.count('<mark class="unsupported-claim"') == 2
+    assert 'data-unsupported-claims="2"' in panel
     assert "low blood sugar presumes diabetes treatment, but her record has no diabetes" in panel
     assert "pre-eclampsia is stated as hers, but her record does not affirm it" in panel
     assert "Offer a glucose tolerance test at 24 to 28 weeks." in panel.split("</mark>")[-1]

@@ -66,9 +66,13 @@ def words(text):
 @pytest.mark.parametrize("code", sorted(codes.PRENATAL_VISITS))
 def test_an_antenatal_encounter_today_makes_her_pregnant_with_the_gestational_age_not_recorded(code):
     pregnancy = current_pregnancy(record(visits=[antenatal_visit(0, code)]))
-    assert pregnancy.pregnant and not pregnancy.dated
-    assert pregnancy.gestational_days is None and pregnancy.weeks is None and pregnancy.trimester is None
-    assert pregnancy.label == "gestational age not recorded" and "antenatal care encounter today" in pregnancy.basis
+    assert pregnancy.pregnant
+    assert not pregnancy.dated
+    assert pregnancy.gestational_days is None
+    assert pregnancy.weeks is None
+    assert pregnancy.trimester is None
+    assert pregnancy.label == "gestational age not recorded"
+    assert "antenatal care encounter today" in pregnancy.basis
 
 
 def test_an_encounter_typed_anc_contact_with_a_prenatal_reason_counts_as_antenatal_care():
@@ -97,7 +101,9 @@ def test_an_encounter_typed_anc_contact_with_a_prenatal_reason_counts_as_antenat
 )
 def test_a_pregnancy_only_finding_makes_her_pregnant_without_any_encounter(finding):
     pregnancy = current_pregnancy(record(finding, visits=[]))
-    assert pregnancy.pregnant and pregnancy.gestational_days is None and "recorded today" in pregnancy.basis
+    assert pregnancy.pregnant
+    assert pregnancy.gestational_days is None
+    assert "recorded today" in pregnancy.basis
 
 
 def test_a_fasting_and_two_hour_ogtt_alone_is_the_ordinary_diabetes_test_and_proves_no_pregnancy():
@@ -132,7 +138,9 @@ def test_antenatal_care_before_the_pregnancy_ended_does_not_make_her_pregnant(en
 def test_a_dated_pregnancy_still_comes_first():
     h = record(diagnoses=[Diagnosis(codes.NORMAL_PREGNANCY, "Normal pregnancy", 20 * 7)])
     pregnancy = current_pregnancy(h)
-    assert pregnancy.dated and pregnancy.weeks == 20 and pregnancy.trimester == 2
+    assert pregnancy.dated
+    assert pregnancy.weeks == 20
+    assert pregnancy.trimester == 2
 
 
 # --- every rule that does not need the gestational age applies --------------------------------------
@@ -175,7 +183,8 @@ def test_values_from_before_the_end_of_an_earlier_pregnancy_do_not_count():
     delivered = ProcedureDone("11466000", "Caesarean section", 100)
     h = record(q("1558-6", 140, "mg/dL", 150), q("11878-6", 2, "{#}", 120), procedures=[delivered])
     pregnancy = current_pregnancy(h)
-    assert pregnancy.pregnant and pregnancy.window_days == 99
+    assert pregnancy.pregnant
+    assert pregnancy.window_days == 99
     assert flag_codes(h) & {"diabetes_in_pregnancy", "multiple_pregnancy"} == set()
     assert "diabetes_in_pregnancy" in flag_codes(record(q("1558-6", 140, "mg/dL", 99), procedures=[delivered]))
 
@@ -185,7 +194,8 @@ def test_rules_that_need_the_gestational_age_are_not_applied():
     h = record(q(codes.SYSTOLIC, 150, "mm[Hg]", encounter=1), q(codes.DIASTOLIC, 100, "mm[Hg]", encounter=1), protein)
     found = flag_codes(h)
     assert "hypertension" in found  # needs no pregnancy at all
-    assert "pre_eclampsia" not in found and "post_term" not in found  # 20 weeks and 40 weeks cannot be judged
+    assert "pre_eclampsia" not in found
+    assert "post_term" not in found  # 20 weeks and 40 weeks cannot be judged
     assert not any(t.topic == "weight gain" for t in summarise(h).trends)
 
 
@@ -202,7 +212,8 @@ def test_the_prompt_says_pregnant_gestational_age_not_recorded_and_what_was_not_
     prompt = compose(record(q("1558-6", 210, "mg/dL", 2)), "What now?", TEMPLATE, count_tokens=words)
     assert "pregnant, gestational age not recorded (antenatal care encounter today)" in prompt.text
     assert "not pregnant" not in prompt.text
-    assert "the last 42 weeks" in prompt.text and "post-term" in prompt.text
+    assert "the last 42 weeks" in prompt.text
+    assert "post-term" in prompt.text
     assert "Diabetes in pregnancy — fasting glucose 210 mg/dL in this pregnancy (2 days ago)" in prompt.text
 
 
@@ -249,7 +260,8 @@ def test_an_imported_who_antenatal_test_case_gets_every_pregnancy_rule(organisat
     }
     # Eight weeks later nothing says she is still pregnant.
     later = prompt_build(patient=patient, question="What now?", at=AT + timedelta(days=EVIDENCE + 1))
-    assert "not pregnant" in later.text and "diabetes_in_pregnancy" not in {f["code"] for f in later.risk_flags}
+    assert "not pregnant" in later.text
+    assert "diabetes_in_pregnancy" not in {f["code"] for f in later.risk_flags}
 
 
 def test_the_patient_page_says_pregnant_gestational_age_not_recorded(organisation, client_for, clinician):
@@ -264,8 +276,10 @@ def test_the_patient_page_says_pregnant_gestational_age_not_recorded(organisatio
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="who").ok
     patient = organisation.patients.get(external_id="who-2")
     page = client_for(clinician).get(f"/patients/{patient.pk}/").content.decode()
-    assert "Pregnant, gestational age not recorded" in page and "Not pregnant" not in page
-    assert "Diabetes in pregnancy" in page and "Multiple pregnancy" in page
+    assert "Pregnant, gestational age not recorded" in page
+    assert "Not pregnant" not in page
+    assert "Diabetes in pregnancy" in page
+    assert "Multiple pregnancy" in page
 
 
 # --- she is not pregnant, and the prompt says how and when her pregnancy ended ------------------------
@@ -278,7 +292,8 @@ def test_at_the_follow_up_after_an_induced_termination_she_is_not_pregnant_and_t
         procedures=[ProcedureDone("714812005", "Induced termination of pregnancy", 14)],
     )
     pregnancy = current_pregnancy(h)
-    assert not pregnancy.pregnant and pregnancy.ended_days_ago == 14
+    assert not pregnancy.pregnant
+    assert pregnancy.ended_days_ago == 14
     assert pregnancy.label == "not pregnant: her pregnancy ended 2 weeks ago (induced termination of pregnancy)"
     prompt = compose(h, "What do you recommend?", TEMPLATE, count_tokens=words).text
     assert "not pregnant: her pregnancy ended 2 weeks ago (induced termination of pregnancy)" in prompt
@@ -287,9 +302,11 @@ def test_at_the_follow_up_after_an_induced_termination_she_is_not_pregnant_and_t
 def test_a_miscarriage_diagnosed_at_this_visit_ends_the_pregnancy_today():
     h = record(diagnoses=[Diagnosis("19169002", "Miscarriage in first trimester", 0)])
     pregnancy = current_pregnancy(h)
-    assert not pregnancy.pregnant and pregnancy.ended == "today (miscarriage in first trimester)"
+    assert not pregnancy.pregnant
+    assert pregnancy.ended == "today (miscarriage in first trimester)"
 
 
 def test_a_pregnancy_that_ended_long_ago_is_not_mentioned():
     h = record(visits=[], procedures=[ProcedureDone("11466000", "Cesarean section", 400)])
-    assert current_pregnancy(h).label == "not pregnant" and current_pregnancy(h).ended == ""
+    assert current_pregnancy(h).label == "not pregnant"
+    assert current_pregnancy(h).ended == ""

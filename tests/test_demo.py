@@ -28,14 +28,17 @@ def test_seed_demo_creates_users_with_roles_in_the_demo_organisation(seeded, cli
     roles = dict(m.Membership.objects.filter(organisation=organisation).values_list("user__username", "role"))
     assert roles == {"demo-clinician": "clinician", "demo-curator": "curator", "demo-partner": "partner"}
     response = client.post("/accounts/login/", {"username": "demo-clinician", "password": "demo-password-1"})
-    assert response.status_code == 302 and client.session.get("_auth_user_id")
+    assert response.status_code == 302
+    assert client.session.get("_auth_user_id")
 
 
 def test_seed_demo_imports_the_first_bundles_and_generates_what_synthea_lacks(seeded):
-    assert seeded.bundles_imported == 12 and seeded.bundles_rejected == []
+    assert seeded.bundles_imported == 12
+    assert seeded.bundles_rejected == []
     assert m.Patient.objects.count() == 12
     lifestyle, ratings, recommendations = generated_counts()
-    assert lifestyle > 12 * 8 and ratings > 0
+    assert lifestyle > 12 * 8
+    assert ratings > 0
     prenatal = m.Encounter.objects.filter(code__in=["424441002", "424619006"]).count()
     assert recommendations == prenatal > 0
     assert m.CareItem.objects.count() >= 15
@@ -63,13 +66,15 @@ def test_clinician_written_recommendations_survive_a_reseed(seeded):
 def test_the_command_prints_a_summary_with_a_generated_password_and_loads_the_knowledge_base(db, capsys):
     call_command("seed_demo", "--limit", "2")
     output = capsys.readouterr().out
-    assert "Bundles imported: 2" in output and "(generated)" in output
+    assert "Bundles imported: 2" in output
+    assert "(generated)" in output
     assert "Knowledge: 158 WHO antenatal decision rules" in output
 
 
 def test_synthetic_patients_have_full_histories_and_many_are_pregnant(db):
     summary = demo_seed(seed=5, limit=0, synthetic_patients=60, password="demo-password-1", knowledge=False)
-    assert summary.synthetic_patients == 60 and m.Patient.objects.count() == 60
+    assert summary.synthetic_patients == 60
+    assert m.Patient.objects.count() == 60
     today = timezone.now().date()
     pregnant = [p for p in m.Patient.objects.all() if patient_pregnancy(p, today).pregnant]
     assert 15 <= len(pregnant) <= 50
@@ -110,4 +115,5 @@ def test_ratings_carry_latent_structure_and_are_missing_not_at_random():
     assert avg[("routine follower", "iron-folic-acid")] > avg[("routine follower", "prenatal-exercise")] + 0.5
     assert avg[("lifestyle changer", "prenatal-exercise")] > avg[("lifestyle changer", "iron-folic-acid")] + 0.5
     # Missing not at random: observed ratings lean high, because low ones are less often reported.
-    assert statistics.mean(observed) > 3.2 and set(observed) == {1, 2, 3, 4, 5}
+    assert statistics.mean(observed) > 3.2
+    assert set(observed) == {1, 2, 3, 4, 5}

@@ -70,10 +70,13 @@ class TestTheEvaluateCommand:
         rows = report["rows"]
         assert {(r["variant"], r["rag"]) for r in rows} == {(v, rag) for v in VARIANTS for rag in (True, False)}
         for row in rows:
-            assert row["endpoint"] == "tiny-target" and row["n"] >= 1 and METRIC_KEYS <= set(row)
+            assert row["endpoint"] == "tiny-target"
+            assert row["n"] >= 1
+            assert METRIC_KEYS <= set(row)
             low, high = row["ci"]["closeness"]
             assert low <= row["closeness"] <= high
-        assert report["patients"] == 1 and report["report"]["refinement_run"]["version"] == 1
+        assert report["patients"] == 1
+        assert report["report"]["refinement_run"]["version"] == 1
         assert EvaluationItem.objects.count() == report["examples"] * len(VARIANTS) * 2
 
     def test_bad_options_are_refused_with_a_message(self, cohort, tiny_policy, organisation):
@@ -98,40 +101,44 @@ class TestWhatIsEvaluated:
         run = evaluated(organisation, retrieval=(True,))
         assert run.status == pm.JobStatus.DONE, run.error
         prompts = {item.variant: item.prompt for item in run.items.all()}
-        assert "Her record" not in prompts["general"] and "Patients like her" not in prompts["general"]
-        assert "Her record" in prompts["self"] and "Patients like her" not in prompts["self"]
-        assert "Patients like her" in prompts["peer"] and "Her record" not in prompts["peer"]
-        assert "Her record" in prompts["pmlm"] and "Patients like her" in prompts["pmlm"]
+        assert "Her record" not in prompts["general"]
+        assert "Patients like her" not in prompts["general"]
+        assert "Her record" in prompts["self"]
+        assert "Patients like her" not in prompts["self"]
+        assert "Patients like her" in prompts["peer"]
+        assert "Her record" not in prompts["peer"]
+        assert "Her record" in prompts["pmlm"]
+        assert "Patients like her" in prompts["pmlm"]
         assert len(VARIANTS) == 6
         for rl in run.items.filter(variant__in=("pmlm_rl", "pmlm_best_edit")):
             initial = run.items.get(variant="pmlm", encounter_id=rl.encounter_id)
             assert set(rl.refinement) >= {"run", "used", "edit", "label", "problems"}
             if rl.refinement["problems"]:  # a rejected refinement sends the initial prompt
-                assert rl.prompt == initial.prompt and not rl.refinement["used"]
+                assert rl.prompt == initial.prompt
+                assert not rl.refinement["used"]
             else:
-                assert rl.refinement["used"] and rl.refinement["edit"] in BY_CODE
+                assert rl.refinement["used"]
+                assert rl.refinement["edit"] in BY_CODE
                 edit = edit_named(rl.refinement["edit"])
                 assert (EDIT_TITLE in rl.prompt) == bool(edit.sentences or edit.restate_flags)
         best = run.items.filter(variant="pmlm_best_edit")
-        assert best.exists() and {item.refinement["edit"] for item in best} == {
-            BEST_FIXED
-        }  # the run's recorded best fixed edit
+        assert best.exists()
+        assert {item.refinement["edit"] for item in best} == {BEST_FIXED}  # the run's recorded best fixed edit
         assert all(
             item.prompt.startswith(run.items.get(variant="pmlm", encounter_id=item.encounter_id).prompt)
             for item in best
         )
         for item in run.items.all():
-            assert (
-                "Testfamily" not in item.prompt
-                and "Testgiven" not in item.prompt
-                and item.patient.external_id not in item.prompt
-            )
+            assert "Testfamily" not in item.prompt
+            assert "Testgiven" not in item.prompt
+            assert item.patient.external_id not in item.prompt
 
     def test_only_held_out_patients_are_evaluated_and_their_peers_are_learning_patients(
         self, cohort, tiny_policy, organisation
     ):
         recommendations, learning, held_out = held_out_encounters(organisation=organisation, seed=7, share=0.25)
-        assert recommendations and {r.patient_id for r in recommendations} <= set(held_out)
+        assert recommendations
+        assert {r.patient_id for r in recommendations} <= set(held_out)
         assert not set(learning) & set(held_out)
         peers = held_out_peers(organisation=organisation, learning=learning, patients=held_out, on=date.today())
         assert set(peers) == set(held_out)
@@ -145,16 +152,20 @@ class TestWhatIsEvaluated:
         _, _, held_out = held_out_encounters(organisation=organisation, seed=7, share=0.25)
         finished_run(organisation, tiny_checkpoint, trained_patients=held_out)
         run = evaluated(organisation)
-        assert run.status == pm.JobStatus.FAILED and "No held-out patient" in run.error
+        assert run.status == pm.JobStatus.FAILED
+        assert "No held-out patient" in run.error
         assert not run.items.exists()
 
     def test_without_a_refinement_run_pmlm_rl_fails_clearly_and_the_other_variants_still_run(
         self, cohort, tiny_policy, organisation
     ):
         run = evaluated(organisation)
-        assert run.status == pm.JobStatus.FAILED and "/refinement/" in run.error and not run.items.exists()
+        assert run.status == pm.JobStatus.FAILED
+        assert "/refinement/" in run.error
+        assert not run.items.exists()
         run = evaluated(organisation, variants=("general", "self", "peer", "pmlm"))
-        assert run.status == pm.JobStatus.DONE and [r["variant"] for r in run.rows[:4]] == [
+        assert run.status == pm.JobStatus.DONE
+        assert [r["variant"] for r in run.rows[:4]] == [
             "general",
             "self",
             "peer",
@@ -167,7 +178,9 @@ class TestWhatIsEvaluated:
         """Its policy cannot choose an edit: every pmlm_rl answer would be the initial prompt's, labelled as RL."""
         finished_run(organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target"}, report={})
         run = evaluated(organisation, variants=("pmlm", "pmlm_rl"), retrieval=(False,))
-        assert run.status == pm.JobStatus.FAILED and "/refinement/" in run.error and not run.items.exists()
+        assert run.status == pm.JobStatus.FAILED
+        assert "/refinement/" in run.error
+        assert not run.items.exists()
 
     def test_bad_settings_are_refused_before_anything_is_stored(self, cohort, tiny_policy, organisation):
         for options in (
@@ -190,12 +203,14 @@ class TestRetriesAndCancelling:
     def test_a_retried_evaluation_resumes_without_duplicating_answers(self, cohort, tiny_policy, organisation):
         run = evaluated(organisation, variants=("general", "pmlm"))
         kept = set(run.items.values_list("pk", flat=True))
-        assert run.status == pm.JobStatus.DONE and kept
+        assert run.status == pm.JobStatus.DONE
+        assert kept
         assert evaluation_run_execute(run_id=run.pk).items.count() == len(kept)  # a finished run is left alone
         run.items.filter(variant="pmlm").delete()
         EvaluationRun.objects.filter(pk=run.pk).update(status=pm.JobStatus.RUNNING)  # redelivered after its worker died
         run = evaluation_run_execute(run_id=run.pk)
-        assert run.status == pm.JobStatus.DONE and run.items.count() == len(kept)
+        assert run.status == pm.JobStatus.DONE
+        assert run.items.count() == len(kept)
         assert (
             set(run.items.filter(variant="general").values_list("pk", flat=True)) <= kept
         )  # the rest was kept, not redone
@@ -205,7 +220,8 @@ class TestRetriesAndCancelling:
     ):
         queued = evaluation_run_create(organisation=organisation, variants=("general",), endpoint_names=["tiny-target"])
         assert evaluation_run_cancel(run=queued).status == pm.JobStatus.CANCELLED
-        assert evaluation_run_execute(run_id=queued.pk).status == pm.JobStatus.CANCELLED and not queued.items.exists()
+        assert evaluation_run_execute(run_id=queued.pk).status == pm.JobStatus.CANCELLED
+        assert not queued.items.exists()
         running = evaluation_run_create(
             organisation=organisation, variants=("general", "pmlm"), endpoint_names=["tiny-target"]
         )
@@ -215,7 +231,8 @@ class TestRetriesAndCancelling:
                 EvaluationRun.objects.filter(pk=running.pk).update(cancel_requested=True)
 
         running = evaluation_run_execute(run_id=running.pk, on_progress=cancel_after_first_answer)
-        assert running.status == pm.JobStatus.CANCELLED and running.items.count() == 1
+        assert running.status == pm.JobStatus.CANCELLED
+        assert running.items.count() == 1
 
 
 class TestTheJudgeAndClinicians:
@@ -251,11 +268,14 @@ class TestTheJudgeAndClinicians:
         assert run.config["judge"] == {"endpoint": "judge-api", "kind": "openai", "model": "judge-model"}
         assert all(row["judge"] is not None and row["ci"]["judge"] for row in run.rows)
         item = run.items.first()
-        assert item.judge["criteria"] and {c["met"] for c in item.judge["criteria"]} == {True, False}
-        assert run.report["judge"]["agreement"]["n"] == 1 and run.report["judge"]["readable_share"] == 1.0
+        assert item.judge["criteria"]
+        assert {c["met"] for c in item.judge["criteria"]} == {True, False}
+        assert run.report["judge"]["agreement"]["n"] == 1
+        assert run.report["judge"]["readable_share"] == 1.0
         assert not run.report["notes"]
         pmlm = next(r for r in run.rows if r["variant"] == "pmlm")
-        assert pmlm["clinician_rating"] == 4.0 and pmlm["clinician_n"] == 1  # the workspace's ratings, beside
+        assert pmlm["clinician_rating"] == 4.0
+        assert pmlm["clinician_n"] == 1  # the workspace's ratings, beside
 
     def test_a_judge_that_cannot_follow_the_rubric_format_is_reported_not_trusted(
         self, cohort, tiny_policy, organisation
@@ -271,8 +291,10 @@ class TestTheJudgeAndClinicians:
             run = evaluated(
                 organisation, variants=("general",), retrieval=(False,), judge_endpoint_name="rambling-judge"
             )
-        assert run.status == pm.JobStatus.DONE and run.rows[0]["judge"] is None
-        assert run.report["judge"]["readable_share"] == 0.0 and "only 0% of rubric criteria" in run.report["notes"][0]
+        assert run.status == pm.JobStatus.DONE
+        assert run.rows[0]["judge"] is None
+        assert run.report["judge"]["readable_share"] == 0.0
+        assert "only 0% of rubric criteria" in run.report["notes"][0]
 
 
 class TestThePages:
@@ -281,30 +303,34 @@ class TestThePages:
     ):
         client = client_for(curator)
         page = client.get("/evaluations/")
-        assert (
-            page.status_code == 200 and b"Start an evaluation" in page.content and b"No evaluation yet" in page.content
-        )
+        assert page.status_code == 200
+        assert b"Start an evaluation" in page.content
+        assert b"No evaluation yet" in page.content
         with django_capture_on_commit_callbacks() as callbacks:
             response = client.post(
                 "/evaluations/start/", {"retrieval": "both", "variants": ["general", "pmlm"], "limit_patients": 3}
             )
         run = EvaluationRun.objects.get()
-        assert response.status_code == 302 and response["Location"] == f"/evaluations/{run.pk}/" and len(callbacks) == 1
-        assert (
-            run.config["variants"] == ["general", "pmlm"]
-            and run.config["limit_patients"] == 3
-            and run.created_by == curator
-        )
+        assert response.status_code == 302
+        assert response["Location"] == f"/evaluations/{run.pk}/"
+        assert len(callbacks) == 1
+        assert run.config["variants"] == ["general", "pmlm"]
+        assert run.config["limit_patients"] == 3
+        assert run.created_by == curator
         active = set(LLMEndpoint.objects.filter(active=True).values_list("name", flat=True))
-        assert set(run.config["endpoints"]) == active and len(active) >= 2  # none ticked: every configured endpoint
+        assert set(run.config["endpoints"]) == active
+        assert len(active) >= 2  # none ticked: every configured endpoint
         detail = client.get(f"/evaluations/{run.pk}/")
-        assert b'role="progressbar"' in detail.content and b'hx-trigger="every 2s"' in detail.content
+        assert b'role="progressbar"' in detail.content
+        assert b'hx-trigger="every 2s"' in detail.content
         fragment = client.get(f"/evaluations/{run.pk}/", HTTP_HX_REQUEST="true")
-        assert b"<html" not in fragment.content and "HX-Request" in fragment["Vary"]
+        assert b"<html" not in fragment.content
+        assert "HX-Request" in fragment["Vary"]
 
     def test_a_form_without_variants_is_shown_again_with_the_error(self, client_for, curator, tiny_policy):
         response = client_for(curator).post("/evaluations/start/", {"retrieval": "both"})
-        assert response.status_code == 400 and b"This field is required" in response.content
+        assert response.status_code == 400
+        assert b"This field is required" in response.content
         assert not EvaluationRun.objects.exists()
 
     def test_clinicians_read_the_table_plots_and_exports_but_do_not_start_runs(
@@ -315,14 +341,17 @@ class TestThePages:
         assert b"Start an evaluation" not in client.get("/evaluations/").content
         assert client.post("/evaluations/start/", {"retrieval": "both", "variants": ["general"]}).status_code == 403
         page = client.get(f"/evaluations/{run.pk}/").content.decode()
-        assert "<svg" in page and "95% CI" in page and "PMLM (initial prompt)" in page and "Self-informed" in page
+        assert "<svg" in page
+        assert "95% CI" in page
+        assert "PMLM (initial prompt)" in page
+        assert "Self-informed" in page
         assert "hx-trigger" not in page
-        assert (
-            "The physician recommended" in page and "what each variant answered" in page
-        )  # sample answers beside the advice
+        assert "The physician recommended" in page
+        assert "what each variant answered" in page  # sample answers beside the advice
         exported = client.get(f"/evaluations/{run.pk}/export.csv")
         rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
-        assert exported["Content-Type"].startswith("text/csv") and len(rows) == len(run.rows)
+        assert exported["Content-Type"].startswith("text/csv")
+        assert len(rows) == len(run.rows)
         assert {"closeness", "closeness_ci_low", "closeness_ci_high"} <= set(rows[0])
         data = json.loads(client.get(f"/evaluations/{run.pk}/export.json").content)
         assert data["rows"] == run.rows
@@ -347,4 +376,5 @@ class TestThePages:
         assert all(client.get(url).status_code == 404 for url in urls[1:])
         assert client.post(f"/evaluations/{run.pk}/cancel/").status_code == 404
         run.refresh_from_db()
-        assert run.status == pm.JobStatus.QUEUED and not run.cancel_requested
+        assert run.status == pm.JobStatus.QUEUED
+        assert not run.cancel_requested

@@ -40,7 +40,10 @@ def unit_embed(texts):
 class TestTheHoldOutRule:
     def test_both_sides_are_non_empty_and_disjoint_and_the_split_is_repeatable(self):
         learning, held = split_patients(range(40), share=0.25, seed=7)
-        assert learning and held and not set(learning) & set(held) and set(learning) | set(held) == set(range(40))
+        assert learning
+        assert held
+        assert not set(learning) & set(held)
+        assert set(learning) | set(held) == set(range(40))
         assert (learning, held) == split_patients(reversed(range(40)), share=0.25, seed=7)
         assert 4 <= len(held) <= 18
 
@@ -54,7 +57,8 @@ class TestTheHoldOutRule:
 
     def test_two_patients_give_one_each_side_and_a_bad_share_is_refused(self):
         learning, held = split_patients([1, 2], share=0.01, seed=7)
-        assert len(learning) == 1 and len(held) == 1
+        assert len(learning) == 1
+        assert len(held) == 1
         with pytest.raises(ValueError):
             split_patients([1, 2], share=1.5, seed=7)
 
@@ -62,9 +66,8 @@ class TestTheHoldOutRule:
 class TestPromptVariants:
     def test_general_is_the_question_alone_with_its_guidance_sources(self):
         assert [s["source"] for s in variant_sections(SECTIONS, "general")] == ["knowledge", "question"]
-        assert "Her record" not in variant_text(SECTIONS, "general") and "What now?" in variant_text(
-            SECTIONS, "general"
-        )
+        assert "Her record" not in variant_text(SECTIONS, "general")
+        assert "What now?" in variant_text(SECTIONS, "general")
 
     def test_self_and_peer_keep_only_their_own_context(self):
         assert [s["source"] for s in variant_sections(SECTIONS, "self")] == [
@@ -89,7 +92,9 @@ class TestPromptVariants:
 class TestGuidanceMetrics:
     def test_a_flag_counts_as_mentioned_by_the_words_a_clinician_would_use(self):
         share, mentioned, missed = flags_mentioned("Check her blood pressure twice a week.", [HYPERTENSION, ANAEMIA])
-        assert share == 0.5 and mentioned == ["Hypertension in pregnancy"] and missed == ["Anaemia"]
+        assert share == 0.5
+        assert mentioned == ["Hypertension in pregnancy"]
+        assert missed == ["Anaemia"]
         assert flags_mentioned("Anything.", []) == (None, [], [])
 
     def test_the_figures_of_one_answer(self):
@@ -101,12 +106,17 @@ class TestGuidanceMetrics:
             unit_embed,
         )
         assert metrics["key_item_coverage"] == pytest.approx(2 / 3, abs=1e-3)
-        assert metrics["flag_mention_rate"] == 1.0 and metrics["safety_warning_rate"] == 1.0 and metrics["words"] == 9
-        assert 0 < metrics["closeness"] <= 1 and metrics["judge"] is None
+        assert metrics["flag_mention_rate"] == 1.0
+        assert metrics["safety_warning_rate"] == 1.0
+        assert metrics["words"] == 9
+        assert 0 < metrics["closeness"] <= 1
+        assert metrics["judge"] is None
 
     def test_an_empty_answer_scores_nothing(self):
         metrics = guidance_metrics("", "Start aspirin.", [HYPERTENSION], 0, unit_embed)
-        assert metrics["closeness"] == 0 and metrics["flag_mention_rate"] == 0 and metrics["words"] == 0
+        assert metrics["closeness"] == 0
+        assert metrics["flag_mention_rate"] == 0
+        assert metrics["words"] == 0
 
 
 def scored(patient, example, variant, closeness, rag=True):
@@ -131,8 +141,11 @@ class TestSummaries:
         assert [r["variant"] for r in rows] == ["general", "pmlm"]
         for row in rows:
             low, high = row["ci"]["closeness"]
-            assert low <= row["closeness"] <= high and row["n"] == 8 and row["patients"] == 8
-        assert rows[0]["judge"] is None and rows[0]["ci"]["judge"] is None  # nothing judged: no figure, no interval
+            assert low <= row["closeness"] <= high
+            assert row["n"] == 8
+            assert row["patients"] == 8
+        assert rows[0]["judge"] is None
+        assert rows[0]["ci"]["judge"] is None  # nothing judged: no figure, no interval
 
     def test_the_difference_from_general_is_paired_by_encounter(self):
         items = [scored(f"p{n}", f"e{n}", "general", 0.1 * n) for n in range(6)]
@@ -147,9 +160,9 @@ class TestSummaries:
         # One woman with many encounters must not narrow the interval as if each were a new patient.
         items = [scored("p0", f"e{n}", "pmlm", 0.9) for n in range(20)] + [scored("p1", "f0", "pmlm", 0.1)]
         row = summarise(items, resamples=1000)[0]
-        assert (
-            row["patients"] == 2 and row["ci"]["closeness"][0] <= 0.1 + 1e-9 and row["ci"]["closeness"][1] >= 0.9 - 1e-9
-        )
+        assert row["patients"] == 2
+        assert row["ci"]["closeness"][0] <= 0.1 + 1e-9
+        assert row["ci"]["closeness"][1] >= 0.9 - 1e-9
 
     def test_retrieval_on_comes_before_off(self):
         items = [scored("p0", "e0", "pmlm", 0.3, rag=False), scored("p0", "e0", "pmlm", 0.4, rag=True)]
@@ -160,10 +173,10 @@ class TestTheRubricJudge:
     def test_the_rubric_asks_for_the_physicians_items_and_her_flags_then_general_criteria(self):
         criteria = rubric("Start home blood pressure monitoring and low-dose aspirin.", [HYPERTENSION])
         texts = [c.text for c in criteria]
-        assert (
-            "Recommends low-dose aspirin." in texts and "Addresses her risk flag: Hypertension in pregnancy." in texts
-        )
-        assert criteria[-len(GENERAL_CRITERIA) :] == list(GENERAL_CRITERIA) and any(c.points < 0 for c in criteria)
+        assert "Recommends low-dose aspirin." in texts
+        assert "Addresses her risk flag: Hypertension in pregnancy." in texts
+        assert criteria[-len(GENERAL_CRITERIA) :] == list(GENERAL_CRITERIA)
+        assert any(c.points < 0 for c in criteria)
 
     def test_verdicts_are_read_from_json_or_a_plain_yes_or_no(self):
         assert parse_verdict('{"explanation": "It does.", "criteria_met": true}') is True
@@ -189,10 +202,10 @@ class TestTheRubricJudge:
             )
 
         result = judge_guidance("What now?", "Give aspirin.", rubric("Low-dose aspirin.", []), ask)
-        assert len(asked) == 1 + len(GENERAL_CRITERIA) and all("Give aspirin." in a and "What now?" in a for a in asked)
-        assert (
-            result["score"] == 0.5 and result["unreadable"] == 0
-        )  # aspirin (5) of 10 positive points and result["criteria"][0]["met"] is True
+        assert len(asked) == 1 + len(GENERAL_CRITERIA)
+        assert all("Give aspirin." in a and "What now?" in a for a in asked)
+        assert result["score"] == 0.5
+        assert result["unreadable"] == 0  # aspirin (5) of 10 positive points and result["criteria"][0]["met"] is True
 
 
 class TestAgreement:
@@ -200,11 +213,14 @@ class TestAgreement:
         assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
         assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
         assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(0.949, abs=0.001)
-        assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+        assert spearman([1, 2], [1, 2]) is None
+        assert spearman([1, 1, 1], [1, 2, 3]) is None
 
     def test_judge_and_clinicians_agree_on_acceptable_answers(self):
         result = judge_clinician_agreement([(0.9, 4.6), (0.2, 1.8), (0.7, 3.4), (0.4, 3.8)])
-        assert result["n"] == 4 and result["agreement"] == 0.75 and result["spearman"] == 0.8
+        assert result["n"] == 4
+        assert result["agreement"] == 0.75
+        assert result["spearman"] == 0.8
         assert judge_clinician_agreement([]) == {"n": 0, "spearman": None, "agreement": None, "kappa": None}
 
 
@@ -216,10 +232,10 @@ class TestPeersOfUnseenPatients:
             features, rated, {"new": np.array([33.0, 1, 20.0, 1.0])}, {"new": {"walking": 4.0}}, k=3
         )
         profile = profiles["new"]
-        assert profile.basis == "features" and len(profile.neighbours) == 3
-        assert {key for key, _ in profile.neighbours} <= set(features) and profile.neighbours[0][
-            0
-        ] == 3  # her twin on every feature
+        assert profile.basis == "features"
+        assert len(profile.neighbours) == 3
+        assert {key for key, _ in profile.neighbours} <= set(features)
+        assert profile.neighbours[0][0] == 3  # her twin on every feature
         assert [item for item, _ in profile.predicted] == ["yoga"]  # she already walks
 
 
@@ -231,5 +247,7 @@ class TestTheIntervalChart:
             title="Closeness",
             y_label="closeness",
         )
-        assert svg.count("<circle") == 3 and "pmlm 0.3 (95% CI 0.25 to 0.36)" in svg and "<desc" in svg
+        assert svg.count("<circle") == 3
+        assert "pmlm 0.3 (95% CI 0.25 to 0.36)" in svg
+        assert "<desc" in svg
         assert interval_chart([], [], title="x", y_label="y") == ""

@@ -30,7 +30,8 @@ def test_it_parses_every_value_form_and_component_panels():
         fb.bp_panel("bp", systolic=141, diastolic=92),
     )
     records = {r.fhir_id: r for r in parse_bundle(bundle).records}
-    assert records["q"].fields["value_quantity"] == 70.0 and records["q"].fields["value_unit"] == "kg"
+    assert records["q"].fields["value_quantity"] == 70.0
+    assert records["q"].fields["value_unit"] == "kg"
     assert records["c"].fields["value_code"] == "165746003"
     assert records["s"].fields["value_string"] == "2+"
     assert records["b"].fields["value_boolean"] is True
@@ -39,7 +40,8 @@ def test_it_parses_every_value_form_and_component_panels():
         ("8480-6", 141.0, "mm[Hg]"),
         ("8462-4", 92.0, "mm[Hg]"),
     ]
-    assert records["q"].patient.fhir_id == "pat-1" and records["q"].encounter.fhir_id == "enc-1"
+    assert records["q"].patient.fhir_id == "pat-1"
+    assert records["q"].encounter.fhir_id == "enc-1"
 
 
 def test_it_strips_zero_width_characters_from_displays():

@@ -43,16 +43,22 @@ def openai_endpoint(name, base_url, **settings):
 def test_the_local_smollm2_answers_with_citations_when_retrieval_is_on(patient, knowledge):
     guidance = guidance_request_create(patient=patient, question=QUESTION, at=AT, run_inline=True)
     assert guidance.status == pm.JobStatus.DONE, guidance.error
-    assert guidance.endpoint.name == "smollm2-local" and guidance.backend == "llamacpp"
-    assert guidance.model == "SmolLM2-135M-Instruct.Q4_1.gguf" and len(guidance.text) > 20
-    assert guidance.usage["completion_tokens"] > 0 and guidance.latency_ms > 0
-    assert len(guidance.citations) == 3 and all(c["title"].startswith("WHO ANC") for c in guidance.citations)
-    assert "[1]" in guidance.prompt.text and any(s["source"] == "knowledge" for s in guidance.prompt.sections)
+    assert guidance.endpoint.name == "smollm2-local"
+    assert guidance.backend == "llamacpp"
+    assert guidance.model == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert len(guidance.text) > 20
+    assert guidance.usage["completion_tokens"] > 0
+    assert guidance.latency_ms > 0
+    assert len(guidance.citations) == 3
+    assert all(c["title"].startswith("WHO ANC") for c in guidance.citations)
+    assert "[1]" in guidance.prompt.text
+    assert any(s["source"] == "knowledge" for s in guidance.prompt.sections)
 
 
 def test_without_retrieval_there_are_no_citations(patient, knowledge):
     guidance = guidance_request_create(patient=patient, question=QUESTION, at=AT, use_retrieval=False, run_inline=True)
-    assert guidance.status == pm.JobStatus.DONE and guidance.citations == []
+    assert guidance.status == pm.JobStatus.DONE
+    assert guidance.citations == []
     assert all(s["source"] != "knowledge" for s in guidance.prompt.sections)
 
 
@@ -60,7 +66,9 @@ def test_ask_prints_the_design_json(patient, knowledge, capsys):
     call_command("ask", "--patient", "p-bp", "--question", QUESTION, "--at", "2025-05-02", "--json")
     data = json.loads(capsys.readouterr().out)
     assert {"guidance", "citations", "backend", "model", "usage", "latency_ms", "prompt"} <= set(data)
-    assert data["guidance"] and data["citations"] and data["notice"].startswith("Decision support")
+    assert data["guidance"]
+    assert data["citations"]
+    assert data["notice"].startswith("Decision support")
     call_command("ask", "--patient", "p-bp", "--question", QUESTION, "--at", "2025-05-02", "--no-rag", "--json")
     assert json.loads(capsys.readouterr().out)["citations"] == []
     with pytest.raises(CommandError, match="No active LLM endpoint named 'nope'"):
@@ -74,7 +82,8 @@ def test_a_failing_server_ends_in_a_failed_request_with_its_reason(patient):
             patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False, run_inline=True
         )
     assert guidance.status == pm.JobStatus.FAILED
-    assert "503: maintenance after 2 attempts" in guidance.error and len(server.requests) == 2
+    assert "503: maintenance after 2 attempts" in guidance.error
+    assert len(server.requests) == 2
 
 
 def test_a_server_that_times_out_never_leaves_a_hanging_job(patient):
@@ -85,7 +94,8 @@ def test_a_server_that_times_out_never_leaves_a_hanging_job(patient):
         guidance = guidance_request_create(
             patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False, run_inline=True
         )
-    assert guidance.status == pm.JobStatus.FAILED and "did not answer within 0.5 s" in guidance.error
+    assert guidance.status == pm.JobStatus.FAILED
+    assert "did not answer within 0.5 s" in guidance.error
 
 
 def test_no_identifiable_data_reaches_an_endpoint_that_may_not_receive_it(organisation):
@@ -106,7 +116,8 @@ def test_no_identifiable_data_reaches_an_endpoint_that_may_not_receive_it(organi
             use_retrieval=False,
             run_inline=True,
         )
-    assert guidance.status == pm.JobStatus.DONE and guidance.text.startswith("Repeat BP")
+    assert guidance.status == pm.JobStatus.DONE
+    assert guidance.text.startswith("Repeat BP")
     sent = json.dumps([r["body"] for r in server.requests])
     for identifier in (
         "Adaeze",
@@ -144,7 +155,9 @@ def test_a_retried_task_does_not_run_twice_and_an_idempotency_key_returns_the_sa
             run_inline=True,
         )
         guidance_request_run(guidance_id=first.pk)
-    assert first.pk == again.pk and GuidanceRequest.objects.count() == 1 and len(server.requests) == 1
+    assert first.pk == again.pk
+    assert GuidanceRequest.objects.count() == 1
+    assert len(server.requests) == 1
 
 
 def test_the_safety_check_warns_about_a_contraindicated_drug_in_the_guidance(patient):
@@ -168,7 +181,9 @@ def test_the_real_llama_cpp_server_is_an_openai_compatible_endpoint(patient):
             patient=patient, question=QUESTION, at=AT, endpoint=endpoint, use_retrieval=False, run_inline=True
         )
     assert guidance.status == pm.JobStatus.DONE, guidance.error
-    assert guidance.text and guidance.usage["completion_tokens"] > 0 and guidance.ttft_ms is not None
+    assert guidance.text
+    assert guidance.usage["completion_tokens"] > 0
+    assert guidance.ttft_ms is not None
 
 
 def test_the_comparison_runner_covers_every_endpoint_with_and_without_retrieval(patient, knowledge):
@@ -177,10 +192,12 @@ def test_the_comparison_runner_covers_every_endpoint_with_and_without_retrieval(
         run = comparison_run_create(
             organisation=patient.organisation, patient_ids=["p-bp"], questions=[QUESTION], run_inline=True
         )
-    assert run.status == pm.JobStatus.DONE and run.progress == 100
+    assert run.status == pm.JobStatus.DONE
+    assert run.progress == 100
     rows = {(r["endpoint"], r["retrieval"]): r for r in run.table}
     assert set(rows) == {("smollm2-local", True), ("smollm2-local", False), ("hospital", True), ("hospital", False)}
-    assert rows[("hospital", True)]["citation_rate"] == 1.0 and rows[("hospital", False)]["citation_rate"] == 0.0
+    assert rows[("hospital", True)]["citation_rate"] == 1.0
+    assert rows[("hospital", False)]["citation_rate"] == 0.0
     assert all(r["failed"] == 0 and r["mean_latency_ms"] is not None for r in run.table)
 
 
@@ -201,13 +218,13 @@ def test_the_patient_page_queues_guidance_and_follows_it_until_done(
                 HTTP_HX_REQUEST="true",
             )
         guidance = GuidanceRequest.objects.get()
-        assert queued == [guidance.pk] and b"Waiting for a worker" in response.content and b"hx-get" in response.content
+        assert queued == [guidance.pk]
+        assert b"Waiting for a worker" in response.content
+        assert b"hx-get" in response.content
         guidance_request_run(guidance_id=guidance.pk)  # what the worker does
     url = reverse("patients:guidance-detail", args=[patient.pk, guidance.pk])
     done = client.get(url, HTTP_HX_REQUEST="true")
-    assert (
-        b"Repeat BP within a week." in done.content
-        and b"hx-get" not in done.content
-        and b"Decision support" in done.content
-    )
+    assert b"Repeat BP within a week." in done.content
+    assert b"hx-get" not in done.content
+    assert b"Decision support" in done.content
     assert client_for(outsider).get(url).status_code == 404

@@ -72,7 +72,8 @@ class TestNul:
         self, api, partner_token, imported_patient, tiny_policy
     ):
         response = api("post", "/api/v1/patients/pat-1/prompt/", partner_token, {"question": "Plan?\u0000"})
-        assert is_error(response, 400) and "question" in response.json()["error"]["fields"]
+        assert is_error(response, 400)
+        assert "question" in response.json()["error"]["fields"]
         response = api(
             "post",
             "/api/v1/patients/pat-1/guidance/",
@@ -80,7 +81,8 @@ class TestNul:
             {"question": "Plan?"},
             **{"Idempotency-Key": "key\x00"},
         )
-        assert is_error(response, 400) and not GuidanceRequest.objects.exists()
+        assert is_error(response, 400)
+        assert not GuidanceRequest.objects.exists()
 
     def test_the_patient_selector_ignores_a_nul_in_the_search_text(self, organisation, imported_patient):
         from django.utils import timezone
@@ -105,7 +107,8 @@ class TestNul:
         response = client_for(clinician).post(
             f"/patients/{her.pk}/ab/{comparison.pk}/pick/", {"choice": "a", "comment": "fine\x00"}
         )
-        assert response.status_code == 200 and ABJudgement.objects.get().comment == "fine"
+        assert response.status_code == 200
+        assert ABJudgement.objects.get().comment == "fine"
 
 
 class TestConsultationDates:
@@ -130,7 +133,8 @@ class TestConsultationDates:
         prompt = client.post(f"/patients/{imported_patient.pk}/prompt/", {"question": "Plan?", "at": "9999-12-31"})
         guidance = client.post(f"/patients/{imported_patient.pk}/guidance/", {"question": "Plan?", "at": "9999-12-31"})
         for response in (prompt, guidance):
-            assert response.status_code == 200 and b"consultation date must be between" in response.content
+            assert response.status_code == 200
+            assert b"consultation date must be between" in response.content
         assert not GuidanceRequest.objects.exists()
 
 
@@ -138,7 +142,8 @@ class TestFhirDatesThatOverflow:
     def test_the_parser_rejects_a_datetime_before_year_one_in_utc_naming_the_resource_and_field(self):
         with pytest.raises(FhirError) as error:
             parse_bundle(overflowing_bundle())
-        assert error.value.resource == "Observation/pat-old-weight" and error.value.field == "effectiveDateTime"
+        assert error.value.resource == "Observation/pat-old-weight"
+        assert error.value.field == "effectiveDateTime"
 
     def test_an_id_with_a_trailing_newline_is_not_a_fhir_id(self):
         with pytest.raises(FhirError, match="1–64 letters"):
@@ -147,7 +152,8 @@ class TestFhirDatesThatOverflow:
     def test_the_api_refuses_the_bundle_with_an_operation_outcome(self, api, partner_token, organisation):
         response = api("post", "/api/v1/bundles/", partner_token, overflowing_bundle(), content_type=FHIR)
         body = response.json()
-        assert response.status_code == 422 and body["issue"][0]["expression"] == ["Observation.effectiveDateTime"]
+        assert response.status_code == 422
+        assert body["issue"][0]["expression"] == ["Observation.effectiveDateTime"]
         assert not pm.Patient.objects.exists()
 
     def test_import_fhir_records_the_rejection_and_still_imports_the_bundles_after_it(self, organisation, tmp_path):
@@ -157,7 +163,8 @@ class TestFhirDatesThatOverflow:
             call_command("import_fhir", str(tmp_path), "--org", organisation.slug)
         assert list(organisation.patients.values_list("external_id", flat=True)) == ["pat-good"]
         rejected = pm.BundleImport.objects.get(status="rejected")
-        assert "a-old.json" in rejected.source and "effectiveDateTime" in rejected.error
+        assert "a-old.json" in rejected.source
+        assert "effectiveDateTime" in rejected.error
         assert pm.BundleImport.objects.filter(status="imported").count() == 1
 
 
@@ -170,7 +177,8 @@ class TestUnforeseenFaults:
 
         monkeypatch.setattr("api.views.patient_bundle", broken)
         response = api("get", "/api/v1/patients/pat-1/bundle/", partner_token)
-        assert is_error(response, 500) and response["Content-Type"].startswith("application/json")
+        assert is_error(response, 500)
+        assert response["Content-Type"].startswith("application/json")
         assert "a bug" not in response.content.decode()  # the details stay in the log
         assert any(record.exc_info and "a bug" in str(record.exc_info[1]) for record in caplog.records)
 
@@ -196,7 +204,8 @@ class TestUnforeseenFaults:
 
     def test_an_unknown_api_address_with_a_newline_in_it_is_a_404_in_the_error_shape(self, api, partner_token):
         response = api("post", "/api/v1/guidance/1%0A2/ratings/", partner_token, {})
-        assert is_error(response, 404) and response["Content-Type"] == "application/json"
+        assert is_error(response, 404)
+        assert response["Content-Type"] == "application/json"
 
 
 class TestValuesOfTheWrongType:
@@ -205,7 +214,8 @@ class TestValuesOfTheWrongType:
         self, api, partner_token, imported_patient, page_size
     ):
         response = api("get", f"/api/v1/patients/?page_size={page_size}", partner_token)
-        assert is_error(response, 400) and "page_size" in response.json()["error"]["fields"]
+        assert is_error(response, 400)
+        assert "page_size" in response.json()["error"]["fields"]
         assert api("get", "/api/v1/patients/?page_size=1", partner_token).json()["results"][0]["id"] == "pat-1"
 
     @pytest.mark.parametrize(

@@ -32,8 +32,10 @@ class TestPendingGuidanceCap:
         settings.PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT = 2
         assert [ask(api, partner_token).status_code for _ in range(2)] == [202, 202]
         refused = ask(api, partner_token)
-        assert is_error(refused, 429) and int(refused["Retry-After"]) > 0
-        assert "waiting" in refused.json()["error"]["message"] and GuidanceRequest.objects.count() == 2
+        assert is_error(refused, 429)
+        assert int(refused["Retry-After"]) > 0
+        assert "waiting" in refused.json()["error"]["message"]
+        assert GuidanceRequest.objects.count() == 2
 
         GuidanceRequest.objects.filter(pk=GuidanceRequest.objects.first().pk).update(status=pm.JobStatus.DONE)
         assert ask(api, partner_token).status_code == 202  # a finished request frees its place
@@ -44,7 +46,8 @@ class TestPendingGuidanceCap:
         settings.PMLM_MAX_PENDING_GUIDANCE_PER_ACCOUNT = 1
         first = ask(api, partner_token, **{"Idempotency-Key": "visit-1"})
         again = ask(api, partner_token, **{"Idempotency-Key": "visit-1"})
-        assert first.status_code == 202 == again.status_code and again.json()["id"] == first.json()["id"]
+        assert first.status_code == 202 == again.status_code
+        assert again.json()["id"] == first.json()["id"]
 
     def test_the_organisation_cap_counts_every_account_and_the_page_tells_the_clinician(
         self, api, partner_token, client_for, clinician, imported_patient, tiny_policy, settings
@@ -53,14 +56,13 @@ class TestPendingGuidanceCap:
         other_token = token_issue(
             username=make_member("partner-north-2", imported_patient.organisation, pm.Role.PARTNER).username
         )[1]
-        assert ask(api, partner_token).status_code == 202 and ask(api, other_token).status_code == 202
+        assert ask(api, partner_token).status_code == 202
+        assert ask(api, other_token).status_code == 202
         assert is_error(ask(api, partner_token), 429)
         page = client_for(clinician).post(f"/patients/{imported_patient.pk}/guidance/", ASK)
-        assert (
-            page.status_code == 200
-            and b'role="alert"' in page.content
-            and b"Your organisation already has 2" in page.content
-        )
+        assert page.status_code == 200
+        assert b'role="alert"' in page.content
+        assert b"Your organisation already has 2" in page.content
         assert GuidanceRequest.objects.count() == 2
 
     def test_another_organisations_queue_does_not_count(self, imported_patient, foreign_patient, tiny_policy, settings):
@@ -100,7 +102,8 @@ class TestSharedThrottle:
             throttle.timer = lambda: 600_001.0  # one moment, at the start of a window: no time passes in this test
             workers.append(throttle)
         allowed = [workers[n % 2].allow_request(request, None) for n in range(12)]
-        assert allowed.count(True) == 5 and allowed[:5] == [True] * 5
+        assert allowed.count(True) == 5
+        assert allowed[:5] == [True] * 5
         assert 0 < workers[1].wait() <= 2 * 60  # until enough of this minute has slid out of the window
 
     def test_production_settings_without_a_shared_cache_fail_the_deploy_check(self):

@@ -37,7 +37,8 @@ class TestNoStore:
 
     def test_static_files_stay_cacheable(self, client_for, clinician):
         response = client_for(clinician).get("/static/css/clinic.css")
-        assert response.status_code == 200 and not no_store(response)
+        assert response.status_code == 200
+        assert not no_store(response)
 
 
 class TestDeniedAttemptsAreAudited:
@@ -49,7 +50,8 @@ class TestDeniedAttemptsAreAudited:
         assert client.post(f"/patients/{imported_patient.pk}/guidance/", {"question": "Plan?"}).status_code == 404
         event = AuditEvent.objects.filter(action=AuditAction.ACCESS_DENIED).first()
         assert denials() == [("patients.Patient", str(imported_patient.pk))] * 2
-        assert event.actor == outsider and event.details["reason"].startswith("exists outside")
+        assert event.actor == outsider
+        assert event.details["reason"].startswith("exists outside")
 
     def test_an_api_lookup_of_another_organisations_patient_or_guidance_is_refused_and_audited(
         self, api, their_token, imported_patient, tiny_policy
@@ -70,7 +72,8 @@ class TestDeniedAttemptsAreAudited:
             .order_by("id")
             .values_list("details__reason", "surface")
         )
-        assert reasons[-1] == ("no such object", "api") and reasons[0][0].startswith("exists outside")
+        assert reasons[-1] == ("no such object", "api")
+        assert reasons[0][0].startswith("exists outside")
 
     def test_a_guidance_or_run_of_another_organisation_by_id_is_refused_and_audited(
         self, client_for, outsider, imported_patient, other_organisation, organisation, tiny_policy
@@ -98,11 +101,13 @@ class TestListReadsNameThePatientsShown:
     ):
         client_for(clinician).get("/patients/")
         event = AuditEvent.objects.get(action=AuditAction.VIEW_PATIENT_LIST)
-        assert event.details["patients"] == [imported_patient.pk] and event.details["shown"] == 1
+        assert event.details["patients"] == [imported_patient.pk]
+        assert event.details["shown"] == 1
 
     def test_the_api_patient_list_records_the_database_ids_of_the_page_it_returned(
         self, api, partner_token, imported_patient, foreign_patient
     ):
         assert api("get", "/api/v1/patients/?page_size=1", partner_token).status_code == 200
         event = AuditEvent.objects.get(action=AuditAction.API_READ)
-        assert event.details["patients"] == [imported_patient.pk] and event.details["count"] == 1
+        assert event.details["patients"] == [imported_patient.pk]
+        assert event.details["count"] == 1

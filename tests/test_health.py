@@ -20,7 +20,8 @@ CHECKS = {"database", "broker", "llm"}
 
 def probe(client):
     response = client.get("/healthz")
-    assert response["Content-Type"] == "application/json" and "no-cache" in response["Cache-Control"]
+    assert response["Content-Type"] == "application/json"
+    assert "no-cache" in response["Cache-Control"]
     return response.status_code, response.json(), response.content.decode()
 
 
@@ -37,7 +38,10 @@ def make_default(kind: str, settings: dict) -> LLMEndpoint:
 class TestReadiness:
     def test_a_ready_deployment_answers_200_without_a_sign_in_and_sets_no_cookie(self, client):
         status, body, _ = probe(client)
-        assert status == 200 and body["status"] == "ok" and set(body["checks"]) == CHECKS and failed(body) == set()
+        assert status == 200
+        assert body["status"] == "ok"
+        assert set(body["checks"]) == CHECKS
+        assert failed(body) == set()
         assert body["checks"]["llm"]["kind"] == "llamacpp"  # the embedded default: its GGUF is there, never loaded
         assert not client.cookies
 
@@ -47,14 +51,20 @@ class TestReadiness:
 
         monkeypatch.setattr(connections["default"], "cursor", refuse)
         status, body, text = probe(client)
-        assert status == 503 and body["status"] == "fail" and "database" in failed(body)
+        assert status == 503
+        assert body["status"] == "fail"
+        assert "database" in failed(body)
         assert body["checks"]["database"]["error"] == "OperationalError"
-        assert "hunter2" not in text and "db.internal" not in text
+        assert "hunter2" not in text
+        assert "db.internal" not in text
 
     def test_a_broker_on_a_closed_port_gives_503_and_keeps_its_password(self, client, settings):
         settings.CELERY_BROKER_URL = f"redis://:s3cret-broker@127.0.0.1:{free_port()}/0"
         status, body, text = probe(client)
-        assert status == 503 and failed(body) == {"broker"} and "s3cret" not in text and "127.0.0.1" not in text
+        assert status == 503
+        assert failed(body) == {"broker"}
+        assert "s3cret" not in text
+        assert "127.0.0.1" not in text
 
     def test_a_filesystem_broker_whose_folders_are_gone_gives_503(self, client, settings, tmp_path):
         settings.CELERY_BROKER_URL = "filesystem://"
@@ -65,20 +75,24 @@ class TestReadiness:
             "control_folder": str(tmp_path),
         }
         status, body, _ = probe(client)
-        assert status == 503 and failed(body) == {"broker"}
+        assert status == 503
+        assert failed(body) == {"broker"}
 
     def test_an_openai_endpoint_on_a_closed_port_gives_503(self, client):
         make_default(
             "openai", {"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "m", "api_key_env": "PROBE_KEY"}
         )
         status, body, text = probe(client)
-        assert status == 503 and failed(body) == {"llm"} and "127.0.0.1" not in text
+        assert status == 503
+        assert failed(body) == {"llm"}
+        assert "127.0.0.1" not in text
 
     def test_an_openai_endpoint_that_answers_at_all_is_reachable(self, client):
         with ScriptedServer(("json", 200, completion("unused"), {})) as server:  # it answers GET /models with 501
             make_default("openai", {"base_url": server.base_url, "model": "m"})
             status, body, _ = probe(client)
-        assert status == 200 and body["checks"]["llm"] == {
+        assert status == 200
+        assert body["checks"]["llm"] == {
             "ok": True,
             "kind": "openai",
             "ms": body["checks"]["llm"]["ms"],
@@ -88,7 +102,8 @@ class TestReadiness:
     def test_a_local_endpoint_whose_model_file_is_missing_gives_503(self, client, tmp_path):
         make_default("llamacpp", {"model_path": str(tmp_path / "missing.gguf")})
         status, body, _ = probe(client)
-        assert status == 503 and failed(body) == {"llm"}
+        assert status == 503
+        assert failed(body) == {"llm"}
         assert body["checks"]["llm"]["error"] == "the model file is missing or unreadable"
 
     def test_a_local_model_file_that_is_not_a_gguf_gives_503(self, client, tmp_path):
@@ -99,12 +114,14 @@ class TestReadiness:
     def test_a_transformers_checkpoint_that_is_missing_gives_503(self, client, tmp_path):
         make_default("transformers", {"checkpoint": str(tmp_path / "nothing-here")})
         status, body, _ = probe(client)
-        assert status == 503 and failed(body) == {"llm"}
+        assert status == 503
+        assert failed(body) == {"llm"}
 
     def test_no_default_endpoint_gives_503(self, client):
         LLMEndpoint.objects.update(is_default=False)
         status, body, _ = probe(client)
-        assert status == 503 and body["checks"]["llm"]["error"] == "no active default LLM endpoint"
+        assert status == 503
+        assert body["checks"]["llm"]["error"] == "no active default LLM endpoint"
 
 
 def run_site(env_overrides: dict, code: str, tmp_path) -> subprocess.CompletedProcess:

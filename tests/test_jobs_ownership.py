@@ -71,13 +71,16 @@ class TestGuidance:
     ):
         guidance = queued_guidance(patient, monkeypatch, WhileTheLLMAnswers(sweep_as_if_much_later))
         guidance = guidance_request_run(guidance_id=guidance.pk)
-        assert guidance.status == pm.JobStatus.FAILED and guidance.error.startswith("Stopped by the sweep")
-        assert guidance.text != ANSWER and not guidance.model
+        assert guidance.status == pm.JobStatus.FAILED
+        assert guidance.error.startswith("Stopped by the sweep")
+        assert guidance.text != ANSWER
+        assert not guidance.model
 
     def test_a_request_that_then_fails_keeps_the_sweeps_reason(self, patient, monkeypatch):
         guidance = queued_guidance(patient, monkeypatch, WhileTheLLMAnswers(sweep_as_if_much_later, then_fail=True))
         guidance = guidance_request_run(guidance_id=guidance.pk)
-        assert guidance.status == pm.JobStatus.FAILED and guidance.error.startswith("Stopped by the sweep")
+        assert guidance.status == pm.JobStatus.FAILED
+        assert guidance.error.startswith("Stopped by the sweep")
 
     def test_a_worker_whose_request_a_redelivered_task_claimed_again_leaves_it_to_that_claim(
         self, patient, monkeypatch
@@ -86,7 +89,9 @@ class TestGuidance:
         backend = WhileTheLLMAnswers(lambda: claims.append(guidance_module._claim(guidance.pk).started_at))
         guidance = queued_guidance(patient, monkeypatch, backend)
         guidance = guidance_request_run(guidance_id=guidance.pk)
-        assert guidance.status == pm.JobStatus.RUNNING and guidance.started_at == claims[0] and guidance.text == ""
+        assert guidance.status == pm.JobStatus.RUNNING
+        assert guidance.started_at == claims[0]
+        assert guidance.text == ""
 
     def test_a_swept_request_is_not_run_again_when_its_task_comes_back(self, patient, monkeypatch):
         guidance = queued_guidance(patient, monkeypatch, WhileTheLLMAnswers(lambda: None))
@@ -104,7 +109,9 @@ class TestLongJobs:
 
         run = refinement_run_execute(run_id=run.pk, on_progress=sweep_after_the_first_step)
         assert run.status == pm.JobStatus.FAILED and run.message.startswith("Stopped by the sweep"), run.message
-        assert run.error.startswith("Stopped by the sweep") and run.step < 3 and run.checkpoint == ""
+        assert run.error.startswith("Stopped by the sweep")
+        assert run.step < 3
+        assert run.checkpoint == ""
 
     def test_an_evaluation_the_sweep_failed_stays_failed(self, cohort, tiny_policy, organisation):
         run = evaluation_run_create(
@@ -118,7 +125,8 @@ class TestLongJobs:
 
         run = evaluation_run_execute(run_id=run.pk, on_progress=sweep_once)
         assert run.status == pm.JobStatus.FAILED and run.message.startswith("Stopped by the sweep"), run.message
-        assert run.error.startswith("Stopped by the sweep") and not run.rows
+        assert run.error.startswith("Stopped by the sweep")
+        assert not run.rows
 
     def test_a_comparison_the_sweep_failed_stays_failed_and_is_not_run_again(self, patient, organisation):
         with ScriptedServer(("json", 200, completion(ANSWER), {})) as server:
@@ -132,12 +140,13 @@ class TestLongJobs:
                 endpoint_names=["hospital-llm"],
             )
             run = comparison_run_execute(run_id=run.pk, on_progress=lambda percent, message: sweep_as_if_much_later())
-            assert (
-                run.status == pm.JobStatus.FAILED and run.message.startswith("Stopped by the sweep") and not run.table
-            )
+            assert run.status == pm.JobStatus.FAILED
+            assert run.message.startswith("Stopped by the sweep")
+            assert not run.table
             asked = len(server.requests)
             assert comparison_run_execute(run_id=run.pk).status == pm.JobStatus.FAILED  # its task, redelivered
-            assert len(server.requests) == asked and ComparisonRun.objects.get(pk=run.pk).status == pm.JobStatus.FAILED
+            assert len(server.requests) == asked
+            assert ComparisonRun.objects.get(pk=run.pk).status == pm.JobStatus.FAILED
 
     def test_an_import_the_sweep_failed_stays_failed(self, organisation, monkeypatch):
         real_import = patient_services.fhir_import_paths
@@ -153,7 +162,8 @@ class TestLongJobs:
         )
         assert import_job_run(job_id=job.pk) == pm.JobStatus.FAILED
         job.refresh_from_db()
-        assert job.status == pm.JobStatus.FAILED and job.message.startswith("Stopped by the sweep")
+        assert job.status == pm.JobStatus.FAILED
+        assert job.message.startswith("Stopped by the sweep")
 
     def test_a_peer_model_the_sweep_failed_stays_failed(self, organisation):
         from patients.demo.seed import demo_seed
@@ -169,8 +179,6 @@ class TestLongJobs:
             peer_model_id=peer_model_create(organisation=organisation).pk, on_progress=sweep_before_storing
         )
         model = PeerModel.objects.get(pk=model.pk)
-        assert (
-            model.status == pm.JobStatus.FAILED
-            and model.message.startswith("Stopped by the sweep")
-            and not model.active
-        )
+        assert model.status == pm.JobStatus.FAILED
+        assert model.message.startswith("Stopped by the sweep")
+        assert not model.active

@@ -52,7 +52,8 @@ class TestTheLanesAgree:
         visibility = settings.PMLM_INTERACTIVE_VISIBILITY_TIMEOUT
         swept_after = settings.PMLM_JOB_LIMITS_SECONDS["guidance"]
         assert DEFAULT_DEADLINE < soft < hard < visibility <= swept_after  # each bound inside the next
-        assert visibility <= 75 and swept_after + settings.PMLM_SWEEP_INTERVAL <= 105  # about a minute, at worst
+        assert visibility <= 75
+        assert swept_after + settings.PMLM_SWEEP_INTERVAL <= 105  # about a minute, at worst
         assert celery_app.conf.beat_schedule["sweep-stuck-jobs"]["schedule"] == settings.PMLM_SWEEP_INTERVAL
         assert limits("prompting.tasks.sweep_stuck_jobs_task")[1] <= hard  # the sweep is interactive work
 
@@ -67,7 +68,8 @@ class TestTheLanesAgree:
         assert (
             lane_of("pmlm-interactive,pmlm-batch", "pmlm") == BATCH
         )  # both: the long timeout, nothing handed on early
-        assert lane_of(None, "pmlm") == BATCH and lane_of("other-interactive", "pmlm") == BATCH
+        assert lane_of(None, "pmlm") == BATCH
+        assert lane_of("other-interactive", "pmlm") == BATCH
 
 
 @pytest.fixture
@@ -86,7 +88,8 @@ class TestTheSweep:
         )  # still its worker's
         assert sweep_stuck_jobs(now=claimed.started_at + limit + timedelta(seconds=1))["guidance"] == 1
         claimed.refresh_from_db()
-        assert claimed.status == pm.JobStatus.FAILED and claimed.error.startswith(
+        assert claimed.status == pm.JobStatus.FAILED
+        assert claimed.error.startswith(
             f"Stopped by the sweep: not finished within {settings.PMLM_JOB_LIMITS_SECONDS['guidance']} seconds"
         )
 

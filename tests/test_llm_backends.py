@@ -30,20 +30,20 @@ def test_it_sends_a_chat_completion_and_reads_the_answer_and_usage():
     with ScriptedServer(("json", 200, completion("Repeat BP in a week."), {})) as server:
         b, _ = backend(server)
         result = b.generate(MESSAGES, max_tokens=50)
-    assert result.text == "Repeat BP in a week." and result.model == "fake-model"
+    assert result.text == "Repeat BP in a week."
+    assert result.model == "fake-model"
     assert result.usage == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18, "counted": "server"}
     sent = server.requests[0]
-    assert (
-        sent["path"] == "/v1/chat/completions"
-        and sent["body"]["messages"] == MESSAGES
-        and sent["body"]["max_tokens"] == 50
-    )
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["body"]["messages"] == MESSAGES
+    assert sent["body"]["max_tokens"] == 50
 
 
 def test_usage_is_counted_locally_when_the_server_gives_none():
     with ScriptedServer(("json", 200, completion("four words right here", usage=False), {})) as server:
         result = backend(server)[0].generate(MESSAGES)
-    assert result.usage["counted"] == "local" and result.usage["completion_tokens"] == 4
+    assert result.usage["counted"] == "local"
+    assert result.usage["completion_tokens"] == 4
 
 
 def test_it_streams_tokens_as_server_sent_events():
@@ -53,11 +53,9 @@ def test_it_streams_tokens_as_server_sent_events():
     ) as server:
         result = backend(server)[0].generate(MESSAGES, on_token=tokens.append)
     assert "".join(tokens).strip() == "Check urine protein today" == result.text.strip()
-    assert (
-        result.ttft_ms is not None
-        and result.usage["completion_tokens"] == 4
-        and server.requests[0]["body"]["stream"] is True
-    )
+    assert result.ttft_ms is not None
+    assert result.usage["completion_tokens"] == 4
+    assert server.requests[0]["body"]["stream"] is True
 
 
 def test_a_429_is_retried_after_the_time_the_server_asks_for():
@@ -66,7 +64,9 @@ def test_a_429_is_retried_after_the_time_the_server_asks_for():
     ) as server:
         b, sleeps = backend(server)
         result = b.generate(MESSAGES)
-    assert result.text == "ok" and result.attempts == 2 and sleeps == [3.0]
+    assert result.text == "ok"
+    assert result.attempts == 2
+    assert sleeps == [3.0]
 
 
 def test_server_errors_are_retried_then_fail_with_a_clear_reason():
@@ -74,7 +74,9 @@ def test_server_errors_are_retried_then_fail_with_a_clear_reason():
         b, sleeps = backend(server, max_attempts=3)
         with pytest.raises(LLMError) as caught:
             b.generate(MESSAGES)
-    assert "500: overloaded after 3 attempts" in str(caught.value) and len(server.requests) == 3 and len(sleeps) == 2
+    assert "500: overloaded after 3 attempts" in str(caught.value)
+    assert len(server.requests) == 3
+    assert len(sleeps) == 2
 
 
 def test_a_server_that_does_not_answer_in_time_fails_instead_of_hanging():
@@ -100,7 +102,8 @@ def test_a_server_that_keeps_dripping_bytes_is_cut_off_at_the_call_deadline(repl
             b.generate(MESSAGES, on_token=(lambda token: None) if streamed else None)
         elapsed = time.monotonic() - started
     assert 2 <= elapsed < 4, f"the call ended after {elapsed:.1f} s"
-    assert not caught.value.retryable and len(server.requests) == 1
+    assert not caught.value.retryable
+    assert len(server.requests) == 1
 
 
 def test_retries_and_their_waits_count_against_the_deadline():
@@ -108,7 +111,8 @@ def test_retries_and_their_waits_count_against_the_deadline():
         b, sleeps = backend(server, deadline=5, max_attempts=3)
         with pytest.raises(LLMError, match="503: busy after 1 attempt; no time left within the 5 s deadline"):
             b.generate(MESSAGES)
-    assert sleeps == [] and len(server.requests) == 1
+    assert sleeps == []
+    assert len(server.requests) == 1
 
 
 def test_the_deadline_is_set_per_endpoint_and_has_a_default():
@@ -117,7 +121,8 @@ def test_the_deadline_is_set_per_endpoint_and_has_a_default():
     assert build_backend("openai", {"base_url": "http://x/v1", "model": "m", "deadline": 90}).deadline == 90
     assert build_backend("openai", {"base_url": "http://x/v1", "model": "m"}).deadline == DEFAULT_DEADLINE
     # A local model cannot stall like a server: only a deadline its endpoint sets stops it.
-    assert build_backend("llamacpp", {}).deadline is None and build_backend("llamacpp", {"deadline": 20}).deadline == 20
+    assert build_backend("llamacpp", {}).deadline is None
+    assert build_backend("llamacpp", {"deadline": 20}).deadline == 20
 
 
 def test_malformed_json_is_a_clear_failure():

@@ -48,7 +48,8 @@ def test_an_answer_after_her_prompt_was_prefilled_is_word_for_word_the_answer_wi
     assert prefill(backend, HER_RECORD) > 100
     prefill(backend, ANOTHER_RECORD)  # another clinician's patient in between: her state comes back from the cache
     assert answer(backend, HER_RECORD) == without_reuse
-    assert restored and restored[0] > 100  # her prefix was restored, not read again
+    assert restored
+    assert restored[0] > 100  # her prefix was restored, not read again
     assert answer(backend, HER_RECORD) == without_reuse  # and again, from the state its own answer left
     assert all(state.scores.shape[0] == 1 for state in llama.cache.cache_state.values())  # the states stay small
 
@@ -65,7 +66,8 @@ def test_prefix_states_are_bounded_in_memory_least_recently_used_out_first():
     states[(1, 2, 9)] = State(100)
     assert states[(1, 2, 3, 4)] is states.cache_state[(1, 2, 3)]  # the longest prefix, now the most recent
     states[(5, 6)] = State(100)
-    assert list(states.cache_state) == [(1, 2, 3), (5, 6)] and states.cache_size <= 250
+    assert list(states.cache_state) == [(1, 2, 3), (5, 6)]
+    assert states.cache_size <= 250
     assert all(s.scores.shape == (1, 4) for s in states.cache_state.values())
 
 
@@ -85,8 +87,12 @@ def test_her_prompt_starts_with_the_prefix_read_when_her_workspace_opens(her):
     prompt = prompt_build(
         patient=her, question="What should we plan for her next visit?", knowledge=["[WHO] Aspirin from 12 weeks."]
     )
-    assert prompt.text.startswith(prefix) and "### Guidance sources" not in prefix and "Question" not in prefix
-    assert "### Her record" in prefix and her.family_name and her.family_name not in prefix
+    assert prompt.text.startswith(prefix)
+    assert "### Guidance sources" not in prefix
+    assert "Question" not in prefix
+    assert "### Her record" in prefix
+    assert her.family_name
+    assert her.family_name not in prefix
 
 
 def test_prefilling_reads_her_prompt_start_on_a_local_model_and_nothing_elsewhere(her):

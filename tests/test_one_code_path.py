@@ -54,7 +54,8 @@ class TestAComparisonStartedInTheAdmin:
         )
         assert response.status_code == 200
         assert f"Not patients of {organisation.slug}" in str(response.context["adminform"].form.errors)
-        assert not pr.ComparisonRun.objects.exists() and not queued
+        assert not pr.ComparisonRun.objects.exists()
+        assert not queued
 
     def test_is_refused_for_an_endpoint_that_does_not_exist(self, curator_client, organisation, patient, queued):
         form = {**_comparison_form(organisation, [patient.external_id]), "endpoint_names": json.dumps(["nope"])}
@@ -71,13 +72,16 @@ class TestAComparisonStartedInTheAdmin:
             )
         assert response.status_code == 302
         run = pr.ComparisonRun.objects.get()
-        assert run.created_by == curator and run.patient_ids == [patient.external_id] and queued == [run.pk]
+        assert run.created_by == curator
+        assert run.patient_ids == [patient.external_id]
+        assert queued == [run.pk]
         change = reverse("admin:prompting_comparisonrun_change", args=[run.pk])
         curator_client.post(
             change, {**_comparison_form(organisation, [patient.external_id]), "questions": '["Other?"]'}
         )
         run.refresh_from_db()
-        assert run.questions == [QUESTION] and pr.ComparisonRun.objects.count() == 1
+        assert run.questions == [QUESTION]
+        assert pr.ComparisonRun.objects.count() == 1
 
 
 class TestAGuidanceDocument:
@@ -86,12 +90,11 @@ class TestAGuidanceDocument:
         source.write_text("# Anaemia\nGive daily oral iron and folic acid; recheck haemoglobin in four weeks.")
         call_command("load_knowledge", str(source), "--licence", "CC BY 4.0")
         document = pr.KnowledgeDocument.objects.get(external_key="file:anaemia_in_pregnancy.md")
-        assert (
-            document.title == "anaemia in pregnancy"
-            and document.licence == "CC BY 4.0"
-            and "oral iron" in document.text
-        )
-        assert document.chunks.count() >= 1 and "1 passages" in capsys.readouterr().out
+        assert document.title == "anaemia in pregnancy"
+        assert document.licence == "CC BY 4.0"
+        assert "oral iron" in document.text
+        assert document.chunks.count() >= 1
+        assert "1 passages" in capsys.readouterr().out
         source.write_text("# Anaemia\nRecheck haemoglobin in two weeks.")
         call_command("load_knowledge", str(source))
         assert pr.KnowledgeDocument.objects.filter(external_key="file:anaemia_in_pregnancy.md").count() == 1
@@ -112,7 +115,8 @@ def test_a_prompt_built_on_the_command_line_is_audited_like_one_built_on_a_page_
     call_command("build_prompt", "--patient", patient.external_id, "--question", QUESTION, "--at", "2025-05-02")
     prompt = pr.PersonalizedPrompt.objects.get(patient=patient)
     event = AuditEvent.objects.get(action="build_prompt")
-    assert event.object_id == str(patient.pk) and event.details == {"prompt": prompt.pk}
+    assert event.object_id == str(patient.pk)
+    assert event.details == {"prompt": prompt.pk}
 
 
 def test_guidance_has_one_json_shape_for_ask_and_the_partner_api(client, organisation, patient, knowledge, capsys):

@@ -31,7 +31,8 @@ def test_the_peer_model_beats_the_baselines_on_held_out_ratings():
     result = train_peer_model(structured_ratings(), features(240))
     m = result.metrics
     for model in ("svd", "knn_baseline"):
-        assert m[model]["rmse"] < m["item_mean"]["rmse"] and m[model]["rmse"] < m["global_mean"]["rmse"]
+        assert m[model]["rmse"] < m["item_mean"]["rmse"]
+        assert m[model]["rmse"] < m["global_mean"]["rmse"]
         assert m[model]["mae"] < m["item_mean"]["mae"]
         assert m[model]["precision_at_5"] > m["global_mean"]["precision_at_5"]
     assert result.neighbour_method == "knn-matrix"
@@ -40,14 +41,17 @@ def test_the_peer_model_beats_the_baselines_on_held_out_ratings():
 def test_neighbours_share_her_latent_type():
     result = train_peer_model(structured_ratings(), features(240))
     same = [n % 4 == 0 for n, _ in result.profiles[0].neighbours]
-    assert result.profiles[0].basis == "ratings" and np.mean(same) > 0.7
+    assert result.profiles[0].basis == "ratings"
+    assert np.mean(same) > 0.7
     assert all(item for item, _ in result.profiles[0].predicted)
 
 
 def test_above_the_knn_limit_neighbours_come_from_svd_factors():
     result = train_peer_model(structured_ratings(), features(240), PeerParameters(knn_limit=100))
-    assert result.neighbour_method == "svd-factors" and result.knn is None
-    assert "knn_baseline" not in result.metrics and len(result.profiles[0].neighbours) == 20
+    assert result.neighbour_method == "svd-factors"
+    assert result.knn is None
+    assert "knn_baseline" not in result.metrics
+    assert len(result.profiles[0].neighbours) == 20
 
 
 def test_cold_start_patients_get_neighbours_by_clinical_features():
@@ -57,8 +61,10 @@ def test_cold_start_patients_get_neighbours_by_clinical_features():
         501: clinical_features(30, 1, 20, "obese", {"anaemia"}),
     }
     result = train_peer_model(ratings, feats)
-    assert result.profiles[500].basis == "features" and result.profiles[501].basis == "features"
-    assert result.profiles[501].neighbours and result.profiles[501].predicted
+    assert result.profiles[500].basis == "features"
+    assert result.profiles[501].basis == "features"
+    assert result.profiles[501].neighbours
+    assert result.profiles[501].predicted
     assert result.metrics["cold_start_patients"] == 2
 
 

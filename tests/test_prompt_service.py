@@ -23,15 +23,19 @@ QUESTION = "What should we plan for her next visit?"
 def test_a_prompt_is_built_stored_and_reused_for_the_same_inputs(imported_patient, clinician):
     first = prompt_build(patient=imported_patient, question=QUESTION, at=date(2025, 5, 2), user=clinician)
     again = prompt_build(patient=imported_patient, question=QUESTION, at=date(2025, 5, 2), user=clinician)
-    assert first.pk == again.pk and PersonalizedPrompt.objects.count() == 1
-    assert first.template_version == "pmlm-1" and first.token_count > 50 and first.created_by == clinician
+    assert first.pk == again.pk
+    assert PersonalizedPrompt.objects.count() == 1
+    assert first.template_version == "pmlm-1"
+    assert first.token_count > 50
+    assert first.created_by == clinician
     assert "pregnant, 8+" in first.text  # onset 2025-03-01, consultation 2025-05-02
 
 
 def test_the_json_has_exactly_the_interface_in_the_design(imported_patient):
     data = prompt_as_json(prompt_build(patient=imported_patient, question=QUESTION, at=date(2025, 5, 2)))
     assert set(data) == {"patient", "template_version", "prompt", "deidentified", "sections", "risk_flags", "peers"}
-    assert data["patient"] == "pat-1" and data["deidentified"] is True
+    assert data["patient"] == "pat-1"
+    assert data["deidentified"] is True
     assert [s["source"] for s in data["sections"]] == ["instructions", "self", "peer", "question"]
     assert all(set(s) == {"source", "title", "text"} for s in data["sections"])
 
@@ -54,7 +58,8 @@ def test_nothing_recorded_after_the_consultation_date_is_used(organisation):
     patient = organisation.patients.get(external_id="p-asof")
     before = prompt_build(patient=patient, question=QUESTION, at=date(2025, 3, 1))
     after = prompt_build(patient=patient, question=QUESTION, at=date(2025, 7, 1))
-    assert "anaemia" not in {f["code"] for f in before.risk_flags} and "8.9" not in before.text
+    assert "anaemia" not in {f["code"] for f in before.risk_flags}
+    assert "8.9" not in before.text
     assert "anaemia" in {f["code"] for f in after.risk_flags}
     assert len(patient_history(patient, date(2025, 3, 1)).visits) == 1
 
@@ -119,12 +124,15 @@ def trained(db):
 
 def test_training_stores_every_patients_peers_and_honest_metrics(trained):
     organisation, peer_model = trained
-    assert peer_model.status == pm.JobStatus.DONE and peer_model.active and peer_model.progress == 100
+    assert peer_model.status == pm.JobStatus.DONE
+    assert peer_model.active
+    assert peer_model.progress == 100
     assert PeerProfile.objects.filter(peer_model=peer_model).count() == organisation.patients.count()
     for name in ("svd", "knn_baseline", "item_mean", "global_mean"):
         assert {"rmse", "mae", "precision_at_5", "coverage"} <= set(peer_model.metrics[name])
     assert peer_model.metrics["svd"]["rmse"] < peer_model.metrics["global_mean"]["rmse"]
-    assert peer_model.training_seconds is not None and peer_model.artefact.endswith(".pkl")
+    assert peer_model.training_seconds is not None
+    assert peer_model.artefact.endswith(".pkl")
     assert peer_model_train(peer_model_id=peer_model.pk).pk == peer_model.pk  # a retried task does nothing more
     assert PeerProfile.objects.filter(peer_model=peer_model).count() == organisation.patients.count()
 
@@ -133,7 +141,8 @@ def test_a_prompt_uses_peers_from_her_own_organisation_only(trained, other_organ
     organisation, peer_model = trained
     patient = organisation.patients.filter(peer_profiles__basis="ratings").first()
     prompt = prompt_build(patient=patient, question=QUESTION)
-    assert prompt.peer_model == peer_model and len(prompt.peers) > 0
+    assert prompt.peer_model == peer_model
+    assert len(prompt.peers) > 0
     assert all(set(p) == {"similarity", "basis"} for p in prompt.peers)
     neighbour_ids = [n for n, _ in PeerProfile.objects.get(peer_model=peer_model, patient=patient).neighbours]
     assert set(pm.Patient.objects.filter(pk__in=neighbour_ids).values_list("organisation", flat=True)) == {
@@ -151,9 +160,11 @@ def test_build_prompt_and_train_peers_commands(trained, capsys):
     patient = organisation.patients.first()
     call_command("build_prompt", "--patient", patient.external_id, "--question", QUESTION, "--json")
     data = json.loads(capsys.readouterr().out)
-    assert data["patient"] == patient.external_id and data["deidentified"] is True
+    assert data["patient"] == patient.external_id
+    assert data["deidentified"] is True
     call_command("train_peers", "--org", organisation.slug)
-    assert "held-out" in capsys.readouterr().out and PeerModel.objects.filter(active=True).count() == 1
+    assert "held-out" in capsys.readouterr().out
+    assert PeerModel.objects.filter(active=True).count() == 1
     with pytest.raises(CommandError, match="No patient"):
         call_command("build_prompt", "--patient", "nobody", "--question", "q")
     with pytest.raises(CommandError, match="YYYY-MM-DD"):
@@ -165,7 +176,9 @@ def test_the_patient_page_builds_a_prompt_for_a_member_and_refuses_others(
 ):
     url = reverse("patients:prompt", args=[imported_patient.pk])
     response = client_for(clinician).post(url, {"question": QUESTION, "at": "2025-05-02"}, HTTP_HX_REQUEST="true")
-    assert response.status_code == 200 and b"src-self" in response.content and b"de-identified" in response.content
+    assert response.status_code == 200
+    assert b"src-self" in response.content
+    assert b"de-identified" in response.content
     assert b"Type a question" not in response.content
     assert b"required" in client_for(clinician).post(url, {"question": ""}).content.lower()
     assert client_for(outsider).post(url, {"question": QUESTION}).status_code == 404
@@ -189,4 +202,5 @@ def test_the_patient_page_shows_risk_flags_with_evidence(client_for, clinician, 
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="flags").ok
     patient = organisation.patients.get(external_id="p-flags")
     content = client_for(clinician).get(reverse("patients:detail", args=[patient.pk])).content.decode()
-    assert "Anaemia (Hb &lt; 11 g/dL)" in content and "haemoglobin 9.4 g/dL" in content
+    assert "Anaemia (Hb &lt; 11 g/dL)" in content
+    assert "haemoglobin 9.4 g/dL" in content

@@ -66,23 +66,32 @@ class TestARun:
         seen = []
         run = refinement_run_execute(run_id=run.pk, on_progress=lambda percent, message: seen.append(message))
         assert run.status == pm.JobStatus.DONE, run.error
-        assert run.step == 2 and [p["step"] for p in run.curve] == [1, 2] and run.progress == 100
+        assert run.step == 2
+        assert [p["step"] for p in run.curve] == [1, 2]
+        assert run.progress == 100
         assert is_checkpoint(settings.VAR_DIR / run.checkpoint)
-        assert run.train_patients + run.validation_patients == 4 and run.validation_patients >= 1
+        assert run.train_patients + run.validation_patients == 4
+        assert run.validation_patients >= 1
         assert len(run.validation) == run.validation_examples == 2 * run.validation_patients  # sources on and off
-        assert run.reward_initial is not None and run.reward_refined is not None and 0 <= run.accepted_share <= 1
+        assert run.reward_initial is not None
+        assert run.reward_refined is not None
+        assert 0 <= run.accepted_share <= 1
         assert any(m.startswith("Answering every edit") for m in seen)
-        assert any(m.startswith("Step 1/2") for m in seen) and any(m.startswith("Validating") for m in seen)
+        assert any(m.startswith("Step 1/2") for m in seen)
+        assert any(m.startswith("Validating") for m in seen)
         # The config records what produced it: sane CPU defaults, the target endpoint and the menu.
-        assert (
-            run.config["device"] == "cpu" and run.config["target_endpoint"] == "tiny-target" and not run.config["bf16"]
-        )
-        assert run.config["menu"] == MENU_VERSION and run.config["max_completion_tokens"] == 3
+        assert run.config["device"] == "cpu"
+        assert run.config["target_endpoint"] == "tiny-target"
+        assert not run.config["bf16"]
+        assert run.config["menu"] == MENU_VERSION
+        assert run.config["max_completion_tokens"] == 3
         # Validation patients are the evaluation's held-out patients: the policy never trained on them.
         learning, held_out = patient_split(organisation, seed=run.config["seed"], share=run.config["share"])
         validated = {row["patient"] for row in run.validation}
-        assert validated and validated <= set(held_out)
-        assert set(run.trained_patients) <= set(learning) and not validated & set(run.trained_patients)
+        assert validated
+        assert validated <= set(held_out)
+        assert set(run.trained_patients) <= set(learning)
+        assert not validated & set(run.trained_patients)
         assert len(run.trained_patients) == run.train_patients
         assert (
             run.train_examples == 2 * run.train_patients
@@ -94,36 +103,43 @@ class TestARun:
         run = small_run(organisation)
         report = run.report
         assert run.status == pm.JobStatus.DONE, run.error
-        assert report["menu"] == MENU_VERSION and run.target_calls == report["target_calls"] > 0
+        assert report["menu"] == MENU_VERSION
+        assert run.target_calls == report["target_calls"] > 0
         best = report["best_fixed"]
-        assert best["code"] in BY_CODE and best["label"] == edit_named(best["code"]).label
+        assert best["code"] in BY_CODE
+        assert best["label"] == edit_named(best["code"]).label
         assert (
             best["mean_reward"] >= best["initial_mean_reward"]
         )  # E0 is on the menu: the best is never worse on training
         assert report["oracle_mean_reward"] >= best["mean_reward"]
         assert set(report["stage_minutes"]) == {"examples", "reward_table", "training", "validation"}
-        assert report["deployed"] in ("policy", "best_fixed") and report["policy_train_mean_reward"] is not None
+        assert report["deployed"] in ("policy", "best_fixed")
+        assert report["policy_train_mean_reward"] is not None
         validation = report["validation"]
-        assert validation["n"] == run.validation_examples and validation["patients"] == run.validation_patients
+        assert validation["n"] == run.validation_examples
+        assert validation["patients"] == run.validation_patients
         assert validation["difference"] == pytest.approx(run.reward_refined - run.reward_initial, abs=2e-4)
         low, high = validation["ci"]
         assert low <= validation["difference"] <= high
-        assert set(validation["vs_best_fixed"]) >= {"difference", "ci"} and set(
-            validation["best_fixed_vs_initial"]
-        ) >= {"difference", "ci"}
+        assert set(validation["vs_best_fixed"]) >= {"difference", "ci"}
+        assert set(validation["best_fixed_vs_initial"]) >= {"difference", "ci"}
         assert set(validation["by_sources"]) == {"on", "off"}
         assert all(side["n"] == run.validation_patients for side in validation["by_sources"].values())
         learned = report["learned"]
         assert [e["code"] for e in learned["edits"]] == CODES
         assert sum(e["chosen"] for e in learned["edits"]) == run.train_examples + run.validation_examples
-        assert learned["kinds"] and all(k["edits"][0]["code"] in BY_CODE for k in learned["kinds"])
+        assert learned["kinds"]
+        assert all(k["edits"][0]["code"] in BY_CODE for k in learned["kinds"])
         assert any(
             k["kind"].startswith("Hypertension") for k in learned["kinds"]
         )  # two of the four women have raised BP
         for row in run.validation:
-            assert row["code"] in BY_CODE and row["best_fixed"] == best["code"] and row["kinds"]
+            assert row["code"] in BY_CODE
+            assert row["best_fixed"] == best["code"]
+            assert row["kinds"]
             if not row["accepted"]:
-                assert row["problems"] and row["reward_refined"] == row["reward_initial"]
+                assert row["problems"]
+                assert row["reward_refined"] == row["reward_initial"]
 
     def test_a_second_identical_run_asks_the_target_llm_nothing_new(self, cohort, tiny_policy, organisation):
         first = small_run(organisation, steps=1)
@@ -163,10 +179,14 @@ class TestARun:
             "best_fixed_edit",
             "checkpoint",
         } <= set(report)
-        assert report["steps"] == 1 and Path(report["checkpoint"]).exists()
-        assert isinstance(report["reward_initial"], float) and isinstance(report["reward_refined"], float)
-        assert isinstance(report["minutes"], float) and report["target_calls"] > 0
-        assert {"n", "patients", "difference", "ci"} <= set(report["validation"]) and report["validation"]["n"] >= 1
+        assert report["steps"] == 1
+        assert Path(report["checkpoint"]).exists()
+        assert isinstance(report["reward_initial"], float)
+        assert isinstance(report["reward_refined"], float)
+        assert isinstance(report["minutes"], float)
+        assert report["target_calls"] > 0
+        assert {"n", "patients", "difference", "ci"} <= set(report["validation"])
+        assert report["validation"]["n"] >= 1
         assert report["best_fixed_edit"]["code"] in BY_CODE
         assert RefinementRun.objects.get(pk=report["run_id"]).status == pm.JobStatus.DONE
 
@@ -188,7 +208,9 @@ class TestARun:
             stderr=io.StringIO(),
         )
         text = out.getvalue()
-        assert "distinct target-LLM answers" in text and "Held out:" in text and "Best fixed edit" in text
+        assert "distinct target-LLM answers" in text
+        assert "Held out:" in text
+        assert "Best fixed edit" in text
 
     def test_refine_prompts_says_so_when_no_held_out_patient_could_be_validated(
         self, cohort, tiny_policy, organisation
@@ -212,7 +234,9 @@ class TestARun:
             stderr=io.StringIO(),
         )
         run = RefinementRun.objects.get()
-        assert run.status == pm.JobStatus.DONE and run.validation == [] and run.report["validation"]["n"] == 0
+        assert run.status == pm.JobStatus.DONE
+        assert run.validation == []
+        assert run.report["validation"]["n"] == 0
         assert "Held out: 0 answers" in out.getvalue()
 
     @pytest.mark.parametrize(
@@ -232,11 +256,10 @@ class TestARun:
                 refinement_run_cancel(run=run)
 
         run = refinement_run_execute(run_id=run.pk, on_progress=cancel)
-        assert run.status == pm.JobStatus.CANCELLED and run.step == steps_done
-        assert (
-            run.checkpoint == ""
-            and not (settings.VAR_DIR / "models" / "refiner" / f"{organisation.slug}-run-{run.version}").exists()
-        )
+        assert run.status == pm.JobStatus.CANCELLED
+        assert run.step == steps_done
+        assert run.checkpoint == ""
+        assert not (settings.VAR_DIR / "models" / "refiner" / f"{organisation.slug}-run-{run.version}").exists()
 
     def test_a_queued_run_cancelled_never_starts_and_a_finished_run_is_never_run_again(
         self, tiny_policy, organisation, tiny_checkpoint
@@ -251,7 +274,8 @@ class TestARun:
         self, tiny_policy, organisation, imported_patient
     ):
         run = refinement_run_execute(run_id=refinement_run_create(organisation=organisation, steps=1).pk)
-        assert run.status == pm.JobStatus.FAILED and "physician recommendation" in run.error
+        assert run.status == pm.JobStatus.FAILED
+        assert "physician recommendation" in run.error
         assert run.finished_at is not None
 
     @pytest.mark.parametrize(
@@ -295,10 +319,10 @@ class TestPromotion:
             organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target"}, promoted=True
         )
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
-        assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
-        assert guidance.refinement["used"] is False and [p["kind"] for p in guidance.refinement["problems"]] == [
-            "policy_error"
-        ]
+        assert guidance.status == pm.JobStatus.DONE
+        assert guidance.refined_prompt is None
+        assert guidance.refinement["used"] is False
+        assert [p["kind"] for p in guidance.refinement["problems"]] == ["policy_error"]
 
     def test_one_run_is_promoted_per_organisation(self, tiny_policy, organisation, other_organisation, tiny_checkpoint):
         first, second = finished_run(organisation, tiny_checkpoint), finished_run(organisation, tiny_checkpoint)
@@ -333,25 +357,35 @@ class TestGuidanceWithThePromotedPolicy:
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         assert guidance.status == pm.JobStatus.DONE, guidance.error
         refined, initial = guidance.refined_prompt, guidance.prompt
-        assert refined.refined_from == initial and refined.refinement_run.promoted
-        assert guidance.refinement["used"] is True and guidance.refinement["edit"] == RESTATES
-        assert guidance.refinement["label"] == edit_named(RESTATES).label and guidance.refinement["problems"] == []
-        assert initial.risk_flags and all(flag["label"] in refined.text for flag in initial.risk_flags)
+        assert refined.refined_from == initial
+        assert refined.refinement_run.promoted
+        assert guidance.refinement["used"] is True
+        assert guidance.refinement["edit"] == RESTATES
+        assert guidance.refinement["label"] == edit_named(RESTATES).label
+        assert guidance.refinement["problems"] == []
+        assert initial.risk_flags
+        assert all(flag["label"] in refined.text for flag in initial.risk_flags)
         sources = [s["source"] for s in refined.sections]
         added = [s for s in refined.sections if s.get("refined")]
-        assert len(added) == 1 and added[0]["title"] == EDIT_TITLE and added[0]["edit"] == RESTATES
+        assert len(added) == 1
+        assert added[0]["title"] == EDIT_TITLE
+        assert added[0]["edit"] == RESTATES
         assert sources[-2:] == ["question", "instructions"]  # the edit's sentences follow the question
         assert refined.text.index("What now?") < refined.text.index(EDIT_TITLE)
         restated = added[0]["text"].splitlines()[0]  # her flags, restated beside the question
-        assert restated.startswith("- Her risk flags: ") and all(f["label"] in restated for f in initial.risk_flags)
+        assert restated.startswith("- Her risk flags: ")
+        assert all(f["label"] in restated for f in initial.risk_flags)
         if set(PEER_ADVICE) <= set(edit_named(RESTATES).drop):
             assert "Their physicians most often recommended" not in refined.text
         report = guidance_as_json(guidance)
-        assert report["prompt"] == refined.text and report["initial_prompt"] == initial.text
+        assert report["prompt"] == refined.text
+        assert report["initial_prompt"] == initial.text
         # Asked again, the same refinement is reused rather than stored twice.
         again = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
-        assert again.refined_prompt == refined and PersonalizedPrompt.objects.filter(refined_from=initial).count() == 1
-        assert again.refinement["edit"] == RESTATES and again.refinement["used"] is True
+        assert again.refined_prompt == refined
+        assert PersonalizedPrompt.objects.filter(refined_from=initial).count() == 1
+        assert again.refinement["edit"] == RESTATES
+        assert again.refinement["used"] is True
 
     def test_when_the_policy_keeps_the_prompt_as_it_is_the_initial_prompt_is_sent_as_its_choice(
         self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
@@ -359,12 +393,11 @@ class TestGuidanceWithThePromotedPolicy:
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         choose(monkeypatch, IDENTITY)
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
-        assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
-        assert (
-            guidance.refinement["used"] is True
-            and guidance.refinement["edit"] == IDENTITY
-            and not guidance.refinement["problems"]
-        )
+        assert guidance.status == pm.JobStatus.DONE
+        assert guidance.refined_prompt is None
+        assert guidance.refinement["used"] is True
+        assert guidance.refinement["edit"] == IDENTITY
+        assert not guidance.refinement["problems"]
         assert guidance_as_json(guidance)["prompt"] == guidance.prompt.text
         assert not PersonalizedPrompt.objects.filter(refined_from__isnull=False).exists()
 
@@ -377,8 +410,10 @@ class TestGuidanceWithThePromotedPolicy:
             "prompting.refinement.check_refined", lambda **kwargs: [Problem("invented_finding", "bleeding")]
         )
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
-        assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
-        assert guidance.refinement["used"] is False and guidance.refinement["edit"] == ADDS
+        assert guidance.status == pm.JobStatus.DONE
+        assert guidance.refined_prompt is None
+        assert guidance.refinement["used"] is False
+        assert guidance.refinement["edit"] == ADDS
         assert guidance.refinement["problems"] == [
             {"kind": "invented_finding", "detail": "bleeding", "label": "mentioned a finding not in her context"}
         ]
@@ -395,12 +430,11 @@ class TestGuidanceWithThePromotedPolicy:
 
         monkeypatch.setattr("prompting.refinement.policy_edit", broken)
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
-        assert guidance.status == pm.JobStatus.DONE and guidance.refined_prompt is None
+        assert guidance.status == pm.JobStatus.DONE
+        assert guidance.refined_prompt is None
         assert guidance.refinement["used"] is False
-        assert (
-            guidance.refinement["problems"][0]["kind"] == "policy_error"
-            and "unreadable" in guidance.refinement["problems"][0]["detail"]
-        )
+        assert guidance.refinement["problems"][0]["kind"] == "policy_error"
+        assert "unreadable" in guidance.refinement["problems"][0]["detail"]
 
     def test_no_edit_of_the_menu_ever_sends_a_prompt_without_her_risk_flags(
         self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
@@ -417,11 +451,9 @@ class TestGuidanceWithThePromotedPolicy:
             if code == IDENTITY:
                 assert sent == prompt
             else:
-                assert (
-                    sent.refined_from == prompt
-                    and sent.refinement_run == run
-                    and sent.template_version.endswith("+rl1")
-                )
+                assert sent.refined_from == prompt
+                assert sent.refinement_run == run
+                assert sent.template_version.endswith("+rl1")
             PersonalizedPrompt.objects.filter(refined_from=prompt).delete()  # the next edit is stored afresh
 
     def test_a_reused_refinement_still_names_the_edit_that_made_it(
@@ -432,8 +464,10 @@ class TestGuidanceWithThePromotedPolicy:
         choose(monkeypatch, DROPS_ONLY)
         first = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
         again = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
-        assert first.refinement["edit"] == DROPS_ONLY and first.refinement["used"] is True
-        assert again.refinement["edit"] == DROPS_ONLY and again.refinement["label"] == edit_named(DROPS_ONLY).label
+        assert first.refinement["edit"] == DROPS_ONLY
+        assert first.refinement["used"] is True
+        assert again.refinement["edit"] == DROPS_ONLY
+        assert again.refinement["label"] == edit_named(DROPS_ONLY).label
 
     def test_the_policy_never_reads_her_name_even_when_the_question_holds_it(
         self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
@@ -445,17 +479,21 @@ class TestGuidanceWithThePromotedPolicy:
         guidance = guidance_request_create(
             patient=patient, question="What now for Testgiven1 Testfamily1?", at=AT, run_inline=True
         )
-        assert guidance.status == pm.JobStatus.DONE and seen
+        assert guidance.status == pm.JobStatus.DONE
+        assert seen
         assert "Testgiven1" not in guidance.prompt.text  # the prompt is de-identified…
-        assert "Testgiven1" not in seen[0] and "Testfamily1" not in seen[0]  # …and so must be what the policy reads
+        assert "Testgiven1" not in seen[0]
+        assert "Testfamily1" not in seen[0]  # …and so must be what the policy reads
 
     def test_the_real_tiny_policy_chooses_an_edit_of_the_menu_and_guidance_always_completes(
         self, cohort, tiny_policy, organisation, tiny_checkpoint
     ):
         refinement_run_promote(run=finished_run(organisation, tiny_checkpoint))
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
-        assert guidance.status == pm.JobStatus.DONE and guidance.refinement["run"]
-        assert guidance.refinement["edit"] in BY_CODE and "refine_ms" in guidance.timings
+        assert guidance.status == pm.JobStatus.DONE
+        assert guidance.refinement["run"]
+        assert guidance.refinement["edit"] in BY_CODE
+        assert "refine_ms" in guidance.timings
         sent = guidance.refined_prompt or guidance.prompt
         assert all(f["label"] in sent.text for f in guidance.prompt.risk_flags)
 
@@ -472,7 +510,9 @@ class TestGuidanceWithThePromotedPolicy:
             token_budget=prompt.template.token_budget,
             fixed=True,
         )
-        assert refined["edit"] == BEST_FIXED and refined["problems"] == [] and refined["probabilities"] == {}
+        assert refined["edit"] == BEST_FIXED
+        assert refined["problems"] == []
+        assert refined["probabilities"] == {}
         flags = [f["label"] for f in prompt.risk_flags]
         assert refined["text"].startswith(prompt.text)
         assert all(sentence in refined["text"] for sentence in instruction_sentences(edit_named(BEST_FIXED), flags))
@@ -487,7 +527,8 @@ class TestGuidanceWithThePromotedPolicy:
             token_budget=prompt.template.token_budget,
             fixed=True,
         )
-        assert [p["kind"] for p in refined["problems"]] == ["policy_error"] and refined["text"] == ""
+        assert [p["kind"] for p in refined["problems"]] == ["policy_error"]
+        assert refined["text"] == ""
 
     def test_a_run_whose_policy_did_worse_than_the_best_fixed_edit_while_learning_applies_the_best_fixed_edit(
         self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch
@@ -511,11 +552,13 @@ class TestGuidanceWithThePromotedPolicy:
             identifiers=[],
             token_budget=prompt.template.token_budget,
         )
-        assert refined["edit"] == BEST_FIXED and refined["problems"] == []
+        assert refined["edit"] == BEST_FIXED
+        assert refined["problems"] == []
 
     def test_without_a_promoted_run_nothing_is_refined(self, cohort, tiny_policy):
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)
-        assert guidance.refinement == {} and guidance.refined_prompt is None
+        assert guidance.refinement == {}
+        assert guidance.refined_prompt is None
         assert prompt_refine(prompt=guidance.prompt, patient=hypertensive(cohort)) == (guidance.prompt, {})
 
 
@@ -538,7 +581,8 @@ class TestEvaluatingARun:
         rows = {(r["variant"], r["rag"]): r for r in evaluation.rows}
         assert set(rows) == {(v, rag) for v in ("pmlm", "pmlm_rl") for rag in (True, False)}
         for (variant, _), row in rows.items():
-            assert "key_item_precision" in row and "closeness_vs_pmlm" in row
+            assert "key_item_precision" in row
+            assert "closeness_vs_pmlm" in row
             assert (row["closeness_vs_pmlm"] is None) == (variant == "pmlm")  # pmlm is the baseline itself
         chosen = {row["code"] for row in run.validation}
         assert {i.refinement["edit"] for i in evaluation.items.filter(variant="pmlm_rl")} <= chosen
@@ -556,13 +600,15 @@ class TestEvaluatingARun:
         assert cached_answers() == before
         best = edit_named(run.report["best_fixed"]["code"])
         items = list(evaluation.items.filter(variant="pmlm_best_edit"))
-        assert items and all(item.refinement["edit"] == best.code for item in items)
+        assert items
+        assert all(item.refinement["edit"] == best.code for item in items)
         for item in items:
             initial = evaluation.items.get(
                 variant="pmlm", encounter_id=item.encounter_id, use_retrieval=item.use_retrieval
             )
             if not item.refinement["used"]:
-                assert item.refinement["problems"] and item.prompt == initial.prompt
+                assert item.refinement["problems"]
+                assert item.prompt == initial.prompt
             elif not (best.drop or best.first_source_only):
                 assert item.prompt.startswith(initial.prompt)
 
@@ -573,29 +619,35 @@ class TestRunPages:
     ):
         client = client_for(curator)
         page = client.get("/refinement/")
-        assert page.status_code == 200 and b"Start a run" in page.content and b"No refinement run yet" in page.content
+        assert page.status_code == 200
+        assert b"Start a run" in page.content
+        assert b"No refinement run yet" in page.content
         with django_capture_on_commit_callbacks() as callbacks:
             response = client.post("/refinement/start/", {"steps": 4, "max_examples": 24, "num_generations": 4})
         run = RefinementRun.objects.get()
-        assert response.status_code == 302 and response["Location"] == f"/refinement/{run.pk}/"
-        assert (
-            run.created_by == curator and run.status == pm.JobStatus.QUEUED and len(callbacks) == 1
-        )  # the task is queued
-        assert run.config["menu"] == MENU_VERSION and run.config["steps"] == 4
+        assert response.status_code == 302
+        assert response["Location"] == f"/refinement/{run.pk}/"
+        assert run.created_by == curator
+        assert run.status == pm.JobStatus.QUEUED
+        assert len(callbacks) == 1  # the task is queued
+        assert run.config["menu"] == MENU_VERSION
+        assert run.config["steps"] == 4
         assert client.get(f"/refinement/{run.pk}/").status_code == 200
 
     def test_bad_settings_are_shown_on_the_form(self, client_for, curator, tiny_policy):
         response = client_for(curator).post(
             "/refinement/start/", {"steps": 0, "max_examples": 24, "num_generations": 1}
         )
-        assert response.status_code == 400 and b"Ensure this value is greater than or equal to" in response.content
+        assert response.status_code == 400
+        assert b"Ensure this value is greater than or equal to" in response.content
         assert not RefinementRun.objects.exists()
 
     def test_a_curator_promotes_a_finished_run(self, client_for, curator, organisation, tiny_policy, tiny_checkpoint):
         run = finished_run(organisation, tiny_checkpoint)
         client_for(curator).post(f"/refinement/{run.pk}/promote/")
         run.refresh_from_db()
-        assert run.promoted and run.promoted_by == curator
+        assert run.promoted
+        assert run.promoted_by == curator
 
     def test_clinicians_partners_and_other_organisations_cannot_see_or_touch_runs(
         self, client_for, clinician, partner, other_organisation, organisation, tiny_policy, tiny_checkpoint

@@ -199,14 +199,19 @@ def test_the_realistic_prompt_has_every_line_an_edit_may_cut():
         "[2] ",
     ):
         assert start in text, start
-    assert len(FLAGS) == 2 and not leaks(text, IDENTIFIERS)
+    assert len(FLAGS) == 2
+    assert not leaks(text, IDENTIFIERS)
 
 
 class TestTheMenu:
     def test_it_is_versioned_and_its_codes_run_from_e0_in_order(self):
-        assert MENU_VERSION and CODES == [f"E{n}" for n in range(len(MENU))] and list(BY_CODE) == CODES
-        assert all(edit.label for edit in MENU) and len({edit.label for edit in MENU}) == len(MENU)
-        assert ADDS and DROPS  # edits that add sentences and edits that drop lines
+        assert MENU_VERSION
+        assert CODES == [f"E{n}" for n in range(len(MENU))]
+        assert list(BY_CODE) == CODES
+        assert all(edit.label for edit in MENU)
+        assert len({edit.label for edit in MENU}) == len(MENU)
+        assert ADDS
+        assert DROPS  # edits that add sentences and edits that drop lines
         with pytest.raises(ValueError, match="Unknown prompt edit"):
             edit_named(f"E{len(MENU)}")
 
@@ -217,13 +222,16 @@ class TestTheMenu:
         text = edited_text(prompt.sections, edit_named(code), labels(prompt))
         assert all(label in text for label in labels(prompt))
         facts = record_facts(prompt.sections)
-        assert len(facts) == 2 and all(fact in text for fact in facts)
+        assert len(facts) == 2
+        assert all(fact in text for fact in facts)
         assert QUESTION in text
         assert guard(prompt, text) == []
 
     def test_the_identity_edit_is_the_initial_prompt(self):
         edit = edit_named(IDENTITY)
-        assert IDENTITY == "E0" and edit.is_identity and not any(e.is_identity for e in MENU[1:])
+        assert IDENTITY == "E0"
+        assert edit.is_identity
+        assert not any(e.is_identity for e in MENU[1:])
         assert without_provenance(edited_sections(PROMPT.sections, edit, FLAGS)) == PROMPT.sections
         assert edited_text(PROMPT.sections, edit, FLAGS) == PROMPT.text
         assert edit_prompt(example(), IDENTITY, count_tokens=words) == (PROMPT.text, PROMPT.sections, [])
@@ -233,7 +241,9 @@ class TestTheMenu:
         sections = edited_sections(PROMPT.sections, edit_named(code), FLAGS)
         assert [s["source"] for s in sections[-2:]] == ["question", "instructions"]
         added = sections[-1]
-        assert added["title"] == EDIT_TITLE and added["refined"] is True and added["edit"] == code
+        assert added["title"] == EDIT_TITLE
+        assert added["refined"] is True
+        assert added["edit"] == code
         text = render(sections)
         assert text.index(QUESTION) < text.index(EDIT_TITLE)
         assert all(line.startswith("- ") for line in added["text"].splitlines())
@@ -251,7 +261,8 @@ class TestTheMenu:
             instruction_sentences(RESTATES, FLAGS)[0] == f"Address each of her risk flags by name: {'; '.join(FLAGS)}."
         )
         plain = edited_text(PLAIN.sections, RESTATES, [])
-        assert "Her risk flags: none." in plain and SENTENCES["no_flags"] in plain
+        assert "Her risk flags: none." in plain
+        assert SENTENCES["no_flags"] in plain
 
     def test_a_woman_whose_pregnancy_ended_is_never_given_antenatal_care_by_an_edit(self):
         from prompting.pmlm.history import ProcedureDone, Visit
@@ -283,19 +294,21 @@ class TestTheMenu:
                 )
                 == []
             ), code
-        assert "contraception" in edited_text(after.sections, STAGE_CARE, []) and "fever" in edited_text(
-            after.sections, COMES_BACK, []
-        )
+        assert "contraception" in edited_text(after.sections, STAGE_CARE, [])
+        assert "fever" in edited_text(after.sections, COMES_BACK, [])
         never = edited_text(PLAIN.sections, STAGE_CARE, [])  # not pregnant, nothing ended: routine gynaecological care
-        assert "fetal movements" not in never and "cervical screening" in never
+        assert "fetal movements" not in never
+        assert "cervical screening" in never
         assert "fetal movements" in edited_text(
             PROMPT.sections, STAGE_CARE, FLAGS
         )  # pregnant: antenatal care, as before
 
     def test_the_peers_line_edit_drops_their_advice_and_keeps_how_they_were_matched(self):
         text = edited_text(PROMPT.sections, DROPS_PEER_ADVICE, FLAGS)
-        assert "Their physicians most often recommended" not in text and "What helped similar patients" not in text
-        assert "Predicted to help her" not in text and "2 similar patients, mean similarity 0.75" in text
+        assert "Their physicians most often recommended" not in text
+        assert "What helped similar patients" not in text
+        assert "Predicted to help her" not in text
+        assert "2 similar patients, mean similarity 0.75" in text
         assert (EDIT_TITLE in text) == bool(DROPS_PEER_ADVICE.sentences or DROPS_PEER_ADVICE.restate_flags)
 
     @pytest.mark.parametrize("code", [e.code for e in DROPS])
@@ -304,11 +317,13 @@ class TestTheMenu:
         text = edited_text(PROMPT.sections, edit, FLAGS)
         lines = [line for s in PROMPT.sections for line in s["text"].splitlines()]
         dropped = [line for line in lines if line not in text.splitlines()]
-        assert dropped and all(
+        assert dropped
+        assert all(
             any(line.startswith(p) for p in edit.drop) or (edit.first_source_only and line.startswith("[2] "))
             for line in dropped
         )
-        assert "- Latest results:" in text and "[1] WHO: measure blood pressure" in text
+        assert "- Latest results:" in text
+        assert "[1] WHO: measure blood pressure" in text
 
     def test_an_edit_never_leaves_an_empty_section(self):
         only_advice = [
@@ -320,12 +335,14 @@ class TestTheMenu:
             {"source": "question", "title": "Question", "text": QUESTION},
         ]
         sources = [s["source"] for s in edited_sections(only_advice, DROPS_PEER_ADVICE, [])]
-        assert sources[0] == "question" and "peer" not in sources
+        assert sources[0] == "question"
+        assert "peer" not in sources
 
 
 class TestTheGuardOnEdits:
     def test_counselling_sentences_from_the_library_are_not_invented_findings(self):
-        assert "bleeding" in SENTENCES["return_signs"] and "bleed" not in PROMPT.text.lower()
+        assert "bleeding" in SENTENCES["return_signs"]
+        assert "bleed" not in PROMPT.text.lower()
         assert guard(PROMPT, edited_text(PROMPT.sections, COUNSELS, FLAGS)) == []
 
     def test_a_finding_the_library_names_is_still_refused_when_stated_about_her_outside_a_library_sentence(self):
@@ -361,25 +378,29 @@ class TestWhatThePolicyReads:
         assert len(situation) <= MAX_CHARS < len(PROMPT.text)
         assert "State: pregnant, 26+0 weeks, trimester 2." in situation
         assert all(label in situation for label in FLAGS)
-        assert "Peers' advice: given. Guidance sources: given." in situation and situation.endswith(
-            f"Question: {QUESTION}"
-        )
-        assert "Blood pressure 150/96 mmHg" in situation and "days ago" not in situation
-        assert not leaks(situation, IDENTIFIERS) and scrub(situation)[1] == 0
+        assert "Peers' advice: given. Guidance sources: given." in situation
+        assert situation.endswith(f"Question: {QUESTION}")
+        assert "Blood pressure 150/96 mmHg" in situation
+        assert "days ago" not in situation
+        assert not leaks(situation, IDENTIFIERS)
+        assert scrub(situation)[1] == 0
 
     def test_a_long_question_is_cut_to_the_limit(self):
         long = composed(question="Why? " * 400)
         situation = situation_summary(long.sections, FLAGS, "Why? " * 400)
-        assert len(situation) == MAX_CHARS and situation.endswith("…")
+        assert len(situation) == MAX_CHARS
+        assert situation.endswith("…")
 
     def test_the_question_it_reads_is_the_de_identified_one_of_her_prompt(self):
         named = composed(question="What does Ana Rivera need at this visit?")
         situation = situation_summary(named.sections, FLAGS, "What does Ana Rivera need at this visit?")
-        assert "need at this visit?" in situation and not leaks(situation, IDENTIFIERS)
+        assert "need at this visit?" in situation
+        assert not leaks(situation, IDENTIFIERS)
 
     def test_without_flags_peers_or_sources_it_says_so(self):
         situation = situation_summary(PLAIN.sections, [], QUESTION)
-        assert "State: not pregnant." in situation and "Risk flags: none." in situation
+        assert "State: not pregnant." in situation
+        assert "Risk flags: none." in situation
         assert "Peers' advice: none. Guidance sources: none." in situation
 
     def test_the_kinds_of_patient_are_her_stage_and_each_flag(self):
@@ -402,8 +423,10 @@ JUST_HERS = "Repeat within a week, home blood pressure monitoring, urine protein
 class TestKeyItemPrecision:
     def test_precision_is_the_share_of_the_items_named_that_the_physician_named(self):
         match = key_item_match("Check urine protein and start aspirin.", RECOMMENDATION)
-        assert match.covered == ["urine protein check"] and match.extra == ["low-dose aspirin"]
-        assert match.precision == pytest.approx(0.5) and match.coverage == pytest.approx(1 / 3)
+        assert match.covered == ["urine protein check"]
+        assert match.extra == ["low-dose aspirin"]
+        assert match.precision == pytest.approx(0.5)
+        assert match.coverage == pytest.approx(1 / 3)
         assert key_item_match("Rest well.", RECOMMENDATION).precision is None  # names nothing
         assert key_item_match("Aspirin.", "No specific advice.").coverage is None
 
@@ -411,7 +434,9 @@ class TestKeyItemPrecision:
         reference = Reference(RECOMMENDATION)
         everything, hers = (score_guidance(text, reference, bag_of_words_embed) for text in (EVERYTHING, JUST_HERS))
         assert everything.coverage == hers.coverage == 1.0  # both cover her physician's items
-        assert everything.precision < 0.2 and hers.precision == 1.0 and len(everything.extra) > 15
+        assert everything.precision < 0.2
+        assert hers.precision == 1.0
+        assert len(everything.extra) > 15
         assert everything.key_item_f1 < hers.key_item_f1 == pytest.approx(1.0)
         assert closeness(everything) < closeness(hers)
 
@@ -423,7 +448,9 @@ class TestKeyItemPrecision:
 
     def test_a_runs_stored_weights_load_without_names_this_version_dropped(self):
         weights = RewardWeights.from_dict({"coverage": 0.4, "similarity": 0.6, "malformed": 2.0})
-        assert weights.similarity == 0.6 and weights.malformed == 2.0 and weights.key_items == RewardWeights().key_items
+        assert weights.similarity == 0.6
+        assert weights.malformed == 2.0
+        assert weights.key_items == RewardWeights().key_items
         assert RewardWeights.from_dict(None) == RewardWeights() == RewardWeights.from_dict(RewardWeights().as_dict())
 
 
@@ -434,12 +461,15 @@ class TestPairedDifferences:
         per_encounter = [(f"{patient}-{k}", value) for patient, value in one_each for k in range(5)]
         a, b = paired_difference(clustered, resamples=2000), paired_difference(per_encounter, resamples=2000)
         assert a["difference"] == b["difference"] == pytest.approx(0.25)
-        assert a["n"] == 30 and a["patients"] == 6 and b["patients"] == 30
+        assert a["n"] == 30
+        assert a["patients"] == 6
+        assert b["patients"] == 30
         assert (a["ci"][1] - a["ci"][0]) > 1.5 * (b["ci"][1] - b["ci"][0])  # counted as six women, not thirty draws
 
     def test_a_constant_difference_has_an_interval_equal_to_it(self):
         result = paired_difference([(f"p{n}", 0.05) for n in range(5)])
-        assert result["difference"] == pytest.approx(0.05) and result["ci"] == pytest.approx([0.05, 0.05])
+        assert result["difference"] == pytest.approx(0.05)
+        assert result["ci"] == pytest.approx([0.05, 0.05])
 
     def test_no_pairs_give_no_difference(self):
         assert paired_difference([]) == {"difference": None, "ci": None, "n": 0, "patients": 0}
@@ -478,8 +508,11 @@ class TestTheRewardTableAndTheBestFixedEdit:
         assert best_fixed_edit(TABLE, eligible=lambda code: False) == ("E0", pytest.approx(0.30))
 
     def test_precision_is_kept_when_it_is_at_least_the_initial_prompts_or_either_names_nothing(self):
-        assert keeps_precision(0.5, 0.5) and keeps_precision(0.6, 0.5) and not keeps_precision(0.49, 0.5)
-        assert keeps_precision(None, 0.5) and keeps_precision(0.2, None)
+        assert keeps_precision(0.5, 0.5)
+        assert keeps_precision(0.6, 0.5)
+        assert not keeps_precision(0.49, 0.5)
+        assert keeps_precision(None, 0.5)
+        assert keeps_precision(0.2, None)
 
     def test_each_edits_precision_is_read_from_the_answers_it_got_and_a_policy_that_lowered_it_is_not_deployed(self):
         come_back = next(edit.code for edit in MENU if edit.sentences == ("return_signs",))
@@ -520,13 +553,13 @@ class TestTheRewardTableAndTheBestFixedEdit:
         adds, longest, drops = ADDS[0].code, LONGEST.code, DROPS_PEER_ADVICE.code
         codes = (IDENTITY, adds, drops, longest)
         table = reward_table([tight], scorer, codes=codes)
-        assert (
-            asked.count(PROMPT.text) == 1 and len(asked) == 2 == scorer.target_calls
-        )  # E0 and the edit that drops lines
+        assert asked.count(PROMPT.text) == 1
+        assert len(asked) == 2 == scorer.target_calls  # E0 and the edit that drops lines
         row = table[tight.key]
         assert row[adds] == row[longest] == row[IDENTITY]  # as used: the initial prompt answers
         refused = scorer.outcome(tight, adds)
-        assert not refused.accepted and refused.reward == pytest.approx(row[IDENTITY] - RewardWeights().over_budget)
+        assert not refused.accepted
+        assert refused.reward == pytest.approx(row[IDENTITY] - RewardWeights().over_budget)
         assert scorer.used(tight, adds) is scorer.outcome(tight, IDENTITY)
         reward_table([tight], scorer, codes=codes)
         assert len(asked) == 2  # the same edit is never scored twice
@@ -534,7 +567,9 @@ class TestTheRewardTableAndTheBestFixedEdit:
     def test_examples_of_one_patient_land_on_one_side(self):
         examples = [example(key=f"{p}-{rag}", patient=p, rag=rag) for p in range(12) for rag in (True, False)]
         train, validation = split_by_patient(examples, share=0.25, seed=7)
-        assert train and validation and not {e.patient for e in train} & {e.patient for e in validation}
+        assert train
+        assert validation
+        assert not {e.patient for e in train} & {e.patient for e in validation}
         assert len(train) + len(validation) == len(examples)
 
 
@@ -558,17 +593,19 @@ class TestValidationAndWhatThePolicyLearned:
     def test_the_summary_pairs_the_policy_with_the_initial_prompt_and_the_best_fixed_edit_by_sources(self):
         rows = [row(p, rag, 0.3, 0.4, 0.35) for p in range(4) for rag in (True, False)] + [row(9, True, 0.2, 0.2, 0.2)]
         summary = validation_summary(rows, resamples=200)
-        assert summary["n"] == 9 and summary["patients"] == 5
-        assert (
-            summary["difference"] == pytest.approx((8 * 0.1) / 9, abs=1e-4)
-            and summary["ci"][0] <= summary["difference"]
-        )
+        assert summary["n"] == 9
+        assert summary["patients"] == 5
+        assert summary["difference"] == pytest.approx((8 * 0.1) / 9, abs=1e-4)
+        assert summary["ci"][0] <= summary["difference"]
         assert summary["vs_best_fixed"]["difference"] == pytest.approx(8 * 0.05 / 9, abs=1e-4)
         assert summary["best_fixed_vs_initial"]["difference"] == pytest.approx(8 * 0.05 / 9, abs=1e-4)
         on, off = summary["by_sources"]["on"], summary["by_sources"]["off"]
         assert (on["n"], on["patients"], off["n"], off["patients"]) == (5, 5, 4, 4)
-        assert off["difference"] == pytest.approx(0.1) and off["ci"] == pytest.approx([0.1, 0.1])
-        assert off["reward_initial"] == 0.3 and off["reward_refined"] == 0.4 and off["reward_best_fixed"] == 0.35
+        assert off["difference"] == pytest.approx(0.1)
+        assert off["ci"] == pytest.approx([0.1, 0.1])
+        assert off["reward_initial"] == 0.3
+        assert off["reward_refined"] == 0.4
+        assert off["reward_best_fixed"] == 0.35
 
     def test_a_summary_of_one_retrieval_setting_has_only_that_side_and_no_rows_give_nothing(self):
         assert set(validation_summary([row(1, False, 0.3, 0.3, 0.3)], resamples=100)["by_sources"]) == {"off"}
@@ -577,15 +614,19 @@ class TestValidationAndWhatThePolicyLearned:
     def test_what_the_policy_learned_counts_its_choices_and_says_for_which_kinds_of_patient(self):
         examples = [example(key="a", patient=1), example(key="b", patient=2), example(key="c", patient=3, prompt=PLAIN)]
         learned = what_the_policy_learned(examples, {"a": "E2", "b": "E2", "c": "E1"}, TABLE)
-        assert learned["menu"] == MENU_VERSION and [e["code"] for e in learned["edits"]] == CODES
+        assert learned["menu"] == MENU_VERSION
+        assert [e["code"] for e in learned["edits"]] == CODES
         by_code = {e["code"]: e for e in learned["edits"]}
         assert (by_code["E2"]["chosen"], by_code["E2"]["share"], by_code["E1"]["chosen"]) == (2, 0.667, 1)
-        assert by_code["E2"]["label"] == edit_named("E2").label and by_code["E1"]["mean_gain"] == pytest.approx(0.05)
-        assert by_code[CODES[-1]]["chosen"] == 0 and by_code[CODES[-1]]["mean_gain"] is None  # not in the table
+        assert by_code["E2"]["label"] == edit_named("E2").label
+        assert by_code["E1"]["mean_gain"] == pytest.approx(0.05)
+        assert by_code[CODES[-1]]["chosen"] == 0
+        assert by_code[CODES[-1]]["mean_gain"] is None  # not in the table
         kinds = {k["kind"]: k for k in learned["kinds"]}
         assert kinds["trimester 2"]["examples"] == 2
         assert kinds["trimester 2"]["edits"] == [{"code": "E2", "label": edit_named("E2").label, "count": 2}]
-        assert kinds["not pregnant"]["edits"][0]["code"] == "E1" and "no risk flag" in kinds
+        assert kinds["not pregnant"]["edits"][0]["code"] == "E1"
+        assert "no risk flag" in kinds
         assert all(label in kinds for label in FLAGS)
         assert learned["kinds"][0]["examples"] >= learned["kinds"][-1]["examples"]  # the commonest kinds first
 
@@ -611,10 +652,13 @@ class TestThePolicy:
         policy = EditPolicy(tiny_checkpoint)
         situation = situation_summary(PROMPT.sections, FLAGS, QUESTION)
         probabilities = policy.probabilities(situation)
-        assert list(probabilities) == CODES and sum(probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+        assert list(probabilities) == CODES
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-3)
         assert all(0 <= p <= 1 for p in probabilities.values())
         code, again = policy.choose(situation)
-        assert code in BY_CODE and again == probabilities and probabilities[code] == max(probabilities.values())
+        assert code in BY_CODE
+        assert again == probabilities
+        assert probabilities[code] == max(probabilities.values())
 
     def test_reading_her_situation_once_gives_each_code_the_probability_of_its_whole_answer(self, tiny_checkpoint):
         import torch
@@ -645,8 +689,10 @@ class TestThePolicy:
             invalid_reward=lambda e: -1.0,
             on_step=steps.append,
         )
-        assert len(records) == 2 == len(steps) and all(isinstance(r, StepRecord) for r in records)
-        assert [r.step for r in records] == [1, 2] and all(0 <= r.accepted_share <= 1 for r in records)
+        assert len(records) == 2 == len(steps)
+        assert all(isinstance(r, StepRecord) for r in records)
+        assert [r.step for r in records] == [1, 2]
+        assert all(0 <= r.accepted_share <= 1 for r in records)
         assert all(r.reward_mean in (-1.0, 0.1, 0.9) or -1.0 <= r.reward_mean <= 0.9 for r in records)
         assert is_checkpoint(tmp_path / "policy")
         assert EditPolicy(tmp_path / "policy").choose("State: pregnant.")[0] in BY_CODE

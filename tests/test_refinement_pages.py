@@ -187,12 +187,11 @@ class TestTheRunPage:
         }
         run = stored_run(organisation, report=report, validation=validation_rows(imported_patient.pk))
         page = text_of(client_for(curator).get(f"/refinement/{run.pk}/"))
-        assert "Deployed: the best fixed edit, not the policy." in page and "0.266 against 0.359" in page
-        assert (
-            "does the deployed edit help?" in page
-            and "Deployed − best fixed" in page
-            and "Policy − best fixed" not in page
-        )
+        assert "Deployed: the best fixed edit, not the policy." in page
+        assert "0.266 against 0.359" in page
+        assert "does the deployed edit help?" in page
+        assert "Deployed − best fixed" in page
+        assert "Policy − best fixed" not in page
 
     def test_a_finished_run_shows_its_held_out_validation_with_intervals_and_what_the_policy_learned(
         self, client_for, curator, organisation, imported_patient
@@ -205,23 +204,35 @@ class TestTheRunPage:
         page = text_of(response)
         # (b) held-out validation: n, patients, initial vs refined, the paired difference and its CI, per sources
         # setting, and the policy against the best fixed edit.
-        assert "Held-out validation" in page and "160 answers of 54 patients" in page
-        assert "0.330" in page and "0.350" in page and "+0.020 [0.010, 0.030]" in page
-        assert "Guidance sources on" in page and "Guidance sources off" in page
-        assert "Policy − best fixed" in page and "[-0.010, 0.012]" in page and "no clear difference" in page
+        assert "Held-out validation" in page
+        assert "160 answers of 54 patients" in page
+        assert "0.330" in page
+        assert "0.350" in page
+        assert "+0.020 [0.010, 0.030]" in page
+        assert "Guidance sources on" in page
+        assert "Guidance sources off" in page
+        assert "Policy − best fixed" in page
+        assert "[-0.010, 0.012]" in page
+        assert "no clear difference" in page
         assert f"best fixed edit, {LABELS['E7']}" in page
         # (c) the target LLM's distinct answers and the run's minutes.
-        assert "512 distinct prompts" in page and "48.2 min" in page
+        assert "512 distinct prompts" in page
+        assert "48.2 min" in page
         # (d) what the policy learned: each edit's use, share and gain; its picks per kind of patient.
         assert "What the policy learned" in page
         for edit in MENU:
             assert edit.label in page
-        assert "120" in page and "50%" in page and "+0.012" in page  # E7: chosen 120 of 240, mean gain
+        assert "120" in page
+        assert "50%" in page
+        assert "+0.012" in page  # E7: chosen 120 of 240, mean gain
         assert f"Raised blood pressure (12) → {LABELS['E6']} (9 of 12)" in page
         assert f"Trimester 3 (40) → {LABELS['E7']} (30 of 40)" in page
         # (e) the validation table names the edit chosen per row, and the guard's reason where it refused one.
-        assert LABELS["E6"] in page and LABELS["E5"] in page and "a line of her record dropped" in page
-        assert "The policy's edit for her: RL edit" in page and "<ins" in response.content.decode()
+        assert LABELS["E6"] in page
+        assert LABELS["E5"] in page
+        assert "a line of her record dropped" in page
+        assert "The policy's edit for her: RL edit" in page
+        assert "<ins" in response.content.decode()
         assert "instructions for her" not in page
         assert "hx-trigger" not in response.content.decode()  # finished: no more polling
 
@@ -253,8 +264,10 @@ class TestTheRunPage:
         response = client_for(curator).get(f"/refinement/{old.pk}/")
         assert response.status_code == 200
         page = text_of(response)
-        assert "Validation on held-out patients" in page and "Repeat BP within a week." in page
-        assert "What the policy learned" not in page and "Held-out validation" not in page
+        assert "Validation on held-out patients" in page
+        assert "Repeat BP within a week." in page
+        assert "What the policy learned" not in page
+        assert "Held-out validation" not in page
 
     def test_a_run_without_anything_stored_yet_renders(self, client_for, curator, organisation):
         bare = RefinementRun.objects.create(organisation=organisation, version=1)
@@ -266,9 +279,12 @@ class TestTheRunPage:
         run = stored_run(organisation, status=pm.JobStatus.RUNNING, progress=40, step=2, report={}, message="Step 2/60")
         client = client_for(curator)
         page = client.get(f"/refinement/{run.pk}/").content.decode()
-        assert 'role="progressbar"' in page and 'aria-valuenow="40"' in page and 'hx-trigger="every 2s"' in page
+        assert 'role="progressbar"' in page
+        assert 'aria-valuenow="40"' in page
+        assert 'hx-trigger="every 2s"' in page
         polled = client.get(f"/refinement/{run.pk}/", HTTP_HX_REQUEST="true")
-        assert "HX-Refresh" not in polled and "<html" not in polled.content.decode()
+        assert "HX-Refresh" not in polled
+        assert "<html" not in polled.content.decode()
         RefinementRun.objects.filter(pk=run.pk).update(
             status=pm.JobStatus.DONE, progress=100, report=realistic_report()
         )
@@ -293,18 +309,25 @@ class TestTheRunList:
         stored_run(organisation, report={})
         response = client_for(curator).get("/refinement/")
         page, markup = text_of(response), response.content.decode()
-        assert "Run 1" in page and "Run 2" in page
-        assert "+0.020 [0.010, 0.030]" in page and "160 answers, 54 patients" in page
-        assert 'name="steps"' in markup and 'name="max_examples"' in markup and 'name="num_generations"' in markup
-        assert "max_completion" not in markup.lower() and "completion tokens" not in page.lower()
-        assert f"The edit menu ({MENU_VERSION})" in page and LABELS["E4"] in page
+        assert "Run 1" in page
+        assert "Run 2" in page
+        assert "+0.020 [0.010, 0.030]" in page
+        assert "160 answers, 54 patients" in page
+        assert 'name="steps"' in markup
+        assert 'name="max_examples"' in markup
+        assert 'name="num_generations"' in markup
+        assert "max_completion" not in markup.lower()
+        assert "completion tokens" not in page.lower()
+        assert f"The edit menu ({MENU_VERSION})" in page
+        assert LABELS["E4"] in page
 
 
 class TestAdminAndAPI:
     def test_the_admin_list_shows_the_target_calls(self, curator_client, organisation):
         stored_run(organisation, target_calls=512, report=realistic_report())
         page = curator_client.get(reverse("admin:prompting_refinementrun_changelist")).content.decode()
-        assert "column-target_calls" in page and "512" in page
+        assert "column-target_calls" in page
+        assert "512" in page
 
     def test_partners_read_target_calls_and_the_report_of_their_organisations_runs_only(
         self, client, partner, organisation, other_organisation
@@ -315,7 +338,8 @@ class TestAdminAndAPI:
         body = client.get("/api/v1/refinement-runs/", HTTP_AUTHORIZATION=f"Bearer {token}").json()
         assert body["count"] == 1
         run = body["results"][0]
-        assert run["target_calls"] == 512 and run["report"]["validation"]["ci"] == [0.01, 0.03]
+        assert run["target_calls"] == 512
+        assert run["report"]["validation"]["ci"] == [0.01, 0.03]
         assert run["report"]["learned"]["kinds"][1]["kind"] == "Raised blood pressure"
 
 
@@ -399,13 +423,17 @@ class TestTheEvaluationPage:
         response = client_for(clinician).get(f"/evaluations/{run.pk}/")
         assert response.status_code == 200
         page = text_of(response)
-        assert VARIANT_LABELS["pmlm_best_edit"] in page and VARIANT_LABELS["pmlm_rl"] in page
-        assert "Closeness vs PMLM (initial)" in page and "Key-item precision" in page and "Key-item coverage" in page
+        assert VARIANT_LABELS["pmlm_best_edit"] in page
+        assert VARIANT_LABELS["pmlm_rl"] in page
+        assert "Closeness vs PMLM (initial)" in page
+        assert "Key-item precision" in page
+        assert "Key-item coverage" in page
         pmlm_rl = next(r for r in run.rows if r["variant"] == "pmlm_rl")
         low, high = pmlm_rl["ci"]["closeness_vs_pmlm"]
         assert f"+{pmlm_rl['closeness_vs_pmlm']:.3f} [{low:.3f}, {high:.3f}]" in page
         assert f"Best fixed edit {LABELS['E7']}" in page
-        assert f"fixed edit: {LABELS['E7']}" in page and f"RL edit: {LABELS['E6']}" in page
+        assert f"fixed edit: {LABELS['E7']}" in page
+        assert f"RL edit: {LABELS['E6']}" in page
         assert "the edit failed the guard, the initial prompt was sent" in page
         assert 'href="/refinement/' not in response.content.decode()  # clinicians do not see refinement runs
 
@@ -440,7 +468,9 @@ class TestTheWorkspaceNamesTheEdit:
             {"run": 1, "version": 3, "used": True, "edit": "E6", "label": LABELS["E6"], "problems": []},
         )
         page = text_of(client.get(f"/patients/{imported_patient.pk}/guidance/{used.pk}/"))
-        assert f"RL edit: {LABELS['E6']}" in page and "run 3" in page and "rewrite" not in page
+        assert f"RL edit: {LABELS['E6']}" in page
+        assert "run 3" in page
+        assert "rewrite" not in page
         refused = done_guidance(
             imported_patient,
             endpoint,
@@ -454,7 +484,8 @@ class TestTheWorkspaceNamesTheEdit:
             },
         )
         page = text_of(client.get(f"/patients/{imported_patient.pk}/guidance/{refused.pk}/"))
-        assert "failed the guard, so the initial prompt was sent" in page and LABELS["E5"] in page
+        assert "failed the guard, so the initial prompt was sent" in page
+        assert LABELS["E5"] in page
 
     def test_the_prompt_panel_names_the_edit_sent_or_kept(self, client_for, clinician, imported_patient, endpoint):
         from prompting.services import prompt_build
@@ -468,7 +499,8 @@ class TestTheWorkspaceNamesTheEdit:
             prompt=initial,
         )
         page = text_of(client.get(f"/patients/{imported_patient.pk}/guidance/{kept.pk}/prompt/"))
-        assert f"RL edit: {LABELS['E0']}" in page and "kept this initial prompt" in page
+        assert f"RL edit: {LABELS['E0']}" in page
+        assert "kept this initial prompt" in page
         refined = PersonalizedPrompt.objects.create(
             patient=imported_patient,
             question=initial.question,
@@ -501,9 +533,9 @@ class TestTheWorkspaceNamesTheEdit:
         )
         response = client.get(f"/patients/{imported_patient.pk}/guidance/{sent.pk}/prompt/")
         page = text_of(response)
-        assert (
-            f"RL edit: {LABELS['E3']}" in page and "RL-refined (sent)" in page and "<ins" in response.content.decode()
-        )
+        assert f"RL edit: {LABELS['E3']}" in page
+        assert "RL-refined (sent)" in page
+        assert "<ins" in response.content.decode()
         refused = done_guidance(
             imported_patient,
             endpoint,
@@ -518,4 +550,5 @@ class TestTheWorkspaceNamesTheEdit:
             prompt=initial,
         )
         page = text_of(client.get(f"/patients/{imported_patient.pk}/guidance/{refused.pk}/prompt/"))
-        assert "failed the guard (a line dropped): this initial prompt was sent" in page and LABELS["E5"] in page
+        assert "failed the guard (a line dropped): this initial prompt was sent" in page
+        assert LABELS["E5"] in page

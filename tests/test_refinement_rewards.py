@@ -92,11 +92,9 @@ class TestTheRefinedPrompt:
 
     def test_facts_are_the_first_two_lines_of_her_record(self):
         facts = record_facts(SECTIONS)
-        assert (
-            len(facts) == 2
-            and facts[0].startswith("- Age 31")
-            and facts[1].startswith("- Risk flags: Hypertension in pregnancy")
-        )
+        assert len(facts) == 2
+        assert facts[0].startswith("- Age 31")
+        assert facts[1].startswith("- Risk flags: Hypertension in pregnancy")
 
     def test_every_problem_has_a_label_for_curators(self):
         assert Problem("over_budget", "x").as_dict() == {
@@ -160,14 +158,16 @@ class TestTheRewards:
     def test_key_item_coverage_is_the_share_of_the_physicians_items_the_guidance_names(self):
         match = key_item_match("Check urine protein and repeat within a week.", RECOMMENDATION)
         assert match.covered == ["repeat review within a week", "urine protein check"]
-        assert "home blood pressure monitoring" in match.missed and match.extra == []
+        assert "home blood pressure monitoring" in match.missed
+        assert match.extra == []
         assert match.coverage == pytest.approx(len(match.covered) / (len(match.covered) + len(match.missed)))
         assert match.precision == 1.0  # everything it names, her physician named
         assert key_item_match("anything", "No specific advice.").coverage is None
 
     def test_key_item_precision_is_the_share_of_the_named_items_her_physician_named(self):
         match = key_item_match("Check urine protein, start aspirin and calcium.", RECOMMENDATION)
-        assert match.covered == ["urine protein check"] and match.extra == [
+        assert match.covered == ["urine protein check"]
+        assert match.extra == [
             "calcium supplementation",
             "low-dose aspirin",
         ]
@@ -175,7 +175,8 @@ class TestTheRewards:
         score = score_guidance(
             "Check urine protein, start aspirin and calcium.", Reference(RECOMMENDATION), bag_of_words_embed
         )
-        assert score.precision == pytest.approx(1 / 3, abs=1e-4) and score.extra == match.extra
+        assert score.precision == pytest.approx(1 / 3, abs=1e-4)
+        assert score.extra == match.extra
 
     def test_guidance_closer_to_the_physician_scores_higher(self):
         reference = Reference(RECOMMENDATION)
@@ -225,4 +226,5 @@ class TestTheRewards:
         like_rejected = score_guidance(rejected, reference, bag_of_words_embed)
         assert like_endorsed.clinician > 0 > like_rejected.clinician
         without = score_guidance(rejected, Reference(RECOMMENDATION), bag_of_words_embed)
-        assert without.clinician is None and closeness(like_rejected) < closeness(without)
+        assert without.clinician is None
+        assert closeness(like_rejected) < closeness(without)

@@ -37,7 +37,8 @@ def minimal_pdf(text: str) -> bytes:
 def test_chunks_overlap_so_no_statement_loses_its_context():
     text = " ".join(f"Statement {i} about antenatal care." for i in range(100))
     chunks = chunk_text(text, words=40, overlap=10)
-    assert len(chunks) > 5 and all(len(c.split()) <= 50 for c in chunks)
+    assert len(chunks) > 5
+    assert all(len(c.split()) <= 50 for c in chunks)
     assert chunks[1].split()[:10] == chunks[0].split()[-10:]
 
 
@@ -57,11 +58,14 @@ def test_text_markdown_and_pdf_uploads_are_read_and_other_files_refused():
 @pytest.mark.django_db
 def test_the_who_tables_load_once_and_answer_clinical_questions():
     loaded = knowledge_load_who()
-    assert loaded == 158 and KnowledgeDocument.objects.count() == 158
+    assert loaded == 158
+    assert KnowledgeDocument.objects.count() == 158
     chunks = KnowledgeChunk.objects.count()
-    assert knowledge_load_who() == 158 and KnowledgeChunk.objects.count() == chunks  # idempotent
+    assert knowledge_load_who() == 158
+    assert KnowledgeChunk.objects.count() == chunks  # idempotent
     hits = knowledge_search("Haemoglobin is low: what iron dose for anaemia in pregnancy?", k=3)
-    assert hits and any("anaemia" in c.text.lower() or "iron" in c.text.lower() for c, _ in hits)
+    assert hits
+    assert any("anaemia" in c.text.lower() or "iron" in c.text.lower() for c, _ in hits)
     hits = knowledge_search("High blood pressure with protein in urine after 20 weeks", k=3)
     assert any("pre-eclampsia" in c.text.lower() or "hypertension" in c.text.lower() for c, _ in hits)
 

@@ -28,7 +28,9 @@ def test_a_stopped_medicine_is_not_flagged():
 
 def test_a_contraindicated_drug_named_in_the_guidance_is_flagged():
     found = warnings(history(), "Start lisinopril 10 mg daily for her blood pressure.")
-    assert found and found[0].severity == "high" and "lisinopril" in found[0].message
+    assert found
+    assert found[0].severity == "high"
+    assert "lisinopril" in found[0].message
 
 
 def test_nsaids_are_a_caution_only_from_20_weeks():
@@ -51,4 +53,6 @@ def test_every_table_entry_has_a_source_and_reason():
     from prompting.pmlm.safety import table
 
     for entry in table()["medicines"]:
-        assert entry["source"] in table()["sources"] and entry["reason"] and entry["terms"]
+        assert entry["source"] in table()["sources"]
+        assert entry["reason"]
+        assert entry["terms"]

@@ -37,7 +37,8 @@ def test_without_a_secret_key_production_refuses_to_start():
     run = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
-    assert run.returncode != 0 and "DJANGO_SECRET_KEY" in run.stderr
+    assert run.returncode != 0
+    assert "DJANGO_SECRET_KEY" in run.stderr
 
 
 def test_repeated_failed_sign_ins_lock_the_account_even_with_the_right_password_then(client, clinician):
@@ -46,7 +47,8 @@ def test_repeated_failed_sign_ins_lock_the_account_even_with_the_right_password_
     ]
     assert statuses == [200, 200, 200, 200, 429]  # the fifth failure locks
     locked = client.post("/accounts/login/", {"username": "dr-north", "password": PASSWORD})
-    assert locked.status_code == 429 and b"Sign-in locked" in locked.content
+    assert locked.status_code == 429
+    assert b"Sign-in locked" in locked.content
     assert "_auth_user_id" not in client.session
     assert AuditEvent.objects.filter(action="sign_in_failed").count() >= 5
 
@@ -56,6 +58,9 @@ def test_pages_and_the_api_docs_send_a_strict_content_security_policy_and_run_no
 ):
     page = client_for(clinician).get("/patients/")
     policy = page["Content-Security-Policy"]
-    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-eval" not in policy
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-eval" not in policy
     docs = client.get("/api/docs/").content.decode()
-    assert "<script>" not in docs.replace(" ", "") and "<script src=" in docs
+    assert "<script>" not in docs.replace(" ", "")
+    assert "<script src=" in docs

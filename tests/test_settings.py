@@ -28,7 +28,8 @@ def run_django(
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     result = run_django({"PMLM_VAR_DIR": str(tmp_path)})
-    assert result.returncode != 0 and "DJANGO_SECRET_KEY is required" in result.stderr
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
 
 
 def test_debug_is_off_unless_asked_and_defaults_need_no_servers(tmp_path):

@@ -11,7 +11,8 @@ def test_it_generates_and_streams_from_a_checkpoint_directory(tiny_checkpoint):
     tokens = []
     streamed = backend.generate(messages, max_tokens=6, temperature=0, on_token=tokens.append)
     plain = backend.generate(messages, max_tokens=6, temperature=0)
-    assert streamed.usage["prompt_tokens"] > 0 and streamed.model == tiny_checkpoint.name
+    assert streamed.usage["prompt_tokens"] > 0
+    assert streamed.model == tiny_checkpoint.name
     assert "".join(tokens).strip() == streamed.text == plain.text  # greedy: the same answer either way
 
 

@@ -45,7 +45,8 @@ def test_a_real_worker_imports_an_uploaded_bundle_once(worker, organisation, cli
         pytest.fail("the worker did not finish the job:\n" + worker.communicate(timeout=20)[0][-3000:])
     job.refresh_from_db()
     assert job.status == m.JobStatus.DONE, job.message
-    assert job.progress == 100 and job.bundle_import.status == m.ImportStatus.IMPORTED
+    assert job.progress == 100
+    assert job.bundle_import.status == m.ImportStatus.IMPORTED
     assert organisation.patients.get().external_id == "pat-w"
     # Delivered twice (a retry after a lost worker): the finished job is left alone.
     observations = m.Observation.objects.count()
@@ -79,7 +80,8 @@ def test_a_real_worker_trains_a_refinement_run_and_shows_its_progress_while_it_r
             pytest.fail("the worker did not finish the run:\n" + process.communicate(timeout=20)[0][-3000:])
     run.refresh_from_db()
     assert run.status == m.JobStatus.DONE, run.error
-    assert len(run.curve) == 3 and run.checkpoint
+    assert len(run.curve) == 3
+    assert run.checkpoint
     assert any(status == m.JobStatus.RUNNING and 0 < progress < 100 for status, progress in seen)  # progress was live
 
 
@@ -105,7 +107,9 @@ def test_a_real_worker_runs_an_evaluation_and_its_table_is_stored(cohort, tiny_p
             pytest.fail("the worker did not finish the evaluation:\n" + process.communicate(timeout=20)[0][-3000:])
     run.refresh_from_db()
     assert run.status == m.JobStatus.DONE, run.error
-    assert len(run.rows) == 8 and run.items.count() == run.examples * 8 and run.progress == 100
+    assert len(run.rows) == 8
+    assert run.items.count() == run.examples * 8
+    assert run.progress == 100
 
 
 def hospital_endpoint(server, name="hospital-llm", **settings_):
@@ -186,7 +190,8 @@ def test_an_interactive_request_past_the_lanes_time_limit_is_stopped_and_fails_w
         ):
             pytest.fail("the request was not stopped:\n" + worker_log(process))
     guidance.refresh_from_db()
-    assert guidance.status == m.JobStatus.FAILED and guidance.error.startswith("Not finished in time")
+    assert guidance.status == m.JobStatus.FAILED
+    assert guidance.error.startswith("Not finished in time")
     assert (guidance.finished_at - guidance.started_at).total_seconds() < 8
 
 
@@ -253,11 +258,13 @@ def redelivered_while_batch_work_runs(prefix, broker, her, organisation):
                 pytest.fail("the task was not redelivered:\n" + worker_log(second))
             # The batch task, delivered before and still running, was not handed on: it is still the batch
             # worker's, unacknowledged, in the batch lane's own record, and its queue is empty.
-            assert ComparisonRun.objects.get(pk=comparison.pk).status == "running" and len(slow.requests) == 1
+            assert ComparisonRun.objects.get(pk=comparison.pk).status == "running"
+            assert len(slow.requests) == 1
             assert broker.hlen(f"{queue_name(prefix, BATCH)}-unacked") == 1
             assert broker.llen(queue_name(prefix, BATCH)) == 0
     guidance.refresh_from_db()
-    assert guidance.status == "done" and guidance.text == "Repeat BP within a week."
+    assert guidance.status == "done"
+    assert guidance.text == "Repeat BP within a week."
     assert GuidanceRequest.objects.filter(pk=guidance.pk).count() == 1
     assert PersonalizedPrompt.objects.filter(patient=her, question="What now?").count() == 1
     assert len(server.requests) == 2  # asked once by each worker, answered once

@@ -39,23 +39,34 @@ class TestAsking:
             HTTP_HX_REQUEST="true",
         )
         page = response.content.decode()
-        assert response.status_code == 200 and "HX-Request" in response["Vary"]
-        assert 'data-panel="prompt"' in page and 'data-panel="guidance"' in page
-        assert "Waiting for a worker" in page and 'role="progressbar"' in page  # it follows the request until done
+        assert response.status_code == 200
+        assert "HX-Request" in response["Vary"]
+        assert 'data-panel="prompt"' in page
+        assert 'data-panel="guidance"' in page
+        assert "Waiting for a worker" in page
+        assert 'role="progressbar"' in page  # it follows the request until done
         guidance = GuidanceRequest.objects.get()
-        assert guidance.status == pm.JobStatus.QUEUED and guidance.created_by == clinician
+        assert guidance.status == pm.JobStatus.QUEUED
+        assert guidance.created_by == clinician
 
         guidance_request_run(guidance_id=guidance.pk)  # what the worker does
         prompt_panel = client.get(f"/patients/{her.pk}/guidance/{guidance.pk}/prompt/").content.decode()
-        assert "Her record" in prompt_panel and "Similar patients" in prompt_panel and "Question" in prompt_panel
-        assert "Hypertension" in prompt_panel and "hx-get" not in prompt_panel  # flags with evidence; no more polling
+        assert "Her record" in prompt_panel
+        assert "Similar patients" in prompt_panel
+        assert "Question" in prompt_panel
+        assert "Hypertension" in prompt_panel
+        assert "hx-get" not in prompt_panel  # flags with evidence; no more polling
         guidance_panel = client.get(f"/patients/{her.pk}/guidance/{guidance.pk}/").content.decode()
-        assert "Done" in guidance_panel and "tiny-target" in guidance_panel and "Rate this guidance" in guidance_panel
-        assert "Regenerate" in guidance_panel and "Decision support for a clinician" in guidance_panel
+        assert "Done" in guidance_panel
+        assert "tiny-target" in guidance_panel
+        assert "Rate this guidance" in guidance_panel
+        assert "Regenerate" in guidance_panel
+        assert "Decision support for a clinician" in guidance_panel
 
     def test_a_question_that_is_too_long_is_refused_with_a_message(self, client_for, clinician, her, tiny_policy):
         response = client_for(clinician).post(f"/patients/{her.pk}/guidance/", {"question": "x" * 2001})
-        assert b'role="alert"' in response.content and not GuidanceRequest.objects.exists()
+        assert b'role="alert"' in response.content
+        assert not GuidanceRequest.objects.exists()
 
     def test_regenerating_without_guidance_sources_asks_again_with_the_same_question(
         self, client_for, clinician, her, tiny_policy
@@ -66,7 +77,8 @@ class TestAsking:
             {"question": first.question, "at": "2025-05-02", "endpoint": tiny_policy.pk},
         )
         again = GuidanceRequest.objects.exclude(pk=first.pk).get()
-        assert again.question == first.question and again.use_retrieval is False
+        assert again.question == first.question
+        assert again.use_retrieval is False
 
     def test_the_prompt_panel_switches_between_the_refined_and_the_initial_prompt(
         self, client_for, clinician, her, tiny_policy, organisation, tiny_checkpoint, monkeypatch
@@ -75,14 +87,22 @@ class TestAsking:
         monkeypatch.setattr("prompting.refinement.policy_edit", lambda run, situation: (RESTATES, {RESTATES: 1.0}))
         guidance = done_guidance(her)
         panel = client_for(clinician).get(f"/patients/{her.pk}/guidance/{guidance.pk}/prompt/").content.decode()
-        assert 'role="tab"' in panel and "RL-refined (sent)" in panel and "Initial" in panel and "Differences" in panel
-        assert "<ins" in panel and f"added by edit {RESTATES}, chosen by the RL policy" in panel
+        assert 'role="tab"' in panel
+        assert "RL-refined (sent)" in panel
+        assert "Initial" in panel
+        assert "Differences" in panel
+        assert "<ins" in panel
+        assert f"added by edit {RESTATES}, chosen by the RL policy" in panel
 
     def test_a_citation_in_the_text_links_to_its_passage(self, her, tiny_policy):
         guidance = GuidanceRequest(pk=7, patient=her, citations=[{"n": 1}, {"n": 2}])
         html = with_citation_links("Aspirin <b>now</b> [1], see [3].\nThen [2].", guidance)
-        assert 'href="#cite-7-1"' in html and 'href="#cite-7-2"' in html and "[3]" in html and "#cite-7-3" not in html
-        assert "&lt;b&gt;" in html and "<br>" in html
+        assert 'href="#cite-7-1"' in html
+        assert 'href="#cite-7-2"' in html
+        assert "[3]" in html
+        assert "#cite-7-3" not in html
+        assert "&lt;b&gt;" in html
+        assert "<br>" in html
 
 
 class TestRating:
@@ -91,7 +111,8 @@ class TestRating:
         client = client_for(clinician)
         url = f"/patients/{her.pk}/guidance/{guidance.pk}/rate/"
         response = client.post(url, {**SCORES, "would_follow": "yes", "comment": "Good plan"})
-        assert response.status_code == 200 and b"Saved" in response.content
+        assert response.status_code == 200
+        assert b"Saved" in response.content
         client.post(url, {**SCORES, "safety": 2, "would_follow": "no"})
         rating = ClinicianRating.objects.get()
         assert (rating.rater, rating.safety, rating.would_follow, rating.comment) == (clinician, 2, False, "")
@@ -102,7 +123,8 @@ class TestRating:
     ):
         guidance = done_guidance(her)
         response = client_for(clinician).post(f"/patients/{her.pk}/guidance/{guidance.pk}/rate/", {**SCORES, **bad})
-        assert response.status_code == 400 and b'role="alert"' in response.content
+        assert response.status_code == 400
+        assert b'role="alert"' in response.content
         assert not ClinicianRating.objects.exists()
 
     def test_unfinished_guidance_cannot_be_rated(self, clinician, her, tiny_policy):
@@ -116,7 +138,8 @@ class TestRating:
         guidance_rate(guidance=disliked, rater=clinician, scores={s: 1 for s in SCORES})
         guidance_rate(guidance=disliked, rater=curator, scores={s: 2 for s in SCORES})
         endorsed, rejected = clinician_references(her)
-        assert endorsed == (liked.text,) and rejected == (disliked.text,)
+        assert endorsed == (liked.text,)
+        assert rejected == (disliked.text,)
 
 
 class TestBlindedAB:
@@ -129,22 +152,28 @@ class TestBlindedAB:
         )
         comparison = ABComparison.objects.get()
         a, b = comparison.guidance_a, comparison.guidance_b
-        assert {a.use_retrieval, b.use_retrieval} == {True, False} and a.question == b.question
+        assert {a.use_retrieval, b.use_retrieval} == {True, False}
+        assert a.question == b.question
         assert {comparison.variant_a, comparison.variant_b} == {"with guidance sources", "without guidance sources"}
         page = response.content.decode()
-        assert "Answer A" in page and "Answer B" in page and "guidance sources</strong>" not in page
+        assert "Answer A" in page
+        assert "Answer B" in page
+        assert "guidance sources</strong>" not in page
         assert "Waiting for both answers" in page  # the pick waits for both
 
         for guidance in (a, b):
             guidance_request_run(guidance_id=guidance.pk)
         page = client.get(f"/patients/{her.pk}/ab/{comparison.pk}/").content.decode()
-        assert "Save my pick" in page and "tiny-target" not in page  # still blinded: no endpoint, no sources list
+        assert "Save my pick" in page
+        assert "tiny-target" not in page  # still blinded: no endpoint, no sources list
         page = client.post(
             f"/patients/{her.pk}/ab/{comparison.pk}/pick/", {"choice": "a", "comment": "clearer"}
         ).content.decode()
-        assert f"A</strong> was <strong>{comparison.variant_a}" in page and "Rate this guidance" in page
+        assert f"A</strong> was <strong>{comparison.variant_a}" in page
+        assert "Rate this guidance" in page
         judgement = ABJudgement.objects.get()
-        assert judgement.preferred_variant == comparison.variant_a and judgement.rater == clinician
+        assert judgement.preferred_variant == comparison.variant_a
+        assert judgement.rater == clinician
 
     def test_a_refinement_comparison_needs_a_promoted_policy(self, her, tiny_policy, clinician):
         with pytest.raises(RatingError, match="not available"):
@@ -169,11 +198,15 @@ class TestBlindedAB:
                 ab_judge(comparison=comparison, rater=rater, choice=with_sources)
         ab_judge(comparison=comparisons[0], rater=curator, choice="tie")
         row = next(r for r in ab_summary(organisation=organisation) if r["kind"] == "retrieval")
-        assert row["judgements"] == 5 and row["comparisons"] == 2 and row["double_rated"] == 2
+        assert row["judgements"] == 5
+        assert row["comparisons"] == 2
+        assert row["double_rated"] == 2
         assert row["win_rates"] == {"with guidance sources": 0.8, "without guidance sources": 0.0, "tie": 0.2}
         assert row["agreement"] == 0.5  # pairs: (with, with), (with, tie), (with, tie); (with, with)
         page = client_for(clinician).get("/ab/").content.decode()
-        assert "80%" in page and "Fleiss" in page and "No judgements yet" in page  # the other kinds are empty
+        assert "80%" in page
+        assert "Fleiss" in page
+        assert "No judgements yet" in page  # the other kinds are empty
 
 
 class TestAgreementMaths:
@@ -196,7 +229,8 @@ class TestAgreementMaths:
 
     def test_perfect_and_absent_agreement(self):
         assert fleiss_kappa([["x", "x"], ["y", "y"]]) == 1.0
-        assert fleiss_kappa([["x"]]) is None and pairwise_agreement([]) is None
+        assert fleiss_kappa([["x"]]) is None
+        assert pairwise_agreement([]) is None
         assert pairwise_agreement([["x", "x", "y"]]) == pytest.approx(1 / 3, abs=1e-3)
         assert win_rates(["p", "", "p", "q"], ["p", "q"]) == {"p": 0.5, "q": 0.25, "tie": 0.25}
 
@@ -206,9 +240,13 @@ class TestPatientPage:
         self, client_for, clinician, her, tiny_policy
     ):
         page = client_for(clinician).get(f"/patients/{her.pk}/").content.decode()
-        assert "Blood pressure over gestational age" in page and "<svg" in page and "gestational week" in page
+        assert "Blood pressure over gestational age" in page
+        assert "<svg" in page
+        assert "gestational week" in page
         assert "No peer model has been trained" in page
-        assert 'data-question="' in page and "Ctrl+Enter" in page and "Blinded A/B" in page
+        assert 'data-question="' in page
+        assert "Ctrl+Enter" in page
+        assert "Blinded A/B" in page
 
 
 class TestJobs:
@@ -228,8 +266,11 @@ class TestJobs:
             organisation=other_organisation, version=1, status=pm.JobStatus.RUNNING, message="theirs"
         )
         page = client_for(clinician).get("/jobs/").content.decode()
-        assert 'aria-valuenow="40"' in page and "Training SVD" in page and "Only 3 care ratings" in page
-        assert "theirs" not in page and 'hx-trigger="every 2s"' in page
+        assert 'aria-valuenow="40"' in page
+        assert "Training SVD" in page
+        assert "Only 3 care ratings" in page
+        assert "theirs" not in page
+        assert 'hx-trigger="every 2s"' in page
 
 
 class TestAccess:
@@ -256,8 +297,10 @@ class TestAccess:
                 client.post(url, {"question": "x", **SCORES, "choice": "a", "kind": "retrieval"}).status_code == status
                 for url in urls_post
             )
-        assert not ClinicianRating.objects.exists() and not ABJudgement.objects.exists()
-        assert ABComparison.objects.count() == 1 and GuidanceRequest.objects.count() == 3
+        assert not ClinicianRating.objects.exists()
+        assert not ABJudgement.objects.exists()
+        assert ABComparison.objects.count() == 1
+        assert GuidanceRequest.objects.count() == 3
 
 
 class TestSweep:
@@ -279,9 +322,12 @@ class TestSweep:
         old_model = PeerModel.objects.create(organisation=organisation, version=1, status=pm.JobStatus.RUNNING)
         PeerModel.objects.filter(pk=old_model.pk).update(created_at=timezone.now() - timedelta(hours=3))
         swept = sweep_stuck_jobs()
-        assert swept["guidance"] == 1 and swept["peer_model"] == 1
+        assert swept["guidance"] == 1
+        assert swept["peer_model"] == 1
         stuck.refresh_from_db(), fresh.refresh_from_db(), done.refresh_from_db(), old_model.refresh_from_db()
-        assert (
-            stuck.status == "failed" and "sweep" in stuck.error and fresh.status == "queued" and done.status == "done"
-        )
-        assert old_model.status == "failed" and "worker was probably lost" in old_model.message
+        assert stuck.status == "failed"
+        assert "sweep" in stuck.error
+        assert fresh.status == "queued"
+        assert done.status == "done"
+        assert old_model.status == "failed"
+        assert "worker was probably lost" in old_model.message

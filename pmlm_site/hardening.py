@@ -12,8 +12,6 @@ from urllib.parse import unquote_to_bytes
 from django.http import HttpResponse, JsonResponse
 from django.utils.cache import patch_cache_control
 
-from api.errors import error_body
-
 
 class RefuseNulMiddleware:
     def __init__(self, get_response):
@@ -23,6 +21,10 @@ class RefuseNulMiddleware:
         if "\x00" in request.path or b"\x00" in unquote_to_bytes(request.META.get("QUERY_STRING", "")):
             message = "The address contains a NUL character."
             if request.path.startswith("/api/"):
+                # Imported here: api.errors imports DRF's views, whose settings import api.parsers, which imports
+                # api.errors; middleware is imported while that chain is still loading.
+                from api.errors import error_body
+
                 return JsonResponse(error_body(400, "invalid", message), status=400)
             return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
         return self.get_response(request)

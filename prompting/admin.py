@@ -163,7 +163,7 @@ class ComparisonRunForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        if not self.errors:
+        if self.instance.pk is None and not self.errors:  # a started comparison's fields are read-only
             try:
                 data["endpoint_names"] = comparison_run_check(
                     organisation=data["organisation"],

@@ -53,14 +53,14 @@ class TestAComparisonStartedInTheAdmin:
             _comparison_form(organisation, [patient.external_id, foreign_patient.external_id]),
         )
         assert response.status_code == 200
-        assert f"Not patients of {organisation.slug}" in str(response.context["adminform"].form.errors)
+        assert f"Not patients of {organisation.slug}" in " ".join(response.context["adminform"].form.non_field_errors())
         assert not pr.ComparisonRun.objects.exists()
         assert not queued
 
     def test_is_refused_for_an_endpoint_that_does_not_exist(self, curator_client, organisation, patient, queued):
         form = {**_comparison_form(organisation, [patient.external_id]), "endpoint_names": json.dumps(["nope"])}
         response = curator_client.post(reverse("admin:prompting_comparisonrun_add"), form)
-        assert "No active LLM endpoint named 'nope'" in str(response.context["adminform"].form.errors)
+        assert "No active LLM endpoint named 'nope'" in " ".join(response.context["adminform"].form.non_field_errors())
         assert not pr.ComparisonRun.objects.exists()
 
     def test_is_created_and_queued_once_by_the_service_and_then_cannot_be_changed(

@@ -239,6 +239,7 @@ def test_a_clinician_asks_watches_both_panels_fill_rates_and_picks_in_a_blinded_
     with running_worker():
         sign_in(page, live_server, "demo-clinician")
         page.get_by_role("link", name="Testfamily1, Testgiven1").click()
+        page.wait_for_load_state("domcontentloaded")  # the workspace's deferred script has run: quick questions work
         page.get_by_role("button", name="Next-visit plan").click()
         expect(page.get_by_role("textbox", name="Question")).to_have_value(re.compile("next visit"))
         page.get_by_role("textbox", name="Question").press("Control+Enter")

@@ -8,7 +8,7 @@ from patients.models import Patient
 from patients.selectors import patient_pregnancy
 from prompting.guidance import guidance_as_json
 from prompting.models import RATING_SCALES, ClinicianRating, GuidanceRequest, PeerModel, RefinementRun
-from prompting.services import MAX_QUESTION_CHARS, PromptError, consultation_date_check, consultation_year_pattern
+from prompting.prompts import MAX_QUESTION_CHARS, PromptError, consultation_date_check, consultation_year_pattern
 
 # Request fields take only their JSON type: DRF would otherwise read 0 as the question "0", "yes" as
 # true and "5" as 5, none of which the schema allows.

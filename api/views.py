@@ -40,8 +40,8 @@ from prompting.endpoints import endpoint_named
 from prompting.errors import GuidanceBusy, GuidanceError
 from prompting.guidance import guidance_request_create
 from prompting.models import RATING_SCALES, GuidanceRequest, PeerModel, RefinementRun
+from prompting.prompts import PromptError, prompt_as_json, prompt_request
 from prompting.ratings import RatingError, guidance_rate
-from prompting.services import PromptError, prompt_as_json, prompt_request
 
 IMPORT_ROLES = {Role.PARTNER, Role.CURATOR, Role.ADMIN}
 ERRORS = {

@@ -22,7 +22,7 @@ from patients import models as pm  # noqa: E402
 from prompting.consultation import SYSTEM_MESSAGE, guidance_messages, question_prompt  # noqa: E402
 from prompting.guidance import guidance_request_create  # noqa: E402
 from prompting.llm import build_backend  # noqa: E402
-from prompting.services import prompt_build, prompt_prefix  # noqa: E402
+from prompting.prompts import prompt_build, prompt_prefix  # noqa: E402
 
 MAX_TOKENS = 128
 RUNS = 5

@@ -25,9 +25,10 @@ from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from patients import models as pm  # noqa: E402
+from prompting.peer_models import peer_model_create, peer_model_train  # noqa: E402
 from prompting.pmlm import peers as peer_method  # noqa: E402
+from prompting.prompts import prompt_build  # noqa: E402
 from prompting.selectors import patient_history  # noqa: E402
-from prompting.services import peer_model_create, peer_model_train, prompt_build  # noqa: E402
 
 
 def peak_rss_mb() -> float:

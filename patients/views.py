@@ -12,11 +12,11 @@ from patients.forms import PatientSearchForm
 from pmlm_site.charts import line_chart
 from prompting.forms import GuidanceForm
 from prompting.guidance import guidance_prefill_soon
+from prompting.peer_models import peer_summary_for
 from prompting.pmlm.selfinformed import summarise
 from prompting.pmlm.series import pregnancy_series
 from prompting.ratings import ab_kinds_available
 from prompting.selectors import patient_history
-from prompting.services import peer_summary_for
 
 PAGE_SIZE = 25
 QUICK_QUESTIONS = [

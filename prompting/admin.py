@@ -5,7 +5,7 @@ from django.utils.html import format_html
 
 from patients.admin import CuratedAdmin, SiteSettingsAdmin, export_csv
 from prompting.errors import GuidanceError
-from prompting.evaluation import evaluation_run_cancel
+from prompting.evaluation_runs import evaluation_run_cancel
 from prompting.guidance import comparison_run_check, comparison_run_create
 from prompting.knowledge import KnowledgeError, knowledge_document_save
 from prompting.models import (
@@ -23,8 +23,8 @@ from prompting.models import (
     PromptTemplate,
     RefinementRun,
 )
+from prompting.peer_models import peer_model_create, peer_model_queue
 from prompting.refinement import RefinementError, refinement_run_cancel, refinement_run_promote
-from prompting.services import peer_model_create, peer_model_queue
 
 
 @admin.register(PromptTemplate)

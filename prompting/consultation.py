@@ -11,8 +11,8 @@ from patients import models as pm
 from prompting.knowledge import knowledge_search
 from prompting.pmlm.risk import risk_flags
 from prompting.pmlm.state import current_pregnancy
+from prompting.prompts import prompt_build
 from prompting.selectors import patient_history
-from prompting.services import prompt_build
 
 SYSTEM_MESSAGE = (
     "You are a careful obstetrics and gynaecology decision-support assistant. Answer the clinician's question "

@@ -28,12 +28,13 @@ from prompting.endpoints import endpoint_named
 from prompting.llm import build_backend
 from prompting.llm.cache import CachedGenerator
 from prompting.models import PeerModel
+from prompting.peer_models import NeighbourRecords, care_item_names, clinical_feature_vectors, peer_summary
 from prompting.pmlm import peers as peer_method
 from prompting.pmlm.composer import ComposedPrompt, TemplateSpec, compose
 from prompting.pmlm.holdout import split_patients
 from prompting.pmlm.state import Pregnancy, current_pregnancy
+from prompting.prompts import count_tokens
 from prompting.selectors import patient_history, patient_identifiers
-from prompting.services import NeighbourRecords, care_item_names, clinical_feature_vectors, count_tokens, peer_summary
 
 # The question a physician answered at an antenatal encounter, asked of every example.
 ENCOUNTER_QUESTION = "What do you recommend for her at this antenatal visit?"

@@ -14,3 +14,7 @@ class GuidanceBusy(GuidanceError):
 
 class RefinementError(ValueError):
     """A run that cannot start or go on, with a message for the curator."""
+
+
+class PromptError(ValueError):
+    """A request for a prompt that cannot be honoured, with a message for the person asking."""

@@ -13,7 +13,7 @@ from audit.services import audit_record
 from patients import models as pm
 from patients.selectors import CURATION_ROLES, curation_membership_for, get_or_404_audited, page_membership_for
 from pmlm_site.charts import interval_chart
-from prompting.evaluation import (
+from prompting.evaluation_runs import (
     EvaluationError,
     evaluation_csv,
     evaluation_run_as_json,

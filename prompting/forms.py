@@ -2,8 +2,8 @@ from django import forms
 
 from prompting.models import LLMEndpoint
 from prompting.pmlm.evaluation import VARIANT_LABELS
+from prompting.prompts import MAX_QUESTION_CHARS
 from prompting.ratings import ab_kinds_available
-from prompting.services import MAX_QUESTION_CHARS
 
 
 class PromptForm(forms.Form):

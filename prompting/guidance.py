@@ -30,9 +30,9 @@ from prompting.pmlm.deidentify import leaks, scrub
 from prompting.pmlm.grounding import guidance_claims
 from prompting.pmlm.safety import NOTICE, safety_warnings
 from prompting.pmlm.state import current_pregnancy
+from prompting.prompts import MAX_QUESTION_CHARS, PromptError, consultation_date_check, count_tokens, prompt_prefix
 from prompting.refinement import prompt_refine
 from prompting.selectors import patient_history, patient_identifiers
-from prompting.services import MAX_QUESTION_CHARS, PromptError, consultation_date_check, count_tokens, prompt_prefix
 from prompting.tasks import prefill_guidance_task, run_comparison_task, run_guidance_task
 
 __all__ = [

@@ -72,8 +72,8 @@ from prompting.pmlm.training import (
     validation_summary,
     what_the_policy_learned,
 )
+from prompting.prompts import PromptError, count_tokens, prompt_template_active, template_spec
 from prompting.selectors import patient_identifiers
-from prompting.services import PromptError, count_tokens, prompt_template_active, template_spec
 from prompting.tasks import run_refinement_task
 
 ENDORSED, REJECTED = 4.0, 2.0  # mean clinician rating at or above / at or below

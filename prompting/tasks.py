@@ -10,7 +10,7 @@ from celery import shared_task
 
 @shared_task(acks_late=True)
 def train_peer_model_task(peer_model_id: int) -> str:
-    from prompting.services import peer_model_train
+    from prompting.peer_models import peer_model_train
 
     return peer_model_train(peer_model_id=peer_model_id).status
 
@@ -28,7 +28,7 @@ def prefill_guidance_task(patient_id: int) -> int:
     from patients.models import Patient
     from prompting.guidance import GuidanceError, guidance_prefill
     from prompting.llm import LLMError
-    from prompting.services import PromptError
+    from prompting.prompts import PromptError
 
     patient = Patient.objects.filter(pk=patient_id).first()
     try:
@@ -72,6 +72,6 @@ def sweep_stuck_jobs_task() -> dict:
 
 @shared_task(acks_late=True)
 def run_evaluation_task(run_id: int) -> str:
-    from prompting.evaluation import evaluation_run_execute
+    from prompting.evaluation_runs import evaluation_run_execute
 
     return evaluation_run_execute(run_id=run_id).status

@@ -30,9 +30,9 @@ from prompting.models import (
     RefinementRun,
 )
 from prompting.pmlm.safety import NOTICE
+from prompting.prompts import PromptError, prompt_request
 from prompting.ratings import RatingError, ab_comparison_create, ab_judge, ab_summary, guidance_rate
 from prompting.refinement import promoted_run
-from prompting.services import PromptError, prompt_request
 
 SCALE_LABELS = {
     "accuracy": "Accuracy",

@@ -156,7 +156,7 @@ def test_a_clinician_watches_an_evaluation_finish_and_reads_its_table_and_plots(
 ):
     from patients.models import JobStatus
     from prompting.models import EvaluationRun
-    from prompting.pmlm.evaluation import VARIANT_LABELS, VARIANTS, Scored, summarise
+    from prompting.pmlm.evaluation import VARIANT_LABELS, VARIANTS, Scored, summarise_scores
 
     run = EvaluationRun.objects.create(
         organisation=organisation,
@@ -197,7 +197,7 @@ def test_a_clinician_watches_an_evaluation_finish_and_reads_its_table_and_plots(
     EvaluationRun.objects.filter(pk=run.pk).update(
         status=JobStatus.DONE,
         progress=100,
-        rows=summarise(scored, resamples=200),
+        rows=summarise_scores(scored, resamples=200),
         examples=6,
         patients=6,
         message="60 answers on 6 encounters of 6 held-out patients",

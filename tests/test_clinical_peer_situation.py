@@ -15,11 +15,12 @@ from django.utils import timezone
 from patients import models as pm
 from patients.services import patient_import_bundle
 from prompting.models import PeerProfile
+from prompting.peer_models import peer_model_create, peer_model_train
 from prompting.pmlm import codes
 from prompting.pmlm.composer import PeerSummary, TemplateSpec, compose
 from prompting.pmlm.history import Diagnosis, PatientHistory, Visit
 from prompting.pmlm.peer_advice import NOT_PREGNANT, PREGNANT, SituationsAt, advice_shares, helped_shares
-from prompting.services import peer_model_create, peer_model_train, prompt_build
+from prompting.prompts import prompt_build
 from tests import fhir_builders as fb
 
 TEMPLATE = TemplateSpec(

@@ -19,8 +19,8 @@ from prompting.pmlm.risk import risk_flags
 from prompting.pmlm.safety import safety_warnings
 from prompting.pmlm.selfinformed import summarise
 from prompting.pmlm.state import current_pregnancy
+from prompting.prompts import prompt_build
 from prompting.selectors import patient_history
-from prompting.services import prompt_build
 from tests import fhir_builders as fb
 
 TEMPLATE = TemplateSpec(

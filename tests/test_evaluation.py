@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from patients import models as pm
-from prompting.evaluation import (
+from prompting.evaluation_runs import (
     EvaluationError,
     evaluation_run_cancel,
     evaluation_run_create,

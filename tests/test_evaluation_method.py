@@ -13,7 +13,7 @@ from prompting.pmlm.evaluation import (
     Scored,
     flags_mentioned,
     guidance_metrics,
-    summarise,
+    summarise_scores,
     variant_sections,
     variant_text,
 )
@@ -137,7 +137,7 @@ class TestSummaries:
             for n in range(8)
             for v in ("pmlm", "general")
         ]
-        rows = summarise(items, resamples=500)
+        rows = summarise_scores(items, resamples=500)
         assert [r["variant"] for r in rows] == ["general", "pmlm"]
         for row in rows:
             low, high = row["ci"]["closeness"]
@@ -150,7 +150,7 @@ class TestSummaries:
     def test_the_difference_from_general_is_paired_by_encounter(self):
         items = [scored(f"p{n}", f"e{n}", "general", 0.1 * n) for n in range(6)]
         items += [scored(f"p{n}", f"e{n}", "pmlm", 0.1 * n + 0.05) for n in range(6)]
-        pmlm = summarise(items, resamples=300)[1]
+        pmlm = summarise_scores(items, resamples=300)[1]
         assert pmlm["closeness_vs_general"] == pytest.approx(0.05)
         assert pmlm["ci"]["closeness_vs_general"] == pytest.approx(
             [0.05, 0.05]
@@ -159,14 +159,14 @@ class TestSummaries:
     def test_the_bootstrap_resamples_patients_not_encounters(self):
         # One woman with many encounters must not narrow the interval as if each were a new patient.
         items = [scored("p0", f"e{n}", "pmlm", 0.9) for n in range(20)] + [scored("p1", "f0", "pmlm", 0.1)]
-        row = summarise(items, resamples=1000)[0]
+        row = summarise_scores(items, resamples=1000)[0]
         assert row["patients"] == 2
         assert row["ci"]["closeness"][0] <= 0.1 + 1e-9
         assert row["ci"]["closeness"][1] >= 0.9 - 1e-9
 
     def test_retrieval_on_comes_before_off(self):
         items = [scored("p0", "e0", "pmlm", 0.3, rag=False), scored("p0", "e0", "pmlm", 0.4, rag=True)]
-        assert [r["rag"] for r in summarise(items, resamples=100)] == [True, False]
+        assert [r["rag"] for r in summarise_scores(items, resamples=100)] == [True, False]
 
 
 class TestTheRubricJudge:

@@ -14,7 +14,7 @@ from pmlm_site.safejson import MAX_JSON_DEPTH, nesting_depth
 from prompting.errors import GuidanceError
 from prompting.guidance import guidance_request_create
 from prompting.models import ABComparison, ABJudgement, GuidanceRequest
-from prompting.services import PromptError, prompt_build
+from prompting.prompts import PromptError, prompt_build
 from tests import fhir_builders as fb
 from tests.helpers import FHIR, is_error
 

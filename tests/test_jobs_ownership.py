@@ -13,7 +13,7 @@ import patients.services as patient_services
 from patients import models as pm
 from patients.services import import_job_create, import_job_run, patient_import_bundle
 from prompting import guidance as guidance_module
-from prompting.evaluation import evaluation_run_create, evaluation_run_execute
+from prompting.evaluation_runs import evaluation_run_create, evaluation_run_execute
 from prompting.guidance import (
     comparison_run_create,
     comparison_run_execute,
@@ -22,8 +22,8 @@ from prompting.guidance import (
 )
 from prompting.llm import LLMError, LLMResult
 from prompting.models import ComparisonRun, GuidanceRequest, LLMEndpoint, PeerModel
+from prompting.peer_models import peer_model_create, peer_model_train
 from prompting.refinement import refinement_run_create, refinement_run_execute
-from prompting.services import peer_model_create, peer_model_train
 from prompting.sweep import sweep_stuck_jobs
 from tests import fhir_builders as fb
 from tests.llm_servers import ScriptedServer, completion

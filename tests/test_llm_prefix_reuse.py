@@ -10,7 +10,7 @@ from prompting.consultation import SYSTEM_MESSAGE, guidance_messages
 from prompting.guidance import guidance_prefill
 from prompting.llm import build_backend
 from prompting.models import LLMEndpoint, PromptTemplate
-from prompting.services import prompt_build, prompt_prefix
+from prompting.prompts import prompt_build, prompt_prefix
 from tests import fhir_builders as fb
 
 HER_RECORD = (

@@ -13,7 +13,7 @@ from patients.services import patient_import_bundle
 from prompting import models as pr
 from prompting.errors import GuidanceError
 from prompting.guidance import guidance_as_json, guidance_request_create
-from prompting.services import MAX_QUESTION_CHARS
+from prompting.prompts import MAX_QUESTION_CHARS
 from tests.conftest import make_member
 from tests.helpers import hypertensive_bundle
 from tests.test_guidance import QUESTION

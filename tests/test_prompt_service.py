@@ -12,9 +12,10 @@ from patients import models as pm
 from patients.demo.seed import demo_seed
 from patients.services import patient_import_bundle
 from prompting.models import PeerModel, PeerProfile, PersonalizedPrompt
+from prompting.peer_models import peer_model_create, peer_model_train
 from prompting.pmlm.deidentify import leaks
+from prompting.prompts import PromptError, prompt_as_json, prompt_build
 from prompting.selectors import patient_history, patient_identifiers
-from prompting.services import PromptError, peer_model_create, peer_model_train, prompt_as_json, prompt_build
 from tests import fhir_builders as fb
 
 QUESTION = "What should we plan for her next visit?"

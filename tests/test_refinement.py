@@ -15,7 +15,7 @@ from django.core.management import call_command
 from patients import models as pm
 from prompting.consultation import question_prompt
 from prompting.encounters import patient_split
-from prompting.evaluation import evaluation_run_create, evaluation_run_execute
+from prompting.evaluation_runs import evaluation_run_create, evaluation_run_execute
 from prompting.guidance import guidance_as_json, guidance_request_create
 from prompting.models import PersonalizedPrompt, RefinementRun
 from prompting.pmlm.edits import (

@@ -22,7 +22,7 @@ from prompting.models import (
     RefinementRun,
 )
 from prompting.pmlm.edits import MENU, MENU_VERSION
-from prompting.pmlm.evaluation import VARIANT_LABELS, VARIANTS, Scored, summarise
+from prompting.pmlm.evaluation import VARIANT_LABELS, VARIANTS, Scored, summarise_scores
 from tests.conftest import make_member
 
 LABELS = {edit.code: edit.label for edit in MENU}
@@ -362,7 +362,7 @@ def evaluation_rows() -> list[dict]:
         for v, variant in enumerate(VARIANTS)
         for rag in (True, False)
     ]
-    return summarise(scored, resamples=100)
+    return summarise_scores(scored, resamples=100)
 
 
 class TestTheEvaluationPage:
@@ -488,7 +488,7 @@ class TestTheWorkspaceNamesTheEdit:
         assert LABELS["E5"] in page
 
     def test_the_prompt_panel_names_the_edit_sent_or_kept(self, client_for, clinician, imported_patient, endpoint):
-        from prompting.services import prompt_build
+        from prompting.prompts import prompt_build
 
         client = client_for(clinician)
         initial = prompt_build(patient=imported_patient, question="What now?", at=date(2025, 5, 2))

@@ -88,7 +88,7 @@ def test_a_real_worker_trains_a_refinement_run_and_shows_its_progress_while_it_r
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_runs_an_evaluation_and_its_table_is_stored(cohort, tiny_policy, organisation):
-    from prompting.evaluation import evaluation_run_create, evaluation_run_queue
+    from prompting.evaluation_runs import evaluation_run_create, evaluation_run_queue
     from prompting.models import EvaluationRun, PromptTemplate
 
     PromptTemplate.objects.get_or_create(

@@ -12,7 +12,7 @@ Five variants of the prompt answer the same question for the same held-out encou
   initial prompt when the guard rejects the edit).
 
 Each guidance is scored against the physician's recommendation (rewards.score_guidance) and on
-her risk flags, safety warnings, unsupported claims about her (grounding.py) and length. `summarise`
+her risk flags, safety warnings, unsupported claims about her (grounding.py) and length. `summarise_scores`
 averages the scores per (endpoint, retrieval, variant) with bootstrap 95% confidence intervals that
 resample patients, so that two encounters of one woman count as one draw, and pairs every variant
 with `general` and with `pmlm` on the same encounters.
@@ -187,7 +187,7 @@ def _per_patient(values: dict[str, list[float]], patients: list[str]) -> tuple[n
     return sums, counts
 
 
-def summarise(
+def summarise_scores(
     scored: Sequence[Scored],
     *,
     resamples: int = 1000,

@@ -7,7 +7,7 @@ from prompting.endpoints import endpoint_named
 from prompting.errors import GuidanceError
 from prompting.guidance import guidance_as_json, guidance_request_create
 from prompting.management.commands._patients import parse_day, patient_by_external_id
-from prompting.services import PromptError
+from prompting.prompts import PromptError
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from prompting.management.commands._patients import parse_day, patient_by_external_id
-from prompting.services import PromptError, prompt_as_json, prompt_request
+from prompting.prompts import PromptError, prompt_as_json, prompt_request
 
 
 class Command(BaseCommand):

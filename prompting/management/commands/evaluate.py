@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from patients.models import JobStatus, Organisation
-from prompting.evaluation import (
+from prompting.evaluation_runs import (
     EvaluationError,
     evaluation_run_as_json,
     evaluation_run_create,

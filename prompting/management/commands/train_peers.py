@@ -4,7 +4,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from patients.models import Organisation
-from prompting.services import PromptError, peer_model_create, peer_model_train
+from prompting.peer_models import peer_model_create, peer_model_train
+from prompting.prompts import PromptError
 
 
 class Command(BaseCommand):

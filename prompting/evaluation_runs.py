@@ -48,7 +48,7 @@ from prompting.pmlm.evaluation import (
     VARIANTS,
     Scored,
     guidance_metrics,
-    summarise,
+    summarise_scores,
     variant_text,
 )
 from prompting.pmlm.grounding import guidance_claims
@@ -56,8 +56,8 @@ from prompting.pmlm.holdout import DEFAULT_SEED, DEFAULT_SHARE
 from prompting.pmlm.judge import judge_guidance, rubric
 from prompting.pmlm.retrieval import default_embedder
 from prompting.pmlm.safety import safety_warnings
+from prompting.prompts import PromptError, prompt_template_active, template_spec
 from prompting.refinement import policy_refinement
-from prompting.services import PromptError, prompt_template_active, template_spec
 from prompting.tasks import run_evaluation_task
 
 JUDGE_MAX_TOKENS = 80
@@ -439,7 +439,9 @@ def evaluation_rows(run: EvaluationRun, report: dict | None = None) -> list[dict
         )
         for i in run.items.all()
     ]
-    rows = summarise(scored, resamples=run.config.get("resamples", 1000), seed=run.config.get("seed", DEFAULT_SEED))
+    rows = summarise_scores(
+        scored, resamples=run.config.get("resamples", 1000), seed=run.config.get("seed", DEFAULT_SEED)
+    )
     clinician = (report or {}).get("clinician", {})
     for row in rows:
         rated = clinician.get(f"{row['variant']}|{row['rag']}|{row['endpoint']}")

@@ -57,6 +57,18 @@ class TestAComparisonStartedInTheAdmin:
         assert not pr.ComparisonRun.objects.exists()
         assert not queued
 
+    def test_cannot_be_started_for_another_organisation(
+        self, curator_client, other_organisation, foreign_patient, queued
+    ):
+        response = curator_client.post(
+            reverse("admin:prompting_comparisonrun_add"),
+            _comparison_form(other_organisation, [foreign_patient.external_id]),
+        )
+        assert response.status_code == 200
+        assert "organisation" in response.context["adminform"].form.errors
+        assert not pr.ComparisonRun.objects.exists()
+        assert not queued
+
     def test_is_refused_for_an_endpoint_that_does_not_exist(self, curator_client, organisation, patient, queued):
         form = {**_comparison_form(organisation, [patient.external_id]), "endpoint_names": json.dumps(["nope"])}
         response = curator_client.post(reverse("admin:prompting_comparisonrun_add"), form)

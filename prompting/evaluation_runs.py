@@ -225,6 +225,10 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
             "version": policy.version,
             "promoted": policy.promoted,
             "best_fixed": (policy.report or {}).get("best_fixed"),
+            "best_fixed_by_sources": {
+                setting: block["best_fixed"]["code"]
+                for setting, block in ((policy.report or {}).get("by_sources") or {}).items()
+            },
         }
     exclude = set(policy.trained_patients) if policy else set()
     progress(1, "Choosing held-out patients")

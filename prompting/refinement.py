@@ -57,15 +57,15 @@ from prompting.pmlm.situation import situation_summary
 from prompting.pmlm.training import (
     EditPolicy,
     Example,
-    FixedEdit,
     RefinementConfig,
     Scorer,
     Stopped,
-    best_fixed_edit,
     default_config,
     deployed_choice,
-    keeps_precision,
-    precision_by_edit,
+    deployed_overall,
+    deployment_by_sources,
+    edit_to_send,
+    fixed_edit_choice,
     reward_table,
     train_policy,
     validate,
@@ -346,20 +346,30 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
             checkpoint=str(output.relative_to(settings.VAR_DIR)),
             message=(
                 f"Held out: {summary.get('n', 0)} answers of {summary.get('patients', 0)} patients, refined − initial "
-                f"{difference_text(summary.get('difference'), summary.get('ci'))}; best fixed edit "
-                f"{report['best_fixed']['code']}"
-                + (
-                    ""
-                    if report["deployed"] == "policy"
-                    else f", deployed instead of the policy: {_why_not_the_policy(report)}"
-                )
+                f"{difference_text(summary.get('difference'), summary.get('ci'))}; {deployment_text(report)}"
             ),
         )
     return RefinementRun.objects.get(pk=run.pk)
 
 
+SETTING_WORDS = {"on": "with guidance sources", "off": "without guidance sources"}
+
+
+def deployment_text(report: dict) -> str:
+    """What a run deploys, per guidance-sources setting where it chose per setting, and why not the policy."""
+    blocks = report.get("by_sources") or {"": report}
+    parts = []
+    for setting, block in blocks.items():
+        who = SETTING_WORDS.get(setting, "for everyone")
+        if block.get("deployed", "policy") == "policy":
+            parts.append(f"{who}, the policy")
+        else:
+            parts.append(f"{who}, the best fixed edit {block['best_fixed']['code']}: {_why_not_the_policy(block)}")
+    return "deployed " + "; ".join(parts)
+
+
 def _why_not_the_policy(report: dict) -> str:
-    """Why a run deployed its best fixed edit, from its training patients' figures."""
+    """Why a run (or one sources setting of it) deployed its best fixed edit, from its training patients' figures."""
     why = (
         f"on its training patients the policy scored {report['policy_train_mean_reward']:.3f} against "
         f"{report['best_fixed_train_mean_reward']:.3f}"
@@ -420,11 +430,7 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
             f"Answering every edit of training example {n}/{total} ({answerer.calls} distinct answers)",
         ),
     )
-    precision = precision_by_edit(train, scorer)
-    best, best_mean = best_fixed_edit(
-        table, eligible=lambda code: keeps_precision(precision[code], precision[IDENTITY])
-    )
-    by_reward, _ = best_fixed_edit(table)
+    pooled = fixed_edit_choice(train, table, scorer)  # one edit for everyone: the baseline the report names
     stage_done("reward_table")
     if output.exists():
         shutil.rmtree(output)
@@ -443,13 +449,22 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
     stage_done("training")
     policy = EditPolicy(output, device=config.device)
     choices = {e.key: policy.choose(e.situation)[0] for e in train}
-    deployment = deployed_choice(train, table, choices, best, scorer)
-    used = policy if deployment["deployed"] == "policy" else FixedEdit(best)
+    per_setting = deployment_by_sources(train, table, choices, scorer)
+    # Validation asks what guidance requests will send (`edit_to_send`), for each example's sources setting.
+    deployment = {"by_sources": per_setting, "best_fixed": pooled, "deployed": deployed_overall(per_setting)}
+
+    def deployed_for(example: Example) -> str:
+        sent = edit_to_send(deployment, example.sections)
+        return policy.choose(example.situation)[0] if sent == "policy" else sent
+
+    def fixed_for(example: Example) -> str:
+        return edit_to_send(deployment, example.sections, fixed=True)
+
     rows = validate(
         validation,
         scorer,
-        used,
-        best,
+        deployed_for,
+        fixed_for,
         should_stop=should_stop,
         on_progress=lambda n, total: progress(
             75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the deployed edit, the best fixed edit"
@@ -463,29 +478,18 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
         "menu": MENU_VERSION,
         "target_calls": answerer.calls,
         "target_max_tokens": answerer.max_tokens,
-        "best_fixed": {
-            "code": best,
-            "label": edit_named(best).label,
-            "mean_reward": best_mean,
-            "initial_mean_reward": round(statistics.fmean(row[IDENTITY] for row in table.values()), 4),
-            "key_item_precision": precision[best],
-            "initial_key_item_precision": precision[IDENTITY],
-        },
+        "best_fixed": {k: v for k, v in pooled.items() if k not in ("set_aside", "edit_precision")},
         # The edit with the best reward when it lowered key-item precision on the training patients: never deployed.
-        "set_aside": None
-        if by_reward == best
-        else {
-            "code": by_reward,
-            "label": edit_named(by_reward).label,
-            "mean_reward": round(statistics.fmean(row[by_reward] for row in table.values()), 4),
-            "key_item_precision": precision[by_reward],
-        },
-        "edit_precision": precision,
+        "set_aside": pooled["set_aside"],
+        "edit_precision": pooled["edit_precision"],
+        # Per guidance-sources setting: its best fixed edit under the guardrail, and whether the policy is deployed.
+        "by_sources": per_setting,
         "oracle_mean_reward": round(statistics.fmean(max(row.values()) for row in table.values()), 4),
         "validation": validation_summary(rows, seed=config.seed),
         "learned": what_the_policy_learned([*train, *validation], choices, table),
         "stage_minutes": stages,
-        **deployment,
+        **deployed_choice(train, table, choices, pooled["code"], scorer),  # the policy's training figures, pooled
+        "deployed": deployment["deployed"],
     }
     return steps, rows, report
 
@@ -522,6 +526,7 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
         },
         "best_fixed_edit": report.get("best_fixed"),
         "set_aside": report.get("set_aside"),
+        "by_sources": report.get("by_sources"),
         "learned": report.get("learned"),
         "deployed": report.get("deployed", "policy"),
         "policy_train_mean_reward": report.get("policy_train_mean_reward"),
@@ -571,13 +576,9 @@ def policy_refinement(
     labels = [f["label"] for f in risk_flags]
     probabilities = {}
     # A run whose policy did worse than the template while learning deploys its best fixed edit.
-    fixed = fixed or (run.report or {}).get("deployed") == "best_fixed"
     try:
-        if fixed:
-            code = (run.report or {}).get("best_fixed", {}).get("code")
-            if not code:
-                raise RefinementError(f"Run {run.version} recorded no best fixed edit.")
-        else:
+        code = edit_to_send(run.report or {}, sections, fixed=fixed)
+        if code == "policy":
             code, probabilities = policy_edit(run, situation_summary(sections, labels, question))
         edit = edit_named(code)
     except (RefinementError, LLMError, OSError, ValueError) as exc:

@@ -180,6 +180,26 @@ def _learned(learned: dict, best_fixed: str, precision: dict | None = None) -> d
     }
 
 
+def _settings(report: dict) -> list[dict]:
+    """What a run deploys per guidance-sources setting, and why: its best fixed edit under the guardrail there,
+    the edit set aside, and the policy's figures on that setting's training examples."""
+    out = []
+    for setting, block in (report.get("by_sources") or {}).items():
+        fixed = block.get("best_fixed") or {}
+        aside = fixed.get("set_aside")
+        out.append(
+            {
+                "label": f"Guidance sources {setting}",
+                "fixed": {**fixed, "label": fixed.get("label") or edit_label(fixed.get("code"))},
+                "set_aside": aside,
+                "deployed": block.get("deployed", "policy"),
+                "policy_reward": block.get("policy_train_mean_reward"),
+                "policy_precision": block.get("policy_train_key_item_precision"),
+            }
+        )
+    return out
+
+
 def _context(run: RefinementRun) -> dict:
     curve = [(point["step"], point["reward_mean"]) for point in run.curve]
     patients = Patient.objects.filter(organisation=run.organisation).in_bulk(
@@ -221,6 +241,7 @@ def _context(run: RefinementRun) -> dict:
         "validation_difference": _interval(validation.get("difference"), validation.get("ci")),
         "learned": _learned(report.get("learned") or {}, best_fixed.get("code", ""), report.get("edit_precision")),
         "set_aside": report.get("set_aside"),
+        "settings": _settings(report),
         "edit_runs": any(row.get("code") for row in run.validation) or bool(report),
     }
 

@@ -98,7 +98,7 @@ class TestARun:
         )  # one encounter each, with and without sources: more patients
 
     def test_its_report_holds_the_best_fixed_edit_the_paired_validation_and_what_the_policy_learned(
-        self, cohort, tiny_policy, organisation
+        self, cohort, tiny_policy, organisation, knowledge
     ):
         run = small_run(organisation)
         report = run.report
@@ -113,8 +113,13 @@ class TestARun:
         )  # E0 is on the menu: the best is never worse on training
         assert report["oracle_mean_reward"] >= best["mean_reward"]
         assert set(report["stage_minutes"]) == {"examples", "reward_table", "training", "validation"}
-        assert report["deployed"] in ("policy", "best_fixed")
+        assert report["deployed"] in ("policy", "best_fixed", "by_sources")
         assert report["policy_train_mean_reward"] is not None
+        assert set(report["by_sources"]) == {"on", "off"}
+        for block in report["by_sources"].values():
+            assert block["best_fixed"]["code"] in BY_CODE
+            assert block["best_fixed"]["examples"] == run.train_patients  # one encounter each, in each setting
+            assert block["deployed"] in ("policy", "best_fixed")
         validation = report["validation"]
         assert validation["n"] == run.validation_examples
         assert validation["patients"] == run.validation_patients
@@ -135,7 +140,10 @@ class TestARun:
         )  # two of the four women have raised BP
         for row in run.validation:
             assert row["code"] in BY_CODE
-            assert row["best_fixed"] == best["code"]
+            setting = "on" if row["rag"] else "off"
+            assert row["best_fixed"] == report["by_sources"][setting]["best_fixed"]["code"]
+            if report["by_sources"][setting]["deployed"] == "best_fixed":
+                assert row["code"] == row["best_fixed"]
             assert row["kinds"]
             if not row["accepted"]:
                 assert row["problems"]
@@ -554,6 +562,40 @@ class TestGuidanceWithThePromotedPolicy:
         )
         assert refined["edit"] == BEST_FIXED
         assert refined["problems"] == []
+
+    def test_a_run_that_chose_per_guidance_sources_setting_applies_the_edit_of_the_requests_own_setting(
+        self, cohort, tiny_policy, organisation, tiny_checkpoint, monkeypatch, knowledge
+    ):
+        with_sources, without = edit_named("E8"), edit_named("E6")
+        run = finished_run(organisation, tiny_checkpoint)
+        run.report = {
+            **run.report,
+            "deployed": "best_fixed",
+            "by_sources": {
+                "on": {"best_fixed": {"code": with_sources.code}, "deployed": "best_fixed"},
+                "off": {"best_fixed": {"code": without.code}, "deployed": "best_fixed"},
+            },
+        }
+        run.save(update_fields=["report"])
+        monkeypatch.setattr("prompting.refinement.policy_edit", lambda run, situation: (DROPS_ONLY, {DROPS_ONLY: 1.0}))
+        sent = {}
+        for use_retrieval in (True, False):
+            prompt = question_prompt(
+                patient=hypertensive(cohort), question="What now?", at=AT, use_retrieval=use_retrieval
+            )[0]
+            sent[use_retrieval] = policy_refinement(
+                run,
+                initial_text=prompt.text,
+                sections=prompt.sections,
+                risk_flags=prompt.risk_flags,
+                question=prompt.question,
+                identifiers=[],
+                token_budget=prompt.template.token_budget,
+            )
+        assert sent[True]["edit"] == with_sources.code
+        assert sent[False]["edit"] == without.code
+        assert "Their physicians most often recommended" not in sent[False]["text"]
+        assert all(refined["problems"] == [] for refined in sent.values())
 
     def test_without_a_promoted_run_nothing_is_refined(self, cohort, tiny_policy):
         guidance = guidance_request_create(patient=hypertensive(cohort), question="What now?", at=AT, run_inline=True)

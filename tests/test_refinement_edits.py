@@ -39,8 +39,11 @@ from prompting.pmlm.training import (
     best_fixed_edit,
     code_from_completion,
     deployed_choice,
+    deployed_overall,
+    deployment_by_sources,
     edit_gains,
     edit_prompt,
+    edit_to_send,
     keeps_precision,
     policy_prompt,
     precision_by_edit,
@@ -226,6 +229,21 @@ class TestTheMenu:
         assert all(fact in text for fact in facts)
         assert QUESTION in text
         assert guard(prompt, text) == []
+
+    def test_an_edit_aimed_at_precision_asks_for_only_the_care_her_flags_and_results_call_for_and_no_routine_list(self):
+        precise = next(e for e in MENU if "only_needed" in e.sentences)
+        text = edited_text(PROMPT.sections, precise, FLAGS)
+        assert SENTENCES["only_needed"] in text
+        assert all(label in text for label in FLAGS)
+        assert SENTENCES["stage_care"] not in text
+
+    def test_an_edit_joins_the_flags_and_come_back_sentences_to_dropping_the_peers_lines(self):
+        joined = next(e for e in MENU if e.drop and "return_signs" in e.sentences)
+        text = edited_text(PROMPT.sections, joined, FLAGS)
+        assert "Their physicians most often recommended" not in text
+        assert "What helped similar patients" not in text
+        assert SENTENCES["return_signs"] in text
+        assert "Address each of her risk flags by name" in text
 
     def test_the_identity_edit_is_the_initial_prompt(self):
         edit = edit_named(IDENTITY)
@@ -534,6 +552,55 @@ class TestTheRewardTableAndTheBestFixedEdit:
         assert decision["deployed"] == "best_fixed"
         assert decision["policy_train_key_item_precision"] == pytest.approx(0.2)
         assert deployed_choice(train, table, {e.key: IDENTITY for e in train}, IDENTITY, scorer)["deployed"] == "policy"
+
+    def test_each_guidance_sources_setting_gets_its_own_best_fixed_edit_under_its_own_precision_guardrail(self):
+        come_back = COUNSELS.code
+        no_sources = composed(knowledge=())
+
+        def answer(text):  # without sources, the come-back sentence makes the model list care the physician did not
+            if "come back sooner" in text and "Guidance sources" not in text:
+                return "Repeat blood pressure within a week. Take iron, folic acid and aspirin; count fetal movements."
+            return "Repeat blood pressure within a week."
+
+        scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
+        train = [example(key=f"visit {n}, sources on", patient=n) for n in range(3)]
+        train += [example(key=f"visit {n}, sources off", patient=n, prompt=no_sources, rag=False) for n in range(3)]
+        table = {e.key: {IDENTITY: 0.3, come_back: 0.5} for e in train}  # the reward alone picks the edit everywhere
+        stays = {e.key: IDENTITY for e in train}  # a policy that learned to keep the prompt as it is
+
+        per_setting = deployment_by_sources(train, table, stays, scorer)
+
+        with_sources, without = per_setting["on"], per_setting["off"]
+        assert with_sources["best_fixed"]["code"] == come_back
+        assert with_sources["best_fixed"]["set_aside"] is None
+        assert with_sources["deployed"] == "best_fixed"  # the policy scored 0.3 against 0.5
+        assert without["best_fixed"]["code"] == IDENTITY
+        assert without["best_fixed"]["set_aside"]["code"] == come_back
+        assert without["best_fixed"]["set_aside"]["key_item_precision"] == pytest.approx(0.2)
+        assert without["deployed"] == "policy"
+        assert deployed_overall(per_setting) == "by_sources"
+
+    def test_a_request_gets_what_the_run_deployed_for_its_own_guidance_sources_setting(self):
+        no_sources = composed(knowledge=())
+        report = {
+            "best_fixed": {"code": "E8"},
+            "deployed": "by_sources",
+            "by_sources": {
+                "on": {"best_fixed": {"code": "E7"}, "deployed": "best_fixed"},
+                "off": {"best_fixed": {"code": "E6"}, "deployed": "policy"},
+            },
+        }
+        assert edit_to_send(report, PROMPT.sections) == "E7"
+        assert edit_to_send(report, no_sources.sections) == "policy"
+        assert edit_to_send(report, no_sources.sections, fixed=True) == "E6"
+
+    def test_a_run_that_chose_one_edit_for_everyone_still_sends_it_for_both_settings(self):
+        older = {"best_fixed": {"code": "E8"}, "deployed": "best_fixed"}
+        assert edit_to_send(older, PROMPT.sections) == edit_to_send(older, composed(knowledge=()).sections) == "E8"
+        assert edit_to_send({"best_fixed": {"code": "E8"}}, PROMPT.sections) == "policy"
+        assert edit_to_send({"best_fixed": {"code": "E8"}}, PROMPT.sections, fixed=True) == "E8"
+        with pytest.raises(ValueError, match="no best fixed edit"):
+            edit_to_send({"deployed": "best_fixed"}, PROMPT.sections)
 
     def test_edit_gains_are_mean_gains_over_the_initial_prompt(self):
         assert edit_gains(TABLE) == pytest.approx({"E0": 0.0, "E1": 0.05, "E2": 0.0333}, abs=1e-4)

@@ -193,6 +193,58 @@ class TestTheRunPage:
         assert "Deployed − best fixed" in page
         assert "Policy − best fixed" not in page
 
+    def test_a_run_that_chose_per_guidance_sources_setting_shows_what_it_deployed_for_each_and_what_it_set_aside(
+        self, client_for, curator, organisation, imported_patient
+    ):
+        def fixed(code, reward, initial, precision, initial_precision, set_aside=None):
+            return {
+                "code": code,
+                "label": LABELS[code],
+                "mean_reward": reward,
+                "initial_mean_reward": initial,
+                "key_item_precision": precision,
+                "initial_key_item_precision": initial_precision,
+                "examples": 10,
+                "set_aside": set_aside,
+            }
+
+        report = {
+            **realistic_report(),
+            "deployed": "by_sources",
+            "by_sources": {
+                "on": {
+                    "best_fixed": fixed("E7", 0.377, 0.244, 0.633, 0.452),
+                    "deployed": "policy",
+                    "policy_train_mean_reward": 0.381,
+                    "policy_train_key_item_precision": 0.640,
+                },
+                "off": {
+                    "best_fixed": fixed(
+                        "E6",
+                        0.275,
+                        0.319,
+                        0.588,
+                        0.543,
+                        set_aside={
+                            "code": "E8",
+                            "label": LABELS["E8"],
+                            "mean_reward": 0.356,
+                            "key_item_precision": 0.424,
+                        },
+                    ),
+                    "deployed": "best_fixed",
+                    "policy_train_mean_reward": 0.300,
+                    "policy_train_key_item_precision": 0.410,
+                },
+            },
+        }
+        run = stored_run(organisation, report=report, validation=validation_rows(imported_patient.pk))
+        page = text_of(client_for(curator).get(f"/refinement/{run.pk}/"))
+        assert "What is deployed, per guidance-sources setting" in page
+        assert f"Guidance sources on 10 {LABELS['E7']} E7 0.244 → 0.377 0.452 → 0.633 0.381, 0.640 the policy" in page
+        assert f"set aside: {LABELS['E8']} E8 (0.356, precision 0.424)" in page
+        assert "0.543 → 0.588 0.300, 0.410 E6, for everyone" in page
+
     def test_a_finished_run_shows_its_held_out_validation_with_intervals_and_what_the_policy_learned(
         self, client_for, curator, organisation, imported_patient
     ):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .composer import render
 from .situation import pregnancy_words
 
-MENU_VERSION = "edits-2"  # edits-2 added E8
+MENU_VERSION = "edits-3"  # edits-2 added E8; edits-3 added E9 and E10, aimed at precision without guidance sources
 EDIT_TITLE = "How to answer for her"
 # What an edit may add beyond the template's token budget: its library sentences and her flags'
 # labels (the model's context leaves room for them beside the answer).
@@ -53,6 +53,10 @@ SENTENCES = {
         "fetal movements, and birth planning near term."
     ),
     "return_signs": "End with when she should come back sooner: bleeding, reduced fetal movements, severe headache.",
+    "only_needed": (
+        "Recommend only the care her risk flags and results call for, in a few short points; leave out routine "
+        "care she does not need."
+    ),
 }
 # The same sentences for a woman who is not pregnant: never antenatal care after her pregnancy has ended.
 SENTENCES_AFTER_PREGNANCY = {
@@ -107,6 +111,22 @@ MENU: tuple[Edit, ...] = (
         "E8",
         "risk flags by name and when to come back, without the routine list",
         ("flags_by_name", "return_signs"),
+        restate_flags=True,
+    ),
+    # Without guidance sources every edit that raised the reward made the model name care her physician had not;
+    # only dropping the peers' lines (E6) kept key-item precision. E9 joins E8 to that drop, and E10 asks for
+    # nothing beyond what her flags and results call for.
+    Edit(
+        "E9",
+        "risk flags by name and when to come back, peers' line dropped",
+        ("flags_by_name", "return_signs"),
+        drop=PEER_ADVICE + PEER_CARE,
+        restate_flags=True,
+    ),
+    Edit(
+        "E10",
+        "risk flags by name, only the care they and her results call for",
+        ("flags_by_name", "only_needed"),
         restate_flags=True,
     ),
 )

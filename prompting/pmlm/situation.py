@@ -53,6 +53,15 @@ def kind_of_patient(sections: Sequence[dict], risk_flag_labels: Sequence[str]) -
     return kinds
 
 
+def sources_given(sections: Sequence[dict]) -> bool:
+    """Whether the prompt gives guidance sources: the setting a run chooses and guards its deployed edit for."""
+    return any(s["source"] == "knowledge" for s in sections)
+
+
+def sources_setting(sections: Sequence[dict]) -> str:
+    return "on" if sources_given(sections) else "off"
+
+
 def situation_summary(sections: Sequence[dict], risk_flag_labels: Sequence[str], question: str) -> str:
     """The policy's input: at most about 200 tokens, no identifier: every line, the question
     included, is taken from the de-identified prompt (`question` only when it has no question section)."""
@@ -65,7 +74,7 @@ def situation_summary(sections: Sequence[dict], risk_flag_labels: Sequence[str],
         if s["source"] == "peer"
         for line in s["text"].splitlines()
     )
-    sources = any(s["source"] == "knowledge" for s in sections)
+    sources = sources_given(sections)
     lines = [
         f"State: {pregnancy_words(sections)}.",
         "Risk flags: " + ("; ".join(risk_flag_labels) if risk_flag_labels else "none") + ".",

@@ -36,13 +36,13 @@ from .evaluation import paired_difference
 from .holdout import split_patients
 from .refine import Problem, check_refined
 from .rewards import Embed, GuidanceScore, Reference, RewardWeights, reward, score_guidance
-from .situation import kind_of_patient, situation_summary
+from .situation import kind_of_patient, situation_summary, sources_setting
 
 
 @dataclass(frozen=True)
 class RefinementConfig:
-    steps: int = 40
-    num_generations: int = 8  # the group GRPO compares: as many codes as the menu has
+    steps: int = 30
+    num_generations: int = 8  # the group GRPO compares: 8 codes sampled from the menu's 11
     examples_per_step: int = 1
     learning_rate: float = 2e-4
     beta: float = 0.0  # KL to the reference policy; 0 keeps one model in memory (TRL's default)
@@ -52,7 +52,7 @@ class RefinementConfig:
     trainable_layers: int = 4  # the last transformer layers GRPO updates (0: all); the rest stay as pretrained
     max_completion_tokens: int = 3  # an edit code's digits and the end of the turn
     target_max_tokens: int | None = None  # the target LLM's answer; None: the endpoint's, as evaluations use
-    max_examples: int = 16  # training encounters (each asked with and without guidance sources)
+    max_examples: int = 10  # training encounters (each asked with and without guidance sources): the table's cost
     examples_per_patient: int = 1  # training encounters per learning patient: more patients for the same answers
     validation_share: float = 0.25
     max_validation: int = 60  # held-out encounters (each asked with and without guidance sources)
@@ -66,7 +66,8 @@ class RefinementConfig:
 
 
 def default_config(device: str = "cpu", **overrides) -> RefinementConfig:
-    """On a CPU: the table on 16 encounters of 16 patients and 40 GRPO steps; on a GPU: more of both, bf16."""
+    """On a CPU: the table on 10 encounters of 10 patients and 30 GRPO steps (a cold run within an hour on two
+    cores); on a GPU: more of both, bf16."""
     if device == "cuda":
         base = RefinementConfig(
             steps=300,
@@ -258,6 +259,44 @@ def keeps_precision(precision: float | None, initial: float | None) -> bool:
     """The guardrail: an edit is deployed only if its guidance names no more of what the physician did not
     than the initial prompt's (a reward gain bought by listing everything is not a gain to a clinic)."""
     return precision is None or initial is None or precision >= initial
+
+
+def fixed_edit_choice(examples: Sequence[Example], table: dict[str, dict[str, float]], scorer: Scorer) -> dict:
+    """The best fixed edit on these examples under the precision guardrail, and what it was chosen over.
+
+    {code, label, mean_reward, initial_mean_reward, key_item_precision, initial_key_item_precision,
+    set_aside (the edit with the best reward when it lowered precision, else None), edit_precision}."""
+    rows = {e.key: table[e.key] for e in examples}
+    codes = list(next(iter(rows.values())))
+    precision = precision_by_edit(examples, scorer, codes)
+    best, best_mean = best_fixed_edit(rows, eligible=lambda code: keeps_precision(precision[code], precision[IDENTITY]))
+    by_reward, by_reward_mean = best_fixed_edit(rows)
+    return {
+        "code": best,
+        "label": edit_named(best).label,
+        "mean_reward": best_mean,
+        "initial_mean_reward": round(statistics.fmean(row[IDENTITY] for row in rows.values()), 4),
+        "key_item_precision": precision[best],
+        "initial_key_item_precision": precision[IDENTITY],
+        "examples": len(rows),
+        "set_aside": None
+        if by_reward == best
+        else {
+            "code": by_reward,
+            "label": edit_named(by_reward).label,
+            "mean_reward": by_reward_mean,
+            "key_item_precision": precision[by_reward],
+        },
+        "edit_precision": precision,
+    }
+
+
+def by_sources(examples: Sequence[Example]) -> dict[str, list[Example]]:
+    """The examples per guidance-sources setting ("on", "off"), as the prompt itself says."""
+    groups: dict[str, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(sources_setting(example.sections), []).append(example)
+    return {setting: groups[setting] for setting in ("on", "off") if setting in groups}
 
 
 def edit_gains(table: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -519,6 +558,44 @@ class FixedEdit:
         return self.code, {self.code: 1.0}
 
 
+def deployment_by_sources(
+    train: Sequence[Example], table: dict[str, dict[str, float]], choices: dict[str, str], scorer: Scorer
+) -> dict[str, dict]:
+    """What a run deploys for each guidance-sources setting, decided on that setting's training examples only:
+    {setting: {"best_fixed": fixed_edit_choice, "deployed": "policy" | "best_fixed", …}}.
+
+    Guidance sources change what an edit does to the answer (without them, the edits that raised the reward made
+    the model list care her physician had not named), and every request knows whether it gives sources, so the
+    best fixed edit and the precision guardrail are taken per setting."""
+    out = {}
+    for setting, examples in by_sources(train).items():
+        fixed = fixed_edit_choice(examples, table, scorer)
+        out[setting] = {"best_fixed": fixed, **deployed_choice(examples, table, choices, fixed["code"], scorer)}
+    return out
+
+
+def deployed_overall(per_setting: dict[str, dict]) -> str:
+    """ "policy" or "best_fixed" when every setting deploys the same; "by_sources" when they differ."""
+    deployed = {block["deployed"] for block in per_setting.values()}
+    return deployed.pop() if len(deployed) == 1 else "by_sources"
+
+
+def edit_to_send(report: dict, sections: Sequence[dict], *, fixed: bool = False) -> str:
+    """What a finished run sends for a prompt: "policy" (ask the policy) or the code of an edit.
+
+    `fixed`: the run's best fixed edit, never the policy. A run that chose per guidance-sources setting
+    (report["by_sources"]) answers for the prompt's own setting; an older run, for everyone."""
+    block = (report.get("by_sources") or {}).get(sources_setting(sections))
+    if block is None:
+        block = report
+    if not fixed and block.get("deployed", "policy") == "policy":
+        return "policy"
+    code = (block.get("best_fixed") or {}).get("code")
+    if not code:
+        raise ValueError("The run recorded no best fixed edit.")
+    return code
+
+
 def deployed_choice(
     train: Sequence[Example],
     table: dict[str, dict[str, float]],
@@ -544,26 +621,28 @@ def deployed_choice(
 def validate(
     validation: Sequence[Example],
     scorer: Scorer,
-    policy: EditPolicy | FixedEdit,
-    best_fixed: str,
+    choose: Callable[[Example], str],
+    best_fixed: Callable[[Example], str],
     *,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[ValidationRow]:
+    """Each held-out example answered with the initial prompt, the edit `choose` deploys for it and the best
+    fixed edit for it."""
     rows = []
     for n, example in enumerate(validation, 1):
         if should_stop and should_stop():
             raise Stopped()
-        code, _ = policy.choose(example.situation)
+        code, fixed_code = choose(example), best_fixed(example)
         initial, refined = scorer.outcome(example, IDENTITY), scorer.outcome(example, code)
-        fixed, used = scorer.used(example, best_fixed), scorer.used(example, code)
+        fixed, used = scorer.used(example, fixed_code), scorer.used(example, code)
         rows.append(
             ValidationRow(
                 key=example.key,
                 patient=example.patient,
                 rag=example.rag,
                 code=code,
-                best_fixed=best_fixed,
+                best_fixed=fixed_code,
                 reward_initial=initial.reward,
                 reward_refined=refined.reward if refined.accepted else initial.reward,
                 reward_best_fixed=fixed.reward,

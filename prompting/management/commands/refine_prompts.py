@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from patients.models import JobStatus, Organisation
 from prompting.refinement import (
     RefinementError,
+    deployment_text,
     difference_text,
     refinement_run_as_json,
     refinement_run_create,
@@ -88,6 +89,7 @@ class Command(BaseCommand):
                             "validation",
                             "best_fixed_edit",
                             "set_aside",
+                            "by_sources",
                             "deployed",
                             "policy_train_mean_reward",
                             "policy_train_key_item_precision",
@@ -123,12 +125,14 @@ class Command(BaseCommand):
                 f"lowered key-item precision to {_figure(aside['key_item_precision'])} (initial prompt "
                 f"{_figure(best.get('initial_key_item_precision'))})"
             )
-        if report["deployed"] == "best_fixed":
+        for setting, block in (report["by_sources"] or {}).items():
+            fixed = block["best_fixed"]
             self.stdout.write(
-                f"Deployed: the best fixed edit (the policy's choices scored "
-                f"{_figure(report['policy_train_mean_reward'])} on its training patients, the best fixed edit "
-                f"{_figure(best['mean_reward'])})"
+                f"Guidance sources {setting}: best fixed edit {fixed['code']} ({_figure(fixed['mean_reward'])} against "
+                f"{_figure(fixed['initial_mean_reward'])}, key-item precision "
+                f"{_figure(fixed['key_item_precision'])} against {_figure(fixed['initial_key_item_precision'])})"
             )
+        self.stdout.write(deployment_text(run.report or {}).capitalize())
         self.stdout.write(f"Checkpoint: {report['checkpoint']}" + (" (promoted)" if run.promoted else ""))
 
 

@@ -18,7 +18,13 @@ class AuditContextMiddleware:
         user = getattr(request, "user", None)
         membership = getattr(user, "membership", None) if user is not None and user.is_authenticated else None
         surface = (
-            "admin" if request.path.startswith("/admin/") else "api" if request.path.startswith("/api/") else "page"
+            "admin"
+            if request.path.startswith("/admin/")
+            else "api"
+            if request.path.startswith("/api/")
+            else "ehr"
+            if request.path.startswith("/cds-services")
+            else "page"
         )
         token = set_context(
             AuditContext(

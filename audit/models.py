@@ -31,6 +31,9 @@ class AuditAction(models.TextChoices):
     RETENTION_PURGE = "retention_purge", "Purged entries past retention"
     ACCESS_DENIED = "access_denied", "Was refused access outside their organisation"
     ROLE_CHANGE = "role_change", "Changed a member's role"
+    CDS_HOOK = "cds_hook", "Answered an EHR's CDS Hooks call"
+    CDS_HOOK_REFUSED = "cds_hook_refused", "Refused a CDS Hooks call that failed authentication"
+    SMART_LAUNCH = "smart_launch", "Opened a workspace from an EHR launch"
 
 
 class AuditEvent(models.Model):
@@ -43,7 +46,7 @@ class AuditEvent(models.Model):
         "patients.Organisation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     action = models.CharField(max_length=30, choices=AuditAction.choices, db_index=True)
-    surface = models.CharField(max_length=20, help_text="page, api, admin, command or worker")
+    surface = models.CharField(max_length=20, help_text="page, api, admin, ehr, command or worker")
     object_type = models.CharField(max_length=60, blank=True)
     object_id = models.CharField(
         max_length=64, blank=True, db_index=True, help_text="A database id, never a name or MRN."

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "prompting",
     "api",
     "audit",
+    "cdshooks",
     "axes",
 ]
 
@@ -144,6 +145,12 @@ WHITENOISE_USE_FINDERS = True  # serves static files without collectstatic in de
 # Bundles of a few thousand resources are normal; anything far larger is refused before parsing.
 PMLM_MAX_BUNDLE_BYTES = int(os.environ.get("PMLM_MAX_BUNDLE_BYTES", str(50 * 1024 * 1024)))
 PMLM_MAX_BUNDLE_ENTRIES = int(os.environ.get("PMLM_MAX_BUNDLE_ENTRIES", "20000"))
+# CDS Hooks: the largest call an EHR may send (her prefetched record), and how long the service waits in all for
+# the EHR's FHIR server when something was not prefetched (the EHR itself waits for the cards).
+PMLM_CDS_MAX_REQUEST_BYTES = int(os.environ.get("PMLM_CDS_MAX_REQUEST_BYTES", str(10 * 1024 * 1024)))
+PMLM_CDS_FHIR_TIMEOUT_SECONDS = float(os.environ.get("PMLM_CDS_FHIR_TIMEOUT_SECONDS", "3"))
+# The service's public base URL as EHRs call it (the JWT 'aud' is checked against it); empty: the request's own.
+PMLM_CDS_BASE_URL = os.environ.get("PMLM_CDS_BASE_URL", "").rstrip("/")
 DATA_UPLOAD_MAX_MEMORY_SIZE = PMLM_MAX_BUNDLE_BYTES
 PMLM_AUDIT_RETENTION_DAYS = int(os.environ.get("PMLM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2)))  # six years
 # The audit chain's HMAC key lives here, never in the database, so whoever can rewrite rows cannot re-hash an edited

@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from api import urls as api_urls
+from cdshooks import smart_views
+from cdshooks import views as cds_views
 from patients import views as patient_views
 from pmlm_site.health import healthz
 from prompting import views as prompting_views
@@ -19,6 +21,10 @@ urlpatterns = [
     path("jobs/", prompting_views.jobs_page, name="jobs"),
     path("api/v1/", include((api_urls.v1, "api"), namespace="v1")),
     path("api/", include((api_urls.urlpatterns, "api"), namespace="api")),
+    path("cds-services", cds_views.services, name="cds-services"),
+    path("cds-services/<str:service_id>", cds_views.service, name="cds-service"),
+    path("smart/launch", smart_views.launch, name="smart-launch"),
+    path("smart/callback", smart_views.callback, name="smart-callback"),
     path("admin/", admin.site.urls),
 ]
 

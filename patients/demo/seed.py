@@ -163,11 +163,11 @@ def demo_users_ensure(*, organisation: m.Organisation, password: str):
 
 
 def curator_group_ensure() -> Group:
-    """Curators may view, add, change and delete everything in the record, the prompting app and API tokens,
-    but only look at the settings every organisation shares (site administrators change those)."""
+    """Curators may view, add, change and delete everything in the record, the prompting app, API tokens and the
+    EHR clients, but only look at the settings every organisation shares (site administrators change those)."""
     group, _ = Group.objects.get_or_create(name=CURATOR_GROUP)
     group.permissions.set(
-        Permission.objects.filter(content_type__app_label__in=("patients", "prompting", "api")).exclude(
+        Permission.objects.filter(content_type__app_label__in=("patients", "prompting", "api", "cdshooks")).exclude(
             pk__in=site_only_permissions(Permission)
         )
     )

@@ -1,0 +1,91 @@
+"""The CDS Hooks service and the EHR clients that call it. Every surface (the hook's view, the example script's
+EHR, the benchmark) calls these functions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditAction
+from audit.services import audit_record
+from cdshooks.cards import patient_view_cards
+from cdshooks.models import EHRClient
+from cdshooks.prefetch import HOOK, HookError, fetch_missing, hook_request, record_bundle, templates
+from patients.fhir.parse import FhirError, parse_bundle
+from patients.models import Patient
+from patients.services import patient_import_bundle
+from prompting.peer_models import peer_summary_for
+from prompting.pmlm.selfinformed import summarise
+from prompting.selectors import patient_history
+
+SERVICE_ID = "pmlm-antenatal"
+SERVICE = {
+    "hook": HOOK,
+    "id": SERVICE_ID,
+    "title": "PMLM clinic: antenatal risk flags and similar patients",
+    "description": "When a chart opens: her WHO antenatal risk flags with their evidence, what similar patients' "
+    "physicians most often recommended, and a link that opens her personalised-guidance workspace. No LLM is "
+    "called while the EHR waits.",
+    "prefetch": templates(),
+}
+
+
+def discovery() -> dict:
+    return {"services": [SERVICE]}
+
+
+def patient_view_call(*, client: EHRClient, body, launch_url: str) -> dict:
+    """Answer a patient-view call from a trusted EHR: her record (prefetched, or fetched from the EHR's FHIR
+    server) is parsed strictly and upserted into the EHR's organisation as an import is, then her cards.
+
+    Raises HookError (400: the request names what is wrong; 412: her data could not be obtained): nothing is
+    stored then."""
+    request = hook_request(body)
+    prefetch = {**request.prefetch, **fetch_missing(request, timeout=settings.PMLM_CDS_FHIR_TIMEOUT_SECONDS)}
+    bundle = record_bundle(prefetch, request.patient_id)
+    try:
+        parsed = parse_bundle(bundle, max_entries=settings.PMLM_MAX_BUNDLE_ENTRIES)
+    except FhirError as exc:
+        raise HookError(exc.reason, where=" ".join(p for p in (exc.resource, exc.field) if p) or "prefetch") from None
+    organisation = client.organisation
+    with transaction.atomic():
+        result = patient_import_bundle(
+            organisation=organisation,
+            bundle=bundle,
+            parsed=parsed,
+            source=f"CDS Hooks {HOOK} from {client.name}, hook instance {request.hook_instance}",
+        )
+        if not result.ok:
+            raise HookError(result.error, where=" ".join(p for p in (result.error_resource, result.error_field) if p))
+        patient = Patient.objects.get(organisation=organisation, external_id=request.patient_id)
+        history = patient_history(patient, timezone.now().date())
+        summary = summarise(history)
+        peer = peer_summary_for(patient)[0]
+        cards = patient_view_cards(
+            summary,
+            peer.situated(summary.pregnancy) if peer else None,
+            workspace={
+                "label": "Open her PMLM workspace",
+                "url": launch_url,
+                "type": "smart",
+                "appContext": request.patient_id,
+            },
+        )
+        audit_record(
+            AuditAction.CDS_HOOK,
+            obj=patient,
+            details={
+                "client": client.pk,
+                "hook": HOOK,
+                "cards": len(cards),
+                "flags": [flag.code for flag in summary.flags],
+                "bundle_import": result.bundle_import_id,
+            },
+        )
+    return {"cards": cards}
+
+
+def hook_refused(*, code: str) -> None:
+    """A call that failed authentication, on the audit trail (its reason code only; nothing it carried)."""
+    audit_record(AuditAction.CDS_HOOK_REFUSED, object_type="cdshooks.EHRClient", details={"reason": code})

@@ -47,7 +47,7 @@ def _open_workspace(request, client: EHRClient, patient_fhir_id: str, how: str):
             404,
         )
     audit_record(AuditAction.SMART_LAUNCH, obj=patient, details={"client": client.pk, "how": how})
-    return redirect("patients:detail", pk=patient.pk)
+    return redirect("workspace:patient", pk=patient.pk)
 
 
 @require_GET

@@ -15,6 +15,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("patients/", include("patients.urls")),
+    path("patients/", include("prompting.workspace_urls")),  # her workspace, under her place in the list
     path("refinement/", include("prompting.refinement_urls")),
     path("evaluations/", include("prompting.evaluation_urls")),
     path("ab/", prompting_views.ab_summary_page, name="ab-summary"),

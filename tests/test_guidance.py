@@ -213,7 +213,7 @@ def test_the_patient_page_queues_guidance_and_follows_it_until_done(
         client = client_for(clinician)
         with django_capture_on_commit_callbacks(execute=True):
             response = client.post(
-                reverse("patients:guidance", args=[patient.pk]),
+                reverse("workspace:guidance", args=[patient.pk]),
                 {"question": QUESTION, "endpoint": endpoint.pk},
                 HTTP_HX_REQUEST="true",
             )
@@ -222,7 +222,7 @@ def test_the_patient_page_queues_guidance_and_follows_it_until_done(
         assert b"Waiting for a worker" in response.content
         assert b"hx-get" in response.content
         guidance_request_run(guidance_id=guidance.pk)  # what the worker does
-    url = reverse("patients:guidance-detail", args=[patient.pk, guidance.pk])
+    url = reverse("workspace:guidance-detail", args=[patient.pk, guidance.pk])
     done = client.get(url, HTTP_HX_REQUEST="true")
     assert b"Repeat BP within a week." in done.content
     assert b"hx-get" not in done.content

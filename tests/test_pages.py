@@ -41,7 +41,7 @@ def test_the_home_page_sends_an_anonymous_visitor_to_sign_in(client):
 
 
 def test_pages_require_sign_in(client, imported_patient):
-    for url in (reverse("patients:list"), reverse("patients:detail", args=[imported_patient.pk])):
+    for url in (reverse("patients:list"), reverse("workspace:patient", args=[imported_patient.pk])):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
@@ -89,7 +89,7 @@ def test_an_invalid_filter_is_ignored_not_an_error(client_for, clinician, cohort
 
 
 def test_the_patient_page_shows_her_record(client_for, clinician, imported_patient):
-    response = client_for(clinician).get(reverse("patients:detail", args=[imported_patient.pk]))
+    response = client_for(clinician).get(reverse("workspace:patient", args=[imported_patient.pk]))
     content = response.content.decode()
     assert response.status_code == 200
     for expected in (
@@ -104,11 +104,11 @@ def test_the_patient_page_shows_her_record(client_for, clinician, imported_patie
 
 
 def test_a_colleague_with_another_role_may_read_the_record(client_for, curator, imported_patient):
-    assert client_for(curator).get(reverse("patients:detail", args=[imported_patient.pk])).status_code == 200
+    assert client_for(curator).get(reverse("workspace:patient", args=[imported_patient.pk])).status_code == 200
 
 
 def test_an_outsider_gets_404_for_another_organisations_patient(client_for, outsider, imported_patient):
-    response = client_for(outsider).get(reverse("patients:detail", args=[imported_patient.pk]))
+    response = client_for(outsider).get(reverse("workspace:patient", args=[imported_patient.pk]))
     assert response.status_code == 404
     assert b"Rivera" not in response.content
 
@@ -116,7 +116,7 @@ def test_an_outsider_gets_404_for_another_organisations_patient(client_for, outs
 def test_a_partner_service_account_cannot_use_the_pages(client_for, partner, imported_patient):
     client = client_for(partner)
     assert client.get(reverse("patients:list")).status_code == 403
-    assert client.get(reverse("patients:detail", args=[imported_patient.pk])).status_code == 403
+    assert client.get(reverse("workspace:patient", args=[imported_patient.pk])).status_code == 403
 
 
 def test_a_user_without_an_organisation_sees_nothing(client, db, imported_patient):
@@ -143,7 +143,7 @@ def test_values_are_rounded_and_blood_pressure_reads_systolic_over_diastolic(cli
     )
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="x").ok
     patient = organisation.patients.get(external_id="pat-x")
-    content = client_for(clinician).get(reverse("patients:detail", args=[patient.pk])).content.decode()
+    content = client_for(clinician).get(reverse("workspace:patient", args=[patient.pk])).content.decode()
     assert "119/69 mmHg" in content
     assert "64.6 kg" in content
 

@@ -175,7 +175,7 @@ def test_build_prompt_and_train_peers_commands(trained, capsys):
 def test_the_patient_page_builds_a_prompt_for_a_member_and_refuses_others(
     client_for, clinician, outsider, partner, imported_patient
 ):
-    url = reverse("patients:prompt", args=[imported_patient.pk])
+    url = reverse("workspace:prompt", args=[imported_patient.pk])
     response = client_for(clinician).post(url, {"question": QUESTION, "at": "2025-05-02"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     assert b"src-self" in response.content
@@ -202,6 +202,6 @@ def test_the_patient_page_shows_risk_flags_with_evidence(client_for, clinician, 
     )
     assert patient_import_bundle(organisation=organisation, bundle=bundle, source="flags").ok
     patient = organisation.patients.get(external_id="p-flags")
-    content = client_for(clinician).get(reverse("patients:detail", args=[patient.pk])).content.decode()
+    content = client_for(clinician).get(reverse("workspace:patient", args=[patient.pk])).content.decode()
     assert "Anaemia (Hb &lt; 11 g/dL)" in content
     assert "haemoglobin 9.4 g/dL" in content

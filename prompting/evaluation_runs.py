@@ -208,32 +208,55 @@ def evaluation_run_execute(*, run_id: int, on_progress=None) -> EvaluationRun:
 
 
 def _evaluate(run: EvaluationRun, progress) -> dict:
+    """Held-out encounters × retrieval × variants × endpoints, each answered, scored and stored; then the report."""
     config = run.config
     organisation = run.organisation
-    variants, retrieval, endpoints = config["variants"], config["retrieval"], config["endpoints"]
     report: dict = {"notes": []}
-    policy = None
-    if set(REFINED_VARIANTS) & set(variants):
-        policy = refinement_run_for_evaluation(organisation)
-        if policy is None:
-            raise EvaluationError(
-                "The pmlm_rl and pmlm_best_edit variants need a finished refinement run: start one at "
-                "/refinement/, or leave them out of the variants."
-            )
-        report["refinement_run"] = {
-            "id": policy.pk,
-            "version": policy.version,
-            "promoted": policy.promoted,
-            "best_fixed": (policy.report or {}).get("best_fixed"),
-            "best_fixed_by_sources": {
-                setting: block["best_fixed"]["code"]
-                for setting, block in ((policy.report or {}).get("by_sources") or {}).items()
-            },
-        }
-    exclude = set(policy.trained_patients) if policy else set()
+    policy = _refinement_policy(organisation, config["variants"], report)
     progress(1, "Choosing held-out patients")
+    recommendations, learning = _held_out(run, policy, report)
+    patients = sorted({rec.patient_id for rec in recommendations})
+    progress(2, f"Finding peers of {len(patients)} held-out patients among {len(learning)} learning patients")
+    peers = held_out_peers(organisation=organisation, learning=learning, patients=patients, on=peers_today())
+    judge_config = config.get("judge")
+    judge_ask = endpoint_generator(judge_config["endpoint"], JUDGE_MAX_TOKENS).generate if judge_config else None
+    _answer_and_score(run, recommendations, peers, policy, judge_ask, progress)
+    progress(94, "Clinician ratings and judge agreement")
+    report["clinician"] = clinician_ratings_by_variant(organisation)
+    if judge_ask:
+        report["judge"] = _judge_report(run, judge_config, judge_ask, report["notes"])
+    return report
+
+
+def _refinement_policy(organisation: pm.Organisation, variants, report: dict) -> RefinementRun | None:
+    """The refinement run the refined variants apply (the promoted one, else the latest), recorded in the report."""
+    if not set(REFINED_VARIANTS) & set(variants):
+        return None
+    policy = refinement_run_for_evaluation(organisation)
+    if policy is None:
+        raise EvaluationError(
+            "The pmlm_rl and pmlm_best_edit variants need a finished refinement run: start one at "
+            "/refinement/, or leave them out of the variants."
+        )
+    report["refinement_run"] = {
+        "id": policy.pk,
+        "version": policy.version,
+        "promoted": policy.promoted,
+        "best_fixed": (policy.report or {}).get("best_fixed"),
+        "best_fixed_by_sources": {
+            setting: block["best_fixed"]["code"]
+            for setting, block in ((policy.report or {}).get("by_sources") or {}).items()
+        },
+    }
+    return policy
+
+
+def _held_out(run: EvaluationRun, policy: RefinementRun | None, report: dict) -> tuple[list, list]:
+    """(the held-out encounters to measure on, the learning patients), leaving out whom the policy trained on."""
+    config = run.config
+    exclude = set(policy.trained_patients) if policy else set()
     recommendations, learning, held_out = held_out_encounters(
-        organisation=organisation,
+        organisation=run.organisation,
         seed=config["seed"],
         share=config["share"],
         limit_patients=config["limit_patients"],
@@ -251,7 +274,7 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
         report["notes"].append(
             f"{excluded} held-out patient(s) were trained on by refinement run {policy.version} and are left out."
         )
-    patients = sorted({rec.patient_id for rec in recommendations})
+    patients = {rec.patient_id for rec in recommendations}
     report.update(
         examples=len(recommendations),
         patients=len(patients),
@@ -261,50 +284,34 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
         peers="held-out patients matched on clinical features to learning patients only",
     )
     EvaluationRun.objects.filter(pk=run.pk).update(examples=len(recommendations), patients=len(patients))
+    return recommendations, learning
 
-    progress(2, f"Finding peers of {len(patients)} held-out patients among {len(learning)} learning patients")
-    peers = held_out_peers(organisation=organisation, learning=learning, patients=patients, on=peers_today())
+
+def _answer_and_score(run: EvaluationRun, recommendations, peers, policy, judge_ask, progress) -> None:
+    """Every item not yet stored (a resumed run skips the rest): its prompt answered, scored and stored."""
+    config = run.config
+    variants, retrieval, endpoints = config["variants"], config["retrieval"], config["endpoints"]
+    question = config["question"]
     spec = template_spec(prompt_template_active())
     embed = default_embedder().embed
     answerers = {name: target_answerer(name, config["max_tokens"]) for name in endpoints}
-    judge_config = config.get("judge")
-    judge_ask = endpoint_generator(judge_config["endpoint"], JUDGE_MAX_TOKENS).generate if judge_config else None
     done = {(i.encounter_id, i.variant, i.use_retrieval, i.endpoint_name) for i in run.items.all()}
     total = len(recommendations) * len(retrieval) * len(endpoints) * len(variants)
     count = len(done)
-    question = config["question"]
     for rec in recommendations:
         for rag in retrieval:
             wanted = [(v, e) for e in endpoints for v in variants if (rec.encounter_id, v, rag, e) not in done]
             if not wanted:
                 continue
             asked = encounter_prompt(rec, spec=spec, peer=peers.get(rec.patient_id), rag=rag, question=question)
-            prompts = {v: (variant_text(asked.composed.sections, v), {}) for v in variants if v not in REFINED_VARIANTS}
-            for variant in REFINED_VARIANTS:
-                if variant in variants:
-                    prompts[variant] = _refined(
-                        policy, asked, question, spec.token_budget, fixed=variant == "pmlm_best_edit"
-                    )
+            prompts = _variant_prompts(asked, variants, policy, question, spec.token_budget)
             for variant, endpoint in wanted:
                 text, refinement = prompts[variant]
                 if leaks(text, asked.identifiers):
                     raise EvaluationError(f"Refused: the {variant} prompt still carried an identifier.")
                 guidance = answerers[endpoint](text)
-                warnings = safety_warnings(asked.history, asked.pregnancy, guidance)
-                claims = guidance_claims(
-                    guidance, asked.composed.sections, asked.history
-                )  # her whole record, whatever the variant
                 judged = (
                     judge_guidance(question, guidance, rubric(rec.text, asked.flags), judge_ask) if judge_ask else {}
-                )
-                metrics = guidance_metrics(
-                    guidance,
-                    rec.text,
-                    asked.flags,
-                    len(warnings),
-                    embed,
-                    judged.get("score"),
-                    unsupported_claims=len(claims),
                 )
                 with transaction.atomic():
                     EvaluationItem.objects.update_or_create(
@@ -317,7 +324,7 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
                             "patient": rec.patient,
                             "prompt": text,
                             "guidance": guidance,
-                            "metrics": metrics,
+                            "metrics": _metrics(asked, rec, guidance, judged, embed),
                             "judge": judged,
                             "refinement": refinement,
                         },
@@ -327,22 +334,38 @@ def _evaluate(run: EvaluationRun, progress) -> dict:
                     3 + int(90 * count / total),
                     f"{count}/{total}: {variant}, sources {'on' if rag else 'off'}, {endpoint}",
                 )
-    progress(94, "Clinician ratings and judge agreement")
-    report["clinician"] = clinician_ratings_by_variant(organisation)
-    if judge_ask:
-        verdicts = [c["met"] for item in run.items.all() for c in item.judge.get("criteria", [])]
-        readable = sum(v is not None for v in verdicts) / len(verdicts) if verdicts else 0.0
-        report["judge"] = {
-            **judge_config,
-            "readable_share": round(readable, 3),
-            "agreement": judge_clinician_agreement(_judged_ratings(organisation, judge_ask)),
-        }
-        if readable < JUDGE_READABLE_MINIMUM:
-            report["notes"].append(
-                f"The judge {judge_config['endpoint']} gave a readable verdict for only {readable:.0%} of rubric "
-                "criteria: its scores are missing or unreliable. Pin a stronger judge model."
-            )
-    return report
+
+
+def _variant_prompts(asked, variants, policy, question: str, token_budget: int) -> dict[str, tuple[str, dict]]:
+    """{variant: (the prompt it sends, what refinement did)} for one encounter and sources setting."""
+    prompts = {v: (variant_text(asked.composed.sections, v), {}) for v in variants if v not in REFINED_VARIANTS}
+    for variant in REFINED_VARIANTS:
+        if variant in variants:
+            prompts[variant] = _refined(policy, asked, question, token_budget, fixed=variant == "pmlm_best_edit")
+    return prompts
+
+
+def _metrics(asked, rec, guidance: str, judged: dict, embed) -> dict:
+    warnings = safety_warnings(asked.history, asked.pregnancy, guidance)
+    claims = guidance_claims(guidance, asked.composed.sections, asked.history)  # her whole record, whatever the variant
+    return guidance_metrics(
+        guidance, rec.text, asked.flags, len(warnings), embed, judged.get("score"), unsupported_claims=len(claims)
+    )
+
+
+def _judge_report(run: EvaluationRun, judge_config: dict, judge_ask, notes: list) -> dict:
+    verdicts = [c["met"] for item in run.items.all() for c in item.judge.get("criteria", [])]
+    readable = sum(v is not None for v in verdicts) / len(verdicts) if verdicts else 0.0
+    if readable < JUDGE_READABLE_MINIMUM:
+        notes.append(
+            f"The judge {judge_config['endpoint']} gave a readable verdict for only {readable:.0%} of rubric "
+            "criteria: its scores are missing or unreliable. Pin a stronger judge model."
+        )
+    return {
+        **judge_config,
+        "readable_share": round(readable, 3),
+        "agreement": judge_clinician_agreement(_judged_ratings(organisation=run.organisation, judge_ask=judge_ask)),
+    }
 
 
 def _refined(policy: RefinementRun, asked, question: str, token_budget: int, *, fixed: bool) -> tuple[str, dict]:

@@ -68,11 +68,40 @@ def patient_histories(patients: list[m.Patient], at: date) -> dict[int, PatientH
         )
         for p in patients
     }
+    _append_readings(histories, ids, at, end)
+    _append_diagnoses(histories, m.Condition.objects.filter(patient_id__in=ids), at, end)
+    _append_procedures_and_medicines(histories, ids, at, end)
+    _append_visits(histories, ids, at, end)
+    _append_habits_and_care(histories, ids, at, end)
+    return histories
+
+
+def _reading(row: dict, days_ago: int | None, encounter, sequence: int) -> Reading:
+    """An observation's value (or one component's, which carries the same names) as the method reads it."""
+    return Reading(
+        code=row.get("code", ""),
+        system=row.get("code_system", ""),
+        display=row.get("display", ""),
+        days_ago=days_ago,
+        quantity=row.get("value_quantity"),
+        unit=row.get("value_unit", row.get("unit", "")),
+        value_code=row.get("value_code", ""),
+        value_display=row.get("value_display", ""),
+        value_string=row.get("value_string", ""),
+        value_boolean=row.get("value_boolean"),
+        encounter=encounter,
+        sequence=sequence,
+    )
+
+
+def _append_readings(histories: dict, ids: list[int], at: date, end) -> None:
+    """Observations in the order they were made; a panel's components are readings of their own; the last
+    menstrual period dates her pregnancy instead."""
     observations = (
         m.Observation.objects.filter(patient_id__in=ids, effective_at__lt=end)
         .exclude(status__in=("entered-in-error", "cancelled"))
         .order_by("effective_at", "issued_at", "pk")
-        .values_list(
+        .values(
             "patient_id",
             "code",
             "code_system",
@@ -88,65 +117,27 @@ def patient_histories(patients: list[m.Patient], at: date) -> dict[int, PatientH
             "components",
         )
     )
-    for sequence, (
-        pid,
-        code,
-        system,
-        display,
-        when,
-        encounter,
-        quantity,
-        unit,
-        v_code,
-        v_display,
-        v_string,
-        v_bool,
-        components,
-    ) in enumerate(observations):
-        h = histories[pid]
-        days = _days_ago(at, when)
-        if code == codes.LAST_MENSTRUAL_PERIOD and v_string:
-            lmp = _parse_day(v_string)
+    for sequence, row in enumerate(observations):
+        h = histories[row["patient_id"]]
+        days = _days_ago(at, row["effective_at"])
+        if row["code"] == codes.LAST_MENSTRUAL_PERIOD and row["value_string"]:
+            lmp = _parse_day(row["value_string"])
             if lmp is not None and lmp <= at:
                 h.lmp_days_ago = (at - lmp).days
             continue
-        if components:
-            for c in components:
-                h.readings.append(
-                    Reading(
-                        code=c.get("code", ""),
-                        system=c.get("code_system", ""),
-                        display=c.get("display", ""),
-                        days_ago=days,
-                        quantity=c.get("value_quantity"),
-                        unit=c.get("unit", ""),
-                        value_code=c.get("value_code", ""),
-                        value_display=c.get("value_display", ""),
-                        value_string=c.get("value_string", ""),
-                        value_boolean=c.get("value_boolean"),
-                        encounter=encounter,
-                        sequence=sequence,
-                    )
-                )
-            if quantity is None and not v_code and not v_string and v_bool is None:
+        if row["components"]:
+            h.readings += [_reading(c, days, row["encounter_id"], sequence) for c in row["components"]]
+            if (
+                row["value_quantity"] is None
+                and not row["value_code"]
+                and not row["value_string"]
+                and row["value_boolean"] is None
+            ):
                 continue
-        h.readings.append(
-            Reading(
-                code=code,
-                system=system,
-                display=display,
-                days_ago=days,
-                quantity=quantity,
-                unit=unit,
-                value_code=v_code,
-                value_display=v_display,
-                value_string=v_string,
-                value_boolean=v_bool,
-                encounter=encounter,
-                sequence=sequence,
-            )
-        )
-    _append_diagnoses(histories, m.Condition.objects.filter(patient_id__in=ids), at, end)
+        h.readings.append(_reading(row, days, row["encounter_id"], sequence))
+
+
+def _append_procedures_and_medicines(histories: dict, ids: list[int], at: date, end) -> None:
     for pid, code, display, performed in (
         m.Procedure.objects.filter(patient_id__in=ids, performed_start__lt=end)
         .exclude(status__in=("entered-in-error", "not-done"))
@@ -166,12 +157,18 @@ def patient_histories(patients: list[m.Patient], at: date) -> dict[int, PatientH
     ).values_list("patient_id", "code", "display", "criticality", "category", "recorded_at"):
         if recorded is None or recorded < end:
             histories[pid].allergies.append(Allergy(code, display, criticality, category))
+
+
+def _append_visits(histories: dict, ids: list[int], at: date, end) -> None:
     for pk, pid, code, display, start, reason in m.Encounter.objects.filter(
         patient_id__in=ids, period_start__lt=end
     ).values_list("pk", "patient_id", "code", "display", "period_start", "reason_code"):
         # WHO's antenatal records type the encounter "ANC contact" and give the prenatal visit as its reason.
         prenatal = code in codes.PRENATAL_VISITS or reason in codes.PRENATAL_VISITS
         histories[pid].visits.append(Visit(code, display, _days_ago(at, start), prenatal, pk))
+
+
+def _append_habits_and_care(histories: dict, ids: list[int], at: date, end) -> None:
     labels = dict(m.LifestyleKind.choices)
     for pid, kind, value, quantity, unit, recorded in m.LifestyleRecord.objects.filter(
         patient_id__in=ids, recorded_at__lt=end
@@ -185,7 +182,6 @@ def patient_histories(patients: list[m.Patient], at: date) -> dict[int, PatientH
         patient_id__in=ids, rated_on__lte=at
     ).values_list("patient_id", "care_item__slug", "care_item__name", "rating", "rated_on"):
         histories[pid].care.append(CareExperience(slug, name, rating, _days_ago(at, rated_on)))
-    return histories
 
 
 PREGNANCY_DATING_READINGS = codes.GESTATIONAL_AGE | codes.PREGNANCY_ONLY_FINDINGS | {codes.LAST_MENSTRUAL_PERIOD}

@@ -241,9 +241,15 @@ class TestTheRunPage:
         run = stored_run(organisation, report=report, validation=validation_rows(imported_patient.pk))
         page = text_of(client_for(curator).get(f"/refinement/{run.pk}/"))
         assert "What is deployed, per guidance-sources setting" in page
-        assert f"Guidance sources on 10 {LABELS['E7']} E7 0.244 → 0.377 0.452 → 0.633 0.381, 0.640 the policy" in page
-        assert f"set aside: {LABELS['E8']} E8 (0.356, precision 0.424)" in page
-        assert "0.543 → 0.588 0.300, 0.410 E6, for everyone" in page
+        assert (
+            f"Guidance sources on 10 {LABELS['E7']} E7 0.244 → 0.377 ; 0.452 → 0.633 the policy policy 0.381, 0.640"
+            in page
+        )
+        assert f"Set aside with guidance sources off: {LABELS['E8']} E8 had the best reward there (0.356)" in page
+        assert "lowered key-item precision to 0.424" in page
+        deployed = "Deployed per guidance-sources setting: guidance sources on, the policy; guidance sources off, E6."
+        assert deployed in page
+        assert "0.319 → 0.275 ; 0.543 → 0.588 E6, for everyone policy 0.300, 0.410" in page
 
     def test_a_finished_run_shows_its_held_out_validation_with_intervals_and_what_the_policy_learned(
         self, client_for, curator, organisation, imported_patient

@@ -52,7 +52,7 @@ class RefinementConfig:
     trainable_layers: int = 4  # the last transformer layers GRPO updates (0: all); the rest stay as pretrained
     max_completion_tokens: int = 3  # an edit code's digits and the end of the turn
     target_max_tokens: int | None = None  # the target LLM's answer; None: the endpoint's, as evaluations use
-    max_examples: int = 10  # training encounters (each asked with and without guidance sources): the table's cost
+    max_examples: int = 16  # training encounters (each asked with and without guidance sources): the table's cost
     examples_per_patient: int = 1  # training encounters per learning patient: more patients for the same answers
     validation_share: float = 0.25
     max_validation: int = 60  # held-out encounters (each asked with and without guidance sources)
@@ -66,7 +66,7 @@ class RefinementConfig:
 
 
 def default_config(device: str = "cpu", **overrides) -> RefinementConfig:
-    """On a CPU: the table on 10 encounters of 10 patients and 30 GRPO steps (a cold run within an hour on two
+    """On a CPU: the table on 16 encounters of 16 patients and 30 GRPO steps (a cold run within an hour on two
     cores); on a GPU: more of both, bf16."""
     if device == "cuda":
         base = RefinementConfig(

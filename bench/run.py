@@ -1,7 +1,7 @@
 """Run every benchmark and print one table: each figure beside its same-run baseline.
 
 .venv/bin/python bench/run.py [--sizes 1000 10000 50000] [--samples 200] [--fresh] [--skip-llm] [--skip-load]
-    [--skip-rl]
+    [--skip-rl] [--skip-cds]
 """
 
 import argparse
@@ -40,6 +40,9 @@ def part(name: str, size: int, samples: int) -> dict:
     if name == "rl":
         command = [sys.executable, str(ROOT / "bench" / "rl.py")]
         env["PMLM_VAR_DIR"] = str(ROOT / "var" / "bench" / "rl")
+    if name == "cds":
+        command = [sys.executable, str(ROOT / "bench" / "cds_hooks.py")]
+        env["PMLM_VAR_DIR"] = str(ROOT / "var" / "bench" / "cds")
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"benchmark part {name} ({size}) failed:\n{out.stderr[-3000:]}")
@@ -54,6 +57,7 @@ def main():
     parser.add_argument("--skip-llm", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-rl", action="store_true")
+    parser.add_argument("--skip-cds", action="store_true")
     args = parser.parse_args()
     rows = []
     for size in args.sizes:
@@ -82,6 +86,10 @@ def main():
             flush=True,
         )
         rl = part("rl", args.sizes[0], args.samples)
+    cds = None
+    if not args.skip_cds:
+        print("… CDS Hooks patient-view beside the API's one-patient read (40 patients)", file=sys.stderr, flush=True)
+        cds = part("cds", args.sizes[0], args.samples)
 
     print(f"\n{'benchmark':<34}{'patients':>9}{'figure':>14}{'baseline':>14}{'ratio':>8}  baseline is")
     for size, seeded, trained, built in rows:
@@ -149,9 +157,21 @@ def main():
             f"{rl['completion_tokens']} tokens) without scoring or update; median of {rl['steps']} steps, "
             f"{rl['scoring_s_median']} s of each scoring"
         )
+    if cds:
+        print(
+            f"{'CDS Hooks patient-view p95 (ms)':<34}{cds['patients']:>9}{cds['hook_p95_ms']:>14}"
+            f"{cds['api_one_patient_p95_ms']:>14}{cds['hook_p95_ms'] / cds['api_one_patient_p95_ms']:>8.1f}  "
+            f"API one-patient read p95, same run (target hook p95 ≤ 300 ms; p50 {cds['hook_p50_ms']} ms)"
+        )
     print(
         json.dumps(
-            {"results": [{"size": s, **a, **b, **c} for s, a, b, c in rows], "llm": llm, "load": load, "rl": rl}
+            {
+                "results": [{"size": s, **a, **b, **c} for s, a, b, c in rows],
+                "llm": llm,
+                "load": load,
+                "rl": rl,
+                "cds": cds,
+            }
         ),
         file=sys.stderr,
     )

@@ -8,6 +8,8 @@ EHR would; the service itself never does.
 from __future__ import annotations
 
 import copy
+import gzip
+import json
 import re
 import time
 import uuid
@@ -16,6 +18,7 @@ from datetime import date, timedelta
 import jwt
 
 from cdshooks.prefetch import HOOK, PREFETCH
+from patients.demo.synthea import SYNTHEA_DIR, days_since_export
 
 _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(T[0-9:.]+(?:Z|[+-]\d{2}:\d{2})?)?$")
 
@@ -77,6 +80,13 @@ def prefetch_from_bundle(bundle: dict, *, shift_days: int = 0) -> tuple[str, dic
             else None
         )
     return patient["id"], prefetch
+
+
+def synthea_prefetch(patient_id: str, today: date) -> tuple[str, dict]:
+    """A shipped Synthea patient as the demo's EHR would hold her: dated as the demo dates her."""
+    with gzip.open(SYNTHEA_DIR / f"{patient_id}.json.gz", "rb") as handle:
+        bundle = json.loads(handle.read())
+    return prefetch_from_bundle(bundle, shift_days=days_since_export(today))
 
 
 def patient_view_body(

@@ -3,7 +3,10 @@ EHR, the benchmark) calls these functions."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,6 +32,33 @@ SERVICE = {
     "called while the EHR waits.",
     "prefetch": templates(),
 }
+
+
+def ehr_client_register(
+    *,
+    organisation,
+    name: str,
+    issuer: str,
+    jwks: dict | None = None,
+    jwks_url: str = "",
+    fhir_base_url: str = "",
+    smart_client_id: str = "",
+    user=None,
+) -> EHRClient:
+    """Trust an EHR (or update the one with this issuer, in the same organisation): its keys, its FHIR server.
+
+    Raises ValidationError (a private key, no keys, an issuer another organisation registered)."""
+    client = EHRClient.objects.filter(issuer=issuer).first()
+    if client is not None and client.organisation_id != organisation.pk:
+        raise ValidationError("This issuer is registered to another organisation.")
+    client = client or EHRClient(organisation=organisation, issuer=issuer, created_by=user)
+    client.name, client.jwks, client.jwks_url = name, jwks or {}, jwks_url
+    client.fhir_base_url, client.smart_client_id, client.active = fhir_base_url, smart_client_id, True
+    client.full_clean()
+    with transaction.atomic():
+        client.save()
+        audit_record(AuditAction.ADMIN_CHANGE, obj=client, actor=user, details={"registered": True})
+    return client
 
 
 def discovery() -> dict:
@@ -67,7 +97,8 @@ def patient_view_call(*, client: EHRClient, body, launch_url: str) -> dict:
             peer.situated(summary.pregnancy) if peer else None,
             workspace={
                 "label": "Open her PMLM workspace",
-                "url": launch_url,
+                # The EHR appends `iss` and `launch`; the patient rides along for launches without a SMART server.
+                "url": f"{launch_url}?{urlencode({'patient': request.patient_id})}",
                 "type": "smart",
                 "appContext": request.patient_id,
             },

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from cdshooks.auth import ClientAuthError, client_from_token
 from cdshooks.prefetch import HookError
@@ -31,8 +31,11 @@ def services(request):
 
 
 @csrf_exempt
-@require_POST
 def service(request, service_id: str):
+    if request.method != "POST":
+        response = _error("A CDS service is called with POST.", 405)
+        response["Allow"] = "POST"
+        return response
     if service_id != SERVICE_ID:
         return _error(f"No CDS service {service_id!r:.60}; GET /cds-services lists them.", 404)
     try:

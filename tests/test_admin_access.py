@@ -17,6 +17,7 @@ from api.models import ApiToken
 from api.tokens import token_issue
 from audit.models import AuditAction, AuditEvent
 from audit.services import audit_record
+from cdshooks.models import EHRClient
 from patients import models as m
 from patients.demo.seed import curator_group_ensure, site_admin_group_ensure
 from patients.models import Role
@@ -74,6 +75,12 @@ def north_rows(organisation, clinician, curator):
         pr.EvaluationRun: pr.EvaluationRun.objects.create(organisation=organisation, status=m.JobStatus.RUNNING),
         pr.KnowledgeDocument: pr.KnowledgeDocument.objects.create(title="WHO: blood pressure", text="Measure BP."),
         ApiToken: token,
+        EHRClient: EHRClient.objects.create(
+            organisation=organisation,
+            name="North EHR",
+            issuer="https://ehr.north.example",
+            jwks_url="https://ehr.north.example/jwks",
+        ),
         AuditEvent: audit_record(AuditAction.VIEW_PATIENT, obj=patient, organisation_id=organisation.pk),
     }
     for model in admin.site._registry:

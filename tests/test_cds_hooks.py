@@ -1,10 +1,8 @@
 """The clinic inside the EHR: CDS Hooks 2.0 discovery and the patient-view service, called as an EHR calls it
 (a signed JWT, prefetch built from a held-out-style Synthea bundle), and who may not get what."""
 
-import gzip
 import json
 import time
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -12,19 +10,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
+from cdshooks import ehr
 from cdshooks.ehr import patient_view_body, prefetch_from_bundle, public_jwks, signed_jwt
 from cdshooks.models import EHRClient, UsedTokenId
 from cdshooks.prefetch import PREFETCH
 from cdshooks.services import SERVICE_ID
 from patients import models as pm
-from patients.demo.seed import SYNTHEA_EXPORT_DATE
 from patients.fhir.export import patient_bundle
 from tests import fhir_builders as fb
 from tests.conftest import make_member
 from tests.ehr_servers import FakeEHR, SilentServer
 from tests.test_clinical_peer_situation import clinic  # noqa: F401  (women whose peers' physicians advised)
 
-SYNTHEA = Path(__file__).resolve().parent.parent / "demo_data" / "synthea_obgyn"
 # Pregnant in her second trimester once the demo's dates are moved to today: raised blood pressure, high risk of
 # pre-eclampsia, a previous caesarean, overweight.
 HYPERTENSIVE_SYNTHEA = "718413e0-9b98-4c34-9575-fdb4e5179738"
@@ -102,16 +99,9 @@ DISCOVERY = {
 }
 
 
-def synthea_bundle(patient_id: str) -> dict:
-    with gzip.open(SYNTHEA / f"{patient_id}.json.gz", "rb") as handle:
-        return json.loads(handle.read())
-
-
 def synthea_prefetch(patient_id: str = HYPERTENSIVE_SYNTHEA) -> tuple[str, dict]:
     """Her prefetch as the EHR's FHIR server would answer the templates, dated as the demo dates Synthea."""
-    return prefetch_from_bundle(
-        synthea_bundle(patient_id), shift_days=(timezone.now().date() - SYNTHEA_EXPORT_DATE).days
-    )
+    return ehr.synthea_prefetch(patient_id, timezone.now().date())
 
 
 @pytest.fixture
@@ -198,7 +188,7 @@ class TestPatientView:
         (link_card,) = [c for c in cards if "links" in c]
         (link,) = link_card["links"]
         assert link["type"] == "smart"
-        assert link["url"] == "http://testserver/smart/launch"
+        assert link["url"] == f"http://testserver/smart/launch?patient={patient_id}"
         assert link["appContext"] == patient_id
         assert "one click away" in link_card["summary"]
         patient = organisation.patients.get(external_id=patient_id)
@@ -419,9 +409,14 @@ class TestBadCalls:
         patient_id, prefetch = synthea_prefetch()
         assert call(client, patient_view_body(patient_id, prefetch), token_for(north_key)).status_code == 413
 
-    def test_an_unknown_service_is_a_404(self, client, north_ehr, north_key):
+    def test_an_unknown_service_is_a_404_and_a_get_a_405_both_in_json(self, client, north_ehr, north_key):
         response = call(client, {}, token_for(north_key), path="/cds-services/nothing-here")
         assert response.status_code == 404
+        assert "GET /cds-services" in response.json()["error"]
+        wrong = client.get(f"/cds-services/{SERVICE_ID}")
+        assert wrong.status_code == 405
+        assert wrong["Allow"] == "POST"
+        assert wrong.json()["error"]
 
 
 class TestWhatWasNotPrefetched:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -20,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from patients import models as m
+from patients.demo.synthea import SYNTHEA_DIR, days_since_export
 from patients.fhir.parse import FhirError, parse_bundle
 from patients.roles import SITE_ADMIN_GROUP, SITE_SETTINGS_MODELS, site_only_permissions
 from patients.services import bundle_paths, organisation_get_or_create, patient_import_bundle, read_bundle_file
@@ -28,9 +27,8 @@ from prompting.pmlm import codes
 from . import generator, synthetic
 from .catalogue import CARE_ITEMS
 
-DEMO_DATA_DIR = Path(settings.BASE_DIR) / "demo_data" / "synthea_obgyn"
+DEMO_DATA_DIR = SYNTHEA_DIR
 # The shipped Synthea export ends on 2021-03-31; the demo moves it so that it ended a week ago.
-SYNTHEA_EXPORT_DATE = date(2021, 4, 7)
 DEMO_USERS = (("demo-clinician", m.Role.CLINICIAN), ("demo-curator", m.Role.CURATOR), ("demo-partner", m.Role.PARTNER))
 CURATOR_GROUP = "Curators"
 CHUNK = 250
@@ -94,7 +92,7 @@ def demo_seed(
     care_items_ensure()
 
     today = timezone.now().date()
-    shift = (today - SYNTHEA_EXPORT_DATE).days if time_shift else 0
+    shift = days_since_export(today) if time_shift else 0
     summary.date_shift_days = shift
     paths = bundle_paths([DEMO_DATA_DIR])
     if limit is not None:

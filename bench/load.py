@@ -96,6 +96,9 @@ def main():
     ensure_wrk()
     VAR.mkdir(parents=True, exist_ok=True)
     password = "load-test-password-1"
+    key_file = VAR / "audit-key"  # the audit chain's key, kept with the cohort it signs
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(48))
     env = dict(
         os.environ,
         PMLM_VAR_DIR=str(VAR),
@@ -109,6 +112,7 @@ def main():
         HF_HUB_OFFLINE="1",
         DATABASE_CONN_MAX_AGE="60",
         PMLM_SIGNIN_FAILURES="1000",
+        PMLM_AUDIT_KEY=key_file.read_text().strip(),
     )
     env.pop("DATABASE_URL", None) if not os.environ.get("BENCH_DATABASE_URL") else env.update(
         DATABASE_URL=os.environ["BENCH_DATABASE_URL"]

@@ -288,6 +288,25 @@ def _config(run: RefinementRun) -> RefinementConfig:
     return RefinementConfig(**{k: v for k, v in run.config.items() if k in names})
 
 
+class _RunProgress:
+    """What a running run reports as it goes: its progress bar and message, and the reward curve step by step."""
+
+    def __init__(self, run: RefinementRun, on_progress=None):
+        self.run, self.on_progress, self.curve = run, on_progress, []
+
+    def progress(self, percent: int, message: str):
+        job_progress(self.run, percent, message)
+        if self.on_progress:
+            self.on_progress(percent, message)
+
+    def on_step(self, record):
+        self.curve.append(asdict(record))
+        job_claimed(self.run).update(step=record.step, curve=self.curve)
+
+    def should_stop(self) -> bool:
+        return job_should_stop(self.run)
+
+
 def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
     # A run redelivered after its worker died starts again from the base policy (its answers are cached).
     run = job_claim(RefinementRun, run_id, step=0, curve=[], progress=0, message="Starting")
@@ -295,25 +314,14 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
         return RefinementRun.objects.get(pk=run_id)
     output = settings.VAR_DIR / "models" / "refiner" / f"{run.organisation.slug}-run-{run.version}"
     started = time.monotonic()
-
-    def progress(percent: int, message: str):
-        job_progress(run, percent, message)
-        if on_progress:
-            on_progress(percent, message)
-
-    curve = []
-
-    def on_step(record):
-        curve.append(asdict(record))
-        job_claimed(run).update(step=record.step, curve=curve)
-
+    reporter = _RunProgress(run, on_progress)
     try:
-        result = _train_and_validate(run, output, progress, on_step, should_stop=lambda: job_should_stop(run))
+        steps, rows, report = _train_and_validate(
+            run, output, reporter.progress, reporter.on_step, should_stop=reporter.should_stop
+        )
     except Stopped:
-        job_stopped(run, f"Cancelled after step {len(curve)}" if curve else "Cancelled")
-        if not RefinementRun.objects.filter(
-            pk=run.pk, status=pm.JobStatus.RUNNING
-        ).exists():  # nobody else trains into it
+        job_stopped(run, f"Cancelled after step {len(reporter.curve)}" if reporter.curve else "Cancelled")
+        if not RefinementRun.objects.filter(pk=run.pk, status=pm.JobStatus.RUNNING).exists():  # nobody trains into it
             shutil.rmtree(output, ignore_errors=True)
         return RefinementRun.objects.get(pk=run.pk)
     except (RefinementError, GuidanceError, PromptError, LLMError, ValueError) as exc:
@@ -322,9 +330,13 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
     except Exception as exc:
         job_fail(run, f"Unexpected error: {exc.__class__.__name__}: {exc}")
         raise
-
-    steps, rows, report = result
     report["minutes"] = round((time.monotonic() - started) / 60, 1)
+    _finish(run, output, steps, rows, report)
+    return RefinementRun.objects.get(pk=run.pk)
+
+
+def _finish(run: RefinementRun, output: Path, steps, rows, report: dict) -> None:
+    """A run's results stored in one write: curve, validation rows (full texts for the first few), report."""
     stored = [asdict(row) for row in rows]
     for n, row in enumerate(stored):  # keep the page light: full texts for the first samples only
         if n >= VALIDATION_SAMPLES_WITH_TEXT:
@@ -349,7 +361,6 @@ def refinement_run_execute(*, run_id: int, on_progress=None) -> RefinementRun:
                 f"{difference_text(summary.get('difference'), summary.get('ci'))}; {deployment_text(report)}"
             ),
         )
-    return RefinementRun.objects.get(pk=run.pk)
 
 
 SETTING_WORDS = {"on": "with guidance sources", "off": "without guidance sources"}

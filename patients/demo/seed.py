@@ -128,6 +128,8 @@ def demo_seed(
         progress(f"Synthetic patients {start + count}/{synthetic_patients}")
 
     if knowledge:
+        # The one import of prompting's services from patients, inside the demo seeder: prompting builds on the
+        # record (it imports patients), so a top-level import would be a cycle; the knowledge base is prompting's.
         from prompting.knowledge import knowledge_load_who
 
         summary.knowledge_documents = knowledge_load_who()

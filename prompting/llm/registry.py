@@ -10,10 +10,10 @@ KINDS = ("llamacpp", "transformers", "openai")
 def build_backend(kind: str, settings: dict, *, count_tokens=None):
     settings = dict(settings or {})
     if kind == "llamacpp":
-        from .llamacpp import LlamaCppBackend
+        from .llamacpp import LlamaCppBackend  # lazily: llama.cpp's library loads only for a local endpoint
 
         if not settings.get("model_path"):
-            from prompting.pmlm.tokens import smollm2_gguf_path
+            from prompting.pmlm.tokens import smollm2_gguf_path  # lazily: finds the shipped GGUF package
 
             settings["model_path"] = str(smollm2_gguf_path())
         allowed = ("model_path", "n_ctx", "n_threads", "seed", "repeat_penalty", "deadline", "prefix_cache_mb")

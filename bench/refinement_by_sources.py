@@ -18,14 +18,10 @@ import django  # noqa: E402
 
 django.setup()
 
-from prompting.encounters import target_answerer  # noqa: E402
 from prompting.models import RefinementRun  # noqa: E402
 from prompting.pmlm.edits import MENU  # noqa: E402
-from prompting.pmlm.retrieval import default_embedder  # noqa: E402
-from prompting.pmlm.rewards import RewardWeights  # noqa: E402
-from prompting.pmlm.training import Scorer, key_item_precision  # noqa: E402
-from prompting.prompts import count_tokens  # noqa: E402
-from prompting.refinement import _config, refinement_examples  # noqa: E402
+from prompting.pmlm.training import by_sources, key_item_precision  # noqa: E402
+from prompting.refinement import _config, refinement_examples, run_scorer  # noqa: E402
 
 
 def main():
@@ -35,17 +31,10 @@ def main():
     runs = RefinementRun.objects.filter(status="done").order_by("-pk")
     run = runs.get(pk=args.run) if args.run else runs.first()
     train, _ = refinement_examples(organisation=run.organisation, config=_config(run))
-    answerer = target_answerer(run.config["target_endpoint"], run.config.get("target_max_tokens"))
-    scorer = Scorer(
-        answer=answerer,
-        embed=default_embedder().embed,
-        count_tokens=count_tokens,
-        weights=RewardWeights.from_dict(run.config.get("weights")),
-    )
+    _, scorer = run_scorer(run)
     print(f"Refinement run {run.version}: {len(train)} training examples")
-    for rag in (True, False):
-        subset = [e for e in train if e.rag == rag]
-        print(f"guidance sources {'on' if rag else 'off'} ({len(subset)} examples)")
+    for setting, subset in by_sources(train).items():  # the settings as a run deploys per setting
+        print(f"guidance sources {setting} ({len(subset)} examples)")
         for edit in MENU:
             outcomes = [scorer.used(e, edit.code) for e in subset]
             reward = statistics.fmean(o.reward for o in outcomes)

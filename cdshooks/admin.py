@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.db import models
 
 from cdshooks.models import EHRClient
+from cdshooks.services import ehr_client_register
 from patients.admin import CuratedAdmin
 
 
@@ -18,6 +19,18 @@ class EHRClientAdmin(CuratedAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # EHR endpoints are https
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        client = ehr_client_register(  # registering is one service, here and in `register_ehr`
+            organisation=obj.organisation,
+            name=obj.name,
+            issuer=obj.issuer,
+            jwks=obj.jwks,
+            jwks_url=obj.jwks_url,
+            fhir_base_url=obj.fhir_base_url,
+            smart_client_id=obj.smart_client_id,
+            active=obj.active,
+            user=request.user,
+        )
+        obj.pk, obj._state.adding = client.pk, False

@@ -43,6 +43,7 @@ def ehr_client_register(
     jwks_url: str = "",
     fhir_base_url: str = "",
     smart_client_id: str = "",
+    active: bool = True,
     user=None,
 ) -> EHRClient:
     """Trust an EHR (or update the one with this issuer, in the same organisation): its keys, its FHIR server.
@@ -53,7 +54,7 @@ def ehr_client_register(
         raise ValidationError("This issuer is registered to another organisation.")
     client = client or EHRClient(organisation=organisation, issuer=issuer, created_by=user)
     client.name, client.jwks, client.jwks_url = name, jwks or {}, jwks_url
-    client.fhir_base_url, client.smart_client_id, client.active = fhir_base_url, smart_client_id, True
+    client.fhir_base_url, client.smart_client_id, client.active = fhir_base_url, smart_client_id, active
     client.full_clean()
     with transaction.atomic():
         client.save()

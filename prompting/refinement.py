@@ -394,6 +394,19 @@ def _why_not_the_policy(report: dict) -> str:
     return why
 
 
+def run_scorer(run: RefinementRun):
+    """(the run's target LLM, cached by prompt hash; its scorer: guard, answer, closeness to the physician)."""
+    answerer = target_answerer(run.config["target_endpoint"], run.config.get("target_max_tokens"))
+    scorer = Scorer(
+        answer=answerer,
+        embed=default_embedder().embed,
+        count_tokens=count_tokens,
+        weights=RewardWeights.from_dict(run.config.get("weights")),
+        distinct_calls=lambda: answerer.calls,
+    )
+    return answerer, scorer
+
+
 def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, should_stop):
     """The run's four stages: examples, the reward table and best fixed edit, GRPO, validation."""
     config = _config(run)
@@ -424,14 +437,7 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
         validation_patients=len({e.patient for e in validation}),
     )
     stage_done("examples")
-    answerer = target_answerer(run.config["target_endpoint"], run.config.get("target_max_tokens"))
-    scorer = Scorer(
-        answer=answerer,
-        embed=default_embedder().embed,
-        count_tokens=count_tokens,
-        weights=RewardWeights.from_dict(run.config.get("weights")),
-        distinct_calls=lambda: answerer.calls,
-    )
+    answerer, scorer = run_scorer(run)
     table = reward_table(
         train,
         scorer,
@@ -461,12 +467,14 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
     policy = EditPolicy(output, device=config.device)
     choices = {e.key: policy.choose(e.situation)[0] for e in train}
     per_setting = deployment_by_sources(train, table, choices, scorer)
+    # What the policy chooses held out, deployed or not (the run page shows what it learned): chosen once.
+    choices.update({e.key: policy.choose(e.situation)[0] for e in validation})
     # Validation asks what guidance requests will send (`edit_to_send`), for each example's sources setting.
     deployment = {"by_sources": per_setting, "best_fixed": pooled, "deployed": deployed_overall(per_setting)}
 
     def deployed_for(example: Example) -> str:
         sent = edit_to_send(deployment, example.sections)
-        return policy.choose(example.situation)[0] if sent == "policy" else sent
+        return choices[example.key] if sent == "policy" else sent
 
     def fixed_for(example: Example) -> str:
         return edit_to_send(deployment, example.sections, fixed=True)
@@ -481,9 +489,6 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
             75 + int(23 * n / total), f"Validating {n}/{total}: initial prompt, the deployed edit, the best fixed edit"
         ),
     )
-    choices.update(
-        {e.key: policy.choose(e.situation)[0] for e in validation}
-    )  # what the policy learned, deployed or not
     stage_done("validation")
     report = {
         "menu": MENU_VERSION,

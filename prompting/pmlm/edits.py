@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .composer import render
 from .situation import pregnancy_words
 
-MENU_VERSION = "edits-3"  # edits-2 added E8; edits-3 added E9 and E10, aimed at precision without guidance sources
+MENU_VERSION = "edits-4"  # edits-2 added E8; edits-3 E9 and E10 (precision without guidance sources); edits-4 E11
 EDIT_TITLE = "How to answer for her"
 # What an edit may add beyond the template's token budget: its library sentences and her flags'
 # labels (the model's context leaves room for them beside the answer).
@@ -129,6 +129,9 @@ MENU: tuple[Edit, ...] = (
         ("flags_by_name", "only_needed"),
         restate_flags=True,
     ),
+    # Without sources E9 raised key-item precision but its gain's interval touched zero, and both of its sentences
+    # ask for more care to be named. E11 keeps only what held precision: her flags restated, the peers' lines gone.
+    Edit("E11", "risk flags restated, peers' line dropped", drop=PEER_ADVICE + PEER_CARE, restate_flags=True),
 )
 BY_CODE = {edit.code: edit for edit in MENU}
 IDENTITY = MENU[0].code

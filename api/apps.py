@@ -7,4 +7,4 @@ class ApiConfig(AppConfig):
     verbose_name = "Partner API"
 
     def ready(self):
-        from api import checks  # noqa: F401  (registers the system checks)
+        from api import checks, signals  # noqa: F401  (registers the system checks and the token cache's signals)

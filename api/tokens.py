@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.utils import timezone
 
 from api.models import ApiToken
@@ -36,24 +38,47 @@ def token_issue(*, username: str, name: str = "", created_by=None) -> tuple[ApiT
     return record, token
 
 
+def _cache_key(digest: str) -> str:
+    return f"api-token:{digest}"
+
+
 def token_authenticate(token: str) -> ApiToken | None:
-    """The active token record for this token, or None; marks when it was last used."""
+    """The active token record for this token, or None; marks when it was last used.
+
+    A valid token's record (with its account, membership and organisation) is kept in the cache for
+    PMLM_TOKEN_CACHE_SECONDS. Revoking the token, or changing its account or membership, deletes it there at once
+    (`token_forget`): with a shared cache (PMLM_CACHE_URL) in every process, with the per-process one in this one.
+    An unknown token is never cached."""
     if not token or len(token) > 200:
         return None
-    record = (
-        ApiToken.objects.filter(digest=_digest(token), revoked_at__isnull=True, user__is_active=True)
-        .select_related("user", "user__membership", "user__membership__organisation")
-        .first()
-    )
-    if record is not None and (
-        record.last_used_at is None or (timezone.now() - record.last_used_at).total_seconds() > 60
-    ):
-        ApiToken.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
+    digest = _digest(token)
+    record = cache.get(_cache_key(digest))
+    if record is None:
+        record = (
+            ApiToken.objects.filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
+            .select_related("user", "user__membership", "user__membership__organisation")
+            .first()
+        )
+        if record is None:
+            return None
+        cache.set(_cache_key(digest), record, settings.PMLM_TOKEN_CACHE_SECONDS)
+    if record.last_used_at is None or (timezone.now() - record.last_used_at).total_seconds() > 60:
+        record.last_used_at = timezone.now()
+        ApiToken.objects.filter(pk=record.pk).update(last_used_at=record.last_used_at)
+        cache.set(_cache_key(digest), record, settings.PMLM_TOKEN_CACHE_SECONDS)
     return record
+
+
+def token_forget(*, user_id: int | None = None, digests=()) -> None:
+    """Drop cached token records: these digests, or every token of this account."""
+    if user_id is not None:
+        digests = [*digests, *ApiToken.objects.filter(user_id=user_id).values_list("digest", flat=True)]
+    cache.delete_many([_cache_key(digest) for digest in digests])
 
 
 def token_revoke(*, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+    token_forget(digests=[token.digest])
     return token

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 
 from audit.models import AuditEvent
-from audit.services import audit_bundle
+from audit.services import audit_bundle, audit_link
 from patients.admin import RefusalAuditMixin, curated_organisations
 from patients.models import Role
 
@@ -36,6 +36,10 @@ class AuditEventAdmin(RefusalAuditMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        audit_link()  # entries written in the last seconds, chained before they are listed
+        return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

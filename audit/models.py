@@ -36,7 +36,9 @@ class AuditAction(models.TextChoices):
     SMART_LAUNCH = "smart_launch", "Opened a workspace from an EHR launch"
 
 
-class AuditEvent(models.Model):
+class AuditContent(models.Model):
+    """What an entry says: who, which organisation, what, through which surface, on which object. Ids and codes only."""
+
     at = models.DateTimeField(db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -53,6 +55,35 @@ class AuditEvent(models.Model):
     )
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
     details = models.JSONField(default=dict, blank=True, help_text="Counts, codes and ids only.")
+
+    class Meta:
+        abstract = True
+
+
+class AuditInbox(AuditContent):
+    """Entries written but not yet linked into the chain. A request writes its entry here in one INSERT, inside its
+    own transaction (a rolled-back write leaves none); `audit_link` moves them into the chain in batches, in the
+    order they were written, under one lock. Verifying, anchoring, exporting and purging link first.
+
+    No index but the key: it is written on every read of patient data and read only in order."""
+
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    organisation = models.ForeignKey(
+        "patients.Organisation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    action = models.CharField(max_length=30, choices=AuditAction.choices)
+    object_id = models.CharField(max_length=64, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "audit inbox"
+
+
+class AuditEvent(AuditContent):
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
     key_id = models.CharField(

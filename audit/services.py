@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextvars
 import hmac
 import json
+import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +31,9 @@ from django.utils import timezone
 
 from audit import chain
 from audit.chain import GENESIS
-from audit.models import AuditAction, AuditEvent, AuditHead
+from audit.models import AuditAction, AuditEvent, AuditHead, AuditInbox
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,10 +105,13 @@ def _keyring(current: str, retired: tuple[str, ...], secret_key: str) -> chain.K
     return chain.Keyring(key, tuple(k.encode() for k in retired if k))
 
 
-def _lock_head() -> AuditHead:
+def _lock_head() -> AuditHead | None:
     """Take the chain's lock first (a row lock on PostgreSQL, the write lock on SQLite), then read its head.
+    A new chain gets its head here; a chain whose head is gone gets none (None: verify_audit reports it).
     Call inside a transaction."""
     if not AuditHead.objects.filter(pk=1).update(last_hash=F("last_hash")):
+        if AuditEvent.objects.exists():
+            return None
         keyring = audit_keyring()
         AuditHead.objects.get_or_create(
             pk=1,
@@ -116,6 +123,14 @@ def _lock_head() -> AuditHead:
             },
         )
     return AuditHead.objects.select_for_update().get(pk=1)
+
+
+def _head_sealed(keyring: chain.Keyring, head: AuditHead) -> bool:
+    """The head's seal matches under a key this deployment holds (a head from before keying has none)."""
+    if not head.seal:
+        return True
+    key = keyring.get(head.key_id)
+    return key is not None and hmac.compare_digest(chain.head_seal(key, head.anchor_hash, head.last_hash), head.seal)
 
 
 def _seal_head(*, anchor_hash: str, last_hash: str) -> None:
@@ -132,6 +147,47 @@ def _user_id(actor) -> int | None:
     return actor.pk if actor is not None and getattr(actor, "is_authenticated", False) else None
 
 
+def _content(row) -> dict:
+    return {name: getattr(row, name) for name in CONTENT_FIELDS}
+
+
+CONTENT_FIELDS = (
+    "at",
+    "actor_id",
+    "actor_name",
+    "organisation_id",
+    "action",
+    "surface",
+    "object_type",
+    "object_id",
+    "request_id",
+    "details",
+)
+
+
+class _Backlog:
+    """What this process has written since it last linked: linking is due after PMLM_AUDIT_LINK_EVERY entries or
+    PMLM_AUDIT_LINK_SECONDS after the oldest of them (beat links the rest every few seconds)."""
+
+    def __init__(self):
+        self.count = 0
+        self.since: float | None = None
+
+    def wrote(self) -> bool:
+        """Count one entry; True when this process should link now."""
+        now = time.monotonic()
+        self.count += 1
+        self.since = self.since if self.since is not None else now
+        every = getattr(settings, "PMLM_AUDIT_LINK_EVERY", 1)
+        return self.count >= every or now - self.since >= getattr(settings, "PMLM_AUDIT_LINK_SECONDS", 2.0)
+
+    def linked(self) -> None:
+        self.count, self.since = 0, None
+
+
+_backlog = _Backlog()
+
+
 def audit_record(
     action: str,
     *,
@@ -142,8 +198,10 @@ def audit_record(
     actor=None,
     organisation_id: int | None = None,
     surface: str = "",
-) -> AuditEvent:
-    """Append one event to the chain (inside the caller's transaction: a rolled-back write leaves no event)."""
+) -> AuditEvent | AuditInbox:
+    """Write one event (inside the caller's transaction: a rolled-back write leaves no event). It goes to the inbox
+    in one INSERT and is linked into the chain with the entries written before it when linking is due
+    (`_Backlog`); returns the chain's entry when it was linked now, else the inbox's."""
     if action not in AuditAction.values:
         raise ValueError(f"Unknown audit action {action!r}.")
     context = _context.get()
@@ -152,27 +210,62 @@ def audit_record(
         object_type = object_type or obj._meta.label
         object_id = object_id or obj.pk
         organisation_id = organisation_id or getattr(obj, "organisation_id", None)
+    written = AuditInbox.objects.create(
+        at=timezone.now(),
+        actor_id=_user_id(actor),
+        actor_name=getattr(actor, "username", "")[:150] if _user_id(actor) else "",
+        organisation_id=organisation_id or context.organisation_id,
+        action=action,
+        surface=surface or context.surface,
+        object_type=object_type[:60],
+        object_id=str(object_id or "")[:64],
+        request_id=context.request_id[:64],
+        details=details or {},
+    )
+    if _backlog.wrote():
+        linked = audit_link()
+        return next((event for event, inbox_id in linked if inbox_id == written.pk), written)
+    return written
+
+
+LINK_BATCH = 1000
+
+
+def audit_link() -> list[tuple[AuditEvent, int]]:
+    """Move every entry waiting in the inbox into the chain, oldest first, under the head's lock: each is hashed with
+    the previous one, and the head is sealed once per batch. Idempotent and atomic: an entry leaves the inbox in the
+    transaction that chains it. Returns the chained entries with the inbox ids they had."""
     keyring = audit_keyring()
+    linked = []
     with transaction.atomic():
         head = _lock_head()
-        event = AuditEvent(
-            at=timezone.now(),
-            actor_id=_user_id(actor),
-            actor_name=getattr(actor, "username", "")[:150] if _user_id(actor) else "",
-            organisation_id=organisation_id or context.organisation_id,
-            action=action,
-            surface=surface or context.surface,
-            object_type=object_type[:60],
-            object_id=str(object_id or "")[:64],
-            request_id=context.request_id[:64],
-            details=details or {},
-            prev_hash=head.last_hash,
-            key_id=keyring.current_id,
-        )
-        event.hash = chain.entry_hash(keyring.current, event.prev_hash, _payload(event))
-        event.save()
-        _seal_head(anchor_hash=head.anchor_hash, last_hash=event.hash)
-    return event
+        if head is None or not _head_sealed(keyring, head):
+            # Sealing again would legitimise a rewritten or missing head: the entries wait in the inbox, and
+            # verify_audit says why.
+            logger.error("Audit entries were not linked: the chain's head is missing or its seal does not match.")
+            return []
+        last_hash = head.last_hash
+        while batch := list(AuditInbox.objects.order_by("id")[:LINK_BATCH]):
+            events = []
+            for row in batch:
+                event = AuditEvent(**_content(row), prev_hash=last_hash, key_id=keyring.current_id)
+                event.hash = last_hash = chain.entry_hash(keyring.current, event.prev_hash, _payload(event))
+                events.append(event)
+            AuditEvent.objects.bulk_create(events)
+            ids = [event.pk for event in events]
+            if ids != sorted(ids) or (linked and ids[0] < linked[-1][0].pk):  # the walk follows ids
+                raise RuntimeError("The database numbered linked audit entries out of order; nothing was linked.")
+            AuditInbox.objects.filter(id__in=[row.pk for row in batch]).delete()
+            linked += zip(events, [row.pk for row in batch], strict=True)
+        if linked:
+            _seal_head(anchor_hash=head.anchor_hash, last_hash=last_hash)
+    _backlog.linked()
+    return linked
+
+
+def audit_waiting() -> int:
+    """How many written entries wait to be linked into the chain."""
+    return AuditInbox.objects.count()
 
 
 def audit_denied(*, object_type: str, object_id="", reason: str, surface: str = "") -> AuditEvent:
@@ -222,6 +315,7 @@ class _Verified:
 
 
 def _verify() -> _Verified:
+    audit_link()  # the entries written so far, in the chain first
     keyring = audit_keyring()
     head = AuditHead.objects.filter(pk=1).first()
     start = head.anchor_hash if head else GENESIS
@@ -245,8 +339,7 @@ def _verify() -> _Verified:
     if head.last_hash != start and not AuditEvent.objects.filter(hash=head.last_hash).exists():
         done.broken = ChainBreak(None, "the newest entries are missing (the chain's head is not the last entry)")
         return done
-    key = keyring.get(head.key_id)
-    if key is None or not hmac.compare_digest(chain.head_seal(key, head.anchor_hash, head.last_hash), head.seal):
+    if not head.seal or not _head_sealed(keyring, head):
         done.broken = ChainBreak(
             None, "the chain's head was rewritten (its seal does not match; entries were dropped or the start moved)"
         )
@@ -387,6 +480,7 @@ def chain_seal(event_model, head_model, keyring: chain.Keyring, *, unkeyed: bool
 
 def audit_seal() -> int:
     """Seal the chain under PMLM_AUDIT_KEY (after an upgrade or a key rotation), then anchor it afresh."""
+    audit_link()
     count = chain_seal(AuditEvent, AuditHead, audit_keyring())
     audit_anchor()
     return count
@@ -397,7 +491,7 @@ def audit_purge(*, older_than_days: int | None = None) -> int:
     days = older_than_days if older_than_days is not None else settings.PMLM_AUDIT_RETENTION_DAYS
     cutoff = timezone.now() - timedelta(days=days)
     with transaction.atomic():
-        _lock_head()
+        audit_link()  # under the head's lock until the purge commits
         old = AuditEvent.objects.filter(at__lt=cutoff)
         count = old.count()
         if not count:
@@ -407,6 +501,7 @@ def audit_purge(*, older_than_days: int | None = None) -> int:
         old.delete()
         _seal_head(anchor_hash=anchor, last_hash=AuditHead.objects.get(pk=1).last_hash)
         audit_record(AuditAction.RETENTION_PURGE, details={"deleted": count, "retention_days": days}, surface="system")
+        audit_link()
     return count
 
 

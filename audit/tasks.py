@@ -1,4 +1,5 @@
-"""The periodic anchor: beat writes the chain's signed head outside the database every hour."""
+"""Periodic audit work: beat links written entries into the chain every few seconds, and writes the chain's signed
+head outside the database every hour."""
 
 from celery import shared_task
 
@@ -10,3 +11,11 @@ def anchor_audit_task() -> str:
 
     path = audit_anchor()
     return str(path) if path else ""
+
+
+@shared_task(expires=30)
+def link_audit_task() -> int:
+    """Link the entries waiting in the inbox (those no request linked: the last ones before a quiet spell)."""
+    from audit.services import audit_link
+
+    return len(audit_link())

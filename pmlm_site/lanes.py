@@ -19,6 +19,7 @@ TASK_LANES = {
     "prompting.tasks.run_guidance_task": INTERACTIVE,  # guidance requests and A/B pairs: a page or a partner waits
     "prompting.tasks.sweep_stuck_jobs_task": INTERACTIVE,  # never behind a long job
     "prompting.tasks.prefill_guidance_task": INTERACTIVE,  # her workspace opened: read her prompt's start
+    "audit.tasks.link_audit_task": INTERACTIVE,  # milliseconds, every few seconds: never behind a long job
     "prompting.tasks.run_comparison_task": BATCH,
     "prompting.tasks.run_refinement_task": BATCH,
     "prompting.tasks.run_evaluation_task": BATCH,

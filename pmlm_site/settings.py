@@ -162,6 +162,10 @@ if not DEBUG and len(PMLM_AUDIT_KEY) < 32:
     raise ImproperlyConfigured("PMLM_AUDIT_KEY (at least 32 random characters) is required when DJANGO_DEBUG is off.")
 # Signed copies of the chain's head, where the database's writers cannot rewrite them (write-once storage in
 # production).
+# A request writes its audit entry in one INSERT; entries are linked into the chain in batches (one lock, one seal):
+# after this many entries from a process, or this many seconds after its oldest unlinked one; beat links the rest.
+PMLM_AUDIT_LINK_EVERY = int(os.environ.get("PMLM_AUDIT_LINK_EVERY", "64"))
+PMLM_AUDIT_LINK_SECONDS = float(os.environ.get("PMLM_AUDIT_LINK_SECONDS", "2"))
 PMLM_AUDIT_ANCHOR_DIR = Path(os.environ.get("PMLM_AUDIT_ANCHOR_DIR") or VAR_DIR / "audit-anchors")
 PMLM_DEMO_ORGANISATION = os.environ.get("PMLM_DEMO_ORGANISATION", "demo-clinic")
 # The refiner policy's starting checkpoint: empty means SmolLM2-135M-Instruct, converted once from
@@ -264,6 +268,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-jobs": {"task": "prompting.tasks.sweep_stuck_jobs_task", "schedule": float(PMLM_SWEEP_INTERVAL)},
     "anchor-audit-chain": {"task": "audit.tasks.anchor_audit_task", "schedule": 3600.0},
+    "link-audit-entries": {"task": "audit.tasks.link_audit_task", "schedule": PMLM_AUDIT_LINK_SECONDS * 2},
 }
 # Guidance waiting for a worker (queued or running), at most per account (an API token's, or a clinician's) and per
 # organisation; beyond it a request is refused (the API answers 429 with Retry-After).
@@ -274,6 +279,9 @@ PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION = int(os.environ.get("PMLM_MAX_PENDIN
 PMLM_PREFILL_ON_OPEN = env_bool("PMLM_PREFILL_ON_OPEN", True)
 PMLM_PREFILL_EXPIRES_SECONDS = int(os.environ.get("PMLM_PREFILL_EXPIRES_SECONDS", "30"))
 
+# A partner token's record is cached this long between requests; revoking it, or changing its account or membership,
+# drops it at once (in every process with PMLM_CACHE_URL, else in the process that made the change).
+PMLM_TOKEN_CACHE_SECONDS = int(os.environ.get("PMLM_TOKEN_CACHE_SECONDS", "5"))
 # API throttling counts requests in the cache: shared across processes with Redis, per process otherwise.
 _cache_url = os.environ.get("PMLM_CACHE_URL", "")
 CACHES = {

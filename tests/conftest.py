@@ -39,6 +39,13 @@ def own_audit_anchors(settings, tmp_path_factory):
     settings.PMLM_AUDIT_ANCHOR_DIR = tmp_path_factory.mktemp("audit-anchors")
 
 
+@pytest.fixture(autouse=True)
+def audit_linked_as_written(settings):
+    """Each audit entry is linked into the chain as it is written, so a test reads the trail as it stands; the tests
+    of batched linking (test_audit_linking.py) set their own batch."""
+    settings.PMLM_AUDIT_LINK_EVERY = 1
+
+
 @pytest.fixture
 def organisation(db):
     return OrganisationFactory(slug="north-clinic", name="North Clinic")

@@ -4,7 +4,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.models import AuditEvent
-from audit.services import audit_bundle
+from audit.services import audit_bundle, audit_link
 
 
 class Command(BaseCommand):
@@ -16,6 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--org", help="Organisation slug")
 
     def handle(self, *args, since, until, org, **options):
+        audit_link()  # what was written so far, chained first
         events = AuditEvent.objects.order_by("id")
         try:
             if since:

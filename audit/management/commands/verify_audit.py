@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.services import audit_latest_anchor, audit_verify
+from audit.services import audit_latest_anchor, audit_verify, audit_waiting
 
 
 class Command(BaseCommand):
@@ -13,8 +13,10 @@ class Command(BaseCommand):
         checked, broken = audit_verify()
         if broken is not None:
             where = f"entry {broken.event_id}" if broken.event_id else "the chain's end"
+            waiting = audit_waiting()
             raise CommandError(
                 f"Audit trail broken at {where}: {broken.reason} ({checked} entries before it are intact)."
+                + (f" {waiting} newer entries wait in the inbox, unlinked until it is repaired." if waiting else "")
             )
         anchor = audit_latest_anchor()
         self.stdout.write(

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from api.errors import Conflict, error_body, fhir_error_response
 from api.parsers import FhirJSONAsJSONParser, FhirJSONParser
 from api.serializers import (
+    PATIENT_FIELDS,
     ErrorSerializer,
     FhirErrorSerializer,
     GuidanceCreateSerializer,
@@ -197,7 +198,7 @@ class PatientList(PartnerView, generics.ListAPIView):
         ordering = params.get("ordering", "id")
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
-        return patients.order_by(ORDERINGS[ordering], "pk")
+        return patients.order_by(ORDERINGS[ordering], "pk").only(*PATIENT_FIELDS)
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)

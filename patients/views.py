@@ -1,6 +1,7 @@
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
@@ -11,6 +12,19 @@ from patients import selectors
 from patients.forms import PatientSearchForm
 
 PAGE_SIZE = 25
+# What a row shows (and what ordering and scoping need): not her identifiers, address or contact details.
+LIST_FIELDS = (
+    "pk",
+    "organisation_id",
+    "external_id",
+    "given_names",
+    "family_name",
+    "birth_date",
+    "deceased_at",
+    "pregnancy_start",
+    "pregnancy_end",
+    "last_encounter_at",
+)
 
 
 def home(request):
@@ -24,9 +38,15 @@ def patient_list(request):
     today = timezone.now().date()
     form = PatientSearchForm(request.GET)
     patients = selectors.patient_list(organisation=membership.organisation, on=today, **form.filters())
-    page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(patients.only(*LIST_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
+    record_url = reverse("workspace:patient", args=[0]).removesuffix("0/")  # one reversal, not one per row
     rows = [
-        {"patient": p, "age": selectors.patient_age(p, today), "pregnancy": selectors.patient_pregnancy(p, today)}
+        {
+            "patient": p,
+            "url": f"{record_url}{p.pk}/",
+            "age": selectors.patient_age(p, today),
+            "pregnancy": selectors.patient_pregnancy(p, today),
+        }
         for p in page.object_list
     ]
     context = {"form": form, "page": page, "rows": rows, "query_string": _without_page(request.GET)}

@@ -14,6 +14,24 @@ from tests.conftest import make_member
 from tests.helpers import FHIR, is_error
 
 
+def test_a_patient_is_written_exactly_as_drf_s_own_fields_would_write_her(imported_patient, foreign_patient):
+    from datetime import date, datetime
+    from datetime import timezone as tz
+
+    from rest_framework import serializers
+
+    from api.serializers import PatientSerializer
+
+    imported_patient.deceased_at = datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=tz.utc)
+    imported_patient.pregnancy_start, imported_patient.pregnancy_end = date(2024, 6, 1), date(2025, 2, 20)
+    imported_patient.last_encounter_at = datetime(2025, 2, 1, 9, 30, tzinfo=tz.utc)
+    for patient in (imported_patient, foreign_patient):
+        serializer = PatientSerializer()
+        assert serializer.to_representation(patient) == dict(
+            serializers.ModelSerializer.to_representation(serializer, patient)
+        )
+
+
 class TestTokens:
     def test_issue_token_prints_the_token_on_its_last_line_and_keeps_only_its_digest(self, partner, capsys, api):
         call_command("issue_token", partner.username, "--name", "EHR")
@@ -30,6 +48,44 @@ class TestTokens:
         assert is_error(api("get", "/api/v1/patients/", token), 401)
         assert is_error(api("get", "/api/v1/patients/", "pmlm_0000_nope"), 401)
         assert is_error(api("get", "/api/v1/patients/"), 401)
+
+    def test_a_token_used_once_is_refused_as_soon_as_it_is_revoked(self, partner, api):
+        record, token = token_issue(username=partner.username)
+        assert api("get", "/api/v1/patients/", token).status_code == 200  # now cached
+        token_revoke(token=record)
+        assert is_error(api("get", "/api/v1/patients/", token), 401)
+
+    def test_a_token_used_once_is_refused_as_soon_as_its_account_is_deactivated_or_revoked_in_the_admin(
+        self, partner, api
+    ):
+        record, token = token_issue(username=partner.username)
+        assert api("get", "/api/v1/patients/", token).status_code == 200
+        partner.is_active = False
+        partner.save()
+        assert is_error(api("get", "/api/v1/patients/", token), 401)
+        partner.is_active = True
+        partner.save()
+        assert api("get", "/api/v1/patients/", token).status_code == 200
+        ApiToken.objects.get(pk=record.pk).delete()
+        assert is_error(api("get", "/api/v1/patients/", token), 401)
+
+    def test_a_token_whose_account_moves_organisation_sees_only_the_new_one_at_once(
+        self, partner, partner_token, api, imported_patient, other_organisation
+    ):
+        assert api("get", "/api/v1/patients/pat-1/", partner_token).status_code == 200
+        membership = partner.membership
+        membership.organisation = other_organisation
+        membership.save()
+        assert is_error(api("get", "/api/v1/patients/pat-1/", partner_token), 404)
+
+    def test_a_second_request_with_the_same_token_does_not_look_it_up_again(self, partner_token, api):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        api("get", "/api/v1/patients/", partner_token)
+        with CaptureQueriesContext(connection) as queries:
+            assert api("get", "/api/v1/patients/", partner_token).status_code == 200
+        assert not [q for q in queries.captured_queries if "api_apitoken" in q["sql"]]
 
     def test_a_user_outside_any_organisation_gets_no_token(self, db):
         from api.tokens import TokenError

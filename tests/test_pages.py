@@ -59,6 +59,7 @@ def test_the_list_shows_only_patients_of_her_organisation(client_for, clinician,
     response = client_for(clinician).get(reverse("patients:list"))
     assert names(response) == ["Rivera"]
     assert response.context["rows"][0]["patient"] == imported_patient
+    assert f'href="{reverse("workspace:patient", args=[imported_patient.pk])}"' in response.content.decode()
 
 
 def test_search_by_name_or_external_id_answers_htmx_with_a_fragment(client_for, clinician, imported_patient, cohort):

@@ -243,6 +243,7 @@ def audit_link() -> list[tuple[AuditEvent, int]]:
             # Sealing again would legitimise a rewritten or missing head: the entries wait in the inbox, and
             # verify_audit says why.
             logger.error("Audit entries were not linked: the chain's head is missing or its seal does not match.")
+            _backlog.linked()  # tried: the next try comes with the next batch, not with every request
             return []
         last_hash = head.last_hash
         while batch := list(AuditInbox.objects.order_by("id")[:LINK_BATCH]):

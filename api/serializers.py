@@ -145,23 +145,6 @@ class PatientSerializer(serializers.ModelSerializer):
         }
 
 
-# What the list reads of each patient: the serialised fields and what scoping needs, not her identifiers, address
-# or contact details (JSON the list never shows).
-PATIENT_FIELDS = (
-    "pk",
-    "organisation_id",
-    "external_id",
-    "given_names",
-    "family_name",
-    "birth_date",
-    "gender",
-    "deceased_at",
-    "language",
-    "pregnancy_start",
-    "pregnancy_end",
-    "last_encounter_at",
-    "updated_at",
-)
 _DATETIME = serializers.DateTimeField()
 
 

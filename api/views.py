@@ -17,7 +17,6 @@ from rest_framework.views import APIView
 from api.errors import Conflict, error_body, fhir_error_response
 from api.parsers import FhirJSONAsJSONParser, FhirJSONParser
 from api.serializers import (
-    PATIENT_FIELDS,
     ErrorSerializer,
     FhirErrorSerializer,
     GuidanceCreateSerializer,
@@ -35,7 +34,7 @@ from audit.services import AuditContext, audit_denied, audit_record, reset_conte
 from patients.fhir.export import patient_bundle
 from patients.fhir.parse import SUPPORTED_BUNDLE_TYPES
 from patients.models import Patient, Role
-from patients.selectors import get_or_404_audited, patient_list
+from patients.selectors import ROW_FIELDS, get_or_404_audited, patient_list
 from patients.services import patient_import_bundle
 from prompting.endpoints import endpoint_named
 from prompting.errors import GuidanceBusy, GuidanceError
@@ -198,7 +197,7 @@ class PatientList(PartnerView, generics.ListAPIView):
         ordering = params.get("ordering", "id")
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
-        return patients.order_by(ORDERINGS[ordering], "pk").only(*PATIENT_FIELDS)
+        return patients.order_by(ORDERINGS[ordering], "pk").only(*ROW_FIELDS)
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)

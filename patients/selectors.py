@@ -41,6 +41,25 @@ def curation_membership_for(user) -> m.Membership:
     return membership
 
 
+# What a row of a patient list shows, on the page and in the API, and what scoping and ordering need: never her
+# identifiers, address or contact details (JSON a list does not show).
+ROW_FIELDS = (
+    "pk",
+    "organisation_id",
+    "external_id",
+    "given_names",
+    "family_name",
+    "birth_date",
+    "gender",
+    "deceased_at",
+    "language",
+    "pregnancy_start",
+    "pregnancy_end",
+    "last_encounter_at",
+    "updated_at",
+)
+
+
 def patient_list(
     *,
     organisation: m.Organisation,

@@ -12,19 +12,6 @@ from patients import selectors
 from patients.forms import PatientSearchForm
 
 PAGE_SIZE = 25
-# What a row shows (and what ordering and scoping need): not her identifiers, address or contact details.
-LIST_FIELDS = (
-    "pk",
-    "organisation_id",
-    "external_id",
-    "given_names",
-    "family_name",
-    "birth_date",
-    "deceased_at",
-    "pregnancy_start",
-    "pregnancy_end",
-    "last_encounter_at",
-)
 
 
 def home(request):
@@ -38,7 +25,7 @@ def patient_list(request):
     today = timezone.now().date()
     form = PatientSearchForm(request.GET)
     patients = selectors.patient_list(organisation=membership.organisation, on=today, **form.filters())
-    page = Paginator(patients.only(*LIST_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(patients.only(*selectors.ROW_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
     record_url = reverse("workspace:patient", args=[0]).removesuffix("0/")  # one reversal, not one per row
     rows = [
         {

@@ -1,5 +1,7 @@
 """What the partner API reads and writes. Patients are addressed by their FHIR id, never by database keys."""
 
+from datetime import timezone as dt_timezone
+
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
@@ -145,15 +147,16 @@ class PatientSerializer(serializers.ModelSerializer):
         }
 
 
-_DATETIME = serializers.DateTimeField()
-
-
 def _date(value):
     return None if value is None else value.isoformat()
 
 
 def _datetime(value):
-    return None if value is None else _DATETIME.to_representation(value)
+    """ISO 8601 in UTC with a Z, as DRF writes it under TIME_ZONE = "UTC" (without its per-value time-zone lookup)."""
+    if value is None:
+        return None
+    text = value.astimezone(dt_timezone.utc).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class QuestionSerializer(serializers.Serializer):

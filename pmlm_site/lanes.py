@@ -26,6 +26,7 @@ TASK_LANES = {
     "prompting.tasks.train_peer_model_task": BATCH,
     "prompting.tasks.index_knowledge_document_task": BATCH,
     "patients.tasks.run_import_job": BATCH,
+    "audit.tasks.anchor_audit_task": BATCH,  # walks the whole chain
 }
 # Which job limit (settings.PMLM_JOB_LIMITS_SECONDS) bounds each batch task.
 BATCH_TASK_LIMITS = {

@@ -27,7 +27,7 @@ def limits(task: str) -> tuple[int, int]:
 class TestTheLanesAgree:
     def test_every_task_of_ours_has_a_lane_and_lane_queues_carry_the_deployments_prefix(self):
         celery_app.loader.import_default_modules()
-        ours = {name for name in celery_app.tasks if name.startswith(("prompting.", "patients."))}
+        ours = {name for name in celery_app.tasks if name.startswith(("prompting.", "patients.", "audit."))}
         assert ours == set(TASK_LANES)
         prefix = settings.PMLM_CELERY_QUEUE
         assert settings.CELERY_TASK_ROUTES["prompting.tasks.run_guidance_task"] == {

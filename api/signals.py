@@ -22,7 +22,9 @@ def token_changed(sender, instance, **kwargs):
 
 
 @receiver([post_save, post_delete], sender=get_user_model())
-def account_changed(sender, instance, **kwargs):
+def account_changed(sender, instance, update_fields=None, **kwargs):
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return  # a sign-in stamps the time and changes nothing a token vouches for
     _forget_after_commit(user_id=instance.pk)
 
 

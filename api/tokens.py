@@ -53,7 +53,8 @@ def token_authenticate(token: str) -> ApiToken | None:
         return None
     digest = _digest(token)
     record = cache.get(_cache_key(digest))
-    if record is None:
+    looked_up = record is None
+    if looked_up:
         record = (
             ApiToken.objects.filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
             .select_related("user", "user__membership", "user__membership__organisation")
@@ -61,10 +62,11 @@ def token_authenticate(token: str) -> ApiToken | None:
         )
         if record is None:
             return None
-        cache.set(_cache_key(digest), record, settings.PMLM_TOKEN_CACHE_SECONDS)
-    if record.last_used_at is None or (timezone.now() - record.last_used_at).total_seconds() > 60:
+    marked = record.last_used_at is None or (timezone.now() - record.last_used_at).total_seconds() > 60
+    if marked:
         record.last_used_at = timezone.now()
         ApiToken.objects.filter(pk=record.pk).update(last_used_at=record.last_used_at)
+    if looked_up or marked:
         cache.set(_cache_key(digest), record, settings.PMLM_TOKEN_CACHE_SECONDS)
     return record
 

@@ -151,18 +151,8 @@ def _content(row) -> dict:
     return {name: getattr(row, name) for name in CONTENT_FIELDS}
 
 
-CONTENT_FIELDS = (
-    "at",
-    "actor_id",
-    "actor_name",
-    "organisation_id",
-    "action",
-    "surface",
-    "object_type",
-    "object_id",
-    "request_id",
-    "details",
-)
+# What an inbox entry carries into the chain: every field of AuditContent, read off the model so the two never drift.
+CONTENT_FIELDS = tuple(field.attname for field in AuditInbox._meta.concrete_fields if not field.primary_key)
 
 
 class _Backlog:
@@ -178,8 +168,7 @@ class _Backlog:
         now = time.monotonic()
         self.count += 1
         self.since = self.since if self.since is not None else now
-        every = getattr(settings, "PMLM_AUDIT_LINK_EVERY", 1)
-        return self.count >= every or now - self.since >= getattr(settings, "PMLM_AUDIT_LINK_SECONDS", 2.0)
+        return self.count >= settings.PMLM_AUDIT_LINK_EVERY or now - self.since >= settings.PMLM_AUDIT_LINK_SECONDS
 
     def linked(self) -> None:
         self.count, self.since = 0, None

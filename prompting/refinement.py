@@ -48,6 +48,7 @@ from prompting.llm import LLMError
 from prompting.models import ClinicianRating, PersonalizedPrompt, RefinementRun
 from prompting.pmlm.composer import render
 from prompting.pmlm.edits import IDENTITY, MENU_VERSION, edit_named, edited_sections
+from prompting.pmlm.grounding import active_medicines
 from prompting.pmlm.holdout import DEFAULT_SHARE
 from prompting.pmlm.policy import BASE_POLICY_NAME, build_base_checkpoint, is_checkpoint
 from prompting.pmlm.refine import check_refined
@@ -227,6 +228,7 @@ def _example(asked: EncounterPrompt, spec, question: str, references: dict) -> E
         question=question,
         identifiers=asked.identifiers,
         rag=asked.rag,
+        medicines=active_medicines(asked.history),
     )
 
 
@@ -379,6 +381,18 @@ def deployment_text(report: dict) -> str:
     return "deployed " + "; ".join(parts)
 
 
+def set_aside_reasons(aside: dict, initial_precision: float | None) -> str:
+    """Why the edit with the best reward was not deployed, in the curators' words. Runs from before the
+    grounding guardrail recorded only the precision it lowered."""
+    reasons = aside.get("reasons")
+    if reasons is None:
+        precision = aside.get("key_item_precision")
+        reasons = [f"it lowered key-item precision to {precision:.3f}" if precision is not None else "a guardrail"]
+        if precision is not None and initial_precision is not None:
+            reasons[0] += f" (initial prompt {initial_precision:.3f})"
+    return " and ".join(reasons)
+
+
 def _why_not_the_policy(report: dict) -> str:
     """Why a run (or one sources setting of it) deployed its best fixed edit, from its training patients' figures."""
     why = (
@@ -391,6 +405,12 @@ def _why_not_the_policy(report: dict) -> str:
     )
     if precision is not None and initial is not None:
         why += f", key-item precision {precision:.3f} against {initial:.3f} for the initial prompt"
+    claims, initial_claims = (
+        report.get("policy_train_unsupported_claims"),
+        report["best_fixed"].get("initial_unsupported_claims"),
+    )
+    if claims is not None and initial_claims is not None:
+        why += f", unsupported claims about her {claims:.2f} per answer against {initial_claims:.2f}"
     return why
 
 
@@ -494,10 +514,14 @@ def _train_and_validate(run: RefinementRun, output: Path, progress, on_step, sho
         "menu": MENU_VERSION,
         "target_calls": answerer.calls,
         "target_max_tokens": answerer.max_tokens,
-        "best_fixed": {k: v for k, v in pooled.items() if k not in ("set_aside", "edit_precision")},
-        # The edit with the best reward when it lowered key-item precision on the training patients: never deployed.
+        "best_fixed": {
+            k: v for k, v in pooled.items() if k not in ("set_aside", "edit_precision", "edit_unsupported_claims")
+        },
+        # The edit with the best reward when a guardrail (key-item precision, grounding) stopped it on the
+        # training patients: never deployed.
         "set_aside": pooled["set_aside"],
         "edit_precision": pooled["edit_precision"],
+        "edit_unsupported_claims": pooled["edit_unsupported_claims"],
         # Per guidance-sources setting: its best fixed edit under the guardrail, and whether the policy is deployed.
         "by_sources": per_setting,
         "oracle_mean_reward": round(statistics.fmean(max(row.values()) for row in table.values()), 4),
@@ -537,6 +561,7 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
             "difference": validation.get("difference"),
             "ci": validation.get("ci"),
             "key_item_precision": validation.get("key_item_precision"),
+            "unsupported_claims": validation.get("unsupported_claims"),
             "by_sources": validation.get("by_sources", {}),
             "vs_best_fixed": validation.get("vs_best_fixed"),
         },
@@ -547,6 +572,7 @@ def refinement_run_as_json(run: RefinementRun) -> dict:
         "deployed": report.get("deployed", "policy"),
         "policy_train_mean_reward": report.get("policy_train_mean_reward"),
         "policy_train_key_item_precision": report.get("policy_train_key_item_precision"),
+        "policy_train_unsupported_claims": report.get("policy_train_unsupported_claims"),
         "seconds_per_step": run.seconds_per_step,
         "checkpoint": str(settings.VAR_DIR / run.checkpoint) if run.checkpoint else None,
         "train_examples": run.train_examples,

@@ -23,6 +23,7 @@ from prompting.refinement import (
     refinement_run_demote,
     refinement_run_promote,
     refinement_run_queue,
+    set_aside_reasons,
 )
 from prompting.views import fragment
 
@@ -131,6 +132,7 @@ def _validation_blocks(validation: dict) -> list[dict]:
                 "reward_refined": block.get("reward_refined"),
                 "reward_best_fixed": block.get("reward_best_fixed"),
                 "precision": block.get("key_item_precision") or {},
+                "claims": block.get("unsupported_claims") or {},
                 "vs_initial": _interval(block.get("difference"), block.get("ci")),
                 "vs_best_fixed": _interval(vs_fixed.get("difference"), vs_fixed.get("ci")),
                 "best_fixed_vs_initial": _interval(fixed_vs_initial.get("difference"), fixed_vs_initial.get("ci")),
@@ -180,6 +182,10 @@ def _learned(learned: dict, best_fixed: str, precision: dict | None = None) -> d
     }
 
 
+def _set_aside(aside: dict | None, initial_precision: float | None) -> dict | None:
+    return {**aside, "why": set_aside_reasons(aside, initial_precision)} if aside else None
+
+
 def _settings(report: dict) -> list[dict]:
     """What a run deploys per guidance-sources setting, and why: its best fixed edit under the guardrail there,
     the edit set aside, and the policy's figures on that setting's training examples."""
@@ -191,10 +197,11 @@ def _settings(report: dict) -> list[dict]:
             {
                 "label": f"Guidance sources {setting}",
                 "fixed": {**fixed, "label": fixed.get("label") or edit_label(fixed.get("code"))},
-                "set_aside": aside,
+                "set_aside": _set_aside(aside, fixed.get("initial_key_item_precision")),
                 "deployed": block.get("deployed", "policy"),
                 "policy_reward": block.get("policy_train_mean_reward"),
                 "policy_precision": block.get("policy_train_key_item_precision"),
+                "policy_claims": block.get("policy_train_unsupported_claims"),
             }
         )
     return out
@@ -240,7 +247,7 @@ def _context(run: RefinementRun) -> dict:
         "blocks": _validation_blocks(validation) if validation else [],
         "validation_difference": _interval(validation.get("difference"), validation.get("ci")),
         "learned": _learned(report.get("learned") or {}, best_fixed.get("code", ""), report.get("edit_precision")),
-        "set_aside": report.get("set_aside"),
+        "set_aside": _set_aside(report.get("set_aside"), best_fixed.get("initial_key_item_precision")),
         "settings": _settings(report),
         "edit_runs": any(row.get("code") for row in run.validation) or bool(report),
     }

@@ -44,6 +44,8 @@ from prompting.pmlm.training import (
     edit_gains,
     edit_prompt,
     edit_to_send,
+    fixed_edit_choice,
+    keeps_grounding,
     keeps_precision,
     policy_prompt,
     precision_by_edit,
@@ -580,6 +582,65 @@ class TestTheRewardTableAndTheBestFixedEdit:
         assert without["deployed"] == "policy"
         assert deployed_overall(per_setting) == "by_sources"
 
+    def test_grounding_is_kept_when_the_edits_answers_claim_no_more_about_her_than_the_initial_prompts(self):
+        assert keeps_grounding(0.1, 0.1)
+        assert keeps_grounding(0.0, 0.1)
+        assert not keeps_grounding(0.11, 0.1)
+        assert keeps_grounding(None, 0.1)
+        assert keeps_grounding(0.3, None)
+
+    def test_an_edit_whose_answers_invent_her_findings_is_set_aside_however_close_they_come_to_the_physician(self):
+        come_back = COUNSELS.code
+
+        def answer(text):  # the come-back sentence makes the model give her a blood pressure her record never had
+            if "come back sooner" in text:
+                return "Her blood pressure of 170/110 mmHg needs repeating within a week."
+            return "Repeat blood pressure within a week."
+
+        scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
+        train = [example(key=f"visit {n}", patient=n) for n in range(3)]
+        table = {e.key: {IDENTITY: 0.3, come_back: 0.5} for e in train}  # the reward alone would pick the edit
+
+        choice = fixed_edit_choice(train, table, scorer)
+
+        assert choice["code"] == IDENTITY
+        assert choice["edit_precision"][come_back] == choice["edit_precision"][IDENTITY]  # precision alone lets it by
+        assert choice["initial_unsupported_claims"] == 0.0
+        assert choice["edit_unsupported_claims"][come_back] == 1.0
+        aside = choice["set_aside"]
+        assert aside["code"] == come_back
+        assert aside["unsupported_claims"] == 1.0
+        assert aside["reasons"] == ["it made more unsupported claims about her: 1.00 per answer (initial prompt 0.00)"]
+
+    def test_a_policy_whose_choices_invent_her_findings_is_not_deployed(self):
+        come_back = COUNSELS.code
+
+        def answer(text):
+            if "come back sooner" in text:
+                return "Repeat blood pressure within a week. She has gestational diabetes."
+            return "Repeat blood pressure within a week."
+
+        scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
+        train = [example(key=f"visit {n}", patient=n) for n in range(3)]
+        table = {e.key: {IDENTITY: 0.3, come_back: 0.5} for e in train}
+        decision = deployed_choice(train, table, {e.key: come_back for e in train}, IDENTITY, scorer)
+        assert decision["deployed"] == "best_fixed"
+        assert decision["policy_train_unsupported_claims"] == 1.0
+        assert any("unsupported claims" in reason for reason in decision["policy_set_aside_because"])
+        kept = deployed_choice(train, table, {e.key: IDENTITY for e in train}, IDENTITY, scorer)
+        assert kept["deployed"] == "policy"
+        assert "policy_set_aside_because" not in kept
+
+    def test_grounding_reads_her_active_medicines_not_only_her_records_medicines_line(self):
+        def answer(text):
+            return "Repeat blood pressure within a week and continue her labetalol."
+
+        on_labetalol = example()
+        on_labetalol.medicines = ["Labetalol 200 MG Oral Tablet"]
+        scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
+        assert scorer.outcome(on_labetalol, IDENTITY).unsupported_claims == 0
+        assert scorer.outcome(example(key="visit 2"), IDENTITY).unsupported_claims == 1  # her record lists none
+
     def test_a_request_gets_what_the_run_deployed_for_its_own_guidance_sources_setting(self):
         no_sources = composed(knowledge=())
         report = {
@@ -640,7 +701,7 @@ class TestTheRewardTableAndTheBestFixedEdit:
         assert len(train) + len(validation) == len(examples)
 
 
-def row(patient, rag, initial, refined, fixed, code="E3", kinds=("trimester 2",)):
+def row(patient, rag, initial, refined, fixed, code="E3", kinds=("trimester 2",), claims=(None, None)):
     return ValidationRow(
         key=f"{patient}-{rag}",
         patient=patient,
@@ -653,6 +714,8 @@ def row(patient, rag, initial, refined, fixed, code="E3", kinds=("trimester 2",)
         accepted=True,
         problems=[],
         kinds=list(kinds),
+        claims_initial=claims[0],
+        claims_refined=claims[1],
     )
 
 
@@ -673,6 +736,16 @@ class TestValidationAndWhatThePolicyLearned:
         assert off["reward_initial"] == 0.3
         assert off["reward_refined"] == 0.4
         assert off["reward_best_fixed"] == 0.35
+
+    def test_the_summary_reports_unsupported_claims_about_her_per_answer_before_and_after(self):
+        rows = [row(1, True, 0.3, 0.4, 0.35, claims=(0, 1)), row(2, True, 0.3, 0.4, 0.35, claims=(0, 0))]
+        rows.append(row(3, False, 0.3, 0.3, 0.3, claims=(1, 1)))
+        summary = validation_summary(rows, resamples=100)
+        assert summary["unsupported_claims"] == {
+            "initial": pytest.approx(1 / 3, abs=1e-4),
+            "refined": pytest.approx(2 / 3, abs=1e-4),
+        }
+        assert summary["by_sources"]["on"]["unsupported_claims"] == {"initial": 0.0, "refined": 0.5}
 
     def test_a_summary_of_one_retrieval_setting_has_only_that_side_and_no_rows_give_nothing(self):
         assert set(validation_summary([row(1, False, 0.3, 0.3, 0.3)], resamples=100)["by_sources"]) == {"off"}

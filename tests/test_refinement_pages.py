@@ -251,6 +251,51 @@ class TestTheRunPage:
         assert deployed in page
         assert "0.319 → 0.275 ; 0.543 → 0.588 E6, for everyone policy 0.300, 0.410" in page
 
+    def test_a_run_shows_the_edit_its_grounding_guardrail_set_aside_and_the_unsupported_claims_before_and_after(
+        self, client_for, curator, organisation, imported_patient
+    ):
+        report = realistic_report()
+        with_sources = {
+            "code": "E4",
+            "label": LABELS["E4"],
+            "mean_reward": 0.301,
+            "initial_mean_reward": 0.244,
+            "key_item_precision": 0.500,
+            "initial_key_item_precision": 0.452,
+            "unsupported_claims": 0.08,
+            "initial_unsupported_claims": 0.12,
+            "examples": 16,
+            "set_aside": {
+                "code": "E7",
+                "label": LABELS["E7"],
+                "mean_reward": 0.377,
+                "key_item_precision": 0.633,
+                "unsupported_claims": 0.31,
+                "reasons": ["it made more unsupported claims about her: 0.31 per answer (initial prompt 0.12)"],
+            },
+        }
+        report["deployed"] = "best_fixed"
+        report["by_sources"] = {
+            "on": {
+                "best_fixed": with_sources,
+                "deployed": "best_fixed",
+                "policy_train_mean_reward": 0.250,
+                "policy_train_key_item_precision": 0.460,
+                "policy_train_unsupported_claims": 0.10,
+            }
+        }
+        report["validation"]["unsupported_claims"] = {"initial": 0.1, "refined": 0.05}
+        run = stored_run(organisation, report=report, validation=validation_rows(imported_patient.pk))
+        page = text_of(client_for(curator).get(f"/refinement/{run.pk}/"))
+        assert (
+            f"Set aside with guidance sources on: {LABELS['E7']} E7 had the best reward there (0.377) but it made more "
+            "unsupported claims about her: 0.31 per answer (initial prompt 0.12)." in page
+        )
+        assert "0.244 → 0.301 ; 0.452 → 0.500; 0.12 → 0.08" in page
+        assert "policy 0.250, 0.460, 0.10" in page
+        assert "Unsupported claims about her per answer" in page
+        assert "0.10 → 0.05" in page
+
     def test_a_finished_run_shows_its_held_out_validation_with_intervals_and_what_the_policy_learned(
         self, client_for, curator, organisation, imported_patient
     ):

@@ -429,8 +429,12 @@ def record_of(sections: Sequence[dict]) -> str:
     return "\n".join(s["text"] for s in sections if s.get("source") == "self")
 
 
+def active_medicines(history) -> list[str]:
+    """The medicines she takes now (`history`: a PatientHistory), as grounding reads them."""
+    return [m.display for m in history.medications if m.active]
+
+
 def guidance_claims(guidance: str, sections: Sequence[dict], history) -> list[dict]:
     """The marks of one guidance against the prompt's record of her and her active medicines
-    (`history`: a PatientHistory); what guidance requests store and the evaluation counts."""
-    medicines = [m.display for m in history.medications if m.active]
-    return [c.as_dict() for c in unsupported_claims(guidance, record_of(sections), medicines)]
+    (`history`: a PatientHistory); what guidance requests store, the evaluation counts and refinement guards."""
+    return [c.as_dict() for c in unsupported_claims(guidance, record_of(sections), active_medicines(history))]

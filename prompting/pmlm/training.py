@@ -33,6 +33,7 @@ from pathlib import Path
 from .composer import render
 from .edits import IDENTITY, MENU, MENU_VERSION, edit_named, edited_sections
 from .evaluation import paired_difference
+from .grounding import record_of, unsupported_claims
 from .holdout import split_patients
 from .refine import Problem, check_refined
 from .rewards import Embed, GuidanceScore, Reference, RewardWeights, reward, score_guidance
@@ -97,6 +98,7 @@ class Example:
     question: str = ""
     identifiers: list[str] = field(default_factory=list)  # held in memory for the guard, never sent
     rag: bool = True
+    medicines: list[str] | None = None  # her active medicines, for grounding (None: her record's medicines line)
 
     @cached_property
     def situation(self) -> str:
@@ -115,6 +117,7 @@ class Outcome:
     guidance: str = ""
     score: GuidanceScore | None = None
     problems: list[Problem] = field(default_factory=list)
+    unsupported_claims: int | None = None  # sentences asserting about her what her record does not (None: not sent)
 
     @property
     def accepted(self) -> bool:
@@ -184,7 +187,10 @@ class Scorer:
             guidance = self.answer(text)
             self._prompts.add(text)
             score = score_guidance(guidance, example.reference, self.embed)
-            outcome = Outcome(code, reward(score, (), self.weights), text, guidance, score)
+            claims = unsupported_claims(guidance, record_of(example.sections), example.medicines)
+            outcome = Outcome(
+                code, reward(score, (), self.weights), text, guidance, score, unsupported_claims=len(claims)
+            )
         self._outcomes[key] = outcome
         return outcome
 
@@ -261,15 +267,55 @@ def keeps_precision(precision: float | None, initial: float | None) -> bool:
     return precision is None or initial is None or precision >= initial
 
 
+def unsupported_claims_rate(outcomes: Sequence[Outcome]) -> float | None:
+    """Mean unsupported claims about her per answer (grounding.py), over the answers that were sent."""
+    return _mean_defined(o.unsupported_claims for o in outcomes)
+
+
+def claims_by_edit(
+    examples: Sequence[Example], scorer: Scorer, codes: Sequence[str] = tuple(e.code for e in MENU)
+) -> dict[str, float | None]:
+    """Each edit's unsupported claims about her per answer on the examples, as used (no new answers)."""
+    return {code: unsupported_claims_rate([scorer.used(example, code) for example in examples]) for code in codes}
+
+
+def keeps_grounding(claims: float | None, initial: float | None) -> bool:
+    """The second guardrail: an edit is deployed only if its guidance asserts about her, per answer, no more
+    that her record does not support than the initial prompt's (a closer answer that invents her findings,
+    numbers or medicines misleads more than a vaguer one)."""
+    return claims is None or initial is None or claims <= initial
+
+
+def guardrail_reasons(
+    precision: float | None, initial_precision: float | None, claims: float | None, initial_claims: float | None
+) -> list[str]:
+    """Why an edit (or a policy) may not be deployed, in the curators' words; empty when it keeps both guardrails."""
+    reasons = []
+    if not keeps_precision(precision, initial_precision):
+        reasons.append(f"it lowered key-item precision to {precision:.3f} (initial prompt {initial_precision:.3f})")
+    if not keeps_grounding(claims, initial_claims):
+        reasons.append(
+            f"it made more unsupported claims about her: {claims:.2f} per answer (initial prompt {initial_claims:.2f})"
+        )
+    return reasons
+
+
 def fixed_edit_choice(examples: Sequence[Example], table: dict[str, dict[str, float]], scorer: Scorer) -> dict:
-    """The best fixed edit on these examples under the precision guardrail, and what it was chosen over.
+    """The best fixed edit on these examples under the precision and grounding guardrails, and what it was
+    chosen over.
 
     {code, label, mean_reward, initial_mean_reward, key_item_precision, initial_key_item_precision,
-    set_aside (the edit with the best reward when it lowered precision, else None), edit_precision}."""
+    unsupported_claims, initial_unsupported_claims, set_aside (the edit with the best reward when a guardrail
+    stopped it, with its reasons, else None), edit_precision, edit_unsupported_claims}."""
     rows = {e.key: table[e.key] for e in examples}
     codes = list(next(iter(rows.values())))
     precision = precision_by_edit(examples, scorer, codes)
-    best, best_mean = best_fixed_edit(rows, eligible=lambda code: keeps_precision(precision[code], precision[IDENTITY]))
+    claims = claims_by_edit(examples, scorer, codes)
+
+    def reasons(code):
+        return guardrail_reasons(precision[code], precision[IDENTITY], claims[code], claims[IDENTITY])
+
+    best, best_mean = best_fixed_edit(rows, eligible=lambda code: not reasons(code))
     by_reward, by_reward_mean = best_fixed_edit(rows)
     return {
         "code": best,
@@ -278,6 +324,8 @@ def fixed_edit_choice(examples: Sequence[Example], table: dict[str, dict[str, fl
         "initial_mean_reward": round(statistics.fmean(row[IDENTITY] for row in rows.values()), 4),
         "key_item_precision": precision[best],
         "initial_key_item_precision": precision[IDENTITY],
+        "unsupported_claims": claims[best],
+        "initial_unsupported_claims": claims[IDENTITY],
         "examples": len(rows),
         "set_aside": None
         if by_reward == best
@@ -286,8 +334,11 @@ def fixed_edit_choice(examples: Sequence[Example], table: dict[str, dict[str, fl
             "label": edit_named(by_reward).label,
             "mean_reward": by_reward_mean,
             "key_item_precision": precision[by_reward],
+            "unsupported_claims": claims[by_reward],
+            "reasons": reasons(by_reward),
         },
         "edit_precision": precision,
+        "edit_unsupported_claims": claims,
     }
 
 
@@ -546,6 +597,8 @@ class ValidationRow:
     refined_prompt: str = ""
     precision_initial: float | None = None  # key-item precision of the initial prompt's guidance (None: it names none)
     precision_refined: float | None = None  # as used
+    claims_initial: int | None = None  # unsupported claims about her in the initial prompt's guidance
+    claims_refined: int | None = None  # as used
 
 
 class FixedEdit:
@@ -604,18 +657,26 @@ def deployed_choice(
     scorer: Scorer | None = None,
 ) -> dict:
     """What a run deploys, decided on its training examples only: the policy's per-patient choices when
-    their mean reward there is at least the best fixed edit's and they keep key-item precision, else the
-    best fixed edit (a policy that has not learned the template's gain is never sent to clinicians)."""
+    their mean reward there is at least the best fixed edit's and they keep key-item precision and grounding,
+    else the best fixed edit (a policy that has not learned the template's gain is never sent to clinicians)."""
     policy_mean = statistics.fmean(table[e.key][choices[e.key]] for e in train)
     fixed_mean = statistics.fmean(table[e.key][best_fixed] for e in train)
     decision = {"policy_train_mean_reward": round(policy_mean, 4), "best_fixed_train_mean_reward": round(fixed_mean, 4)}
-    precise = True
+    reasons = []
     if scorer is not None:
-        policy_precision = key_item_precision([scorer.used(e, choices[e.key]) for e in train])
-        initial_precision = key_item_precision([scorer.used(e, IDENTITY) for e in train])
-        precise = keeps_precision(policy_precision, initial_precision)
-        decision["policy_train_key_item_precision"] = policy_precision
-    return {"deployed": "policy" if policy_mean >= fixed_mean and precise else "best_fixed", **decision}
+        chosen = [scorer.used(e, choices[e.key]) for e in train]
+        initial = [scorer.used(e, IDENTITY) for e in train]
+        decision["policy_train_key_item_precision"] = key_item_precision(chosen)
+        decision["policy_train_unsupported_claims"] = unsupported_claims_rate(chosen)
+        reasons = guardrail_reasons(
+            decision["policy_train_key_item_precision"],
+            key_item_precision(initial),
+            decision["policy_train_unsupported_claims"],
+            unsupported_claims_rate(initial),
+        )
+        if reasons:
+            decision["policy_set_aside_because"] = reasons
+    return {"deployed": "policy" if policy_mean >= fixed_mean and not reasons else "best_fixed", **decision}
 
 
 def validate(
@@ -653,6 +714,8 @@ def validate(
                 refined_prompt=refined.prompt,
                 precision_initial=initial.score.precision if initial.score else None,
                 precision_refined=used.score.precision if used.score else None,
+                claims_initial=initial.unsupported_claims,
+                claims_refined=used.unsupported_claims,
             )
         )
         if on_progress:
@@ -676,6 +739,10 @@ def validation_summary(rows: Sequence[ValidationRow], *, resamples: int = 1000, 
             "key_item_precision": {
                 "initial": _mean_defined(r.precision_initial for r in subset),
                 "refined": _mean_defined(r.precision_refined for r in subset),
+            },
+            "unsupported_claims": {
+                "initial": _mean_defined(r.claims_initial for r in subset),
+                "refined": _mean_defined(r.claims_refined for r in subset),
             },
             **paired_difference(
                 [(r.patient, r.reward_refined - r.reward_initial) for r in subset], resamples=resamples, seed=seed

@@ -12,6 +12,7 @@ from prompting.refinement import (
     refinement_run_create,
     refinement_run_execute,
     refinement_run_promote,
+    set_aside_reasons,
 )
 
 
@@ -93,6 +94,7 @@ class Command(BaseCommand):
                             "deployed",
                             "policy_train_mean_reward",
                             "policy_train_key_item_precision",
+                            "policy_train_unsupported_claims",
                             "learned",
                             "checkpoint",
                             "accepted_share",
@@ -122,16 +124,23 @@ class Command(BaseCommand):
             aside = report["set_aside"]
             self.stdout.write(
                 f"Set aside: {aside['code']} ({aside['label']}) scored best, {_figure(aside['mean_reward'])}, but "
-                f"lowered key-item precision to {_figure(aside['key_item_precision'])} (initial prompt "
-                f"{_figure(best.get('initial_key_item_precision'))})"
+                f"{set_aside_reasons(aside, best.get('initial_key_item_precision'))}"
             )
         for setting, block in (report["by_sources"] or {}).items():
             fixed = block["best_fixed"]
             self.stdout.write(
                 f"Guidance sources {setting}: best fixed edit {fixed['code']} ({_figure(fixed['mean_reward'])} against "
                 f"{_figure(fixed['initial_mean_reward'])}, key-item precision "
-                f"{_figure(fixed['key_item_precision'])} against {_figure(fixed['initial_key_item_precision'])})"
+                f"{_figure(fixed['key_item_precision'])} against {_figure(fixed['initial_key_item_precision'])}, "
+                f"unsupported claims about her {_figure(fixed.get('unsupported_claims'))} against "
+                f"{_figure(fixed.get('initial_unsupported_claims'))} per answer)"
             )
+            if fixed.get("set_aside"):
+                aside = fixed["set_aside"]
+                self.stdout.write(
+                    f"  set aside there: {aside['code']} ({aside['label']}), "
+                    f"{set_aside_reasons(aside, fixed.get('initial_key_item_precision'))}"
+                )
         self.stdout.write(deployment_text(run.report or {}).capitalize())
         self.stdout.write(f"Checkpoint: {report['checkpoint']}" + (" (promoted)" if run.promoted else ""))
 

@@ -76,9 +76,12 @@ class Patient(models.Model):
     pregnancy_start = models.DateField(null=True, blank=True, help_text="Start of the latest pregnancy episode.")
     pregnancy_end = models.DateField(null=True, blank=True, help_text="End of that episode; empty while ongoing.")
     last_encounter_at = models.DateTimeField(null=True, blank=True)
+    # Raised by every write to her record (patients.services.patient_record_changed): what her record page
+    # caches is keyed by it, so a cached page never outlives a change.
+    record_version = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(excluded_fields=["record_version"])
 
     class Meta:
         ordering = ["family_name", "given_names", "id"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Max
+from django.db.models import F, Max, QuerySet
 from django.utils.text import slugify
 
 from audit.models import AuditAction
@@ -259,6 +259,21 @@ def patient_refresh_summary(*, patient_ids: list[int]):
         patient.pregnancy_start, patient.pregnancy_end = start, end
         patient.last_encounter_at = last_encounters.get(patient.pk)
     Patient.objects.bulk_update(patients, ["pregnancy_start", "pregnancy_end", "last_encounter_at"], batch_size=500)
+    patient_record_changed(patient_ids=patient_ids)
+
+
+def patient_record_changed(*, patient_ids=None, organisation_id: int | None = None) -> int:
+    """Raise the record version of these patients (or of every patient of an organisation): what was cached
+    from their records is no longer read. Every write to a record calls it, in the writer's transaction:
+    single rows through signals (patients.signals), bulk writes (imports, demo data, peer training) directly."""
+    patients = Patient.objects.all()
+    if patient_ids is not None:
+        patients = patients.filter(pk__in=patient_ids if isinstance(patient_ids, QuerySet) else list(patient_ids))
+    if organisation_id is not None:
+        patients = patients.filter(organisation_id=organisation_id)
+    if patient_ids is None and organisation_id is None:
+        raise ValueError("Say whose records changed.")
+    return patients.update(record_version=F("record_version") + 1)
 
 
 def pregnancy_episode(conditions: list[tuple], end_procedures: list[date]) -> tuple[date | None, date | None]:

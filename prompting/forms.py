@@ -23,9 +23,13 @@ class GuidanceForm(PromptForm):
     endpoint = forms.ModelChoiceField(queryset=None, required=False, empty_label=None, label="LLM")
     use_retrieval = forms.BooleanField(required=False, initial=True, label="Ground in guidance sources")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, endpoints: list[LLMEndpoint] | None = None, **kwargs):
+        """`endpoints`: the active endpoints, when the page has read them already (the choices are then shown
+        without reading them again; what is posted is still checked against the database)."""
         super().__init__(*args, **kwargs)
         self.fields["endpoint"].queryset = LLMEndpoint.objects.filter(active=True)
+        if endpoints is not None:
+            self.fields["endpoint"].choices = [(e.pk, str(e)) for e in endpoints]
 
 
 class RefinementRunForm(forms.Form):

@@ -151,13 +151,17 @@ def guidance_prefill(*, patient: pm.Patient, at: date | None = None, endpoint: L
     return prefill(_guard_identifiers(messages, endpoint, patient))
 
 
-def guidance_prefill_soon(*, patient: pm.Patient):
+def guidance_prefill_soon(*, patient: pm.Patient, endpoints: list[LLMEndpoint] | None = None):
     """When a clinician opens her record: prefill on the interactive lane, dropped if no worker takes it within
     PMLM_PREFILL_EXPIRES_SECONDS (a question asked by then reads the prefix itself). Best effort: once per patient
-    in that time, only for an in-process default model, and a broker or cache that fails never fails the page."""
+    in that time, only for an in-process default model, and a broker or cache that fails never fails the page.
+    `endpoints`: the active ones, when the page has read them already."""
     if not settings.PMLM_PREFILL_ON_OPEN or settings.CELERY_TASK_ALWAYS_EAGER:
         return
-    endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).only("kind").first()
+    if endpoints is not None:
+        endpoint = next((e for e in endpoints if e.is_default), None)
+    else:
+        endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).only("kind").first()
     if endpoint is None or endpoint.kind != LLMEndpoint.Kind.LLAMACPP:
         return
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from patients import models as pm
 from patients.jobs import job_claim, job_fail, job_finish, job_progress
+from patients.services import patient_record_changed
 from prompting.errors import PromptError
 from prompting.models import PeerModel, PeerProfile
 from prompting.pmlm import peer_advice
@@ -138,6 +139,7 @@ def peer_model_train(*, peer_model_id: int, on_progress=None) -> PeerModel:
                 raise _NoLongerOurs()  # rolls back the models it deactivated
             PeerProfile.objects.filter(peer_model=peer_model).delete()
             PeerProfile.objects.bulk_create(profiles, batch_size=1000)
+            patient_record_changed(organisation_id=peer_model.organisation_id)  # her record page shows new peers
     except _NoLongerOurs:
         pass
     except Exception as exc:

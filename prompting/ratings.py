@@ -59,11 +59,13 @@ def guidance_rate(
 # --- blinded A/B -------------------------------------------------------------------------------------
 
 
-def ab_kinds_available(patient: pm.Patient) -> list[tuple[str, str]]:
+def ab_kinds_available(patient: pm.Patient, endpoints: list[LLMEndpoint] | None = None) -> list[tuple[str, str]]:
     """The A/B comparisons that make sense here: an endpoint pair needs an open and a proprietary
-    (or at least two) endpoints; initial vs refined needs a promoted policy."""
+    (or at least two) endpoints; initial vs refined needs a promoted policy. `endpoints`: the active ones, when
+    the page has read them already."""
     kinds = [(ABComparison.Kind.RETRIEVAL, ABComparison.Kind.RETRIEVAL.label)]
-    if LLMEndpoint.objects.filter(active=True).count() >= 2:
+    active = len(endpoints) if endpoints is not None else LLMEndpoint.objects.filter(active=True).count()
+    if active >= 2:
         kinds.append((ABComparison.Kind.ENDPOINT, ABComparison.Kind.ENDPOINT.label))
     if promoted_run(patient.organisation_id) is not None:
         kinds.append((ABComparison.Kind.REFINEMENT, ABComparison.Kind.REFINEMENT.label))

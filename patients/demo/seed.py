@@ -21,7 +21,13 @@ from patients import models as m
 from patients.demo.synthea import SYNTHEA_DIR, days_since_export
 from patients.fhir.parse import FhirError, parse_bundle
 from patients.roles import SITE_ADMIN_GROUP, SITE_SETTINGS_MODELS, site_only_permissions
-from patients.services import bundle_paths, organisation_get_or_create, patient_import_bundle, read_bundle_file
+from patients.services import (
+    bundle_paths,
+    organisation_get_or_create,
+    patient_import_bundle,
+    patient_record_changed,
+    read_bundle_file,
+)
 from prompting.pmlm import codes
 
 from . import generator, synthetic
@@ -288,4 +294,5 @@ def demo_generate_for_patients(*, patient_ids: list[int], seed: int) -> dict[str
     m.LifestyleRecord.objects.bulk_create(lifestyle, batch_size=1000)
     m.CareRating.objects.bulk_create(ratings, batch_size=1000)
     m.PhysicianRecommendation.objects.bulk_create(recommendations, batch_size=1000)
+    patient_record_changed(patient_ids=patient_ids)
     return {"lifestyle": len(lifestyle), "ratings": len(ratings), "recommendations": len(recommendations)}

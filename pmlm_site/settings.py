@@ -351,7 +351,7 @@ PMLM_CSP = (
 
 # Sign-in lock-out for people (API tokens are throttled instead): 5 failures per username and
 # address lock that pair for 15 minutes.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "patients.auth.MemberBackend"]
 AXES_FAILURE_LIMIT = int(os.environ.get("PMLM_SIGNIN_FAILURES", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("PMLM_SIGNIN_LOCK_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -55,6 +55,23 @@ def test_a_clinician_signs_in_and_lands_on_the_patient_list(client, clinician):
     assert response["Location"] == reverse("patients:list")
 
 
+def test_a_signed_in_page_reads_her_account_membership_and_organisation_in_one_query(client, clinician, cohort):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.conftest import PASSWORD
+
+    client.post(reverse("login"), {"username": "dr-north", "password": PASSWORD})
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("patients:list"))
+    assert response.status_code == 200
+    account = [q["sql"] for q in queries.captured_queries if '"auth_user"' in q["sql"]]
+    assert len(account) == 1
+    assert '"patients_membership"' in account[0] and '"patients_organisation"' in account[0]
+    assert not [q for q in queries.captured_queries if q["sql"].startswith('SELECT "patients_membership"')]
+    assert response.context["membership"].organisation == clinician.membership.organisation
+
+
 def test_the_list_shows_only_patients_of_her_organisation(client_for, clinician, imported_patient, foreign_patient):
     response = client_for(clinician).get(reverse("patients:list"))
     assert names(response) == ["Rivera"]

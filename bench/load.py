@@ -2,7 +2,10 @@
 
 Production settings (DEBUG off) on a small demo cohort under var/bench/load; 2 gunicorn workers;
 each target gets `wrk -t2 -c8 -d10s` (bounded, loopback only). The baseline is the sign-in page in
-the same run: a Django page that reads no patient data. Prints a table, then one JSON line.
+the same run: a Django page that reads no patient data. Her record page is measured twice: as it is served
+(the clinical part rendered once and kept under her record version) and as a first opening (a second
+gunicorn with PMLM_RECORD_CACHE_SECONDS=0, so every request reads and renders her record). Prints a table,
+then one JSON line.
 
     .venv/bin/python bench/load.py [--duration 10] [--connections 8] [--patients 40]
 """
@@ -86,6 +89,46 @@ def wrk(url: str, headers: dict, *, duration: int, connections: int) -> dict:
     }
 
 
+def api_headers(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def start_server(env: dict, workers: int):
+    """gunicorn on a free loopback port, every worker warmed: (the process, its base URL)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(PY).with_name("gunicorn")), "pmlm_site.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+        + ["--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):  # the workers import the app on their first request
+        try:
+            requests.get(f"{base}/accounts/login/", timeout=15)
+            break
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.2)
+    for _ in range(workers * 3):  # warm every worker before measuring
+        requests.get(f"{base}/accounts/login/", timeout=30)
+    return server, base
+
+
+def sign_in(base: str, password: str) -> dict:
+    """The demo clinician signed in: the Cookie header her pages are asked with."""
+    session = requests.Session()
+    session.get(f"{base}/accounts/login/")
+    session.post(
+        f"{base}/accounts/login/",
+        data={"username": "demo-clinician", "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{base}/accounts/login/"},
+    )
+    return {"Cookie": f"sessionid={session.cookies['sessionid']}"}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
@@ -125,70 +168,40 @@ def main():
         marker.touch()
     manage(env, "collectstatic", "--noinput", "-v", "0")
     token = manage(env, "issue_token", "demo-partner", "--name", "load test").strip().splitlines()[-1]
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(PY).with_name("gunicorn")),
-            "pmlm_site.wsgi",
-            "-w",
-            str(args.workers),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):  # the workers import the app on their first request
-            try:
-                requests.get(f"{base}/accounts/login/", timeout=15)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.2)
-        for _ in range(args.workers * 3):  # warm every worker before measuring
-            requests.get(f"{base}/accounts/login/", timeout=30)
-        session = requests.Session()
-        session.get(f"{base}/accounts/login/")
-        session.post(
-            f"{base}/accounts/login/",
-            data={
-                "username": "demo-clinician",
-                "password": password,
-                "csrfmiddlewaretoken": session.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{base}/accounts/login/"},
-        )
-        cookie = f"sessionid={session.cookies['sessionid']}"
-        api = {"Authorization": f"Bearer {token}"}
-        patients = requests.get(f"{base}/api/v1/patients/?page_size=1", headers=api).json()["results"]
-        first = patients[0]["id"]
-        page_pk = re.search(r'href="/patients/(\d+)/"', session.get(f"{base}/patients/").text).group(1)
-        targets = [
-            ("baseline: sign-in page", "/accounts/login/", {}),
-            ("API patient list", "/api/v1/patients/", api),
-            ("API one patient", f"/api/v1/patients/{first}/", api),
-            ("page: patient list", "/patients/", {"Cookie": cookie}),
-            ("page: patient record", f"/patients/{page_pk}/", {"Cookie": cookie}),
-        ]
-        results = []
-        for name, path, headers in targets:
-            print(f"… {name}", file=sys.stderr, flush=True)
-            results.append(
-                {
-                    "target": name,
-                    "path": path,
-                    **wrk(base + path, headers, duration=args.duration, connections=args.connections),
-                }
-            )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    session_cookie, first = None, None
+    results = []
+    for record_cache in ("600", "0"):  # then her record page as a first opening reads it: rendering not kept
+        server, base = start_server(dict(env, PMLM_RECORD_CACHE_SECONDS=record_cache), args.workers)
+        try:
+            if session_cookie is None:
+                session_cookie = sign_in(base, password)
+                first = requests.get(f"{base}/api/v1/patients/?page_size=1", headers=api_headers(token)).json()
+                first = first["results"][0]["id"]
+                page_pk = re.search(
+                    r'href="/patients/(\d+)/"', requests.get(f"{base}/patients/", headers=session_cookie).text
+                ).group(1)
+            if record_cache != "0":
+                targets = [
+                    ("baseline: sign-in page", "/accounts/login/", {}),
+                    ("API patient list", "/api/v1/patients/", api_headers(token)),
+                    ("API one patient", f"/api/v1/patients/{first}/", api_headers(token)),
+                    ("page: patient list", "/patients/", session_cookie),
+                    ("page: patient record", f"/patients/{page_pk}/", session_cookie),
+                ]
+            else:
+                targets = [("page: record, not kept", f"/patients/{page_pk}/", session_cookie)]
+            for name, path, headers in targets:
+                print(f"… {name}", file=sys.stderr, flush=True)
+                results.append(
+                    {
+                        "target": name,
+                        "path": path,
+                        **wrk(base + path, headers, duration=args.duration, connections=args.connections),
+                    }
+                )
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
     baseline = results[0]
     print(
         f"\n{'load test (gunicorn, ' + str(args.workers) + ' workers)':<32}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"

@@ -582,12 +582,31 @@ class TestTheRewardTableAndTheBestFixedEdit:
         assert without["deployed"] == "policy"
         assert deployed_overall(per_setting) == "by_sources"
 
-    def test_grounding_is_kept_when_the_edits_answers_claim_no_more_about_her_than_the_initial_prompts(self):
-        assert keeps_grounding(0.1, 0.1)
-        assert keeps_grounding(0.0, 0.1)
-        assert not keeps_grounding(0.11, 0.1)
-        assert keeps_grounding(None, 0.1)
-        assert keeps_grounding(0.3, None)
+    def test_grounding_is_lost_only_when_the_paired_interval_of_extra_claims_lies_above_zero(self):
+        assert not keeps_grounding({"difference": 0.5, "ci": [0.25, 0.75]})
+        assert keeps_grounding({"difference": 0.19, "ci": [0.0, 0.38]})
+        assert keeps_grounding({"difference": -0.1, "ci": [-0.2, 0.0]})
+        assert keeps_grounding({"difference": None, "ci": None})
+        assert keeps_grounding(None)
+
+    def test_a_claim_in_a_few_of_many_answers_does_not_set_an_edit_aside_on_its_own(self):
+        come_back = COUNSELS.code
+        train = [example(key=f"visit {n}", patient=n) for n in range(16)]
+        slips = {train[3].key, train[11].key}
+
+        def answer(text):  # two of sixteen answers give her a blood pressure her record never had
+            return "Repeat blood pressure within a week."
+
+        scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
+        for e in train:
+            scorer.outcome(e, IDENTITY)
+            edited = scorer.outcome(e, come_back)
+            edited.unsupported_claims = 1 if e.key in slips else 0
+        table = {e.key: {IDENTITY: 0.3, come_back: 0.5} for e in train}
+        choice = fixed_edit_choice(train, table, scorer)
+        assert choice["code"] == come_back
+        assert choice["edit_unsupported_claims"][come_back] == 0.125
+        assert choice["initial_unsupported_claims"] == 0.0
 
     def test_an_edit_whose_answers_invent_her_findings_is_set_aside_however_close_they_come_to_the_physician(self):
         come_back = COUNSELS.code
@@ -610,7 +629,11 @@ class TestTheRewardTableAndTheBestFixedEdit:
         aside = choice["set_aside"]
         assert aside["code"] == come_back
         assert aside["unsupported_claims"] == 1.0
-        assert aside["reasons"] == ["it made more unsupported claims about her: 1.00 per answer (initial prompt 0.00)"]
+        assert aside["claims_increase"] == {"difference": 1.0, "ci": [1.0, 1.0]}
+        assert aside["reasons"] == [
+            "it made more unsupported claims about her: 1.00 per answer against 0.00 for the initial prompt "
+            "(paired difference +1.00, 95% CI +1.00 to +1.00)"
+        ]
 
     def test_a_policy_whose_choices_invent_her_findings_is_not_deployed(self):
         come_back = COUNSELS.code
@@ -622,7 +645,7 @@ class TestTheRewardTableAndTheBestFixedEdit:
 
         scorer = Scorer(answer=answer, embed=bag_of_words_embed, count_tokens=words)
         train = [example(key=f"visit {n}", patient=n) for n in range(3)]
-        table = {e.key: {IDENTITY: 0.3, come_back: 0.5} for e in train}
+        table = {e.key: {IDENTITY: 0.3, come_back: 0.5} for e in train}  # a claim in every answer to the edit
         decision = deployed_choice(train, table, {e.key: come_back for e in train}, IDENTITY, scorer)
         assert decision["deployed"] == "best_fixed"
         assert decision["policy_train_unsupported_claims"] == 1.0

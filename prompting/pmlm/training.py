@@ -279,23 +279,43 @@ def claims_by_edit(
     return {code: unsupported_claims_rate([scorer.used(example, code) for example in examples]) for code in codes}
 
 
-def keeps_grounding(claims: float | None, initial: float | None) -> bool:
-    """The second guardrail: an edit is deployed only if its guidance asserts about her, per answer, no more
-    that her record does not support than the initial prompt's (a closer answer that invents her findings,
-    numbers or medicines misleads more than a vaguer one)."""
-    return claims is None or initial is None or claims <= initial
+def claims_increase(examples: Sequence[Example], scorer: Scorer, choose: Callable[[Example], str]) -> dict:
+    """Unsupported claims about her in the answer to the chosen edit minus those in the initial prompt's, paired
+    on the examples, with the patient-clustered 95% interval ({difference, ci, n, patients})."""
+    pairs = []
+    for example in examples:
+        edited, initial = scorer.used(example, choose(example)), scorer.used(example, IDENTITY)
+        if edited.unsupported_claims is not None and initial.unsupported_claims is not None:
+            pairs.append((example.patient, edited.unsupported_claims - initial.unsupported_claims))
+    return paired_difference(pairs)
+
+
+def keeps_grounding(increase: dict | None) -> bool:
+    """The second guardrail: an edit is not deployed when its answers make more unsupported claims about her
+    (findings, numbers or medicines her record does not support) than the initial prompt's, shown by the paired
+    interval lying above zero. Unsupported claims are rare, so on a few examples a point estimate decides by
+    luck: none in 16 answers is not evidence of none, and a guard on means sets aside the edit that happened to
+    show one or two while deploying another that happened to show none."""
+    ci = (increase or {}).get("ci")
+    return not ci or ci[0] <= 0
 
 
 def guardrail_reasons(
-    precision: float | None, initial_precision: float | None, claims: float | None, initial_claims: float | None
+    precision: float | None,
+    initial_precision: float | None,
+    claims: float | None = None,
+    initial_claims: float | None = None,
+    increase: dict | None = None,
 ) -> list[str]:
     """Why an edit (or a policy) may not be deployed, in the curators' words; empty when it keeps both guardrails."""
     reasons = []
     if not keeps_precision(precision, initial_precision):
         reasons.append(f"it lowered key-item precision to {precision:.3f} (initial prompt {initial_precision:.3f})")
-    if not keeps_grounding(claims, initial_claims):
+    if not keeps_grounding(increase):
+        low, high = increase["ci"]
         reasons.append(
-            f"it made more unsupported claims about her: {claims:.2f} per answer (initial prompt {initial_claims:.2f})"
+            f"it made more unsupported claims about her: {claims:.2f} per answer against {initial_claims:.2f} for "
+            f"the initial prompt (paired difference {increase['difference']:+.2f}, 95% CI {low:+.2f} to {high:+.2f})"
         )
     return reasons
 
@@ -311,9 +331,10 @@ def fixed_edit_choice(examples: Sequence[Example], table: dict[str, dict[str, fl
     codes = list(next(iter(rows.values())))
     precision = precision_by_edit(examples, scorer, codes)
     claims = claims_by_edit(examples, scorer, codes)
+    increases = {code: claims_increase(examples, scorer, lambda example, code=code: code) for code in codes}
 
     def reasons(code):
-        return guardrail_reasons(precision[code], precision[IDENTITY], claims[code], claims[IDENTITY])
+        return guardrail_reasons(precision[code], precision[IDENTITY], claims[code], claims[IDENTITY], increases[code])
 
     best, best_mean = best_fixed_edit(rows, eligible=lambda code: not reasons(code))
     by_reward, by_reward_mean = best_fixed_edit(rows)
@@ -335,6 +356,7 @@ def fixed_edit_choice(examples: Sequence[Example], table: dict[str, dict[str, fl
             "mean_reward": by_reward_mean,
             "key_item_precision": precision[by_reward],
             "unsupported_claims": claims[by_reward],
+            "claims_increase": {k: increases[by_reward][k] for k in ("difference", "ci")},
             "reasons": reasons(by_reward),
         },
         "edit_precision": precision,
@@ -673,6 +695,7 @@ def deployed_choice(
             key_item_precision(initial),
             decision["policy_train_unsupported_claims"],
             unsupported_claims_rate(initial),
+            claims_increase(train, scorer, lambda example: choices[example.key]),
         )
         if reasons:
             decision["policy_set_aside_because"] = reasons

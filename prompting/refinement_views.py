@@ -202,6 +202,7 @@ def _settings(report: dict) -> list[dict]:
                 "policy_reward": block.get("policy_train_mean_reward"),
                 "policy_precision": block.get("policy_train_key_item_precision"),
                 "policy_claims": block.get("policy_train_unsupported_claims"),
+                "claims_rose": (fixed.get("unsupported_claims") or 0) > (fixed.get("initial_unsupported_claims") or 0),
             }
         )
     return out

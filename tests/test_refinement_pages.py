@@ -284,6 +284,18 @@ class TestTheRunPage:
                 "policy_train_unsupported_claims": 0.10,
             }
         }
+        report["by_sources"]["off"] = {
+            "best_fixed": {
+                **with_sources,
+                "code": "E9",
+                "label": LABELS["E9"],
+                "unsupported_claims": 0.19,
+                "initial_unsupported_claims": 0.0,
+                "claims_increase": {"difference": 0.19, "ci": [0.0, 0.38]},
+                "set_aside": None,
+            },
+            "deployed": "best_fixed",
+        }
         report["validation"]["unsupported_claims"] = {"initial": 0.1, "refined": 0.05}
         run = stored_run(organisation, report=report, validation=validation_rows(imported_patient.pk))
         page = text_of(client_for(curator).get(f"/refinement/{run.pk}/"))
@@ -295,6 +307,12 @@ class TestTheRunPage:
         assert "policy 0.250, 0.460, 0.10" in page
         assert "Unsupported claims about her per answer" in page
         assert "0.10 → 0.05" in page
+        assert (
+            "Unsupported claims with guidance sources off: on the training encounters the answers to E9 made 0.19 "
+            "unsupported claims about her per answer against 0.00 for the initial prompt (paired difference 0.19, "
+            "95% CI 0.00 to 0.38): too few to show a rise, so it was not set aside." in page
+        )
+        assert "Unsupported claims with guidance sources on" not in page  # E4 made fewer there
 
     def test_a_finished_run_shows_its_held_out_validation_with_intervals_and_what_the_policy_learned(
         self, client_for, curator, organisation, imported_patient

@@ -347,6 +347,7 @@ def fixed_edit_choice(examples: Sequence[Example], table: dict[str, dict[str, fl
         "initial_key_item_precision": precision[IDENTITY],
         "unsupported_claims": claims[best],
         "initial_unsupported_claims": claims[IDENTITY],
+        "claims_increase": {k: increases[best][k] for k in ("difference", "ci")},
         "examples": len(rows),
         "set_aside": None
         if by_reward == best

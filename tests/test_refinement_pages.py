@@ -305,7 +305,7 @@ class TestTheRunPage:
         )
         assert "0.244 → 0.301 ; 0.452 → 0.500; 0.12 → 0.08" in page
         assert "policy 0.250, 0.460, 0.10" in page
-        assert "Unsupported claims about her per answer" in page
+        assert "Key-item precision; unsupported claims per answer" in page
         assert "0.10 → 0.05" in page
         assert (
             "Unsupported claims with guidance sources off: on the training encounters the answers to E9 made 0.19 "

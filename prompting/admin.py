@@ -31,7 +31,7 @@ from prompting.refinement import RefinementError, refinement_run_cancel, refinem
 class PromptTemplateAdmin(SiteSettingsAdmin):
     """One template serves every organisation: site administrators edit it; activating one deactivates the others."""
 
-    list_display = ("version", "active", "token_budget", "created_at")
+    list_display = ("version", "active", "token_budget", "sources_room", "created_at")
     list_filter = ("active",)
     search_fields = ("version", "instructions", "notes")
     actions = ["activate", export_csv]

@@ -16,6 +16,11 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 
+# Two guidance passages (about 155 tokens each, with their source) and a question of a few lines: what a
+# prefilled model reads when she is asked about stays within two seconds on a 2-core CPU (bench/llm.py).
+SOURCES_ROOM = 400
+
+
 class PromptTemplate(models.Model):
     """A versioned template for the personalised prompt; exactly one is active."""
 
@@ -26,6 +31,14 @@ class PromptTemplate(models.Model):
     knowledge_title = models.CharField(max_length=80, default="Guidance sources")
     question_title = models.CharField(max_length=80, default="Question")
     token_budget = models.PositiveIntegerField(default=1200, help_text="Counted with the target model's tokenizer.")
+    sources_room = models.PositiveIntegerField(
+        default=SOURCES_ROOM,
+        help_text=(
+            "Tokens of the budget kept for the guidance sources and the question when a prompt carries sources: her "
+            "record and peers fit the rest whatever the question, so a model that read them when her workspace "
+            "opened reads only the sources and the question. 0 keeps no room."
+        ),
+    )
     active = models.BooleanField(default=False)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -14,7 +14,7 @@ from patients import models as pm
 from prompting.errors import PromptError
 from prompting.models import PersonalizedPrompt, PromptTemplate
 from prompting.peer_models import peer_summary_for
-from prompting.pmlm.composer import TemplateSpec, compose, inputs_hash, render
+from prompting.pmlm.composer import QUESTION_SECTIONS, TemplateSpec, compose, inputs_hash, render
 from prompting.pmlm.tokens import token_counter
 from prompting.selectors import patient_history, patient_identifiers
 
@@ -70,6 +70,7 @@ def template_spec(template: PromptTemplate) -> TemplateSpec:
         version=template.version,
         instructions=template.instructions,
         token_budget=template.token_budget,
+        sources_room=template.sources_room,
         titles={
             "instructions": "Instructions",
             "self": template.self_title,
@@ -94,7 +95,7 @@ def prompt_build(
     spec = template_spec(template)
     history = patient_history(patient, at)
     peer, peer_model = peer_summary_for(patient)
-    fingerprint = inputs_hash(history, question, spec.version, peer, knowledge)
+    fingerprint = inputs_hash(history, question, spec, peer, knowledge)
     existing = PersonalizedPrompt.objects.filter(patient=patient, inputs_hash=fingerprint).first()
     if existing is not None:
         return existing
@@ -137,13 +138,11 @@ def prompt_request(*, patient: pm.Patient, question: str, at: date | None = None
     return prompt
 
 
-# Sections that depend on the question; everything before them is known when her workspace opens.
-QUESTION_SECTIONS = ("knowledge", "question")
-
-
 def prompt_prefix(*, patient: pm.Patient, at: date | None = None) -> str:
-    """The start every prompt for her that day shares, whatever the question: the instructions, her
-    record and her peers, ending where the guidance sources (or the question) begin. Nothing is stored."""
+    """The start every prompt for her that day grounded in guidance sources (the workspace's default) shares,
+    whatever the question: the instructions, her record and her peers, cut to leave the sources their room, ending
+    where the sources begin. A prompt without sources shares it too unless her record needed that room. Nothing is
+    stored."""
     at = consultation_date_check(at)
     spec = template_spec(prompt_template_active())
     peer, _ = peer_summary_for(patient)
@@ -154,6 +153,7 @@ def prompt_prefix(*, patient: pm.Patient, at: date | None = None) -> str:
         peer=peer,
         count_tokens=count_tokens,
         identifiers=patient_identifiers(patient),
+        room_for_sources=True,
     )
     return render([s for s in composed.sections if s["source"] not in QUESTION_SECTIONS]) + "\n\n"
 

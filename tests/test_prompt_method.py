@@ -77,6 +77,56 @@ def test_over_budget_the_least_important_lines_go_first_and_flags_stay():
     assert "Plan her next visit" in cut.text
 
 
+def _record_start(prompt) -> str:
+    return prompt.text.split("### Guidance sources")[0]
+
+
+def test_with_sources_her_record_fits_the_budget_less_the_room_whatever_is_asked_and_the_sources_fit_the_room():
+    from dataclasses import replace
+
+    peer = PeerSummary("ratings", [0.5], predicted=[("x", 4.0)], recommended=[("iron supplementation", 1.0)])
+    whole = compose(pregnant_history(), "?", TEMPLATE, peer=peer, count_tokens=words)
+    spec = replace(TEMPLATE, token_budget=whole.token_count + 40, sources_room=80)
+    short = compose(pregnant_history(), "Iron?", spec, peer=peer, knowledge=["a " * 20], count_tokens=words)
+    long = compose(
+        pregnant_history(),
+        "What should we plan for her next visit, given her blood pressure?",
+        spec,
+        peer=peer,
+        knowledge=["b " * 30, "c " * 30, "d " * 30],
+        count_tokens=words,
+    )
+    prefix = compose(pregnant_history(), "?", spec, peer=peer, count_tokens=words, room_for_sources=True)
+    # The same start for both questions, and for the prefill, though the first would have fitted whole.
+    assert _record_start(short) == _record_start(long) == prefix.text.split("### Question")[0]
+    assert words(_record_start(long)) <= spec.token_budget - spec.sources_room
+    assert "Hypertension" in _record_start(long) and "Anaemia" in _record_start(long)  # flags are never cut
+    # The sources and the question fit the room: the last passages go first.
+    rest = long.text[len(_record_start(long)) :]
+    assert words(rest) <= spec.sources_room
+    assert "[1] b" in rest and "[3] d" not in rest
+    assert long.token_count <= spec.token_budget
+
+
+def test_without_sources_her_record_keeps_the_whole_budget():
+    from dataclasses import replace
+
+    peer = PeerSummary("ratings", [0.5], predicted=[("x", 4.0)], recommended=[("iron supplementation", 1.0)])
+    whole = compose(pregnant_history(), "Iron?", TEMPLATE, peer=peer, count_tokens=words)
+    spec = replace(TEMPLATE, token_budget=whole.token_count + 5, sources_room=80)
+    assert compose(pregnant_history(), "Iron?", spec, peer=peer, count_tokens=words).text == whole.text
+
+
+def test_the_prompt_fingerprint_changes_with_the_budget_or_the_room_under_one_version():
+    from dataclasses import replace
+
+    fingerprints = {
+        inputs_hash(pregnant_history(), "q", spec, None)
+        for spec in (TEMPLATE, replace(TEMPLATE, token_budget=900), replace(TEMPLATE, sources_room=300))
+    }
+    assert len(fingerprints) == 3
+
+
 def test_the_guard_removes_planted_identifiers_and_anything_shaped_like_a_date_or_contact():
     text = (
         "Ana Rivera (MRN-4471, born 1992-03-14, 14/03/1992) lives at 1 Clinic Road, Springfield; call 555-0100-22 "

@@ -13,10 +13,19 @@ def build_backend(kind: str, settings: dict, *, count_tokens=None):
         from .llamacpp import LlamaCppBackend  # lazily: llama.cpp's library loads only for a local endpoint
 
         if not settings.get("model_path"):
-            from prompting.pmlm.tokens import smollm2_gguf_path  # lazily: finds the shipped GGUF package
+            from .local_model import embedded_model_path  # the shipped GGUF, widened once for fast prompt reading
 
-            settings["model_path"] = str(smollm2_gguf_path())
-        allowed = ("model_path", "n_ctx", "n_threads", "seed", "repeat_penalty", "deadline", "prefix_cache_mb")
+            settings["model_path"] = str(embedded_model_path())
+        allowed = (
+            "model_path",
+            "n_ctx",
+            "n_threads",
+            "seed",
+            "repeat_penalty",
+            "deadline",
+            "prefix_cache_mb",
+            "flash_attn",
+        )
         return LlamaCppBackend(**{k: v for k, v in settings.items() if k in allowed})
     if kind == "transformers":
         from .transformers_backend import TransformersBackend

@@ -5,6 +5,12 @@ guidance, when retrieval supplies it) and `question`. Every line has a priority;
 is over its token budget, the least important lines go first (knowledge, then peers, then the
 less important parts of her record). Instructions, the question, her state and her risk flags
 are never cut. The finished text passes through the de-identification guard.
+
+A prompt grounded in guidance sources splits its budget (`TemplateSpec.sources_room`): her record
+and peers are cut to the budget less the room, whatever the question and its passages, and the
+sources with the question to the room. So every such prompt for her that day begins with the same
+text, and a model that has read that start when her workspace opened (a prefill) reads only the
+sources and the question: a bounded number of tokens.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from .state import Pregnancy
 NEVER_CUT = 0
 SOURCES = ("instructions", "self", "peer", "knowledge", "question")
 CUT_ORDER = ("knowledge", "peer", "self")
+# The sections that depend on the question; the ones before them are the same for every question about her.
+QUESTION_SECTIONS = ("knowledge", "question")
 
 
 @dataclass
@@ -32,6 +40,9 @@ class TemplateSpec:
     instructions: str
     titles: dict[str, str]
     token_budget: int
+    # Tokens kept for the guidance sources and the question when a prompt carries sources: her record and peers
+    # fit the rest on their own, so their lines do not depend on the passages retrieved. 0: no room kept.
+    sources_room: int = 0
 
 
 @dataclass
@@ -208,7 +219,10 @@ def compose(
     count_tokens: Callable[[str], int],
     identifiers: list[str] = (),
     summary: SelfInformed | None = None,
+    room_for_sources: bool | None = None,
 ) -> ComposedPrompt:
+    """`room_for_sources`: cut her record and peers to the budget less `template.sources_room` first (by default
+    when `knowledge` is given; a prefill asks for it without passages, to read the same start)."""
     summary = summary or summarise(history)
     sections = [
         Section(
@@ -225,6 +239,16 @@ def compose(
         Section("question", template.titles["question"], [(NEVER_CUT, question.strip())]),
     ]
     sections = [s for s in sections if s.lines]
+    if (bool(knowledge) if room_for_sources is None else room_for_sources) and template.sources_room:
+        # Her record and peers fit the budget less the room, and the sources with the question fit the room (the
+        # last passage goes first): her prompt's start is the same whatever is asked, and what is read after it
+        # is bounded, so a prefilled model answers in a bounded time.
+        _cut_to(
+            [s for s in sections if s.source not in QUESTION_SECTIONS],
+            template.token_budget - template.sources_room,
+            count_tokens,
+        )
+        _cut_to([s for s in sections if s.source in QUESTION_SECTIONS], template.sources_room, count_tokens)
     text = _render(sections)
     tokens = count_tokens(text)
     while tokens > template.token_budget:
@@ -261,6 +285,12 @@ def render(sections: list[dict]) -> str:
     return "\n\n".join(f"### {s['title']}\n{s['text']}" for s in sections)
 
 
+def _cut_to(sections: list[Section], budget: int, count_tokens: Callable[[str], int]) -> None:
+    """Drop the least important lines of these sections until their text fits the budget (or nothing may go)."""
+    while count_tokens(_render(sections)) > budget and _drop_one_line(sections):
+        pass
+
+
 def _drop_one_line(sections: list[Section]) -> bool:
     """Drop the least important line: highest priority number first; on a tie knowledge, then
     peers, then her record; within a section the last line first."""
@@ -279,13 +309,18 @@ def _drop_one_line(sections: list[Section]) -> bool:
 
 
 def inputs_hash(
-    history: PatientHistory, question: str, template_version: str, peer: PeerSummary | None, knowledge: list[str] = ()
+    history: PatientHistory,
+    question: str,
+    template: TemplateSpec | str,
+    peer: PeerSummary | None,
+    knowledge: list[str] = (),
 ) -> str:
-    """A fingerprint of everything that made the prompt: the same inputs give the same prompt."""
+    """A fingerprint of everything that made the prompt: the same inputs give the same prompt. `template`: the
+    whole spec (its budget and room change prompts under the same version), or a version alone."""
     payload = {
         "history": asdict(history),
         "question": question.strip(),
-        "template": template_version,
+        "template": asdict(template) if is_dataclass(template) else template,
         "peer": asdict(peer) if peer is not None and is_dataclass(peer) else None,
         "knowledge": list(knowledge),
     }

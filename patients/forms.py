@@ -1,6 +1,8 @@
 from django import forms
 from django.urls import reverse_lazy
 
+from patients.widgets import PlainSelect, PlainTextInput
+
 # Each control refreshes the results in place (HTMX), sending the whole form and keeping the URL shareable.
 _LIVE = {
     "hx-get": reverse_lazy("patients:list"),
@@ -17,7 +19,7 @@ class PatientSearchForm(forms.Form):
         required=False,
         max_length=100,
         label="Search",
-        widget=forms.TextInput(
+        widget=PlainTextInput(
             attrs={"type": "search", "placeholder": "Name or patient ID", "autocomplete": "off", **LIVE_SEARCH}
         ),
     )
@@ -25,7 +27,7 @@ class PatientSearchForm(forms.Form):
         required=False,
         label="Pregnancy",
         choices=[("", "All patients"), ("yes", "Pregnant now"), ("no", "Not pregnant")],
-        widget=forms.Select(attrs=LIVE_FILTER),
+        widget=PlainSelect(attrs=LIVE_FILTER),
     )
     trimester = forms.TypedChoiceField(
         required=False,
@@ -33,14 +35,14 @@ class PatientSearchForm(forms.Form):
         coerce=int,
         empty_value=None,
         choices=[("", "Any trimester"), ("1", "First (0–13 wk)"), ("2", "Second (14–27 wk)"), ("3", "Third (28+ wk)")],
-        widget=forms.Select(attrs=LIVE_FILTER),
+        widget=PlainSelect(attrs=LIVE_FILTER),
     )
 
     who = forms.ChoiceField(
         required=False,
         label="Show",
         choices=[("", "Living patients"), ("everyone", "Everyone, including deceased")],
-        widget=forms.Select(attrs=LIVE_FILTER),
+        widget=PlainSelect(attrs=LIVE_FILTER),
     )
 
     def filters(self) -> dict:

@@ -10,6 +10,7 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from patients import selectors
 from patients.forms import PatientSearchForm
+from patients.list_rows import patient_rows_html
 
 PAGE_SIZE = 25
 
@@ -27,23 +28,21 @@ def patient_list(request):
     patients = selectors.patient_list(organisation=membership.organisation, on=today, **form.filters())
     page = Paginator(patients.only(*selectors.ROW_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
     record_url = reverse("workspace:patient", args=[0]).removesuffix("0/")  # one reversal, not one per row
-    rows = [
-        {
-            "patient": p,
-            "url": f"{record_url}{p.pk}/",
-            "age": selectors.patient_age(p, today),
-            "pregnancy": selectors.patient_pregnancy(p, today),
-        }
-        for p in page.object_list
-    ]
-    context = {"form": form, "page": page, "rows": rows, "query_string": _without_page(request.GET)}
+    patients = list(page.object_list)
+    context = {
+        "form": form,
+        "page": page,
+        "patients": patients,
+        "rows": patient_rows_html(patients, record_url, today),
+        "query_string": _without_page(request.GET),
+    }
     # Which patients were shown, by database id; the search text may be a name: only that a search was made is recorded.
     audit_record(
         AuditAction.VIEW_PATIENT_LIST,
         details={
             "page": page.number,
-            "shown": len(rows),
-            "patients": [row["patient"].pk for row in rows],
+            "shown": len(patients),
+            "patients": [patient.pk for patient in patients],
             "searched": bool(request.GET.get("q")),
         },
     )

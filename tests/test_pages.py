@@ -31,7 +31,7 @@ def cohort(organisation):
 
 
 def names(response):
-    return [row["patient"].family_name for row in response.context["rows"]]
+    return [patient.family_name for patient in response.context["patients"]]
 
 
 def test_the_home_page_sends_an_anonymous_visitor_to_sign_in(client):
@@ -75,7 +75,7 @@ def test_a_signed_in_page_reads_her_account_membership_and_organisation_in_one_q
 def test_the_list_shows_only_patients_of_her_organisation(client_for, clinician, imported_patient, foreign_patient):
     response = client_for(clinician).get(reverse("patients:list"))
     assert names(response) == ["Rivera"]
-    assert response.context["rows"][0]["patient"] == imported_patient
+    assert response.context["patients"][0] == imported_patient
     assert f'href="{reverse("workspace:patient", args=[imported_patient.pk])}"' in response.content.decode()
 
 
@@ -175,9 +175,9 @@ def test_the_list_pages_through_a_large_organisation(client_for, clinician, orga
     first = client.get(reverse("patients:list"))
     second = client.get(reverse("patients:list"), {"page": 2})
     assert first.context["page"].paginator.count == 30
-    assert len(first.context["rows"]) == 25
-    assert len(second.context["rows"]) == 5
-    shown = {row["patient"].pk for row in first.context["rows"] + second.context["rows"]}
+    assert len(first.context["patients"]) == 25
+    assert len(second.context["patients"]) == 5
+    shown = {patient.pk for patient in first.context["patients"] + second.context["patients"]}
     assert shown == set(organisation.patients.values_list("pk", flat=True))
     assert client.get(reverse("patients:list"), {"page": "abc"}).status_code == 200
 
@@ -190,7 +190,7 @@ def test_the_patient_list_opens_on_living_patients_with_current_pregnancies_firs
     )
     PatientFactory(organisation=organisation, family_name="Baker", given_names="Bea", deceased_at=timezone.now())
     page = client_for(clinician).get(reverse("patients:list"))
-    names = [row["patient"].family_name for row in page.context["rows"]]
+    names = [patient.family_name for patient in page.context["patients"]]
     assert names == ["Zimmer", "Aaron"]
     everyone = client_for(clinician).get(reverse("patients:list"), {"who": "everyone"})
-    assert [row["patient"].family_name for row in everyone.context["rows"]] == ["Zimmer", "Aaron", "Baker"]
+    assert [patient.family_name for patient in everyone.context["patients"]] == ["Zimmer", "Aaron", "Baker"]

@@ -32,3 +32,9 @@ urlpatterns = [
 admin.site.site_header = "PMLM clinic — curation"
 admin.site.site_title = "PMLM clinic curation"
 admin.site.index_title = "Records, catalogue and imports"
+
+# Errors Django answers outside a view: JSON under /api/, Django's pages elsewhere.
+handler400 = "pmlm_site.error_views.bad_request"
+handler403 = "pmlm_site.error_views.permission_denied"
+handler404 = "pmlm_site.error_views.not_found"
+handler500 = "pmlm_site.error_views.server_error"

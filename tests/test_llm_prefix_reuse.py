@@ -148,3 +148,21 @@ def test_the_prefill_task_takes_the_interactive_lane():
     from pmlm_site.lanes import INTERACTIVE, TASK_LANES
 
     assert TASK_LANES["prompting.tasks.prefill_guidance_task"] == INTERACTIVE
+
+
+def test_with_room_for_the_sources_her_prompt_starts_as_the_prefilled_one_though_her_record_is_cut(her):
+    """A budget her whole record does not fit beside the room kept for the sources: her record is cut the same way
+    for the prefill and for every question, whatever passages the question brings."""
+    from prompting.prompts import count_tokens
+
+    record = count_tokens(prompt_prefix(patient=her))
+    PromptTemplate.objects.filter(active=True).update(token_budget=record + 40, sources_room=70)
+    prefix = prompt_prefix(patient=her)
+    assert count_tokens(prefix) < record  # her record gave way to the room
+    for question, passages in (
+        ("What should we plan for her next visit?", ["[WHO] Iron and folic acid daily.", "[WHO] Weigh her."]),
+        ("Is her blood pressure a concern?", ["[WHO] " + "Blood pressure at every visit. " * 12]),
+    ):
+        prompt = prompt_build(patient=her, question=question, knowledge=passages)
+        assert prompt.text.startswith(prefix)
+        assert count_tokens(prompt.text[len(prefix) :]) <= 70  # the sources and the question fit their room

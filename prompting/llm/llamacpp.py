@@ -64,12 +64,10 @@ def _llama_class():
 
 
 @lru_cache(maxsize=4)
-def _load(
-    path: str, n_ctx: int, n_threads: int, seed: int, prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB, flash_attn=True
-):
-    llama = _llama_class()(
-        model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, flash_attn=flash_attn, verbose=False
-    )
+def _load(path: str, n_ctx: int, n_threads: int, seed: int, prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB):
+    # No flash attention: it reads a prompt ~10% faster on a CPU, but its sums depend on how the prompt is split
+    # into batches, so an answer after prefix reuse could differ from the answer without (bench/llm.py: 3 of 5).
+    llama = _llama_class()(model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
     if prefix_cache_mb > 0:
         llama.set_cache(_prefix_states(prefix_cache_mb * 1024 * 1024))
     return llama, threading.Lock()
@@ -109,7 +107,6 @@ class LlamaCppBackend:
         repeat_penalty: float = 1.1,
         deadline: float | None = None,
         prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
-        flash_attn: bool = True,
     ):
         self.model_path = str(model_path)
         if not Path(self.model_path).exists():
@@ -122,11 +119,9 @@ class LlamaCppBackend:
         self.repeat_penalty = float(repeat_penalty)
         self.deadline = float(deadline) if deadline else None
         self.prefix_cache_mb = max(0, int(prefix_cache_mb))
-        # Attention computed in one fused pass: a prompt is read ~10% faster on a CPU.
-        self.flash_attn = bool(flash_attn)
 
     def model(self):
-        return _load(self.model_path, self.n_ctx, self.n_threads, self.seed, self.prefix_cache_mb, self.flash_attn)
+        return _load(self.model_path, self.n_ctx, self.n_threads, self.seed, self.prefix_cache_mb)
 
     def prefill(self, messages: Messages) -> int:
         """Read a prompt's start now, so that a later prompt beginning the same way reads only the rest.

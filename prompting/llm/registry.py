@@ -24,7 +24,6 @@ def build_backend(kind: str, settings: dict, *, count_tokens=None):
             "repeat_penalty",
             "deadline",
             "prefix_cache_mb",
-            "flash_attn",
         )
         return LlamaCppBackend(**{k: v for k, v in settings.items() if k in allowed})
     if kind == "transformers":

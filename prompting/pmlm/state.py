@@ -39,6 +39,8 @@ class Pregnancy:
     # Not pregnant, her last pregnancy having ended within RECENT_PREGNANCY_END_DAYS: when, and what ended it.
     ended_days_ago: int | None = None
     ended_by: str = ""
+    # Undated: the most recent antenatal care or pregnancy-only finding that proves it, in days ago.
+    evidence_days_ago: int | None = None
 
     @property
     def dated(self) -> bool:
@@ -197,7 +199,8 @@ def undated_pregnancy(h: PatientHistory, last_end: int | None) -> Pregnancy | No
         if last_end is None
         else min(codes.UNDATED_PREGNANCY_LOOKBACK_DAYS, last_end - 1)
     )
-    return Pregnancy(True, None, min(evidence)[1], lookback_days=lookback)
+    latest = min(evidence)
+    return Pregnancy(True, None, latest[1], lookback_days=lookback, evidence_days_ago=latest[0])
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ from patients.selectors import patient_age, patient_pregnancy
 
 ID_CHARS = 14  # the list shows the start of her patient ID; her record shows all of it
 NOT_PREGNANT = mark_safe('<span class="muted">—</span>')
+UNDATED = mark_safe(
+    '<span class="badge preg" title="Antenatal care or a pregnancy-only finding in the last 8 weeks">'
+    "pregnant · GA not recorded</span>"
+)
 DECEASED = mark_safe(' <span class="badge muted-badge">deceased</span>')
 
 
@@ -26,6 +30,8 @@ def _pregnancy_cell(patient: m.Patient, today: date) -> SafeString:
     status = patient_pregnancy(patient, today)
     if not status.pregnant:
         return NOT_PREGNANT
+    if not status.dated:
+        return UNDATED
     return format_html('<span class="badge preg">{}+{} wk · T{}</span>', status.weeks, status.days, status.trimester)
 
 

@@ -73,8 +73,23 @@ class Patient(models.Model):
     language = models.CharField(max_length=60, blank=True)
     # Summary of the record kept current by the importer (see patients.summary), so lists can
     # filter on pregnancy without reading every record.
-    pregnancy_start = models.DateField(null=True, blank=True, help_text="Start of the latest pregnancy episode.")
+    pregnancy_start = models.DateField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Start of her current pregnancy as her record dates it (gestational age, last menstrual period, or the "
+            "pregnancy episode); when she is not pregnant, of her latest pregnancy episode."
+        ),
+    )
     pregnancy_end = models.DateField(null=True, blank=True, help_text="End of that episode; empty while ongoing.")
+    pregnancy_evidence_at = models.DateField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Pregnant, gestational age not recorded: the day of the latest antenatal care or pregnancy-only finding "
+            "that shows it. Lists count her pregnant for 8 weeks after it."
+        ),
+    )
     last_encounter_at = models.DateTimeField(null=True, blank=True)
     # Raised by every write to her record (patients.services.patient_record_changed): what her record page
     # caches is keyed by it, so a cached page never outlives a change.

@@ -11,7 +11,7 @@ from django.http import Http404
 from audit.services import audit_denied
 from patients import models as m
 from patients.pregnancy import PregnancyStatus, pregnancy_status, start_window_for_trimester
-from prompting.pmlm.codes import MAX_PREGNANCY_DAYS
+from prompting.pmlm.codes import MAX_PREGNANCY_DAYS, UNDATED_PREGNANCY_EVIDENCE_DAYS
 from prompting.pmlm.trends import care_engagement
 
 PAGE_ROLES = {m.Role.CLINICIAN, m.Role.CURATOR, m.Role.ADMIN}
@@ -55,6 +55,7 @@ ROW_FIELDS = (
     "language",
     "pregnancy_start",
     "pregnancy_end",
+    "pregnancy_evidence_at",
     "last_encounter_at",
     "updated_at",
 )
@@ -79,12 +80,19 @@ def patient_list(
         patients = patients.filter(
             Q(given_names__icontains=term) | Q(family_name__icontains=term) | Q(external_id__istartswith=term)
         )
-    pregnant_now = Q(pregnancy_start__lte=on, pregnancy_start__gt=on - timedelta(days=MAX_PREGNANCY_DAYS)) & (
+    dated_now = Q(pregnancy_start__lte=on, pregnancy_start__gt=on - timedelta(days=MAX_PREGNANCY_DAYS)) & (
         Q(pregnancy_end__isnull=True) | Q(pregnancy_end__gt=on)
     )
+    # Pregnant, gestational age not recorded: antenatal care or a pregnancy-only finding in the last 8 weeks.
+    undated_now = Q(
+        pregnancy_start__isnull=True,
+        pregnancy_evidence_at__lte=on,
+        pregnancy_evidence_at__gte=on - timedelta(days=UNDATED_PREGNANCY_EVIDENCE_DAYS),
+    )
+    pregnant_now = dated_now | undated_now
     if trimester is not None:
         lower, upper = start_window_for_trimester(trimester, on)
-        patients = patients.filter(pregnant_now, pregnancy_start__gt=lower, pregnancy_start__lte=upper)
+        patients = patients.filter(dated_now, pregnancy_start__gt=lower, pregnancy_start__lte=upper)
     elif pregnant is True:
         patients = patients.filter(pregnant_now)
     elif pregnant is False:
@@ -120,7 +128,7 @@ def patient_get(*, organisation: m.Organisation, pk: int) -> m.Patient:
 
 
 def patient_pregnancy(patient: m.Patient, on: date) -> PregnancyStatus:
-    return pregnancy_status(patient.pregnancy_start, patient.pregnancy_end, on)
+    return pregnancy_status(patient.pregnancy_start, patient.pregnancy_end, on, patient.pregnancy_evidence_at)
 
 
 def age_on(birth_date: date | None, on: date) -> int | None:

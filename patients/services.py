@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F, Max, QuerySet
+from django.utils import timezone
 from django.utils.text import slugify
 
 from audit.models import AuditAction
@@ -30,6 +31,7 @@ from patients.models import (
     Patient,
     Procedure,
 )
+from patients.pregnancy import pregnancy_status
 from patients.tasks import run_import_job
 from pmlm_site import safejson
 from prompting.pmlm import codes
@@ -233,9 +235,19 @@ def import_job_run(*, job_id: int) -> str:
 
 
 def patient_refresh_summary(*, patient_ids: list[int]):
-    """Recompute what lists filter on: the latest pregnancy episode and the last encounter."""
+    """Recompute what lists filter on: her pregnancy as her record page tells it, and the last encounter.
+
+    Her pregnancy is read by the method itself (`current_pregnancy`, as of today), so the list and the API never
+    call "not pregnant" a woman her record calls pregnant: dated by a gestational-age observation, her last
+    menstrual period or the pregnancy episode (the start is stored, and her gestational age moves on with the
+    days), or undated, proven by antenatal care or a pregnancy-only finding (the day of that evidence is stored:
+    she counts as pregnant for 8 weeks after it). Not pregnant, the latest episode is kept as it was recorded."""
     if not patient_ids:
         return
+    from prompting.pmlm.state import current_pregnancy  # the method: plain Python
+    from prompting.selectors import pregnancy_histories  # what dates her pregnancies, a few queries for all
+
+    today = timezone.now().date()
     starts: dict[int, list] = {}
     for pid, code, onset, abatement in Condition.objects.filter(
         patient_id__in=patient_ids, code__in=codes.PREGNANCY_CONDITIONS | codes.PREGNANCY_ENDING_CONDITIONS
@@ -253,12 +265,25 @@ def patient_refresh_summary(*, patient_ids: list[int]):
         .annotate(last=Max("period_start"))
         .values_list("patient_id", "last")
     )
+    histories = pregnancy_histories(list(patient_ids), today)
     patients = list(Patient.objects.filter(pk__in=patient_ids))
     for patient in patients:
+        now = current_pregnancy(histories[patient.pk])
         start, end = pregnancy_episode(starts.get(patient.pk, []), procedures.get(patient.pk, []))
-        patient.pregnancy_start, patient.pregnancy_end = start, end
+        evidence = None
+        if now.dated:
+            start, end = today - timedelta(days=now.gestational_days), None
+        elif now.pregnant:
+            start, end, evidence = None, None, today - timedelta(days=now.evidence_days_ago)
+        elif pregnancy_status(start, end, today).pregnant:  # an episode the method does not read as ongoing
+            start = end = None
+        patient.pregnancy_start, patient.pregnancy_end, patient.pregnancy_evidence_at = start, end, evidence
         patient.last_encounter_at = last_encounters.get(patient.pk)
-    Patient.objects.bulk_update(patients, ["pregnancy_start", "pregnancy_end", "last_encounter_at"], batch_size=500)
+    Patient.objects.bulk_update(
+        patients,
+        ["pregnancy_start", "pregnancy_end", "pregnancy_evidence_at", "last_encounter_at"],
+        batch_size=500,
+    )
     patient_record_changed(patient_ids=patient_ids)
 
 

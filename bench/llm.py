@@ -18,14 +18,18 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.db import transaction  # noqa: E402
+
 from patients import models as pm  # noqa: E402
 from prompting.consultation import SYSTEM_MESSAGE, guidance_messages, question_prompt  # noqa: E402
 from prompting.guidance import guidance_request_create  # noqa: E402
 from prompting.llm import build_backend  # noqa: E402
+from prompting.models import PromptTemplate  # noqa: E402
 from prompting.prompts import prompt_build, prompt_prefix  # noqa: E402
 
 MAX_TOKENS = 128
 RUNS = 5
+SOURCES_ROOM_TRIED = 400
 
 
 def timed_stream(generate) -> tuple[float, float, int]:
@@ -59,16 +63,15 @@ def first_words(patients) -> dict:
     the two answers are the same text."""
     backend = build_backend("llamacpp", {})
     llama, _ = backend.model()
-    cold_runs, warm_runs, identical, tokens = [], [], [], []
+    cold_runs, warm_runs, identical, tokens, start_kept = [], [], [], [], []
     for n, patient in enumerate(patients[:RUNS]):
         prompt, _, _, _ = question_prompt(
             patient=patient, question=f"What should we plan for her next visit? ({n})", at=date.today()
         )
         messages = guidance_messages(prompt.text)
-        prefix = [
-            {"role": "system", "content": SYSTEM_MESSAGE},
-            {"role": "user", "content": prompt_prefix(patient=patient)},
-        ]
+        start = prompt_prefix(patient=patient)
+        start_kept.append(prompt.text.startswith(start))
+        prefix = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": start}]
         texts = {}
         for kind in ("cold", "warm"):
             forget(llama)
@@ -91,7 +94,40 @@ def first_words(patients) -> dict:
         "warm_ttft_ms": round(warm, 1),
         "cold_over_warm": round(cold / warm, 2),
         "identical_text": f"{sum(identical)}/{len(identical)}",
+        "prompt_starts_as_prefilled": f"{sum(start_kept)}/{len(start_kept)}",
     }
+
+
+def shipped_file_against_f16_copy(messages) -> dict:
+    """The default local model reads the F16 copy of the shipped Q4_1 GGUF: time to first words (the whole prompt
+    read, nothing reused) and tokens per second on each, interleaved, same prompt."""
+    from prompting.pmlm.tokens import smollm2_gguf_path
+
+    backends = {
+        "q4_1": build_backend("llamacpp", {"model_path": str(smollm2_gguf_path()), "prefix_cache_mb": 0}),
+        "f16": build_backend("llamacpp", {"prefix_cache_mb": 0}),
+    }
+    runs = {name: [] for name in backends}
+    for _ in range(RUNS):
+        for name, backend in backends.items():
+            forget(backend.model()[0])  # the whole prompt read each time
+            runs[name].append(
+                timed_stream(
+                    lambda on_token, b=backend: b.generate(
+                        messages, max_tokens=MAX_TOKENS, temperature=0.2, on_token=on_token
+                    )
+                )
+            )
+    out = {
+        name: {
+            "ttft_ms": round(statistics.median(r[0] for r in rs), 1),
+            "tokens_per_s": round(statistics.median(r[1] for r in rs), 1),
+        }
+        for name, rs in runs.items()
+    }
+    out["ttft_q4_1_over_f16"] = round(out["q4_1"]["ttft_ms"] / out["f16"]["ttft_ms"], 2)
+    out["tokens_per_s_f16_over_q4_1"] = round(out["f16"]["tokens_per_s"] / out["q4_1"]["tokens_per_s"], 2)
+    return out
 
 
 def main():
@@ -119,7 +155,14 @@ def main():
         forget(llama)
         our_runs.append(timed_stream(ours))
 
+    shipped = shipped_file_against_f16_copy(messages)
     prefix_reuse = first_words(patients)
+    # The same with room kept for the guidance sources (PromptTemplate.sources_room, off by default), in a
+    # transaction rolled back afterwards: the cohort's template and stored prompts stay as they were.
+    with transaction.atomic():
+        PromptTemplate.objects.filter(active=True).update(sources_room=SOURCES_ROOM_TRIED)
+        prefix_reuse_with_room = first_words(patients)
+        transaction.set_rollback(True)
 
     consultation = []
     for n, patient in enumerate(patients[:6]):
@@ -145,7 +188,9 @@ def main():
                     k: round(statistics.median(t.get(k, 0) for t in consultation), 1)
                     for k in ("retrieval_ms", "prompt_ms", "safety_ms")
                 },
+                "shipped_q4_1_against_f16_copy": shipped,
                 "prefix_reuse": prefix_reuse,
+                f"prefix_reuse_sources_room_{SOURCES_ROOM_TRIED}": prefix_reuse_with_room,
             }
         )
     )

@@ -98,6 +98,41 @@ def first_words(patients) -> dict:
     }
 
 
+def room_effect(patients, room: int) -> dict:
+    """What keeping room for the guidance sources changes, over many patients and without the LLM: how many prompts
+    with sources start as her prefilled prompt does, with no room and with `room`, and how many prompts change."""
+    from dataclasses import replace
+
+    from prompting.consultation import guidance_passages, passage_text
+    from prompting.peer_models import peer_summary_for
+    from prompting.pmlm.composer import QUESTION_SECTIONS, compose, render
+    from prompting.pmlm.state import current_pregnancy
+    from prompting.prompts import count_tokens, prompt_template_active, template_spec
+    from prompting.selectors import patient_history, patient_identifiers
+
+    question = "What should we plan for her next visit?"
+    specs = {0: replace(template_spec(prompt_template_active()), sources_room=0)}
+    specs[room] = replace(specs[0], sources_room=room)
+    kept, texts = {0: 0, room: 0}, {0: [], room: []}
+    for patient in patients:
+        history = patient_history(patient, date.today())
+        passages = [passage_text(c) for c, _ in guidance_passages(question, history, current_pregnancy(history))]
+        peer, _ = peer_summary_for(patient)
+        common = dict(peer=peer, count_tokens=count_tokens, identifiers=patient_identifiers(patient))
+        for r, spec in specs.items():
+            start = compose(history, "?", spec, room_for_sources=True, **common)
+            start_text = render([s for s in start.sections if s["source"] not in QUESTION_SECTIONS]) + "\n\n"
+            text = compose(history, question, spec, knowledge=passages, **common).text
+            kept[r] += text.startswith(start_text)
+            texts[r].append(text)
+    return {
+        "patients": len(patients),
+        "prompt_starts_as_prefilled_without_room": kept[0],
+        f"prompt_starts_as_prefilled_with_room_{room}": kept[room],
+        "prompts_changed_by_the_room": sum(a != b for a, b in zip(texts[0], texts[room], strict=True)),
+    }
+
+
 def shipped_file_against_f16_copy(messages) -> dict:
     """The default local model reads the F16 copy of the shipped Q4_1 GGUF: time to first words (the whole prompt
     read, nothing reused) and tokens per second on each, interleaved, same prompt."""
@@ -156,6 +191,7 @@ def main():
         our_runs.append(timed_stream(ours))
 
     shipped = shipped_file_against_f16_copy(messages)
+    room = room_effect(list(pm.Patient.objects.filter(organisation__slug="demo-clinic")[:80]), SOURCES_ROOM_TRIED)
     prefix_reuse = first_words(patients)
     # The same with room kept for the guidance sources (PromptTemplate.sources_room, off by default), in a
     # transaction rolled back afterwards: the cohort's template and stored prompts stay as they were.
@@ -191,6 +227,7 @@ def main():
                 "shipped_q4_1_against_f16_copy": shipped,
                 "prefix_reuse": prefix_reuse,
                 f"prefix_reuse_sources_room_{SOURCES_ROOM_TRIED}": prefix_reuse_with_room,
+                "sources_room_over_80_patients": room,
             }
         )
     )

@@ -105,7 +105,7 @@ def room_effect(patients, room: int) -> dict:
 
     from prompting.consultation import guidance_passages, passage_text
     from prompting.peer_models import peer_summary_for
-    from prompting.pmlm.composer import QUESTION_SECTIONS, compose, render
+    from prompting.pmlm.composer import compose, prompt_start
     from prompting.pmlm.state import current_pregnancy
     from prompting.prompts import count_tokens, prompt_template_active, template_spec
     from prompting.selectors import patient_history, patient_identifiers
@@ -120,8 +120,7 @@ def room_effect(patients, room: int) -> dict:
         peer, _ = peer_summary_for(patient)
         common = dict(peer=peer, count_tokens=count_tokens, identifiers=patient_identifiers(patient))
         for r, spec in specs.items():
-            start = compose(history, "?", spec, room_for_sources=True, **common)
-            start_text = render([s for s in start.sections if s["source"] not in QUESTION_SECTIONS]) + "\n\n"
+            start_text = prompt_start(compose(history, "?", spec, room_for_sources=True, **common).sections)
             text = compose(history, question, spec, knowledge=passages, **common).text
             kept[r] += text.startswith(start_text)
             texts[r].append(text)

@@ -14,7 +14,7 @@ from patients import models as pm
 from prompting.errors import PromptError
 from prompting.models import PersonalizedPrompt, PromptTemplate
 from prompting.peer_models import peer_summary_for
-from prompting.pmlm.composer import QUESTION_SECTIONS, TemplateSpec, compose, inputs_hash, render
+from prompting.pmlm.composer import TemplateSpec, compose, inputs_hash, prompt_start
 from prompting.pmlm.tokens import token_counter
 from prompting.selectors import patient_history, patient_identifiers
 
@@ -155,7 +155,7 @@ def prompt_prefix(*, patient: pm.Patient, at: date | None = None) -> str:
         identifiers=patient_identifiers(patient),
         room_for_sources=True,
     )
-    return render([s for s in composed.sections if s["source"] not in QUESTION_SECTIONS]) + "\n\n"
+    return prompt_start(composed.sections)
 
 
 def prompt_as_json(prompt: PersonalizedPrompt) -> dict:

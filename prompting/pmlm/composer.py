@@ -291,6 +291,11 @@ def _cut_to(sections: list[Section], budget: int, count_tokens: Callable[[str], 
         pass
 
 
+def prompt_start(sections: list[dict]) -> str:
+    """The text of a composed prompt before its question sections: what every question about her shares."""
+    return render([s for s in sections if s["source"] not in QUESTION_SECTIONS]) + "\n\n"
+
+
 def _drop_one_line(sections: list[Section]) -> bool:
     """Drop the least important line: highest priority number first; on a tie knowledge, then
     peers, then her record; within a section the last line first."""

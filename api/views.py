@@ -36,6 +36,7 @@ from patients.fhir.parse import SUPPORTED_BUNDLE_TYPES
 from patients.models import Patient, Role
 from patients.selectors import ROW_FIELDS, get_or_404_audited, patient_list
 from patients.services import patient_import_bundle
+from pmlm_site.paging import OneQueryPaginator
 from prompting.endpoints import endpoint_named
 from prompting.errors import GuidanceBusy, GuidanceError
 from prompting.guidance import guidance_request_create
@@ -132,6 +133,7 @@ class PartnerView(APIView):
 
 
 class Pages(PageNumberPagination):
+    django_paginator_class = OneQueryPaginator  # the page and its total in one query
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200

@@ -1,5 +1,4 @@
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -11,6 +10,7 @@ from audit.services import audit_record
 from patients import selectors
 from patients.forms import PatientSearchForm
 from patients.list_rows import patient_rows_html
+from pmlm_site.paging import OneQueryPaginator
 
 PAGE_SIZE = 25
 
@@ -26,7 +26,7 @@ def patient_list(request):
     today = timezone.now().date()
     form = PatientSearchForm(request.GET)
     patients = selectors.patient_list(organisation=membership.organisation, on=today, **form.filters())
-    page = Paginator(patients.only(*selectors.ROW_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = OneQueryPaginator(patients.only(*selectors.ROW_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
     record_url = reverse("workspace:patient", args=[0]).removesuffix("0/")  # one reversal, not one per row
     patients = list(page.object_list)
     context = {

@@ -1,0 +1,102 @@
+"""Lists read a page and its total in one query, and page exactly as Django's paginator pages."""
+
+import pytest
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from patients import models as m
+from pmlm_site.paging import OneQueryPaginator
+
+
+@pytest.fixture
+def seven_patients(organisation):
+    for n in range(7):
+        m.Patient.objects.create(organisation=organisation, external_id=f"p-{n}", family_name=f"F{n}", given_names="G")
+    return m.Patient.objects.filter(organisation=organisation).order_by("external_id")
+
+
+def _same(ours, django):
+    assert [p.pk for p in ours.object_list] == [p.pk for p in django.object_list]
+    assert (ours.number, ours.paginator.count, ours.paginator.num_pages) == (
+        django.number,
+        django.paginator.count,
+        django.paginator.num_pages,
+    )
+    assert (ours.has_next(), ours.has_previous(), ours.start_index(), ours.end_index()) == (
+        django.has_next(),
+        django.has_previous(),
+        django.start_index(),
+        django.end_index(),
+    )
+
+
+@pytest.mark.django_db
+def test_a_page_with_rows_and_its_total_take_one_query(seven_patients):
+    with CaptureQueriesContext(connection) as queries:
+        page = OneQueryPaginator(seven_patients, 3).page(2)
+        assert page.paginator.count == 7 and page.paginator.num_pages == 3
+        assert [p.external_id for p in page] == ["p-3", "p-4", "p-5"]
+    assert len(queries) == 1
+    assert "COUNT(*) OVER ()" in queries[0]["sql"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("number", [1, 2, 3, "3", 2.0])
+def test_every_page_is_the_page_djangos_paginator_gives(seven_patients, number):
+    _same(OneQueryPaginator(seven_patients, 3).page(number), Paginator(seven_patients, 3).page(number))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("number", [None, "x", "", 2.5, 0, -1, 4, 99, "last"])
+def test_a_bad_page_number_gives_what_djangos_get_page_gives(seven_patients, number):
+    _same(OneQueryPaginator(seven_patients, 3).get_page(number), Paginator(seven_patients, 3).get_page(number))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("number", "error"),
+    [
+        ("x", PageNotAnInteger),
+        (2.5, PageNotAnInteger),
+        (0, EmptyPage),
+        (4, EmptyPage),
+        (648839922932587392, EmptyPage),  # an offset no database takes: counted first, then refused
+    ],
+)
+def test_a_page_out_of_range_or_not_a_number_is_refused_as_django_refuses_it(seven_patients, number, error):
+    with pytest.raises(error):
+        OneQueryPaginator(seven_patients, 3).page(number)
+
+
+@pytest.mark.django_db
+def test_an_empty_list_has_one_empty_page(organisation):
+    page = OneQueryPaginator(m.Patient.objects.filter(organisation=organisation).order_by("pk"), 3).get_page(None)
+    assert list(page) == [] and page.paginator.count == 0 and page.number == 1
+
+
+@pytest.mark.django_db
+def test_the_patient_list_page_counts_and_lists_her_organisations_patients_in_one_query(
+    client, clinician, organisation, seven_patients
+):
+    client.force_login(clinician)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/patients/")
+    assert response.status_code == 200
+    assert b"7 patients" in response.content
+    patient_reads = [q["sql"] for q in queries if 'FROM "patients_patient"' in q["sql"]]
+    assert len(patient_reads) == 1 and "COUNT(*) OVER ()" in patient_reads[0]
+
+
+@pytest.mark.django_db
+def test_the_partner_api_pages_her_organisations_patients_with_the_total_in_one_query(
+    client, partner_token, seven_patients, other_organisation
+):
+    m.Patient.objects.create(organisation=other_organisation, external_id="theirs", family_name="Else", given_names="S")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {partner_token}"}
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get("/api/v1/patients/?page_size=3&page=3", **auth).json()
+    assert body["count"] == 7 and body["previous"] and body["next"] is None
+    assert [p["id"] for p in body["results"]] == ["p-6"]
+    assert len([q for q in queries if 'FROM "patients_patient"' in q["sql"]]) == 1
+    assert client.get("/api/v1/patients/?page_size=3&page=4", **auth).status_code == 404

@@ -93,11 +93,13 @@ def api_headers(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def start_server(env: dict, workers: int):
-    """gunicorn on a free loopback port, every worker warmed: (the process, its base URL)."""
+def start_server(env: dict, workers: int, threads: int = 1):
+    """gunicorn on a free loopback port, every worker warmed: (the process, its base URL). With threads > 1 each
+    worker serves that many requests at once (gunicorn's gthread worker)."""
     port = free_port()
     server = subprocess.Popen(
         [str(Path(PY).with_name("gunicorn")), "pmlm_site.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+        + (["-k", "gthread", "--threads", str(threads)] if threads > 1 else [])
         + ["--log-level", "warning"],
         cwd=ROOT,
         env=env,
@@ -135,6 +137,7 @@ def main():
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--patients", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads a worker (1: gunicorn's sync worker)")
     args = parser.parse_args()
     ensure_wrk()
     VAR.mkdir(parents=True, exist_ok=True)
@@ -171,7 +174,7 @@ def main():
     session_cookie, first = None, None
     results = []
     for record_cache in ("600", "0"):  # then her record page as a first opening reads it: rendering not kept
-        server, base = start_server(dict(env, PMLM_RECORD_CACHE_SECONDS=record_cache), args.workers)
+        server, base = start_server(dict(env, PMLM_RECORD_CACHE_SECONDS=record_cache), args.workers, args.threads)
         try:
             if session_cookie is None:
                 session_cookie = sign_in(base, password)
@@ -204,8 +207,8 @@ def main():
             server.wait(timeout=30)
     baseline = results[0]
     print(
-        f"\n{'load test (gunicorn, ' + str(args.workers) + ' workers)':<32}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
-        f"{'p99 ms':>9}{'errors':>8}"
+        f"\n{f'load test (gunicorn, {args.workers} workers × {args.threads} threads)':<32}"
+        f"{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'rps ratio':>11}  ratio to the baseline"
     )
     for row in results:
@@ -221,6 +224,7 @@ def main():
                 "connections": args.connections,
                 "duration_s": args.duration,
                 "workers": args.workers,
+                "threads": args.threads,
                 "database": database,
             }
         )

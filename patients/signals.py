@@ -1,12 +1,18 @@
 """Every single-row write to her record raises her record version (`patient_record_changed`), in the writer's
 transaction, so nothing cached from her record outlives a change. Bulk writers (imports, demo data, peer
-training) call `patient_record_changed` themselves: bulk statements send no signals."""
+training) call `patient_record_changed` themselves: bulk statements send no signals.
+
+A kept signed-in account (`patients.auth`) is dropped when the account, its membership or its organisation
+changes."""
 
 from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 
-from patients.models import CareItem, CareRating, Patient
+from patients.auth import account_forget
+from patients.models import CareItem, CareRating, Membership, Organisation, Patient
 from patients.services import patient_record_changed
 
 
@@ -40,9 +46,33 @@ def _care_item_saved(sender, instance, created, **kwargs):
         patient_record_changed(patient_ids=CareRating.objects.filter(care_item=instance).values_list("patient_id"))
 
 
+def _forget_accounts(user_ids) -> None:
+    user_ids = list(user_ids)
+    account_forget(*user_ids)  # now: this transaction's own later reads see the change
+    transaction.on_commit(lambda: account_forget(*user_ids))  # and once committed: no reader keeps the old copy
+
+
+def _account_changed(sender, instance, update_fields=None, **kwargs):
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return  # a sign-in stamps the time and changes nothing a page shows or checks
+    _forget_accounts([instance.pk])
+
+
+def _membership_changed(sender, instance, **kwargs):
+    _forget_accounts([instance.user_id])
+
+
+def _organisation_changed(sender, instance, **kwargs):
+    _forget_accounts(Membership.objects.filter(organisation=instance).values_list("user_id", flat=True))
+
+
 def connect():
     for model in record_models():
         post_save.connect(_row_changed, sender=model, dispatch_uid=f"record-changed-{model._meta.label}")
         post_delete.connect(_row_deleted, sender=model, dispatch_uid=f"record-deleted-{model._meta.label}")
     post_save.connect(_patient_saved, sender=Patient, dispatch_uid="record-changed-patient")
     post_save.connect(_care_item_saved, sender=CareItem, dispatch_uid="record-changed-care-item")
+    for done, signal in (("saved", post_save), ("deleted", post_delete)):
+        signal.connect(_account_changed, sender=get_user_model(), dispatch_uid=f"account-{done}")
+        signal.connect(_membership_changed, sender=Membership, dispatch_uid=f"account-membership-{done}")
+        signal.connect(_organisation_changed, sender=Organisation, dispatch_uid=f"account-organisation-{done}")

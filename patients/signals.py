@@ -46,16 +46,25 @@ def _care_item_saved(sender, instance, created, **kwargs):
         patient_record_changed(patient_ids=CareRating.objects.filter(care_item=instance).values_list("patient_id"))
 
 
+def forget_now_and_on_commit(forget, *args, **kwargs) -> None:
+    """Drop a cached copy now (this transaction's own later reads see the change) and again once the change is
+    committed (no reader re-caches the old copy in between). The token cache (`api.signals`) drops the same way."""
+    forget(*args, **kwargs)
+    transaction.on_commit(lambda: forget(*args, **kwargs))
+
+
+def only_signed_in(update_fields) -> bool:
+    """A save that only stamps the sign-in time: it changes nothing a page, a token or a session checks."""
+    return update_fields is not None and set(update_fields) <= {"last_login"}
+
+
 def _forget_accounts(user_ids) -> None:
-    user_ids = list(user_ids)
-    account_forget(*user_ids)  # now: this transaction's own later reads see the change
-    transaction.on_commit(lambda: account_forget(*user_ids))  # and once committed: no reader keeps the old copy
+    forget_now_and_on_commit(account_forget, *list(user_ids))
 
 
 def _account_changed(sender, instance, update_fields=None, **kwargs):
-    if update_fields is not None and set(update_fields) <= {"last_login"}:
-        return  # a sign-in stamps the time and changes nothing a page shows or checks
-    _forget_accounts([instance.pk])
+    if not only_signed_in(update_fields):
+        _forget_accounts([instance.pk])
 
 
 def _membership_changed(sender, instance, **kwargs):

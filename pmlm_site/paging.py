@@ -31,11 +31,11 @@ class OneQueryPaginator(Paginator):
     def _counts_with_rows(self) -> bool:
         """Only where a window count is the paginator's count: plain rows of a model, not DISTINCT (the window
         counts before it), a UNION or an already sliced query (which take no annotation)."""
-        query = getattr(self.object_list, "query", None)
+        rows = self.object_list
         return (
-            isinstance(self.object_list, QuerySet)
-            and self.object_list._iterable_class is ModelIterable
-            and not (query.distinct or query.combinator or query.is_sliced)
+            isinstance(rows, QuerySet)
+            and rows._iterable_class is ModelIterable
+            and not (rows.query.distinct or rows.query.combinator or rows.query.is_sliced)
             and not self.orphans
             and "count" not in self.__dict__  # already counted: nothing to save
         )

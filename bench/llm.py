@@ -103,7 +103,7 @@ def room_effect(patients, room: int) -> dict:
     with sources start as her prefilled prompt does, with no room and with `room`, and how many prompts change."""
     from dataclasses import replace
 
-    from prompting.consultation import guidance_passages, passage_text
+    from prompting.consultation import guidance_passages, passage_texts
     from prompting.peer_models import peer_summary_for
     from prompting.pmlm.composer import compose, prompt_start
     from prompting.pmlm.state import current_pregnancy
@@ -116,7 +116,7 @@ def room_effect(patients, room: int) -> dict:
     kept, texts = {0: 0, room: 0}, {0: [], room: []}
     for patient in patients:
         history = patient_history(patient, date.today())
-        passages = [passage_text(c) for c, _ in guidance_passages(question, history, current_pregnancy(history))]
+        passages = passage_texts(c for c, _ in guidance_passages(question, history, current_pregnancy(history)))
         peer, _ = peer_summary_for(patient)
         common = dict(peer=peer, count_tokens=count_tokens, identifiers=patient_identifiers(patient))
         for r, spec in specs.items():

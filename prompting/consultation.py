@@ -9,6 +9,7 @@ from datetime import date
 
 from patients import models as pm
 from prompting.knowledge import knowledge_search
+from prompting.pmlm.retrieval import passages_as_read
 from prompting.pmlm.risk import risk_flags
 from prompting.pmlm.state import current_pregnancy
 from prompting.prompts import prompt_build
@@ -46,7 +47,7 @@ def question_prompt(
         timings["retrieval_ms"] = round((time.perf_counter() - started) * 1000, 1)
     step = time.perf_counter()
     prompt = prompt_build(
-        patient=patient, question=question, at=at, user=user, knowledge=[passage_text(chunk) for chunk, _ in passages]
+        patient=patient, question=question, at=at, user=user, knowledge=passage_texts(chunk for chunk, _ in passages)
     )
     timings["prompt_ms"] = round((time.perf_counter() - step) * 1000, 1)
     return prompt, passages, history, pregnancy
@@ -78,5 +79,6 @@ def guidance_passages(question: str, history, pregnancy) -> list:
     return knowledge_search(f"{question} {flags}", k=RETRIEVED_PASSAGES)
 
 
-def passage_text(chunk) -> str:
-    return f"{chunk.text} (Source: {chunk.document.title})"
+def passage_texts(chunks) -> list[str]:
+    """The retrieved passages as her prompt carries them, best first (`passages_as_read`)."""
+    return passages_as_read([(chunk.text, chunk.document.title) for chunk in chunks])

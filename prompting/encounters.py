@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from patients import models as pm
-from prompting.consultation import guidance_messages, guidance_passages, passage_text
+from prompting.consultation import guidance_messages, guidance_passages, passage_texts
 from prompting.endpoints import endpoint_named
 from prompting.llm import build_backend
 from prompting.llm.cache import CachedGenerator
@@ -156,7 +156,7 @@ def encounter_prompt(
     history = patient_history(rec.patient, at)
     pregnancy = current_pregnancy(history)
     identifiers = patient_identifiers(rec.patient)
-    knowledge = [passage_text(chunk) for chunk, _ in guidance_passages(question, history, pregnancy)] if rag else []
+    knowledge = passage_texts(chunk for chunk, _ in guidance_passages(question, history, pregnancy)) if rag else []
     composed = compose(
         history, question, spec, peer=peer, count_tokens=count_tokens, identifiers=identifiers, knowledge=knowledge
     )

@@ -140,3 +140,60 @@ def distinct_passages(hits: Iterable[tuple[object, str, float]], k: int) -> list
         if len(kept) == k:
             break
     return kept
+
+
+# A run of this many words that an earlier passage already gave is a repeat (guidance tables restate a rule in
+# every row that applies it); shorter runs are ordinary shared phrasing ("in-facility management & treatment").
+REPEAT_RUN_WORDS = 8
+
+
+def passages_as_read(passages: list[tuple[str, str]]) -> list[str]:
+    """What a prompt carries for its retrieved passages, given as (text, source title) best first: each passage
+    once, its source named once, and no rule read twice.
+
+    A passage that begins with its source's title (a document's first chunk) is not followed by "(Source: title)"
+    again. Words a passage shares with an earlier one, in a run of `REPEAT_RUN_WORDS` or more, are left out and
+    marked "…": the reader has them from the earlier passage. A passage's title is never left out, so every
+    numbered source still says where it comes from."""
+    shown: list[str] = []
+    given: set[tuple[str, ...]] = set()
+    for text, title in passages:
+        named = bool(title) and text.startswith(title)
+        lead = title + ("." if text[len(title) :].startswith(".") else "") if named else ""
+        words = text[len(lead) :].split()
+        body = " ".join(_without_repeats(words, given)) if given else " ".join(words)
+        given.update(_runs(_word_keys(text.split())))
+        if named:
+            shown.append(f"{lead} {body}".strip())
+        else:
+            shown.append(f"{body} (Source: {title})" if title else body)
+    return shown
+
+
+def _word_keys(words: list[str]) -> list[str]:
+    return [" ".join(re.findall(r"\w+", word.lower())) for word in words]
+
+
+def _runs(keys: list[str]) -> list[tuple[str, ...]]:
+    return [tuple(keys[i : i + REPEAT_RUN_WORDS]) for i in range(len(keys) - REPEAT_RUN_WORDS + 1)]
+
+
+def _without_repeats(words: list[str], given: set[tuple[str, ...]]) -> list[str]:
+    """The words, each run already given replaced by one "…" (a label ending in ":" kept before new words); all of
+    them if nothing would be left."""
+    repeated = [False] * len(words)
+    for start, run in enumerate(_runs(_word_keys(words))):
+        if run in given:
+            repeated[start : start + REPEAT_RUN_WORDS] = [True] * REPEAT_RUN_WORDS
+    if all(repeated):
+        return words
+    for i in range(len(words) - 1):  # a label ("Inputs:") stays before the new words it introduces
+        if repeated[i] and not repeated[i + 1] and words[i].endswith(":"):
+            repeated[i] = False
+    kept: list[str] = []
+    for word, gone in zip(words, repeated, strict=True):
+        if not gone:
+            kept.append(word)
+        elif not kept or kept[-1] != "…":
+            kept.append("…")
+    return kept

@@ -30,7 +30,7 @@ from api.serializers import (
     RefinementRunSerializer,
 )
 from audit.models import AuditAction
-from audit.services import AuditContext, audit_denied, audit_record, reset_context, set_context
+from audit.services import AuditContext, audit_denied, audit_record, audit_recorded_while, reset_context, set_context
 from patients.fhir.export import patient_bundle
 from patients.fhir.parse import SUPPORTED_BUNDLE_TYPES
 from patients.models import Patient, Role
@@ -80,6 +80,7 @@ class PartnerView(APIView):
     """Attributes the request to the token's account in the audit trail and records each read."""
 
     permission_classes = [IsMember]
+    read_recorded = False  # a view that recorded its read itself (while writing it out) sets it
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -96,17 +97,15 @@ class PartnerView(APIView):
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         if getattr(self, "_audit", None) is not None:
-            if request.method == "GET" and response.status_code < 400:
-                # The object by its database id: a FHIR id can itself identify a patient. A list records which
-                # patients it showed.
-                audited = getattr(self, "audited", None)
+            if request.method == "GET" and response.status_code < 400 and not self.read_recorded:
+                # The object by its database id: a FHIR id can itself identify a patient.
                 details = {
                     "view": self.__class__.__name__,
                     "count": response.data.get("count") if isinstance(response.data, dict) else None,
                 }
-                if getattr(self, "patients_shown", None) is not None:
-                    details["patients"] = self.patients_shown
-                audit_record(AuditAction.API_READ, obj=audited, details=details)
+                with audit_recorded_while(AuditAction.API_READ, obj=getattr(self, "audited", None), details=details):
+                    if hasattr(response, "render"):
+                        response.render()  # the body is written while the entry's commit is flushed
             reset_context(self._audit)
             self._audit = None
         return response
@@ -201,10 +200,15 @@ class PatientList(PartnerView, generics.ListAPIView):
             raise ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
         return patients.order_by(ORDERINGS[ordering], "pk").only(*ROW_FIELDS)
 
-    def paginate_queryset(self, queryset):
-        page = super().paginate_queryset(queryset)
-        self.patients_shown = [patient.pk for patient in page]
-        return page
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        # A list records which patients it showed, while they are written out (nothing more is read).
+        count = self.paginator.page.paginator.count
+        details = {"view": "PatientList", "count": count, "patients": [patient.pk for patient in page]}
+        with audit_recorded_while(AuditAction.API_READ, details=details):
+            response = self.get_paginated_response(self.get_serializer(page, many=True).data)
+        self.read_recorded = True
+        return response
 
 
 @extend_schema(

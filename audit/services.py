@@ -25,11 +25,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from audit import chain
+from audit import chain, in_flight
 from audit.chain import GENESIS
 from audit.models import AuditAction, AuditEvent, AuditHead, AuditInbox
 
@@ -191,6 +191,41 @@ def audit_record(
     """Write one event (inside the caller's transaction: a rolled-back write leaves no event). It goes to the inbox
     in one INSERT and is linked into the chain with the entries written before it when linking is due
     (`_Backlog`); returns the chain's entry when it was linked now, else the inbox's."""
+    written = _inbox_entry(action, obj, object_type, object_id, details, actor, organisation_id, surface)
+    written.save(force_insert=True)
+    return _written(written)
+
+
+@contextmanager
+def audit_recorded_while(
+    action: str,
+    *,
+    obj=None,
+    object_type: str = "",
+    object_id="",
+    details: dict | None = None,
+    actor=None,
+    organisation_id: int | None = None,
+    surface: str = "",
+):
+    """`audit_record` for a read, its commit overlapping the block (the page or answer being rendered from what was
+    read); when the block ends the entry is on disk, before anything leaves. The block must not use the database
+    (refused: `audit.in_flight`). On SQLite or inside a transaction the entry is written before the block."""
+    written = _inbox_entry(action, obj, object_type, object_id, details, actor, organisation_id, surface)
+    pending = in_flight.send(written)
+    if pending is None:
+        written.save(force_insert=True)
+        yield
+    else:
+        try:
+            with connection.execute_wrapper(in_flight.refuse_queries):
+                yield
+        finally:
+            written.pk = pending.collect()  # also after a failed block: the connection is left idle
+    _written(written)
+
+
+def _inbox_entry(action, obj, object_type, object_id, details, actor, organisation_id, surface) -> AuditInbox:
     if action not in AuditAction.values:
         raise ValueError(f"Unknown audit action {action!r}.")
     context = _context.get()
@@ -199,7 +234,7 @@ def audit_record(
         object_type = object_type or obj._meta.label
         object_id = object_id or obj.pk
         organisation_id = organisation_id or getattr(obj, "organisation_id", None)
-    written = AuditInbox.objects.create(
+    return AuditInbox(
         at=timezone.now(),
         actor_id=_user_id(actor),
         actor_name=getattr(actor, "username", "")[:150] if _user_id(actor) else "",
@@ -211,6 +246,9 @@ def audit_record(
         request_id=context.request_id[:64],
         details=details or {},
     )
+
+
+def _written(written: AuditInbox) -> AuditEvent | AuditInbox:
     if _backlog.wrote():
         linked = audit_link()
         return next((event for event, inbox_id in linked if inbox_id == written.pk), written)

@@ -6,7 +6,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
 from audit.models import AuditAction
-from audit.services import audit_record
+from audit.services import audit_recorded_while
 from patients import selectors
 from patients.forms import PatientSearchForm
 from patients.list_rows import patient_rows_html
@@ -29,15 +29,9 @@ def patient_list(request):
     page = OneQueryPaginator(patients.only(*selectors.ROW_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
     record_url = reverse("workspace:patient", args=[0]).removesuffix("0/")  # one reversal, not one per row
     patients = list(page.object_list)
-    context = {
-        "form": form,
-        "page": page,
-        "patients": patients,
-        "rows": patient_rows_html(patients, record_url, today),
-        "query_string": _without_page(request.GET),
-    }
-    # Which patients were shown, by database id; the search text may be a name: only that a search was made is recorded.
-    audit_record(
+    # Which patients were shown, by database id; the search text may be a name: only that a search was made is
+    # recorded. The entry is committed while the page renders from what was read (nothing more is read).
+    with audit_recorded_while(
         AuditAction.VIEW_PATIENT_LIST,
         details={
             "page": page.number,
@@ -45,9 +39,16 @@ def patient_list(request):
             "patients": [patient.pk for patient in patients],
             "searched": bool(request.GET.get("q")),
         },
-    )
-    template = "patients/_results.html" if request.htmx and not request.htmx.boosted else "patients/list.html"
-    response = render(request, template, context)
+    ):
+        context = {
+            "form": form,
+            "page": page,
+            "patients": patients,
+            "rows": patient_rows_html(patients, record_url, today),
+            "query_string": _without_page(request.GET),
+        }
+        template = "patients/_results.html" if request.htmx and not request.htmx.boosted else "patients/list.html"
+        response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.models import AuditAction
-from audit.services import audit_record
+from audit.services import audit_recorded_while
 from patients import selectors
 from prompting.forms import GuidanceForm
 from prompting.guidance import guidance_prefill_soon
@@ -42,7 +42,6 @@ def patient_workspace(request, pk: int):
     membership = selectors.page_membership_for(request.user)
     patient = selectors.patient_get(organisation=membership.organisation, pk=pk)
     today = timezone.now().date()
-    audit_record(AuditAction.VIEW_PATIENT, obj=patient)
     endpoints = list(LLMEndpoint.objects.filter(active=True))  # read once for the form, A/B and prefill
     guidance_prefill_soon(patient=patient, endpoints=endpoints)  # her prompt's start is read while she is read
     context = {
@@ -54,4 +53,6 @@ def patient_workspace(request, pk: int):
         "age": selectors.patient_age(patient, today),
         "mrn": next((i["value"] for i in patient.identifiers if i.get("type") == "MR"), patient.external_id),
     }
-    return render(request, "prompting/workspace.html", context)
+    # Her record was read above; the entry is committed while the page renders from it, before the page leaves.
+    with audit_recorded_while(AuditAction.VIEW_PATIENT, obj=patient):
+        return render(request, "prompting/workspace.html", context)

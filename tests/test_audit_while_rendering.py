@@ -123,7 +123,7 @@ def entries_after(mark: int) -> list:
 
 
 @on_postgresql
-def test_the_patient_list_page_records_the_patients_it_showed_once_committed_before_it_is_sent(
+def test_the_patient_list_and_her_record_page_record_what_they_showed_once_committed_before_they_are_sent(
     client_for, clinician, organisation, other_organisation
 ):
     from tests.factories import PatientFactory
@@ -134,12 +134,19 @@ def test_the_patient_list_page_records_the_patients_it_showed_once_committed_bef
     client.get("/patients/")  # the account is read and kept
     mark = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     seen = entries_seen_by_another_connection()
-    response = client.get("/patients/")
-    assert response.status_code == 200 and b"Ade0" in response.content and b"Elsewhere" not in response.content
-    assert entries_seen_by_another_connection() == seen + 1
-    (entry,) = entries_after(mark)
-    assert entry.action == AuditAction.VIEW_PATIENT_LIST and entry.organisation_id == organisation.pk
-    assert sorted(entry.details["patients"]) == sorted(p.pk for p in hers)
+    listed = client.get("/patients/")
+    opened = client.get(f"/patients/{hers[0].pk}/")
+    assert listed.status_code == 200 and b"Ade0" in listed.content and b"Elsewhere" not in listed.content
+    assert opened.status_code == 200 and b"Ade0" in opened.content
+    assert entries_seen_by_another_connection() == seen + 2
+    listing, reading = entries_after(mark)
+    assert listing.action == AuditAction.VIEW_PATIENT_LIST and listing.organisation_id == organisation.pk
+    assert sorted(listing.details["patients"]) == sorted(p.pk for p in hers)
+    assert (reading.action, reading.object_id, reading.organisation_id) == (
+        AuditAction.VIEW_PATIENT,
+        str(hers[0].pk),
+        organisation.pk,
+    )
 
 
 @on_postgresql

@@ -1,13 +1,15 @@
 """Load test on loopback: the partner API and the patient pages under gunicorn, driven by wrk.
 
 Production settings (DEBUG off) on a small demo cohort under var/bench/load; 2 gunicorn workers;
-each target gets `wrk -t2 -c8 -d10s` (bounded, loopback only). The baseline is the sign-in page in
-the same run: a Django page that reads no patient data. Her record page is measured twice: as it is served
-(the clinical part rendered once and kept under her record version) and as a first opening (a second
-gunicorn with PMLM_RECORD_CACHE_SECONDS=0, so every request reads and renders her record). Prints a table,
-then one JSON line.
+each target gets `wrk -t2 -c8 -d10s` (bounded, loopback only). The baseline is the sign-in page on the
+same server: a Django page that reads no patient data. It is measured again just before every target, and each
+target's ratio is against that paired baseline, so a machine that slows down or speeds up during the run moves
+both sides of a ratio alike. Her record page is measured twice: as it is served (the clinical part rendered once
+and kept under her record version) and as a first opening (a second gunicorn with PMLM_RECORD_CACHE_SECONDS=0, so
+every request reads and renders her record). With --rounds N everything is measured N times, one round after the
+other, and the table gives medians. Prints a table, then one JSON line.
 
-    .venv/bin/python bench/load.py [--duration 10] [--connections 8] [--patients 40]
+    .venv/bin/python bench/load.py [--rounds 3] [--duration 10] [--connections 8] [--patients 40]
 """
 
 import argparse
@@ -18,6 +20,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench" / "load"
 PY = sys.executable
+BASELINE_PATH = "/accounts/login/"  # the sign-in page: Django, no patient data
 WRK_SCRIPT = """
 local headers = {HEADERS}
 request = function()
@@ -138,6 +142,7 @@ def main():
     parser.add_argument("--patients", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads a worker (1: gunicorn's sync worker)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure everything this many times; medians")
     args = parser.parse_args()
     ensure_wrk()
     VAR.mkdir(parents=True, exist_ok=True)
@@ -172,55 +177,57 @@ def main():
     manage(env, "collectstatic", "--noinput", "-v", "0")
     token = manage(env, "issue_token", "demo-partner", "--name", "load test").strip().splitlines()[-1]
     session_cookie, first = None, None
-    results = []
-    for record_cache in ("600", "0"):  # then her record page as a first opening reads it: rendering not kept
-        server, base = start_server(dict(env, PMLM_RECORD_CACHE_SECONDS=record_cache), args.workers, args.threads)
-        try:
-            if session_cookie is None:
-                session_cookie = sign_in(base, password)
-                first = requests.get(f"{base}/api/v1/patients/?page_size=1", headers=api_headers(token)).json()
-                first = first["results"][0]["id"]
-                page_pk = re.search(
-                    r'href="/patients/(\d+)/"', requests.get(f"{base}/patients/", headers=session_cookie).text
-                ).group(1)
-            if record_cache != "0":
-                targets = [
-                    ("baseline: sign-in page", "/accounts/login/", {}),
-                    ("API patient list", "/api/v1/patients/", api_headers(token)),
-                    ("API one patient", f"/api/v1/patients/{first}/", api_headers(token)),
-                    ("page: patient list", "/patients/", session_cookie),
-                    ("page: patient record", f"/patients/{page_pk}/", session_cookie),
-                ]
-            else:
-                targets = [("page: record, not kept", f"/patients/{page_pk}/", session_cookie)]
-            for name, path, headers in targets:
-                print(f"… {name}", file=sys.stderr, flush=True)
-                results.append(
-                    {
-                        "target": name,
-                        "path": path,
-                        **wrk(base + path, headers, duration=args.duration, connections=args.connections),
-                    }
-                )
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-    baseline = results[0]
+    measured = []  # (round, target, path, its figures, the paired baseline's figures)
+    for round_number in range(1, args.rounds + 1):
+        for record_cache in ("600", "0"):  # then her record page as a first opening reads it: rendering not kept
+            server, base = start_server(dict(env, PMLM_RECORD_CACHE_SECONDS=record_cache), args.workers, args.threads)
+            try:
+                if session_cookie is None:
+                    session_cookie = sign_in(base, password)
+                    first = requests.get(f"{base}/api/v1/patients/?page_size=1", headers=api_headers(token)).json()
+                    first = first["results"][0]["id"]
+                    page_pk = re.search(
+                        r'href="/patients/(\d+)/"', requests.get(f"{base}/patients/", headers=session_cookie).text
+                    ).group(1)
+                if record_cache != "0":
+                    targets = [
+                        ("API patient list", "/api/v1/patients/", api_headers(token)),
+                        ("API one patient", f"/api/v1/patients/{first}/", api_headers(token)),
+                        ("page: patient list", "/patients/", session_cookie),
+                        ("page: patient record", f"/patients/{page_pk}/", session_cookie),
+                    ]
+                else:
+                    targets = [("page: record, not kept", f"/patients/{page_pk}/", session_cookie)]
+                for name, path, headers in targets:
+                    print(f"… round {round_number}: sign-in page, then {name}", file=sys.stderr, flush=True)
+                    paired = wrk(base + BASELINE_PATH, {}, duration=args.duration, connections=args.connections)
+                    figures = wrk(base + path, headers, duration=args.duration, connections=args.connections)
+                    measured.append((round_number, name, path, figures, paired))
+            finally:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=30)
+    results = summarise(measured)
     print(
         f"\n{f'load test (gunicorn, {args.workers} workers × {args.threads} threads)':<32}"
         f"{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
-        f"{'rps ratio':>11}  ratio to the baseline"
+        f"{'rps ratio':>11}  {'medians of ' + str(args.rounds) + ' rounds; ' if args.rounds > 1 else ''}"
+        "ratio to the sign-in page measured just before"
     )
     for row in results:
+        each = f"  ({', '.join(f'{r:.2f}' for r in row['ratios'])})" if args.rounds > 1 and row["ratios"] else ""
         print(
             f"{row['target']:<32}{row['rps']:>9}{row['p50_ms']:>9}{row['p95_ms']:>9}{row['p99_ms']:>9}{row['errors']:>8}"
-            f"{row['rps'] / baseline['rps']:>11.2f}"
+            f"{row['ratio']:>11.2f}{each}"
         )
     database = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
     print(
         json.dumps(
             {
                 "load": results,
+                "rounds": [
+                    {"round": n, "target": name, **figures, "baseline_rps": paired["rps"]}
+                    for n, name, _, figures, paired in measured
+                ],
                 "connections": args.connections,
                 "duration_s": args.duration,
                 "workers": args.workers,
@@ -229,6 +236,34 @@ def main():
             }
         )
     )
+
+
+def summarise(measured) -> list[dict]:
+    """One row per target, baseline first: medians over the rounds of req/s and latencies; errors summed; each
+    target's ratio is the median of its rounds' ratios to the baseline measured just before it (the baseline row:
+    every one of those measurements)."""
+    rows = {"baseline: sign-in page": {"path": BASELINE_PATH, "runs": [], "ratios": []}}
+    for _, name, path, figures, paired in measured:
+        rows["baseline: sign-in page"]["runs"].append(paired)
+        row = rows.setdefault(name, {"path": path, "runs": [], "ratios": []})
+        row["runs"].append(figures)
+        row["ratios"].append(figures["rps"] / paired["rps"])
+    summary = []
+    for name, row in rows.items():
+        runs = row["runs"]
+        ratios = [round(r, 3) for r in row["ratios"]]  # none for the baseline itself
+        summary.append(
+            {
+                "target": name,
+                "path": row["path"],
+                "requests": sum(r["requests"] for r in runs),
+                **{k: round(statistics.median(r[k] for r in runs), 1) for k in ("rps", "p50_ms", "p95_ms", "p99_ms")},
+                "errors": sum(r["errors"] for r in runs),
+                "ratio": round(statistics.median(ratios), 3) if ratios else 1.0,
+                "ratios": ratios,
+            }
+        )
+    return summary
 
 
 if __name__ == "__main__":

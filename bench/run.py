@@ -143,8 +143,9 @@ def main():
         for row in load["load"][1:]:
             print(
                 f"{row['target'] + ' req/s':<34}{'':>9}{row['rps']:>14}{base['rps']:>14}"
-                f"{row['rps'] / base['rps']:>8.2f}  "
-                f"sign-in page, same server ({load['workers']} gunicorn workers, {load['connections']} connections)"
+                f"{row['ratio']:>8.2f}  "
+                f"sign-in page just before, same server ({load['workers']} gunicorn workers, "
+                f"{load['connections']} connections)"
             )
             print(
                 f"{row['target'] + ' p95 (ms)':<34}{'':>9}{row['p95_ms']:>14}{base['p95_ms']:>14}"

@@ -7,5 +7,7 @@ class PatientsConfig(AppConfig):
 
     def ready(self):
         from patients import signals
+        from pmlm_site import pg_datetimes
 
         signals.connect()
+        pg_datetimes.connect()  # every datetime a page or the API reads from PostgreSQL

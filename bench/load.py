@@ -135,16 +135,9 @@ def sign_in(base: str, password: str) -> dict:
     return {"Cookie": f"sessionid={session.cookies['sessionid']}"}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--patients", type=int, default=40)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="threads a worker (1: gunicorn's sync worker)")
-    parser.add_argument("--rounds", type=int, default=1, help="measure everything this many times; medians")
-    args = parser.parse_args()
-    ensure_wrk()
+def cohort(patients: int) -> tuple[dict, str]:
+    """The load test's demo cohort under var/bench/load, migrated and seeded once (on PostgreSQL with
+    BENCH_DATABASE_URL, else SQLite): the environment production settings run on, and the demo password."""
     VAR.mkdir(parents=True, exist_ok=True)
     password = "load-test-password-1"
     key_file = VAR / "audit-key"  # the audit chain's key, kept with the cohort it signs
@@ -155,7 +148,7 @@ def main():
         PMLM_VAR_DIR=str(VAR),
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
         DJANGO_SSL_REDIRECT="0",
         DJANGO_SECURE_COOKIES="0",
         DJANGO_HSTS_SECONDS="0",
@@ -171,9 +164,23 @@ def main():
     manage(env, "migrate", "--noinput", "-v", "0")
     marker = VAR / (".seeded-" + ("postgres" if env.get("DATABASE_URL", "").startswith("postgres") else "sqlite"))
     if not marker.exists():
-        print(f"… seeding {args.patients} patients", file=sys.stderr, flush=True)
-        manage(env, "seed_demo", "--limit", str(args.patients), "--password", password, "--no-knowledge")
+        print(f"… seeding {patients} patients", file=sys.stderr, flush=True)
+        manage(env, "seed_demo", "--limit", str(patients), "--password", password, "--no-knowledge")
         marker.touch()
+    return env, password
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--patients", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads a worker (1: gunicorn's sync worker)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure everything this many times; medians")
+    args = parser.parse_args()
+    ensure_wrk()
+    env, password = cohort(args.patients)
     manage(env, "collectstatic", "--noinput", "-v", "0")
     token = manage(env, "issue_token", "demo-partner", "--name", "load test").strip().splitlines()[-1]
     session_cookie, first = None, None

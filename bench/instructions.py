@@ -5,8 +5,8 @@ settings, the audit trail on, the load test's cohort: PostgreSQL with BENCH_DATA
 `valgrind --tool=callgrind`. The same process asking the target nothing (after the same sign-in and warm-up) is
 counted too; the difference over N is the target's instructions per request. The baseline is the sign-in page in
 the same run. Instructions are not time (a cache miss costs more than an add, and the database server's own work is
-not counted: bench/load.py measures both), but they repeat to a fraction of a percent, so a change to the code shows
-as what it is, where timings here move by a third between runs.
+not counted: bench/load.py measures both), but they repeat: two runs of the same code agreed within 0.5% on four
+targets and 3% on the fifth, where timings here move by a third between runs.
 
     .venv/bin/python bench/instructions.py [--requests 50]
 """
@@ -69,7 +69,10 @@ def ask(target: str, requests: int) -> None:
 
 
 def counted(env: dict, target: str, requests: int) -> int:
-    """Instructions of a whole process asking `target` `requests` times."""
+    """Instructions of a whole process asking `target` `requests` times, the audit inbox empty when it starts (entries
+    an earlier process left waiting are chained first, outside the count, not inside whichever run comes next)."""
+    link = [sys.executable, "-c", "import django; django.setup(); from audit.services import audit_link; audit_link()"]
+    subprocess.run(link, cwd=ROOT, env=env, check=True)
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
         run = subprocess.run(

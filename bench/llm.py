@@ -58,43 +58,53 @@ def forget(llama):
 
 
 def first_words(patients) -> dict:
-    """Time to first words of a full guidance prompt (guidance sources included) when its start was prefilled
-    (her workspace opened), against the same prompt read cold, interleaved on one loaded model; and whether
-    the two answers are the same text."""
+    """Time to first words of a full guidance prompt (guidance sources included), read three ways on one loaded
+    model, interleaved: cold (nothing read before); opened (her prompt's start read when her workspace opened);
+    typed (that start, then her prompt up to the question's words, read while the question was typed: its
+    sources are those the finished question brings). And whether the three answers are the same text."""
+    from prompting.consultation import passage_texts
+
     backend = build_backend("llamacpp", {})
     llama, _ = backend.model()
-    cold_runs, warm_runs, identical, tokens, start_kept = [], [], [], [], []
+    kinds = ("cold", "opened", "typed")
+    runs = {kind: [] for kind in kinds}
+    identical, tokens, start_kept, typed_kept = [], [], [], []
     for n, patient in enumerate(patients[:RUNS]):
-        prompt, _, _, _ = question_prompt(
-            patient=patient, question=f"What should we plan for her next visit? ({n})", at=date.today()
-        )
+        question = f"What should we plan for her next visit? ({n})"
+        prompt, passages, _, _ = question_prompt(patient=patient, question=question, at=date.today())
         messages = guidance_messages(prompt.text)
         start = prompt_prefix(patient=patient)
+        typed = prompt_prefix(patient=patient, knowledge=passage_texts(chunk for chunk, _ in passages))
         start_kept.append(prompt.text.startswith(start))
-        prefix = [{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": start}]
+        typed_kept.append(prompt.text == typed + question)
         texts = {}
-        for kind in ("cold", "warm"):
+        for kind in kinds:
             forget(llama)
-            if kind == "warm":
-                backend.prefill(prefix)
+            if kind in ("opened", "typed"):
+                backend.prefill([{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": start}])
+            if kind == "typed":
+                backend.prefill([{"role": "system", "content": SYSTEM_MESSAGE}, {"role": "user", "content": typed}])
             out = {}
             ttft, _, _ = timed_stream(
                 lambda on_token: out.setdefault(
                     "r", backend.generate(messages, max_tokens=MAX_TOKENS, temperature=0.2, on_token=on_token)
                 )
             )
-            (warm_runs if kind == "warm" else cold_runs).append(ttft)
+            runs[kind].append(ttft)
             texts[kind] = out["r"].text
             tokens.append(out["r"].usage["prompt_tokens"])
-        identical.append(texts["cold"] == texts["warm"])
-    cold, warm = statistics.median(cold_runs), statistics.median(warm_runs)
+        identical.append(texts["cold"] == texts["opened"] == texts["typed"])
+    cold, opened, typed = (statistics.median(runs[kind]) for kind in kinds)
     return {
         "prompt_tokens_median": statistics.median(tokens),
         "cold_ttft_ms": round(cold, 1),
-        "warm_ttft_ms": round(warm, 1),
-        "cold_over_warm": round(cold / warm, 2),
+        "warm_ttft_ms": round(opened, 1),
+        "cold_over_warm": round(cold / opened, 2),
+        "typed_ttft_ms": round(typed, 1),
+        "cold_over_typed": round(cold / typed, 2),
         "identical_text": f"{sum(identical)}/{len(identical)}",
         "prompt_starts_as_prefilled": f"{sum(start_kept)}/{len(start_kept)}",
+        "prompt_is_typed_prefill_then_question": f"{sum(typed_kept)}/{len(typed_kept)}",
     }
 
 

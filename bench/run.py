@@ -131,6 +131,11 @@ def main():
             f"{reuse['cold_over_warm']:>8.2f}× faster than the same {reuse['prompt_tokens_median']:.0f}-token "
             f"prompt read cold (target ≤ 2000 ms and ≥ 3×); same text in {reuse['identical_text']}"
         )
+        print(
+            f"{'first words, sources read typing':<34}{'':>9}{reuse['typed_ttft_ms']:>14}{reuse['cold_ttft_ms']:>14}"
+            f"{reuse['cold_over_typed']:>8.2f}× faster than cold: her start and her question's sources read while "
+            f"she typed (target ≤ 2000 ms and ≥ 3×); same text in {reuse['identical_text']}"
+        )
         parts = llm["outside_parts_ms"]
         print(
             f"{'consultation time outside the LLM':<34}{'':>9}{llm['share_outside_llm']:>14.1%}"

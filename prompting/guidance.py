@@ -21,7 +21,13 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from patients import models as pm
 from patients.jobs import job_claim, job_claimed, job_fail, job_finish, job_progress
-from prompting.consultation import SYSTEM_MESSAGE, guidance_messages, passage_citations, question_prompt
+from prompting.consultation import (
+    SYSTEM_MESSAGE,
+    guidance_messages,
+    guidance_passages,
+    passage_citations,
+    question_prompt,
+)
 from prompting.endpoints import endpoint_default, endpoint_named
 from prompting.errors import GuidanceBusy, GuidanceError
 from prompting.llm import LLMError, build_backend
@@ -135,10 +141,17 @@ def guidance_request_create(
     return guidance
 
 
-def guidance_prefill(*, patient: pm.Patient, at: date | None = None, endpoint: LLMEndpoint | None = None) -> int:
+def guidance_prefill(
+    *,
+    patient: pm.Patient,
+    at: date | None = None,
+    endpoint: LLMEndpoint | None = None,
+    knowledge: list[str] | None = None,
+) -> int:
     """Have the endpoint read the start of her prompt (instructions, her record, her peers) before she is asked
-    about, so that a question costs only its guidance sources and itself. Only an in-process model keeps what
-    it read; for other endpoints nothing is done. Returns the prompt tokens read."""
+    about, so that a question costs only its guidance sources and itself; with `knowledge` (the sources of a question
+    being typed), the start runs on through them, so that asking costs only the question's own words. Only an
+    in-process model keeps what it read; for other endpoints nothing is done. Returns the prompt tokens read."""
     endpoint = endpoint or endpoint_default()
     backend = build_backend(endpoint.kind, endpoint.settings, count_tokens=count_tokens)
     prefill = getattr(backend, "prefill", None)
@@ -146,9 +159,28 @@ def guidance_prefill(*, patient: pm.Patient, at: date | None = None, endpoint: L
         return 0
     messages = [
         {"role": "system", "content": SYSTEM_MESSAGE},
-        {"role": "user", "content": prompt_prefix(patient=patient, at=at)},
+        {"role": "user", "content": prompt_prefix(patient=patient, at=at, knowledge=knowledge)},
     ]
     return prefill(_guard_identifiers(messages, endpoint, patient))
+
+
+def _prefill_queue(key: str, args: tuple, kwargs: dict | None = None):
+    """Queue a prefill on the interactive lane once per `key` in PMLM_PREFILL_EXPIRES_SECONDS, dropped if no worker
+    takes it by then. A broker or cache that fails never fails the page: the question reads the prompt itself."""
+    expires = settings.PMLM_PREFILL_EXPIRES_SECONDS
+    try:
+        if cache.add(key, 1, timeout=expires):  # not if queued a moment ago
+            prefill_guidance_task.apply_async(args, kwargs=kwargs or {}, expires=expires, retry=False)
+    except Exception:  # noqa: BLE001
+        logger.warning("Prefill %s not queued", key, exc_info=True)
+
+
+def _prefilled_locally(endpoint: LLMEndpoint | None) -> bool:
+    return (
+        settings.PMLM_PREFILL_ON_OPEN
+        and not settings.CELERY_TASK_ALWAYS_EAGER
+        and (endpoint is not None and endpoint.kind == LLMEndpoint.Kind.LLAMACPP)
+    )
 
 
 def guidance_prefill_soon(*, patient: pm.Patient, endpoints: list[LLMEndpoint] | None = None):
@@ -162,18 +194,29 @@ def guidance_prefill_soon(*, patient: pm.Patient, endpoints: list[LLMEndpoint] |
         endpoint = next((e for e in endpoints if e.is_default), None)
     else:
         endpoint = LLMEndpoint.objects.filter(is_default=True, active=True).only("kind").first()
-    if endpoint is None or endpoint.kind != LLMEndpoint.Kind.LLAMACPP:
-        return
+    if _prefilled_locally(endpoint):
+        transaction.on_commit(lambda: _prefill_queue(f"prefill:{patient.pk}", (patient.pk,)))
 
-    def queue():
-        expires = settings.PMLM_PREFILL_EXPIRES_SECONDS
-        try:
-            if cache.add(f"prefill:{patient.pk}", 1, timeout=expires):  # not if queued a moment ago
-                prefill_guidance_task.apply_async((patient.pk,), expires=expires, retry=False)
-        except Exception:  # noqa: BLE001 — the question will read the prefix itself
-            logger.warning("Prefill for patient %s not queued", patient.pk, exc_info=True)
 
-    transaction.on_commit(queue)
+def guidance_prefill_while_typing(
+    *, patient: pm.Patient, question: str, at: date | None = None, endpoint: LLMEndpoint | None = None
+) -> list[int]:
+    """While the clinician types a question grounded in guidance sources: retrieve its sources now and have the
+    local model read her prompt up to the question's words (interactive lane), so that asking reads only what she
+    typed. Only the passages' ids travel to the worker, never what she is typing; the same sources are queued once
+    in PMLM_PREFILL_EXPIRES_SECONDS. Returns the ids of the passages queued ([] when nothing was)."""
+    endpoint = endpoint or LLMEndpoint.objects.filter(is_default=True, active=True).first()
+    if not _prefilled_locally(endpoint) or not question.strip():
+        return []
+    at = consultation_date_check(at)
+    history = patient_history(patient, at)
+    chunk_ids = [chunk.pk for chunk, _ in guidance_passages(question, history, current_pregnancy(history))]
+    if not chunk_ids:
+        return []
+    key = f"prefill:{patient.pk}:{endpoint.pk}:{at.isoformat()}:{','.join(map(str, chunk_ids))}"
+    kwargs = {"chunk_ids": chunk_ids, "at": at.isoformat(), "endpoint_id": endpoint.pk}
+    _prefill_queue(key, (patient.pk,), kwargs)
+    return chunk_ids
 
 
 def _claim(guidance_id: int) -> GuidanceRequest | None:

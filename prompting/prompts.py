@@ -14,7 +14,7 @@ from patients import models as pm
 from prompting.errors import PromptError
 from prompting.models import PersonalizedPrompt, PromptTemplate
 from prompting.peer_models import peer_summary_for
-from prompting.pmlm.composer import TemplateSpec, compose, inputs_hash, prompt_start
+from prompting.pmlm.composer import TemplateSpec, compose, inputs_hash, prompt_before_question, prompt_start
 from prompting.pmlm.tokens import token_counter
 from prompting.selectors import patient_history, patient_identifiers
 
@@ -138,11 +138,15 @@ def prompt_request(*, patient: pm.Patient, question: str, at: date | None = None
     return prompt
 
 
-def prompt_prefix(*, patient: pm.Patient, at: date | None = None) -> str:
+def prompt_prefix(*, patient: pm.Patient, at: date | None = None, knowledge: list[str] | None = None) -> str:
     """The start every prompt for her that day grounded in guidance sources (the workspace's default) shares,
     whatever the question: the instructions, her record and her peers, cut to leave the sources their room, ending
     where the sources begin. A prompt without sources shares it too unless her record needed that room. Nothing is
-    stored."""
+    stored.
+
+    With `knowledge` (the passages retrieved for a question being typed, as `passage_texts` gives them), the start
+    runs on through those sources to where the question's own words begin: the prompt her question will bring if
+    its sources stay the same, up to a question of ordinary length (a very long one may cut the last passage)."""
     at = consultation_date_check(at)
     spec = template_spec(prompt_template_active())
     peer, _ = peer_summary_for(patient)
@@ -151,11 +155,12 @@ def prompt_prefix(*, patient: pm.Patient, at: date | None = None) -> str:
         "?",
         spec,
         peer=peer,
+        knowledge=list(knowledge or ()),
         count_tokens=count_tokens,
         identifiers=patient_identifiers(patient),
         room_for_sources=True,
     )
-    return prompt_start(composed.sections)
+    return prompt_before_question(composed.sections) if knowledge else prompt_start(composed.sections)
 
 
 def prompt_as_json(prompt: PersonalizedPrompt) -> dict:

@@ -23,16 +23,33 @@ def run_guidance_task(guidance_id: int) -> str:
 
 
 @shared_task
-def prefill_guidance_task(patient_id: int) -> int:
-    """Best effort: a lost prefill costs nothing but the time it would have saved."""
+def prefill_guidance_task(
+    patient_id: int, chunk_ids: list[int] | None = None, at: str | None = None, endpoint_id: int | None = None
+) -> int:
+    """Best effort: a lost prefill costs nothing but the time it would have saved. Her workspace opened: her
+    prompt's start; a question being typed: through the guidance sources `chunk_ids` (in the order retrieved; one
+    deleted since is left out), read for the consultation date `at` on the endpoint `endpoint_id`."""
+    from datetime import date
+
     from patients.models import Patient
+    from prompting.consultation import passage_texts
     from prompting.guidance import GuidanceError, guidance_prefill
     from prompting.llm import LLMError
+    from prompting.models import KnowledgeChunk, LLMEndpoint
     from prompting.prompts import PromptError
 
     patient = Patient.objects.filter(pk=patient_id).first()
+    endpoint = LLMEndpoint.objects.filter(pk=endpoint_id, active=True).first() if endpoint_id else None
+    if patient is None or (endpoint_id and endpoint is None):
+        return 0
+    knowledge = None
+    if chunk_ids:
+        chunks = KnowledgeChunk.objects.filter(pk__in=chunk_ids).select_related("document").in_bulk()
+        knowledge = passage_texts(chunks[pk] for pk in chunk_ids if pk in chunks)
     try:
-        return guidance_prefill(patient=patient) if patient is not None else 0
+        return guidance_prefill(
+            patient=patient, at=date.fromisoformat(at) if at else None, endpoint=endpoint, knowledge=knowledge
+        )
     except (
         GuidanceError,
         PromptError,

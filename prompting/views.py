@@ -5,6 +5,7 @@ Every view is scoped to the clinician's organisation and returns an HTMX fragmen
 """
 
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
@@ -16,7 +17,7 @@ from patients import selectors as patient_selectors
 from patients.models import ImportJob
 from pmlm_site.textdiff import diff_html
 from prompting.forms import ABForm, GuidanceForm, PromptForm, RatingForm
-from prompting.guidance import GuidanceError, guidance_request_create
+from prompting.guidance import GuidanceError, guidance_prefill_while_typing, guidance_request_create
 from prompting.models import (
     RATING_SCALES,
     ABComparison,
@@ -34,6 +35,9 @@ from prompting.prompts import PromptError, prompt_request
 from prompting.ratings import RatingError, ab_comparison_create, ab_judge, ab_summary, guidance_rate
 from prompting.refinement import promoted_run
 
+# Words a question being typed needs before its guidance sources are read ahead: fewer retrieve little of what the
+# finished question will.
+PREFILL_MIN_WORDS = 3
 SCALE_LABELS = {
     "accuracy": "Accuracy",
     "completeness": "Completeness",
@@ -148,6 +152,28 @@ def guidance_create(request, pk: int):
         "prompting/_workspace.html",
         {**guidance_context(request, patient, guidance), **prompt_panel_context(patient, guidance)},
     )
+
+
+@require_POST
+@login_required
+def guidance_prefill_view(request, pk: int):
+    """A question is being typed (the workspace posts its form when she pauses): the local model reads her prompt
+    up to the question's words before she asks. 202 when a prefill was queued; 204 when there is nothing to read
+    ahead (no guidance sources asked for, another kind of LLM, a question too short to retrieve for)."""
+    patient = _patient_for(request, pk)
+    form = GuidanceForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse(status=400)
+    question = form.cleaned_data["question"]
+    if not form.cleaned_data["use_retrieval"] or len(question.split()) < PREFILL_MIN_WORDS:
+        return HttpResponse(status=204)
+    try:
+        queued = guidance_prefill_while_typing(
+            patient=patient, question=question, at=form.cleaned_data["at"], endpoint=form.cleaned_data["endpoint"]
+        )
+    except PromptError:  # a consultation date out of range: asking says so
+        return HttpResponse(status=204)
+    return HttpResponse(status=202 if queued else 204)
 
 
 @require_GET

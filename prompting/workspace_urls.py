@@ -9,6 +9,7 @@ urlpatterns = [
     path("<int:pk>/", workspace_views.patient_workspace, name="patient"),
     path("<int:pk>/prompt/", views.prompt_panel, name="prompt"),
     path("<int:pk>/guidance/", views.guidance_create, name="guidance"),
+    path("<int:pk>/guidance/prefill/", views.guidance_prefill_view, name="guidance-prefill"),
     path("<int:pk>/guidance/<int:guidance_id>/", views.guidance_detail, name="guidance-detail"),
     path("<int:pk>/guidance/<int:guidance_id>/prompt/", views.guidance_prompt, name="guidance-prompt"),
     path("<int:pk>/guidance/<int:guidance_id>/rate/", views.guidance_rate_view, name="guidance-rate"),

@@ -270,3 +270,30 @@ def test_a_clinician_asks_watches_both_panels_fill_rates_and_picks_in_a_blinded_
         expect(page.get_by_text(re.compile(r"was (with|without) guidance sources")).first).to_be_visible()
         assert ABJudgement.objects.get().choice == "a"
         page.screenshot(path=str(live_server_screenshot_dir() / "workspace-ab.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_a_question_picked_in_her_workspace_has_its_guidance_sources_read_before_she_asks(
+    browser_page, live_server, clinician, imported_patient, knowledge, settings, monkeypatch
+):
+    """The workspace posts the question's form when she pauses; the server queues a prefill of her prompt through
+    the passages retrieved for it (by id, without her words), once."""
+    from prompting.models import LLMEndpoint
+
+    settings.PMLM_PREFILL_ON_OPEN = True
+    LLMEndpoint.objects.update(is_default=False)
+    LLMEndpoint.objects.create(name="local-default", kind="llamacpp", is_default=True)
+    queued = []
+    monkeypatch.setattr(
+        "prompting.tasks.prefill_guidance_task.apply_async", lambda args, **options: queued.append((args, options))
+    )
+    page = browser_page
+    sign_in(page, live_server, "dr-north")
+    page.get_by_role("link", name="Rivera, Ana Lucia").click()
+    page.wait_for_load_state("domcontentloaded")
+    with page.expect_response(lambda response: "/guidance/prefill/" in response.url) as read_ahead:
+        page.get_by_role("button", name="Next-visit plan").click()
+    assert read_ahead.value.status == 202
+    typed = [options["kwargs"] for args, options in queued if options["kwargs"]]
+    assert len(typed) == 1 and typed[0]["chunk_ids"]
+    assert "visit" not in repr(queued)

@@ -119,7 +119,9 @@ def test_opening_her_record_queues_a_prefill_on_the_interactive_lane_that_expire
     with django_capture_on_commit_callbacks(execute=True):
         assert client_for(clinician).get(f"/patients/{her.pk}/").status_code == 200
     assert queued == (
-        [((her.pk,), {"expires": settings.PMLM_PREFILL_EXPIRES_SECONDS, "retry": False})] if enabled else []
+        [((her.pk,), {"kwargs": {}, "expires": settings.PMLM_PREFILL_EXPIRES_SECONDS, "retry": False})]
+        if enabled
+        else []
     )
 
 
@@ -166,3 +168,97 @@ def test_with_room_for_the_sources_her_prompt_starts_as_the_prefilled_one_though
         prompt = prompt_build(patient=her, question=question, knowledge=passages)
         assert prompt.text.startswith(prefix)
         assert count_tokens(prompt.text[len(prefix) :]) <= 70  # the sources and the question fit their room
+
+
+# --- read ahead while a question is typed: her prompt up to the question's words ----------------------------------
+
+SOURCES = (
+    "### Guidance sources\n[1] WHO recommends low-dose aspirin from 12 weeks for women at high risk of pre-eclampsia.\n"
+    "[2] Daily oral iron and folic acid supplementation is recommended for pregnant women.\n\n### Question\n"
+)
+
+
+def test_her_prompt_for_a_question_is_what_was_read_while_it_was_typed_then_the_question(her):
+    passages = ["WHO recommends low-dose aspirin from 12 weeks.", "Daily oral iron is recommended."]
+    question = "What should we plan for her next visit, given her blood pressure?"
+    typed = prompt_prefix(patient=her, knowledge=passages)
+    prompt = prompt_build(patient=her, question=question, knowledge=passages)
+    assert prompt.text == typed + question
+    assert typed.startswith(prompt_prefix(patient=her))  # what her workspace read when it opened comes first
+    assert "[2] Daily oral iron" in typed and typed.endswith("### Question\n")
+
+
+def test_an_answer_after_its_sources_were_read_while_typing_is_word_for_word_and_reads_only_the_question():
+    without_reuse = answer(local(prefix_cache_mb=0), HER_RECORD + SOURCES.removesuffix("### Question\n"))
+    backend = local(prefix_cache_mb=64)
+    llama = backend.model()[0]
+    llama.reset()
+    llama.cache.cache_state.clear()
+    prefill(backend, HER_RECORD)  # her workspace opened
+    prefill(backend, ANOTHER_RECORD)  # another clinician's patient in between
+    prefill(backend, HER_RECORD + SOURCES)  # her question's sources, read while it was typed
+    read = []
+    real_eval = llama.eval
+    llama.eval = lambda tokens: (read.append(len(tokens)), real_eval(tokens))[1]
+    try:
+        assert answer(backend, HER_RECORD + SOURCES.removesuffix("### Question\n")) == without_reuse
+    finally:
+        del llama.eval
+    question_tokens = len(llama.tokenize(QUESTION.encode(), add_bos=False))
+    # Asking read the question, the chat template's closing tokens and the few always read again, not her prompt.
+    assert read[0] <= question_tokens + 40
+
+
+def test_typing_a_question_queues_a_prefill_of_its_sources_by_id_and_never_sends_what_she_typed(
+    her, knowledge, client_for, clinician, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.PMLM_PREFILL_ON_OPEN = True
+    LLMEndpoint.objects.update(is_default=False)
+    local_endpoint = LLMEndpoint.objects.create(name="local-default", kind="llamacpp", is_default=True)
+    cache.clear()
+    queued = []
+    monkeypatch.setattr(
+        "prompting.tasks.prefill_guidance_task.apply_async", lambda args, **options: queued.append((args, options))
+    )
+    client = client_for(clinician)
+    url = f"/patients/{her.pk}/guidance/prefill/"
+    form = {"question": "Should she take aspirin for pre-eclampsia", "use_retrieval": "on", "at": "2026-03-01"}
+    assert client.post(url, form).status_code == 202
+    assert client.post(url, form).status_code == 202  # again, from another tab
+    assert len(queued) == 1  # queued once for the same sources
+    (args, options) = queued[0]
+    assert args == (her.pk,)
+    assert options["kwargs"]["at"] == "2026-03-01" and options["kwargs"]["endpoint_id"] == local_endpoint.pk
+    assert options["kwargs"]["chunk_ids"] and all(isinstance(pk, int) for pk in options["kwargs"]["chunk_ids"])
+    assert "aspirin" not in repr(queued).lower()  # what she is typing stays in the page and the web process
+    assert options["expires"] == settings.PMLM_PREFILL_EXPIRES_SECONDS and options["retry"] is False
+    # Nothing to read ahead: too few words, no guidance sources asked for.
+    assert client.post(url, {**form, "question": "Aspirin"}).status_code == 204
+    assert client.post(url, {"question": form["question"], "at": "2026-03-01"}).status_code == 204
+    assert len(queued) == 1
+
+
+def test_only_her_clinicians_can_have_her_prompt_read_ahead(
+    her, foreign_patient, client_for, clinician, outsider, partner, monkeypatch
+):
+    queued = []
+    monkeypatch.setattr(
+        "prompting.tasks.prefill_guidance_task.apply_async", lambda args, **options: queued.append((args, options))
+    )
+    form = {"question": "Should she take aspirin for pre-eclampsia?", "use_retrieval": "on"}
+    assert client_for(outsider).post(f"/patients/{her.pk}/guidance/prefill/", form).status_code == 404
+    assert client_for(clinician).post(f"/patients/{foreign_patient.pk}/guidance/prefill/", form).status_code == 404
+    assert client_for(partner).post(f"/patients/{her.pk}/guidance/prefill/", form).status_code == 403
+    assert queued == []
+
+
+def test_the_prefill_task_reads_her_prompt_through_the_sources_it_is_given(her, knowledge):
+    from prompting.models import KnowledgeChunk
+    from prompting.tasks import prefill_guidance_task
+
+    endpoint = LLMEndpoint.objects.create(name="local-prefill", kind="llamacpp", settings={"prefix_cache_mb": 64})
+    chunk_ids = list(KnowledgeChunk.objects.order_by("pk").values_list("pk", flat=True)[:2])
+    start_only = prefill_guidance_task(her.pk, endpoint_id=endpoint.pk)
+    with_sources = prefill_guidance_task(her.pk, chunk_ids=[*chunk_ids, 10**9], endpoint_id=endpoint.pk)
+    assert with_sources > start_only + 20  # a deleted passage is left out, the others read
+    assert prefill_guidance_task(her.pk, chunk_ids=chunk_ids, endpoint_id=10**9) == 0  # an endpoint gone since

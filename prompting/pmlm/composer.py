@@ -296,6 +296,14 @@ def prompt_start(sections: list[dict]) -> str:
     return render([s for s in sections if s["source"] not in QUESTION_SECTIONS]) + "\n\n"
 
 
+def prompt_before_question(sections: list[dict]) -> str:
+    """The text of a composed prompt up to the question's own words: her start and the guidance sources, then the
+    question's heading. What a question being typed shares with the prompt it will bring, once its sources are
+    known (`render` joins sections as this does)."""
+    question = next(s for s in sections if s["source"] == "question")
+    return render([s for s in sections if s["source"] != "question"]) + f"\n\n### {question['title']}\n"
+
+
 def _drop_one_line(sections: list[Section]) -> bool:
     """Drop the least important line: highest priority number first; on a tie knowledge, then
     peers, then her record; within a section the last line first."""

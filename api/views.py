@@ -34,7 +34,7 @@ from audit.services import AuditContext, audit_denied, audit_record, audit_recor
 from patients.fhir.export import patient_bundle
 from patients.fhir.parse import SUPPORTED_BUNDLE_TYPES
 from patients.models import Patient, Role
-from patients.selectors import ROW_FIELDS, get_or_404_audited, patient_list
+from patients.selectors import get_or_404_audited, patient_list, patient_rows
 from patients.services import patient_import_bundle
 from pmlm_site.paging import OneQueryPaginator
 from prompting.endpoints import endpoint_named
@@ -198,7 +198,7 @@ class PatientList(PartnerView, generics.ListAPIView):
         ordering = params.get("ordering", "id")
         if ordering not in ORDERINGS:
             raise ValidationError({"ordering": [f"One of {', '.join(ORDERINGS)}."]})
-        return patients.order_by(ORDERINGS[ordering], "pk").only(*ROW_FIELDS)
+        return patient_rows(patients.order_by(ORDERINGS[ordering], "pk"))
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))

@@ -61,6 +61,13 @@ ROW_FIELDS = (
 )
 
 
+def patient_rows(patients: QuerySet[m.Patient]) -> QuerySet:
+    """Her list's rows as named tuples of ROW_FIELDS: read as a patient's attributes (`row.family_name`), without a
+    model instance built for each (a sixth of the API list's time went there). For showing only: a row has no
+    methods and cannot be saved."""
+    return patients.values_list(*ROW_FIELDS, named=True)
+
+
 def patient_list(
     *,
     organisation: m.Organisation,

@@ -26,7 +26,7 @@ def patient_list(request):
     today = timezone.now().date()
     form = PatientSearchForm(request.GET)
     patients = selectors.patient_list(organisation=membership.organisation, on=today, **form.filters())
-    page = OneQueryPaginator(patients.only(*selectors.ROW_FIELDS), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = OneQueryPaginator(selectors.patient_rows(patients), PAGE_SIZE).get_page(request.GET.get("page"))
     record_url = reverse("workspace:patient", args=[0]).removesuffix("0/")  # one reversal, not one per row
     patients = list(page.object_list)
     # Which patients were shown, by database id; the search text may be a name: only that a search was made is

@@ -8,7 +8,7 @@ and the errors for a bad page number are Django's own."""
 
 from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db.models import Count, QuerySet, Window
-from django.db.models.query import ModelIterable
+from django.db.models.query import ModelIterable, NamedValuesListIterable
 
 TOTAL = "paging_total_rows"  # the annotation each row carries
 LARGEST_OFFSET = 2**62  # beyond it a database refuses the OFFSET itself: such a page is counted first (and refused)
@@ -29,12 +29,12 @@ class OneQueryPaginator(Paginator):
         return number
 
     def _counts_with_rows(self) -> bool:
-        """Only where a window count is the paginator's count: plain rows of a model, not DISTINCT (the window
-        counts before it), a UNION or an already sliced query (which take no annotation)."""
+        """Only where a window count is the paginator's count: plain rows of a model (or named tuples of its fields),
+        not DISTINCT (the window counts before it), a UNION or an already sliced query (which take no annotation)."""
         rows = self.object_list
         return (
             isinstance(rows, QuerySet)
-            and rows._iterable_class is ModelIterable
+            and rows._iterable_class in (ModelIterable, NamedValuesListIterable)
             and not (rows.query.distinct or rows.query.combinator or rows.query.is_sliced)
             and not self.orphans
             and "count" not in self.__dict__  # already counted: nothing to save
@@ -47,7 +47,10 @@ class OneQueryPaginator(Paginator):
         bottom = (number - 1) * self.per_page
         if bottom > LARGEST_OFFSET:
             return super().page(number)
-        rows = list(self.object_list.annotate(**{TOTAL: Window(Count("*"))})[bottom : bottom + self.per_page])
+        counted = self.object_list.annotate(**{TOTAL: Window(Count("*"))})
+        if counted._iterable_class is NamedValuesListIterable:  # named tuples name only the fields they were given
+            counted = counted.values_list(*self.object_list._fields, TOTAL, named=True)
+        rows = list(counted[bottom : bottom + self.per_page])
         if not rows:  # past the end, or nothing at all: the count says which (and Django's page raises or not)
             return super().page(number)
         self.count = getattr(rows[0], TOTAL)  # what Paginator.count would have counted, kept as it keeps it

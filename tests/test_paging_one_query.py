@@ -42,6 +42,20 @@ def test_a_page_with_rows_and_its_total_take_one_query(seven_patients):
 
 
 @pytest.mark.django_db
+def test_a_page_of_her_list_rows_takes_one_query_and_reads_as_her_record_does(seven_patients):
+    from patients.selectors import ROW_FIELDS, patient_rows
+
+    with CaptureQueriesContext(connection) as queries:
+        page = OneQueryPaginator(patient_rows(seven_patients), 3).page(3)
+        assert page.paginator.count == 7
+        rows = list(page)
+    assert len(queries) == 1
+    whole = m.Patient.objects.get(external_id="p-6")
+    assert len(rows) == 1 and all(getattr(rows[0], name) == getattr(whole, name) for name in ROW_FIELDS)
+    _same(page, Paginator(seven_patients, 3).page(3))
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("number", [1, 2, 3, "3", 2.0])
 def test_every_page_is_the_page_djangos_paginator_gives(seven_patients, number):
     _same(OneQueryPaginator(seven_patients, 3).page(number), Paginator(seven_patients, 3).page(number))

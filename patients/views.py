@@ -10,7 +10,7 @@ from audit.services import audit_recorded_while
 from patients import selectors
 from patients.forms import PatientSearchForm
 from patients.list_rows import patient_rows_html
-from pmlm_site.paging import OneQueryPaginator
+from pmlm_site.paging import OneQueryPaginator, keep_sql
 
 PAGE_SIZE = 25
 
@@ -25,8 +25,12 @@ def patient_list(request):
     membership = selectors.page_membership_for(request.user)
     today = timezone.now().date()
     form = PatientSearchForm(request.GET)
-    patients = selectors.patient_list(organisation=membership.organisation, on=today, **form.filters())
-    page = OneQueryPaginator(selectors.patient_rows(patients), PAGE_SIZE).get_page(request.GET.get("page"))
+    filters = form.filters()
+    patients = selectors.patient_list(organisation=membership.organisation, on=today, **filters)
+    rows = selectors.patient_rows(patients)
+    if not filters["query"]:  # built from her organisation, the day and the filters alone: SQL compiled once for them
+        rows = keep_sql(rows, ("patient list page", membership.organisation_id, today, *filters.items()))
+    page = OneQueryPaginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     record_url = reverse("workspace:patient", args=[0]).removesuffix("0/")  # one reversal, not one per row
     patients = list(page.object_list)
     # Which patients were shown, by database id; the search text may be a name: only that a search was made is

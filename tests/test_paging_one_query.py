@@ -1,5 +1,7 @@
 """Lists read a page and its total in one query, and page exactly as Django's paginator pages."""
 
+from datetime import date
+
 import pytest
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db import connection
@@ -123,3 +125,61 @@ def test_the_partner_api_pages_her_organisations_patients_with_the_total_in_one_
     assert [p["id"] for p in body["results"]] == ["p-6"]
     assert len([q for q in queries if 'FROM "patients_patient"' in q["sql"]]) == 1
     assert client.get("/api/v1/patients/?page_size=3&page=4", **auth).status_code == 404
+
+
+# --- SQL kept per process for a keyed list --------------------------------------------------------------------------
+
+
+def _list_page(organisation, number, *, kept: bool):
+    from patients.selectors import patient_list, patient_rows
+    from pmlm_site.paging import keep_sql
+
+    rows = patient_rows(patient_list(organisation=organisation, on=date(2026, 3, 1), pregnant_first=True))
+    if kept:
+        rows = keep_sql(rows, ("test list", organisation.pk, date(2026, 3, 1)))
+    return OneQueryPaginator(rows, 3).page(number)
+
+
+@pytest.mark.django_db
+def test_a_kept_list_reads_the_rows_and_total_a_compiled_list_reads_and_compiles_once_on_postgresql(
+    seven_patients, organisation, monkeypatch
+):
+    from django.db.models.sql.compiler import SQLCompiler
+
+    from pmlm_site import paging
+
+    paging._kept.clear()
+    compiled = []
+    real_as_sql = SQLCompiler.as_sql
+    monkeypatch.setattr(
+        SQLCompiler, "as_sql", lambda self, *a, **k: (compiled.append(1), real_as_sql(self, *a, **k))[1]
+    )
+    for number in (1, 2, 3, 1, 2, 3):
+        kept, plain = _list_page(organisation, number, kept=True), _list_page(organisation, number, kept=False)
+        assert list(kept) == list(plain) and kept.paginator.count == plain.paginator.count == 7
+    compiled.clear()
+    _list_page(organisation, 2, kept=True)
+    # PostgreSQL: the kept SQL is run as it is. SQLite converts dates after reading: compiled each time.
+    assert len(compiled) == (0 if connection.vendor == "postgresql" else 1)
+
+
+@pytest.mark.django_db
+def test_another_organisations_list_never_runs_the_sql_kept_for_hers(seven_patients, organisation, other_organisation):
+    from pmlm_site import paging
+
+    paging._kept.clear()
+    m.Patient.objects.create(organisation=other_organisation, external_id="q-1", family_name="Other", given_names="G")
+    assert [row.external_id for row in _list_page(organisation, 1, kept=True)] == ["p-0", "p-1", "p-2"]
+    assert [row.external_id for row in _list_page(other_organisation, 1, kept=True)] == ["q-1"]
+    assert [row.external_id for row in _list_page(organisation, 3, kept=True)] == ["p-6"]
+
+
+@pytest.mark.django_db
+def test_a_list_derived_from_a_kept_one_carries_no_key_and_a_past_the_end_page_is_refused(seven_patients, organisation):
+    from patients.selectors import patient_rows
+    from pmlm_site.paging import keep_sql
+
+    kept = keep_sql(patient_rows(seven_patients), ("seven", organisation.pk))
+    assert not hasattr(kept.filter(family_name="F1"), "kept_sql_key")
+    with pytest.raises(EmptyPage):
+        OneQueryPaginator(kept, 3).page(4)

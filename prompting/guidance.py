@@ -204,7 +204,8 @@ def guidance_prefill_while_typing(
     """While the clinician types a question grounded in guidance sources: retrieve its sources now and have the
     local model read her prompt up to the question's words (interactive lane), so that asking reads only what she
     typed. Only the passages' ids travel to the worker, never what she is typing; the same sources are queued once
-    in PMLM_PREFILL_EXPIRES_SECONDS. Returns the ids of the passages queued ([] when nothing was)."""
+    in PMLM_PREFILL_EXPIRES_SECONDS (best effort: a broker that cannot take it is logged, never raised). Returns the
+    ids of the passages read ahead, queued now or a moment ago ([] when there is nothing to read ahead)."""
     endpoint = endpoint or LLMEndpoint.objects.filter(is_default=True, active=True).first()
     if not _prefilled_locally(endpoint) or not question.strip():
         return []

@@ -235,6 +235,11 @@ def test_typing_a_question_queues_a_prefill_of_its_sources_by_id_and_never_sends
     # Nothing to read ahead: too few words, no guidance sources asked for.
     assert client.post(url, {**form, "question": "Aspirin"}).status_code == 204
     assert client.post(url, {"question": form["question"], "at": "2026-03-01"}).status_code == 204
+    # A date outside the consultation range: asking will say so; reading ahead quietly does nothing.
+    assert client.post(url, {**form, "at": "1850-01-01"}).status_code == 204
+    # A form that is not one (no question, a date that is not a date): refused, nothing queued.
+    assert client.post(url, {"use_retrieval": "on"}).status_code == 400
+    assert client.post(url, {**form, "at": "the first of March"}).status_code == 400
     assert len(queued) == 1
 
 

@@ -36,7 +36,7 @@ from patients.fhir.parse import SUPPORTED_BUNDLE_TYPES
 from patients.models import Patient, Role
 from patients.selectors import get_or_404_audited, patient_list, patient_rows
 from patients.services import patient_import_bundle
-from pmlm_site.paging import OneQueryPaginator, keep_sql
+from pmlm_site.paging import KeptRows, OneQueryPaginator
 from prompting.endpoints import endpoint_named
 from prompting.errors import GuidanceBusy, GuidanceError
 from prompting.guidance import guidance_request_create
@@ -194,13 +194,15 @@ class PatientList(PartnerView, generics.ListAPIView):
         organisation, today = self.organisation, timezone.now().date()
         query = " ".join(params.get("q", "").split()[:5])
         pregnant = None if pregnant is None else pregnant.lower() == "true"
-        # The same selector as the patient list page: one rule for "pregnant now".
-        patients = patient_list(organisation=organisation, query=query, pregnant=pregnant, on=today)
-        rows = patient_rows(patients.order_by(ORDERINGS[ordering], "pk"))
+
+        def rows():  # the same selector as the patient list page: one rule for "pregnant now"
+            patients = patient_list(organisation=organisation, query=query, pregnant=pregnant, on=today)
+            return patient_rows(patients.order_by(ORDERINGS[ordering], "pk"))
+
         if query:  # searches differ keystroke by keystroke, and their words stay out of kept SQL
-            return rows
+            return rows()
         # Built from these values alone: its SQL is compiled once per process for them.
-        return keep_sql(rows, ("API patient list", organisation.pk, today, pregnant, ordering))
+        return KeptRows(("API patient list", organisation.pk, today, pregnant, ordering), rows)
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))

@@ -10,7 +10,7 @@ from audit.services import audit_recorded_while
 from patients import selectors
 from patients.forms import PatientSearchForm
 from patients.list_rows import patient_rows_html
-from pmlm_site.paging import OneQueryPaginator, keep_sql
+from pmlm_site.paging import KeptRows, OneQueryPaginator
 
 PAGE_SIZE = 25
 
@@ -26,11 +26,15 @@ def patient_list(request):
     today = timezone.now().date()
     form = PatientSearchForm(request.GET)
     filters = form.filters()
-    patients = selectors.patient_list(organisation=membership.organisation, on=today, **filters)
-    rows = selectors.patient_rows(patients)
+
+    def rows():
+        return selectors.patient_rows(selectors.patient_list(organisation=membership.organisation, on=today, **filters))
+
     if not filters["query"]:  # built from her organisation, the day and the filters alone: SQL compiled once for them
-        rows = keep_sql(rows, ("patient list page", membership.organisation_id, today, *filters.items()))
-    page = OneQueryPaginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+        listed = KeptRows(("patient list page", membership.organisation_id, today, *filters.items()), rows)
+    else:  # searches differ keystroke by keystroke, and their words stay out of kept SQL
+        listed = rows()
+    page = OneQueryPaginator(listed, PAGE_SIZE).get_page(request.GET.get("page"))
     record_url = reverse("workspace:patient", args=[0]).removesuffix("0/")  # one reversal, not one per row
     patients = list(page.object_list)
     # Which patients were shown, by database id; the search text may be a name: only that a search was made is

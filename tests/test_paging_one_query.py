@@ -130,14 +130,16 @@ def test_the_partner_api_pages_her_organisations_patients_with_the_total_in_one_
 # --- SQL kept per process for a keyed list --------------------------------------------------------------------------
 
 
-def _list_page(organisation, number, *, kept: bool):
+def _list_page(organisation, number, *, kept: bool, built: list | None = None):
     from patients.selectors import patient_list, patient_rows
-    from pmlm_site.paging import keep_sql
+    from pmlm_site.paging import KeptRows
 
-    rows = patient_rows(patient_list(organisation=organisation, on=date(2026, 3, 1), pregnant_first=True))
-    if kept:
-        rows = keep_sql(rows, ("test list", organisation.pk, date(2026, 3, 1)))
-    return OneQueryPaginator(rows, 3).page(number)
+    def rows():
+        (built if built is not None else []).append(1)
+        return patient_rows(patient_list(organisation=organisation, on=date(2026, 3, 1), pregnant_first=True))
+
+    listed = KeptRows(("test list", organisation.pk, date(2026, 3, 1)), rows) if kept else rows()
+    return OneQueryPaginator(listed, 3).page(number)
 
 
 @pytest.mark.django_db
@@ -158,9 +160,11 @@ def test_a_kept_list_reads_the_rows_and_total_a_compiled_list_reads_and_compiles
         kept, plain = _list_page(organisation, number, kept=True), _list_page(organisation, number, kept=False)
         assert list(kept) == list(plain) and kept.paginator.count == plain.paginator.count == 7
     compiled.clear()
-    _list_page(organisation, 2, kept=True)
-    # PostgreSQL: the kept SQL is run as it is. SQLite converts dates after reading: compiled each time.
-    assert len(compiled) == (0 if connection.vendor == "postgresql" else 1)
+    built = []
+    _list_page(organisation, 2, kept=True, built=built)
+    # PostgreSQL: the kept SQL is run as it is, its queryset not even built. SQLite converts dates after reading:
+    # built and compiled each time.
+    assert len(compiled) == len(built) == (0 if connection.vendor == "postgresql" else 1)
 
 
 @pytest.mark.django_db
@@ -175,11 +179,23 @@ def test_another_organisations_list_never_runs_the_sql_kept_for_hers(seven_patie
 
 
 @pytest.mark.django_db
-def test_a_list_derived_from_a_kept_one_carries_no_key_and_a_past_the_end_page_is_refused(seven_patients, organisation):
+def test_a_kept_lists_page_past_the_end_or_not_a_number_is_refused_as_django_refuses_it(seven_patients, organisation):
     from patients.selectors import patient_rows
-    from pmlm_site.paging import keep_sql
+    from pmlm_site.paging import KeptRows
 
-    kept = keep_sql(patient_rows(seven_patients), ("seven", organisation.pk))
-    assert not hasattr(kept.filter(family_name="F1"), "kept_sql_key")
-    with pytest.raises(EmptyPage):
-        OneQueryPaginator(kept, 3).page(4)
+    def kept():
+        return KeptRows(("seven", organisation.pk), lambda: patient_rows(seven_patients))
+
+    for number in (4, 0, "two", 1.5):
+        with pytest.raises(type(_refusal(Paginator(seven_patients, 3), number))):
+            OneQueryPaginator(kept(), 3).page(number)
+    assert OneQueryPaginator(kept(), 3).get_page(9).number == 3  # the last page, as Django's get_page gives
+    assert OneQueryPaginator(kept(), 3).get_page("two").number == 1
+
+
+def _refusal(paginator, number) -> Exception:
+    try:
+        paginator.page(number)
+    except Exception as refused:
+        return refused
+    raise AssertionError(f"Django's paginator took page {number!r}")

@@ -1,5 +1,6 @@
 """Sign-in, the patient list and the patient page: each limited to the caller's organisation."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -119,6 +120,19 @@ def test_the_patient_page_shows_her_record(client_for, clinician, imported_patie
         "Never smoked",
     ):
         assert expected in content
+
+
+def test_her_record_and_the_patient_list_mark_patients_as_the_current_section_and_nothing_else(
+    client_for, clinician, imported_patient
+):
+    client = client_for(clinician)
+    for url in (reverse("patients:list"), reverse("workspace:patient", args=[imported_patient.pk])):
+        header = client.get(url).content.decode().split("</nav>")[0]
+        assert header.count('aria-current="page"') == 1
+        assert re.search(r'aria-current="page"\s*>Patients</a>', header)
+    jobs_header = client.get(reverse("jobs")).content.decode().split("</nav>")[0]
+    assert not re.search(r'aria-current="page"\s*>Patients</a>', jobs_header)
+    assert re.search(r'aria-current="page"\s*>Jobs</a>', jobs_header)
 
 
 def test_a_colleague_with_another_role_may_read_the_record(client_for, curator, imported_patient):

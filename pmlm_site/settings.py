@@ -279,6 +279,9 @@ PMLM_MAX_PENDING_GUIDANCE_PER_ORGANISATION = int(os.environ.get("PMLM_MAX_PENDIN
 # a question then costs only its guidance sources and itself); a prefill no worker took within this long is dropped.
 PMLM_PREFILL_ON_OPEN = env_bool("PMLM_PREFILL_ON_OPEN", True)
 PMLM_PREFILL_EXPIRES_SECONDS = int(os.environ.get("PMLM_PREFILL_EXPIRES_SECONDS", "30"))
+# A web process loads the retrieval model and the prompt tokenizer as it starts (in a background thread), so the first
+# question after a restart does not wait seconds for them (pmlm_site/wsgi.py).
+PMLM_WARM_ON_START = env_bool("PMLM_WARM_ON_START", True)
 
 # A partner token's record is cached this long between requests; revoking it, or changing its account or membership,
 # drops it at once (in every process with PMLM_CACHE_URL, else in the process that made the change).

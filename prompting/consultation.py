@@ -9,10 +9,10 @@ from datetime import date
 
 from patients import models as pm
 from prompting.knowledge import knowledge_search
-from prompting.pmlm.retrieval import passages_as_read
+from prompting.pmlm.retrieval import default_embedder, passages_as_read
 from prompting.pmlm.risk import risk_flags
 from prompting.pmlm.state import current_pregnancy
-from prompting.prompts import prompt_build
+from prompting.prompts import count_tokens, prompt_build
 from prompting.selectors import patient_history
 
 SYSTEM_MESSAGE = (
@@ -77,6 +77,14 @@ def guidance_passages(question: str, history, pregnancy) -> list:
     hypertension guidance."""
     flags = " ".join(f.label for f in risk_flags(history, pregnancy))
     return knowledge_search(f"{question} {flags}", k=RETRIEVED_PASSAGES)
+
+
+def consultation_warm_up() -> None:
+    """Load what a process's first question would otherwise wait for: the embedding model that retrieves her
+    guidance sources (seconds, on the request path) and the tokenizer that counts her prompt's tokens. A web server
+    calls it as it starts (`pmlm_site.wsgi`), so the first clinician to ask after a restart does not pay for it."""
+    default_embedder().embed(["antenatal care"])
+    count_tokens("antenatal care")
 
 
 def passage_texts(chunks) -> list[str]:

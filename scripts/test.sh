@@ -8,6 +8,8 @@ export DJANGO_DEBUG=1 HF_HUB_OFFLINE=1
 export DATABASE_CONN_MAX_AGE=0
 # Opening a record prefills the local model on the worker; tests that wait on the worker turn it on themselves.
 export PMLM_PREFILL_ON_OPEN="${PMLM_PREFILL_ON_OPEN:-0}"
+# Importing the WSGI app (the API schema's tests) would warm the retrieval model in a thread; tests load it themselves.
+export PMLM_WARM_ON_START="${PMLM_WARM_ON_START:-0}"
 export PMLM_VAR_DIR="${PMLM_VAR_DIR:-$(pwd)/var/test}"
 mkdir -p "$PMLM_VAR_DIR"
 

@@ -92,8 +92,18 @@ class Embedder:
         return np.vstack(out).astype(np.float32)
 
 
-@lru_cache(maxsize=1)
+_embedder_lock = threading.Lock()
+
+
 def default_embedder() -> Embedder:
+    """The process's one embedder, loaded on first use (seconds): a second caller waits for the first's load rather
+    than loading its own (a server warming it at start while a question arrives)."""
+    with _embedder_lock:
+        return _loaded_embedder()
+
+
+@lru_cache(maxsize=1)
+def _loaded_embedder() -> Embedder:
     return Embedder()
 
 

@@ -76,6 +76,12 @@ class _Cancelled(Exception):
 # --- creating and cancelling ------------------------------------------------------------------------
 
 
+REFINED_NEED_A_RUN = (
+    "The pmlm_rl and pmlm_best_edit variants need a finished refinement run: start one at /refinement/, or leave "
+    "them out of the variants."
+)
+
+
 def evaluation_run_create(
     *,
     organisation: pm.Organisation,
@@ -96,6 +102,8 @@ def evaluation_run_create(
         raise EvaluationError(
             f"Unknown prompt variant(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}."
         )
+    if set(REFINED_VARIANTS) & set(variants) and refinement_run_for_evaluation(organisation) is None:
+        raise EvaluationError(REFINED_NEED_A_RUN)  # said now, rather than by a run that fails as it starts
     retrieval = tuple(dict.fromkeys(bool(r) for r in retrieval))
     if not retrieval:
         raise EvaluationError("Evaluate with retrieval on, off, or both.")
@@ -234,10 +242,7 @@ def _refinement_policy(organisation: pm.Organisation, variants, report: dict) ->
         return None
     policy = refinement_run_for_evaluation(organisation)
     if policy is None:
-        raise EvaluationError(
-            "The pmlm_rl and pmlm_best_edit variants need a finished refinement run: start one at "
-            "/refinement/, or leave them out of the variants."
-        )
+        raise EvaluationError(REFINED_NEED_A_RUN)
     report["refinement_run"] = {
         "id": policy.pk,
         "version": policy.version,

@@ -20,6 +20,7 @@ from prompting.evaluation_runs import (
     evaluation_run_cancel,
     evaluation_run_create,
     evaluation_run_queue,
+    refinement_run_for_evaluation,
 )
 from prompting.forms import EvaluationRunForm
 from prompting.models import EvaluationRun
@@ -59,7 +60,9 @@ def _list_context(membership, form) -> dict:
 @login_required
 def evaluation_list(request):
     membership = page_membership_for(request.user)
-    return render(request, "prompting/evaluation_list.html", _list_context(membership, EvaluationRunForm()))
+    refined_ready = refinement_run_for_evaluation(membership.organisation) is not None
+    form = EvaluationRunForm(refined_ready=refined_ready)
+    return render(request, "prompting/evaluation_list.html", _list_context(membership, form))
 
 
 @require_POST

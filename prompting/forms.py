@@ -1,7 +1,7 @@
 from django import forms
 
 from prompting.models import LLMEndpoint
-from prompting.pmlm.evaluation import VARIANT_LABELS
+from prompting.pmlm.evaluation import REFINED_VARIANTS, VARIANT_LABELS
 from prompting.prompts import MAX_QUESTION_CHARS
 from prompting.ratings import ab_kinds_available
 
@@ -117,8 +117,13 @@ class EvaluationRunForm(forms.Form):
         help_text="Scores each answer on a HealthBench-style rubric; the judge is named in the report.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, refined_ready: bool = True, **kwargs):
+        """`refined_ready`: her organisation has a finished refinement run, which the refined variants apply; without
+        one they start unticked, and say why."""
         super().__init__(*args, **kwargs)
         self.fields["endpoints"].queryset = self.fields["judge"].queryset = LLMEndpoint.objects.filter(active=True)
         self.fields["variants"].choices = list(VARIANT_LABELS.items())
-        self.fields["variants"].initial = list(VARIANT_LABELS)
+        self.fields["variants"].initial = [v for v in VARIANT_LABELS if refined_ready or v not in REFINED_VARIANTS]
+        if not refined_ready:
+            waiting = "PMLM + best fixed edit and PMLM + RL need a finished refinement run first (Refinement)."
+            self.fields["variants"].help_text = waiting

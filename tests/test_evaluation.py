@@ -156,13 +156,12 @@ class TestWhatIsEvaluated:
         assert "No held-out patient" in run.error
         assert not run.items.exists()
 
-    def test_without_a_refinement_run_pmlm_rl_fails_clearly_and_the_other_variants_still_run(
+    def test_without_a_refinement_run_pmlm_rl_is_refused_before_a_run_is_stored_and_the_other_variants_still_run(
         self, cohort, tiny_policy, organisation
     ):
-        run = evaluated(organisation)
-        assert run.status == pm.JobStatus.FAILED
-        assert "/refinement/" in run.error
-        assert not run.items.exists()
+        with pytest.raises(EvaluationError, match="/refinement/"):
+            evaluated(organisation)
+        assert not EvaluationRun.objects.exists()
         run = evaluated(organisation, variants=("general", "self", "peer", "pmlm"))
         assert run.status == pm.JobStatus.DONE
         assert [r["variant"] for r in run.rows[:4]] == [
@@ -177,10 +176,9 @@ class TestWhatIsEvaluated:
     ):
         """Its policy cannot choose an edit: every pmlm_rl answer would be the initial prompt's, labelled as RL."""
         finished_run(organisation, tiny_checkpoint, config={"steps": 2, "target_endpoint": "tiny-target"}, report={})
-        run = evaluated(organisation, variants=("pmlm", "pmlm_rl"), retrieval=(False,))
-        assert run.status == pm.JobStatus.FAILED
-        assert "/refinement/" in run.error
-        assert not run.items.exists()
+        with pytest.raises(EvaluationError, match="/refinement/"):
+            evaluated(organisation, variants=("pmlm", "pmlm_rl"), retrieval=(False,))
+        assert not EvaluationRun.objects.exists()
 
     def test_bad_settings_are_refused_before_anything_is_stored(self, cohort, tiny_policy, organisation):
         for options in (
@@ -326,6 +324,21 @@ class TestThePages:
         fragment = client.get(f"/evaluations/{run.pk}/", HTTP_HX_REQUEST="true")
         assert b"<html" not in fragment.content
         assert "HX-Request" in fragment["Vary"]
+
+    def test_without_a_finished_refinement_run_the_refined_variants_start_unticked_and_are_refused_if_ticked(
+        self, client_for, curator, tiny_policy, tiny_checkpoint, organisation
+    ):
+        client = client_for(curator)
+        form = client.get("/evaluations/").context["form"]
+        assert form["variants"].initial == ["general", "self", "peer", "pmlm"]
+        assert "need a finished refinement run" in form["variants"].help_text
+        response = client.post("/evaluations/start/", {"retrieval": "both", "variants": ["pmlm", "pmlm_rl"]})
+        assert response.status_code == 302 and response["Location"] == "/evaluations/"
+        assert "need a finished refinement run" in client.get("/evaluations/").content.decode()
+        assert not EvaluationRun.objects.exists()  # no run that fails as it starts
+        finished_run(organisation, tiny_checkpoint)
+        form = client.get("/evaluations/").context["form"]
+        assert form["variants"].initial == list(VARIANTS) and not form["variants"].help_text
 
     def test_a_form_without_variants_is_shown_again_with_the_error(self, client_for, curator, tiny_policy):
         response = client_for(curator).post("/evaluations/start/", {"retrieval": "both"})

@@ -128,10 +128,10 @@ class OneQueryPaginator(Paginator):
             counted = counted.values_list(*rows._fields, TOTAL, named=True)
         return counted[bottom : bottom + self.per_page]
 
-    def _kept_page(self, kept: KeptRows, number) -> list:
+    def _kept_page(self, kept: KeptRows, number: int) -> list:
         """A kept list's page by its kept SQL, its queryset unbuilt; [] where that cannot answer (nothing on the
         page, SQL that cannot be kept): the caller pages the built queryset instead."""
-        bottom = (self._whole(number) - 1) * self.per_page
+        bottom = (number - 1) * self.per_page
         if bottom > LARGEST_OFFSET:
             return []
         sql = _kept_sql((kept.key, bottom, self.per_page), lambda: self._window(kept.rows, bottom))
@@ -139,10 +139,11 @@ class OneQueryPaginator(Paginator):
 
     def page(self, number) -> Page:
         if isinstance(self.object_list, KeptRows):
+            number = self._whole(number)
             rows = self._kept_page(self.object_list, number)
             if rows:
                 self.count = getattr(rows[0], TOTAL)
-                return self._get_page(rows, self._whole(number), self)
+                return self._get_page(rows, number, self)
             self.object_list = self.object_list.rows  # built now: paged as any other list
         if not self._counts_with_rows():
             return super().page(number)

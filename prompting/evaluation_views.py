@@ -60,16 +60,20 @@ def _list_context(membership, form) -> dict:
 @login_required
 def evaluation_list(request):
     membership = page_membership_for(request.user)
+    return render(request, "prompting/evaluation_list.html", _list_context(membership, _start_form(membership)))
+
+
+def _start_form(membership, data=None) -> EvaluationRunForm:
+    """The form to start an evaluation, knowing whether her organisation has a run the refined variants can apply."""
     refined_ready = refinement_run_for_evaluation(membership.organisation) is not None
-    form = EvaluationRunForm(refined_ready=refined_ready)
-    return render(request, "prompting/evaluation_list.html", _list_context(membership, form))
+    return EvaluationRunForm(data, refined_ready=refined_ready)
 
 
 @require_POST
 @login_required
 def evaluation_start(request):
     membership = curation_membership_for(request.user)
-    form = EvaluationRunForm(request.POST)
+    form = _start_form(membership, request.POST)
     if not form.is_valid():
         return render(request, "prompting/evaluation_list.html", _list_context(membership, form), status=400)
     data = form.cleaned_data

@@ -326,7 +326,7 @@ class TestThePages:
         assert "HX-Request" in fragment["Vary"]
 
     def test_without_a_finished_refinement_run_the_refined_variants_start_unticked_and_are_refused_if_ticked(
-        self, client_for, curator, tiny_policy, tiny_checkpoint, organisation
+        self, client_for, curator, tiny_policy, tiny_checkpoint, organisation, other_organisation
     ):
         client = client_for(curator)
         form = client.get("/evaluations/").context["form"]
@@ -336,6 +336,10 @@ class TestThePages:
         assert response.status_code == 302 and response["Location"] == "/evaluations/"
         assert "need a finished refinement run" in client.get("/evaluations/").content.decode()
         assert not EvaluationRun.objects.exists()  # no run that fails as it starts
+        finished_run(other_organisation, tiny_checkpoint)  # another organisation's policy is never hers
+        assert client.get("/evaluations/").context["form"]["variants"].initial == ["general", "self", "peer", "pmlm"]
+        client.post("/evaluations/start/", {"retrieval": "both", "variants": ["pmlm", "pmlm_rl"]})
+        assert not EvaluationRun.objects.exists()
         finished_run(organisation, tiny_checkpoint)
         form = client.get("/evaluations/").context["form"]
         assert form["variants"].initial == list(VARIANTS) and not form["variants"].help_text
